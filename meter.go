@@ -1,0 +1,307 @@
+package flows
+
+import (
+	"context"
+	"net/netip"
+	"regexp"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Mode says whether Flows talks to a meter's hardware.
+type Mode string
+
+// Meter modes. A passive meter is a digital twin: its shadow is fed from
+// another database where the same meter is active, never from hardware.
+const (
+	ModeActive  Mode = "active"
+	ModePassive Mode = "passive"
+)
+
+// Valid reports whether m is a known mode.
+func (m Mode) Valid() bool { return m == ModeActive || m == ModePassive }
+
+// Health is the communication health of a meter as last observed.
+type Health string
+
+// Health values.
+const (
+	HealthHealthy   Health = "healthy"
+	HealthUnhealthy Health = "unhealthy"
+)
+
+// Valid reports whether h is a known health value.
+func (h Health) Valid() bool { return h == HealthHealthy || h == HealthUnhealthy }
+
+// Element identifies a metering element: A (day) and B (night) on twin-element
+// meters, SINGLE on single-element meters.
+type Element string
+
+// Register elements.
+const (
+	ElementA      Element = "A"
+	ElementB      Element = "B"
+	ElementSingle Element = "SINGLE"
+)
+
+// Valid reports whether e is a known element.
+func (e Element) Valid() bool { return e == ElementA || e == ElementB || e == ElementSingle }
+
+// RegisterStatus says whether a register is in use.
+type RegisterStatus string
+
+// Register statuses.
+const (
+	RegisterEnabled  RegisterStatus = "enabled"
+	RegisterReplaced RegisterStatus = "replaced"
+)
+
+// Valid reports whether s is a known register status.
+func (s RegisterStatus) Valid() bool { return s == RegisterEnabled || s == RegisterReplaced }
+
+// serialPattern is the accepted meter serial form: three upper-case letters
+// and 7 to 13 digits, as Emlite prints them (e.g. "EML2137580826"). The same
+// pattern is enforced by a CHECK constraint in the database.
+var serialPattern = regexp.MustCompile(`^[A-Z]{3}[0-9]{7,13}$`)
+
+// SerialPattern is the documented serial pattern, for error messages and docs.
+const SerialPattern = "three upper-case letters followed by 7 to 13 digits, e.g. EML2137580826"
+
+// ValidateSerial returns an EINVALID error naming "serial" when s is not a
+// well-formed meter serial.
+func ValidateSerial(s string) error {
+	if !serialPattern.MatchString(s) {
+		return FieldError("serial", "%q is not a meter serial (%s)", s, SerialPattern)
+	}
+	return nil
+}
+
+// ESCO is an energy-service company: the owner of a fleet of meters and the
+// unit of access control.
+type ESCO struct {
+	ID        string    `json:"id"`
+	Code      string    `json:"code"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Meter is a row of the meter registry: the configuration of one meter.
+type Meter struct {
+	ID                               string      `json:"id"`
+	Serial                           string      `json:"serial"`
+	Name                             string      `json:"name"`
+	IPAddress                        *netip.Addr `json:"ip_address"`
+	Port                             int         `json:"port"`
+	Hardware                         string      `json:"hardware"`
+	Mode                             Mode        `json:"mode"`
+	ESCO                             *string     `json:"esco"` // ESCO id
+	ESCOCode                         string      `json:"esco_code,omitempty"`
+	SingleMeterApp                   bool        `json:"single_meter_app"`
+	DaylightSavingsCorrectionEnabled bool        `json:"daylight_savings_correction_enabled"`
+	PrepayEnabled                    *bool       `json:"prepay_enabled"`
+	FirmwareVersion                  string      `json:"firmware_version"`
+	CreatedAt                        time.Time   `json:"created_at"`
+	UpdatedAt                        time.Time   `json:"updated_at"`
+}
+
+// NewMeter is the input for registering a meter.
+type NewMeter struct {
+	Serial                           string
+	Name                             string
+	IPAddress                        string // empty: not yet known
+	Port                             int    // 0: 8080, as all Emlite meters use
+	Hardware                         string
+	Mode                             Mode // empty: active
+	ESCOCode                         string
+	SingleMeterApp                   bool
+	DaylightSavingsCorrectionEnabled bool
+}
+
+// Validate checks every field and returns an EINVALID error naming the first
+// bad one.
+func (m *NewMeter) Validate() error {
+	if err := ValidateSerial(m.Serial); err != nil {
+		return err
+	}
+	if m.IPAddress != "" {
+		if _, err := netip.ParseAddr(m.IPAddress); err != nil {
+			return FieldError("ip_address", "%q is not an IP address", m.IPAddress)
+		}
+	}
+	if m.Port < 0 || m.Port > 65535 {
+		return FieldError("port", "%d is not a TCP port (1-65535)", m.Port)
+	}
+	if m.Mode != "" && !m.Mode.Valid() {
+		return FieldError("mode", "%q is not a meter mode (active or passive)", m.Mode)
+	}
+	if len(m.Name) > 200 {
+		return FieldError("name", "longer than 200 characters")
+	}
+	return nil
+}
+
+// Shadow is the reported state of one meter, as last read from it (or, for a
+// passive meter, mirrored from the database where it is active).
+type Shadow struct {
+	ID                     string           `json:"id"`
+	Balance                *decimal.Decimal `json:"balance"`
+	EmergencyCredit        *decimal.Decimal `json:"emergency_credit"`
+	BalanceUpdatedAt       *time.Time       `json:"balance_updated_at"`
+	TariffsActive          *Tariff          `json:"tariffs_active"`
+	TariffsFuture          *Tariff          `json:"tariffs_future"`
+	CSQ                    *int             `json:"csq"`
+	Health                 *Health          `json:"health"`
+	HealthDetails          string           `json:"health_details"`
+	LastHealthyAt          *time.Time       `json:"last_healthy_at"`
+	ClockTimeDiffSeconds   *int             `json:"clock_time_diff_seconds"`
+	ClockTimeDiffSyncedAt  *time.Time       `json:"clock_time_diff_synced_at"`
+	Voltage                *decimal.Decimal `json:"voltage"`
+	ImportA                *decimal.Decimal `json:"import_a"`
+	ImportB                *decimal.Decimal `json:"import_b"`
+	ExportA                *decimal.Decimal `json:"export_a"`
+	ExportB                *decimal.Decimal `json:"export_b"`
+	Backlight              string           `json:"backlight"`
+	LoadSwitch             string           `json:"load_switch"`
+	UpdatedAt              time.Time        `json:"updated_at"`
+	CreatedAt              time.Time        `json:"created_at"`
+}
+
+// ShadowUpdate is a partial update of a shadow: nil fields are left alone.
+// Writing a field appends its history (balance, csq, voltage, health) and
+// register reads (import/export) through database triggers, so SQL users and
+// the sync engine get the same behaviour.
+type ShadowUpdate struct {
+	Balance              *decimal.Decimal
+	EmergencyCredit      *decimal.Decimal
+	TariffsActive        *Tariff
+	TariffsFuture        *Tariff
+	CSQ                  *int
+	ClearCSQ             bool // write NULL to csq, so an offline period shows in history
+	Health               *Health
+	HealthDetails        *string
+	ClockTimeDiffSeconds *int
+	Voltage              *decimal.Decimal
+	ImportA, ImportB     *decimal.Decimal
+	ExportA, ExportB     *decimal.Decimal
+	Backlight            *string
+	LoadSwitch           *string
+	// At, when set, is the time the values were observed; it becomes
+	// updated_at and the timestamp of the history rows. Zero means now.
+	At time.Time
+}
+
+// Validate checks the ranges the database also enforces, naming the field.
+func (u *ShadowUpdate) Validate() error {
+	if u.CSQ != nil && (*u.CSQ < 0 || *u.CSQ > 31) {
+		return FieldError("csq", "%d is outside 0-31", *u.CSQ)
+	}
+	if u.EmergencyCredit != nil && u.EmergencyCredit.IsNegative() {
+		return FieldError("emergency_credit", "must not be negative")
+	}
+	if u.Health != nil && !u.Health.Valid() {
+		return FieldError("health", "%q is not healthy or unhealthy", *u.Health)
+	}
+	for _, t := range []struct {
+		name string
+		t    *Tariff
+	}{{"tariffs_active", u.TariffsActive}, {"tariffs_future", u.TariffsFuture}} {
+		if t.t != nil {
+			if err := t.t.ValidateAmounts(t.name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Register maps a metering register to a meter element.
+type Register struct {
+	RegisterID        string         `json:"register_id"`
+	MeterID           string         `json:"meter_id"`
+	Element           Element        `json:"element"`
+	Status            RegisterStatus `json:"status"`
+	DirectionReversed bool           `json:"direction_reversed"`
+	CreatedAt         time.Time      `json:"created_at"`
+}
+
+// BalancePoint is one entry (or one bucket) of balance history.
+type BalancePoint struct {
+	Timestamp       time.Time        `json:"timestamp"`
+	Balance         *decimal.Decimal `json:"balance"`
+	EmergencyCredit *decimal.Decimal `json:"emergency_credit,omitempty"`
+	Min             *decimal.Decimal `json:"min_balance,omitempty"`
+	Max             *decimal.Decimal `json:"max_balance,omitempty"`
+	Avg             *decimal.Decimal `json:"avg_balance,omitempty"`
+}
+
+// Bucket is the aggregation of a balance history query.
+type Bucket string
+
+// Balance history buckets.
+const (
+	BucketRaw  Bucket = "raw"
+	BucketHour Bucket = "hour"
+	BucketDay  Bucket = "day"
+)
+
+// MeterFilter selects meters from the registry. Empty fields do not filter.
+type MeterFilter struct {
+	ESCOCode string
+	Mode     Mode
+	Health   Health
+	Query    string // substring of serial or name
+	Limit    int
+	Offset   int
+}
+
+// MeterStatus is a meter with its shadow and registers: what an operator sees.
+type MeterStatus struct {
+	Meter     Meter      `json:"registry"`
+	Shadow    Shadow     `json:"shadow"`
+	Registers []Register `json:"registers"`
+}
+
+// LowBalance is a row of the meters_low_balance view.
+type LowBalance struct {
+	ID              string           `json:"id"`
+	Serial          string           `json:"serial"`
+	Name            string           `json:"name"`
+	Balance         decimal.Decimal  `json:"balance"`
+	EmergencyCredit *decimal.Decimal `json:"emergency_credit"`
+}
+
+// OfflineMeter is a row of the meters_offline_* views.
+type OfflineMeter struct {
+	ID         string     `json:"id"`
+	Serial     string     `json:"serial"`
+	Name       string     `json:"name"`
+	LastOnline *time.Time `json:"last_online"`
+}
+
+// ClockDrift is a row of the meters_clock_drift view.
+type ClockDrift struct {
+	ID                   string     `json:"id"`
+	Serial               string     `json:"serial"`
+	Name                 string     `json:"name"`
+	ClockTimeDiffSeconds int        `json:"clock_time_diff_seconds"`
+	SyncedAt             *time.Time `json:"clock_time_diff_synced_at"`
+}
+
+// MeterStore is the persistence of the meter domain. Errors carry the codes
+// of this package: ENOTFOUND, EINVALID (naming the field) and ECONFLICT.
+type MeterStore interface {
+	CreateESCO(ctx context.Context, code, name string) (*ESCO, error)
+	ESCOByCode(ctx context.Context, code string) (*ESCO, error)
+	CreateMeter(ctx context.Context, m NewMeter) (*Meter, error)
+	MeterBySerial(ctx context.Context, serial string) (*Meter, error)
+	Meters(ctx context.Context, f MeterFilter) ([]Meter, error)
+	MeterStatus(ctx context.Context, serial string) (*MeterStatus, error)
+	UpdateShadow(ctx context.Context, meterID string, u ShadowUpdate) error
+	AddRegister(ctx context.Context, meterID string, e Element, reversed bool) (*Register, error)
+	BalanceHistory(ctx context.Context, meterID string, from, to time.Time, b Bucket) ([]BalancePoint, error)
+	LowBalance(ctx context.Context, threshold decimal.Decimal, escoCode string) ([]LowBalance, error)
+	OfflineRecently(ctx context.Context, escoCode string) ([]OfflineMeter, error)
+	OfflineAll(ctx context.Context, escoCode string) ([]OfflineMeter, error)
+	ClockDrifts(ctx context.Context, escoCode string) ([]ClockDrift, error)
+}

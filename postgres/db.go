@@ -1,0 +1,92 @@
+// Package postgres stores the meter domain in PostgreSQL (schema "flows")
+// through pgx. It owns the migrations (embedded, numbered, applied under an
+// advisory lock) and translates driver errors into flows error codes where
+// they happen: no pgx type crosses into the domain.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/flows-energy/flows"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	pgxdecimal "github.com/jackc/pgx-shopspring-decimal"
+)
+
+// Open connects a pool to url and registers the decimal type so numeric
+// columns scan into decimal.Decimal (never float).
+func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, flows.Errorf(flows.EINVALID, "database URL: %v", err)
+	}
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		pgxdecimal.Register(conn.TypeMap())
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, flows.Errorf(flows.EUNAVAILABLE, "database %s:%d unreachable: %v", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return pool, nil
+}
+
+// constraintFields maps constraint names to the field and message a user
+// should see.
+var constraintFields = map[string][2]string{
+	"meter_registry_serial_key":                  {"serial", "a meter with this serial already exists"},
+	"meter_registry_serial_format":               {"serial", "not a meter serial (" + flows.SerialPattern + ")"},
+	"meter_registry_ip_address_key":              {"ip_address", "another meter already has this IP address"},
+	"meter_registry_port_range":                  {"port", "not a TCP port (1-65535)"},
+	"meter_registry_iccid_key":                   {"iccid", "another meter already has this ICCID"},
+	"meter_registry_esco_fkey":                   {"esco", "no such ESCO"},
+	"escos_code_key":                             {"code", "an ESCO with this code already exists"},
+	"escos_code_format":                          {"code", "ESCO codes are 1-32 letters, digits, '-' or '_'"},
+	"meter_shadows_csq_range":                    {"csq", "must be between 0 and 31"},
+	"meter_shadows_emergency_credit_nonnegative": {"emergency_credit", "must not be negative"},
+	"meter_shadows_tariffs_active_shape":         {"tariffs_active", "must be a tariff object with decimal amounts"},
+	"meter_shadows_tariffs_future_shape":         {"tariffs_future", "must be a tariff object with decimal amounts"},
+	"meter_registers_one_enabled_per_element":    {"element", "the meter already has an enabled register for this element"},
+	"meter_registers_element_layout":             {"element", "a meter cannot have both SINGLE and A/B registers"},
+}
+
+// translate turns driver errors into flows errors: no rows → ENOTFOUND,
+// constraint violations → EINVALID/ECONFLICT naming the field.
+func translate(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return flows.Errorf(flows.ENOTFOUND, "%s not found", what)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		f, known := constraintFields[pgErr.ConstraintName]
+		switch pgErr.Code {
+		case "23505": // unique_violation
+			if known {
+				return &flows.Error{Code: flows.ECONFLICT, Field: f[0], Message: f[1]}
+			}
+			return flows.Errorf(flows.ECONFLICT, "%s already exists", what)
+		case "23514", "23503", "23502": // check, foreign key, not null
+			if known {
+				return &flows.Error{Code: flows.EINVALID, Field: f[0], Message: f[1]}
+			}
+			if pgErr.ColumnName != "" {
+				return &flows.Error{Code: flows.EINVALID, Field: pgErr.ColumnName, Message: "required"}
+			}
+			return flows.Errorf(flows.EINVALID, "%s: %s", what, pgErr.Message)
+		case "22P02": // invalid_text_representation (bad enum, uuid)
+			return flows.Errorf(flows.EINVALID, "%s: %s", what, strings.TrimPrefix(pgErr.Message, "invalid input syntax for "))
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

@@ -1,0 +1,372 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
+)
+
+// Store implements flows.MeterStore on a pgx pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ flows.MeterStore = (*Store)(nil)
+
+// NewStore returns a store using pool.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Pool returns the underlying pool (for components sharing the connection).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// CreateESCO registers an energy-service company. ECONFLICT when the code is
+// taken, EINVALID naming "code" or "name" when malformed.
+func (s *Store) CreateESCO(ctx context.Context, code, name string) (*flows.ESCO, error) {
+	if strings.TrimSpace(name) == "" {
+		return nil, flows.FieldError("name", "required")
+	}
+	var e flows.ESCO
+	err := s.pool.QueryRow(ctx,
+		`INSERT INTO flows.escos (code, name) VALUES ($1, $2) RETURNING id, code, name, created_at`,
+		code, name).Scan(&e.ID, &e.Code, &e.Name, &e.CreatedAt)
+	if err != nil {
+		return nil, translate(err, "esco")
+	}
+	return &e, nil
+}
+
+// ESCOByCode returns the ESCO with code (case-insensitive). ENOTFOUND if none.
+func (s *Store) ESCOByCode(ctx context.Context, code string) (*flows.ESCO, error) {
+	var e flows.ESCO
+	err := s.pool.QueryRow(ctx,
+		`SELECT id, code, name, created_at FROM flows.escos WHERE lower(code) = lower($1)`, code).
+		Scan(&e.ID, &e.Code, &e.Name, &e.CreatedAt)
+	if err != nil {
+		return nil, translate(err, fmt.Sprintf("esco %q", code))
+	}
+	return &e, nil
+}
+
+// CreateMeter registers a meter (its shadow is created by a trigger).
+// EINVALID names the bad field; ECONFLICT for a duplicate serial or IP.
+func (s *Store) CreateMeter(ctx context.Context, m flows.NewMeter) (*flows.Meter, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	var escoID *string
+	if m.ESCOCode != "" {
+		e, err := s.ESCOByCode(ctx, m.ESCOCode)
+		if err != nil {
+			return nil, &flows.Error{Code: flows.EINVALID, Field: "esco", Message: fmt.Sprintf("no ESCO with code %q", m.ESCOCode)}
+		}
+		escoID = &e.ID
+	}
+	mode := m.Mode
+	if mode == "" {
+		mode = flows.ModeActive
+	}
+	port := m.Port
+	if port == 0 {
+		port = 8080
+	}
+	var ip *string
+	if m.IPAddress != "" {
+		ip = &m.IPAddress
+	}
+	var id string
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO flows.meter_registry (serial, name, ip_address, port, hardware, mode, esco,
+			single_meter_app, daylight_savings_correction_enabled)
+		VALUES ($1, NULLIF($2, ''), $3::inet, $4, NULLIF($5, ''), $6, $7, $8, $9)
+		RETURNING id`,
+		m.Serial, m.Name, ip, port, m.Hardware, string(mode), escoID, m.SingleMeterApp, m.DaylightSavingsCorrectionEnabled,
+	).Scan(&id)
+	if err != nil {
+		return nil, translate(err, "meter")
+	}
+	return s.meterWhere(ctx, "mr.id = $1", id)
+}
+
+const meterColumns = `mr.id, mr.serial, coalesce(mr.name, ''), host(mr.ip_address), mr.port, coalesce(mr.hardware, ''),
+	mr.mode, mr.esco, coalesce(e.code, ''), mr.single_meter_app, mr.daylight_savings_correction_enabled,
+	mr.prepay_enabled, coalesce(mr.firmware_version, ''), mr.created_at, mr.updated_at`
+
+func scanMeter(row pgx.Row) (*flows.Meter, error) {
+	var m flows.Meter
+	var ip *string
+	var mode string
+	err := row.Scan(&m.ID, &m.Serial, &m.Name, &ip, &m.Port, &m.Hardware, &mode, &m.ESCO, &m.ESCOCode,
+		&m.SingleMeterApp, &m.DaylightSavingsCorrectionEnabled, &m.PrepayEnabled, &m.FirmwareVersion,
+		&m.CreatedAt, &m.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	m.Mode = flows.Mode(mode)
+	if ip != nil {
+		if a, err := netip.ParseAddr(*ip); err == nil {
+			m.IPAddress = &a
+		}
+	}
+	m.CreatedAt, m.UpdatedAt = m.CreatedAt.UTC(), m.UpdatedAt.UTC()
+	return &m, nil
+}
+
+func (s *Store) meterWhere(ctx context.Context, where string, args ...any) (*flows.Meter, error) {
+	row := s.pool.QueryRow(ctx, `SELECT `+meterColumns+`
+		FROM flows.meter_registry mr LEFT JOIN flows.escos e ON e.id = mr.esco WHERE `+where, args...)
+	m, err := scanMeter(row)
+	if err != nil {
+		return nil, translate(err, "meter")
+	}
+	return m, nil
+}
+
+// MeterBySerial returns the registry row of a meter. ENOTFOUND if none.
+func (s *Store) MeterBySerial(ctx context.Context, serial string) (*flows.Meter, error) {
+	m, err := s.meterWhere(ctx, "mr.serial = $1", serial)
+	if flows.ErrorCode(err) == flows.ENOTFOUND {
+		return nil, flows.Errorf(flows.ENOTFOUND, "meter %q not found", serial)
+	}
+	return m, err
+}
+
+// Meters lists registry rows matching f, ordered by name then serial. The
+// filter is built from bind parameters only.
+func (s *Store) Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	if f.ESCOCode != "" {
+		where = append(where, "lower(e.code) = lower("+arg(f.ESCOCode)+")")
+	}
+	if f.Mode != "" {
+		if !f.Mode.Valid() {
+			return nil, flows.FieldError("mode", "%q is not active or passive", f.Mode)
+		}
+		where = append(where, "mr.mode = "+arg(string(f.Mode)))
+	}
+	if f.Health != "" {
+		if !f.Health.Valid() {
+			return nil, flows.FieldError("health", "%q is not healthy or unhealthy", f.Health)
+		}
+		where = append(where, "ms.health = "+arg(string(f.Health)))
+	}
+	if f.Query != "" {
+		p := arg("%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Query) + "%")
+		where = append(where, "(mr.serial ILIKE "+p+" OR mr.name ILIKE "+p+")")
+	}
+	q := `SELECT ` + meterColumns + ` FROM flows.meter_registry mr
+		LEFT JOIN flows.escos e ON e.id = mr.esco
+		JOIN flows.meter_shadows ms ON ms.id = mr.id`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY mr.name NULLS LAST, mr.serial"
+	if f.Limit > 0 {
+		q += " LIMIT " + arg(f.Limit)
+	}
+	if f.Offset > 0 {
+		q += " OFFSET " + arg(f.Offset)
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, translate(err, "meters")
+	}
+	defer rows.Close()
+	var out []flows.Meter
+	for rows.Next() {
+		m, err := scanMeter(rows)
+		if err != nil {
+			return nil, translate(err, "meters")
+		}
+		out = append(out, *m)
+	}
+	return out, translate(rows.Err(), "meters")
+}
+
+// MeterStatus returns a meter's registry row, shadow and registers.
+// ENOTFOUND if the serial is unknown.
+func (s *Store) MeterStatus(ctx context.Context, serial string) (*flows.MeterStatus, error) {
+	m, err := s.MeterBySerial(ctx, serial)
+	if err != nil {
+		return nil, err
+	}
+	sh, err := s.Shadow(ctx, m.ID)
+	if err != nil {
+		return nil, err
+	}
+	regs, err := s.Registers(ctx, m.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &flows.MeterStatus{Meter: *m, Shadow: *sh, Registers: regs}, nil
+}
+
+// Shadow returns the shadow of the meter with id. ENOTFOUND if none.
+func (s *Store) Shadow(ctx context.Context, meterID string) (*flows.Shadow, error) {
+	var sh flows.Shadow
+	var active, future []byte
+	var health *string
+	err := s.pool.QueryRow(ctx, `
+		SELECT id, balance, emergency_credit, balance_updated_at, tariffs_active, tariffs_future, csq,
+		       health, coalesce(health_details, ''), last_healthy_at, clock_time_diff_seconds,
+		       clock_time_diff_synced_at, voltage, import_a, import_b, export_a, export_b,
+		       coalesce(backlight, ''), coalesce(load_switch, ''), updated_at, created_at
+		FROM flows.meter_shadows WHERE id = $1`, meterID).Scan(
+		&sh.ID, &sh.Balance, &sh.EmergencyCredit, &sh.BalanceUpdatedAt, &active, &future, &sh.CSQ,
+		&health, &sh.HealthDetails, &sh.LastHealthyAt, &sh.ClockTimeDiffSeconds,
+		&sh.ClockTimeDiffSyncedAt, &sh.Voltage, &sh.ImportA, &sh.ImportB, &sh.ExportA, &sh.ExportB,
+		&sh.Backlight, &sh.LoadSwitch, &sh.UpdatedAt, &sh.CreatedAt)
+	if err != nil {
+		return nil, translate(err, "meter shadow")
+	}
+	if health != nil {
+		h := flows.Health(*health)
+		sh.Health = &h
+	}
+	for _, t := range []struct {
+		raw []byte
+		dst **flows.Tariff
+	}{{active, &sh.TariffsActive}, {future, &sh.TariffsFuture}} {
+		if t.raw != nil {
+			var tf flows.Tariff
+			if err := json.Unmarshal(t.raw, &tf); err != nil {
+				return nil, fmt.Errorf("decode stored tariff of %s: %w", meterID, err)
+			}
+			*t.dst = &tf
+		}
+	}
+	sh.UpdatedAt, sh.CreatedAt = sh.UpdatedAt.UTC(), sh.CreatedAt.UTC()
+	return &sh, nil
+}
+
+// UpdateShadow writes the non-nil fields of u in one statement, so history
+// rows share one timestamp. ENOTFOUND if the meter has no shadow; EINVALID
+// naming the field for out-of-range values.
+func (s *Store) UpdateShadow(ctx context.Context, meterID string, u flows.ShadowUpdate) error {
+	if err := u.Validate(); err != nil {
+		return err
+	}
+	at := u.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	// $2 is the observation time: updated_at, and so the history timestamp.
+	args := []any{meterID, at.UTC()}
+	var sets []string
+	set := func(col string, v any) {
+		args = append(args, v)
+		sets = append(sets, fmt.Sprintf("%s = $%d", col, len(args)))
+	}
+	if u.Balance != nil {
+		set("balance", *u.Balance)
+	}
+	if u.EmergencyCredit != nil {
+		set("emergency_credit", *u.EmergencyCredit)
+	}
+	for _, t := range []struct {
+		col string
+		v   *flows.Tariff
+	}{{"tariffs_active", u.TariffsActive}, {"tariffs_future", u.TariffsFuture}} {
+		if t.v != nil {
+			b, err := json.Marshal(t.v)
+			if err != nil {
+				return fmt.Errorf("encode %s: %w", t.col, err)
+			}
+			set(t.col, string(b))
+		}
+	}
+	switch {
+	case u.ClearCSQ:
+		set("csq", nil)
+	case u.CSQ != nil:
+		set("csq", *u.CSQ)
+	}
+	if u.Health != nil {
+		set("health", string(*u.Health))
+	}
+	if u.HealthDetails != nil {
+		set("health_details", *u.HealthDetails)
+	}
+	if u.ClockTimeDiffSeconds != nil {
+		set("clock_time_diff_seconds", *u.ClockTimeDiffSeconds)
+		sets = append(sets, "clock_time_diff_synced_at = $2")
+	}
+	for _, d := range []struct {
+		col string
+		v   *decimal.Decimal
+	}{{"voltage", u.Voltage}, {"import_a", u.ImportA}, {"import_b", u.ImportB}, {"export_a", u.ExportA}, {"export_b", u.ExportB}} {
+		if d.v != nil {
+			set(d.col, *d.v)
+		}
+	}
+	if u.Backlight != nil {
+		set("backlight", *u.Backlight)
+	}
+	if u.LoadSwitch != nil {
+		set("load_switch", *u.LoadSwitch)
+	}
+	if len(sets) == 0 {
+		return nil
+	}
+	sets = append(sets, "updated_at = $2")
+	tag, err := s.pool.Exec(ctx, "UPDATE flows.meter_shadows SET "+strings.Join(sets, ", ")+" WHERE id = $1", args...)
+	if err != nil {
+		return translate(err, "meter shadow")
+	}
+	if tag.RowsAffected() == 0 {
+		return flows.Errorf(flows.ENOTFOUND, "meter %s not found", meterID)
+	}
+	return nil
+}
+
+// AddRegister adds an enabled register for element e. EINVALID for an
+// unknown element or a layout clash (SINGLE with A/B); ECONFLICT when the
+// element already has an enabled register.
+func (s *Store) AddRegister(ctx context.Context, meterID string, e flows.Element, reversed bool) (*flows.Register, error) {
+	if !e.Valid() {
+		return nil, flows.FieldError("element", "%q is not A, B or SINGLE", e)
+	}
+	var r flows.Register
+	var elem, status string
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO flows.meter_registers (meter_id, element, direction_reversed) VALUES ($1, $2, $3)
+		RETURNING register_id, meter_id, element, status, direction_reversed, created_at`,
+		meterID, string(e), reversed).Scan(&r.RegisterID, &r.MeterID, &elem, &status, &r.DirectionReversed, &r.CreatedAt)
+	if err != nil {
+		return nil, translate(err, "register")
+	}
+	r.Element, r.Status = flows.Element(elem), flows.RegisterStatus(status)
+	return &r, nil
+}
+
+// Registers lists a meter's registers, enabled first.
+func (s *Store) Registers(ctx context.Context, meterID string) ([]flows.Register, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT register_id, meter_id, element, status, direction_reversed, created_at
+		FROM flows.meter_registers WHERE meter_id = $1 ORDER BY status, element`, meterID)
+	if err != nil {
+		return nil, translate(err, "registers")
+	}
+	defer rows.Close()
+	out := []flows.Register{}
+	for rows.Next() {
+		var r flows.Register
+		var elem, status string
+		if err := rows.Scan(&r.RegisterID, &r.MeterID, &elem, &status, &r.DirectionReversed, &r.CreatedAt); err != nil {
+			return nil, translate(err, "registers")
+		}
+		r.Element, r.Status = flows.Element(elem), flows.RegisterStatus(status)
+		out = append(out, r)
+	}
+	return out, translate(rows.Err(), "registers")
+}
