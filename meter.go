@@ -144,27 +144,27 @@ func (m *NewMeter) Validate() error {
 // Shadow is the reported state of one meter, as last read from it (or, for a
 // passive meter, mirrored from the database where it is active).
 type Shadow struct {
-	ID                     string           `json:"id"`
-	Balance                *decimal.Decimal `json:"balance"`
-	EmergencyCredit        *decimal.Decimal `json:"emergency_credit"`
-	BalanceUpdatedAt       *time.Time       `json:"balance_updated_at"`
-	TariffsActive          *Tariff          `json:"tariffs_active"`
-	TariffsFuture          *Tariff          `json:"tariffs_future"`
-	CSQ                    *int             `json:"csq"`
-	Health                 *Health          `json:"health"`
-	HealthDetails          string           `json:"health_details"`
-	LastHealthyAt          *time.Time       `json:"last_healthy_at"`
-	ClockTimeDiffSeconds   *int             `json:"clock_time_diff_seconds"`
-	ClockTimeDiffSyncedAt  *time.Time       `json:"clock_time_diff_synced_at"`
-	Voltage                *decimal.Decimal `json:"voltage"`
-	ImportA                *decimal.Decimal `json:"import_a"`
-	ImportB                *decimal.Decimal `json:"import_b"`
-	ExportA                *decimal.Decimal `json:"export_a"`
-	ExportB                *decimal.Decimal `json:"export_b"`
-	Backlight              string           `json:"backlight"`
-	LoadSwitch             string           `json:"load_switch"`
-	UpdatedAt              time.Time        `json:"updated_at"`
-	CreatedAt              time.Time        `json:"created_at"`
+	ID                    string           `json:"id"`
+	Balance               *decimal.Decimal `json:"balance"`
+	EmergencyCredit       *decimal.Decimal `json:"emergency_credit"`
+	BalanceUpdatedAt      *time.Time       `json:"balance_updated_at"`
+	TariffsActive         *Tariff          `json:"tariffs_active"`
+	TariffsFuture         *Tariff          `json:"tariffs_future"`
+	CSQ                   *int             `json:"csq"`
+	Health                *Health          `json:"health"`
+	HealthDetails         string           `json:"health_details"`
+	LastHealthyAt         *time.Time       `json:"last_healthy_at"`
+	ClockTimeDiffSeconds  *int             `json:"clock_time_diff_seconds"`
+	ClockTimeDiffSyncedAt *time.Time       `json:"clock_time_diff_synced_at"`
+	Voltage               *decimal.Decimal `json:"voltage"`
+	ImportA               *decimal.Decimal `json:"import_a"`
+	ImportB               *decimal.Decimal `json:"import_b"`
+	ExportA               *decimal.Decimal `json:"export_a"`
+	ExportB               *decimal.Decimal `json:"export_b"`
+	Backlight             string           `json:"backlight"`
+	LoadSwitch            string           `json:"load_switch"`
+	UpdatedAt             time.Time        `json:"updated_at"`
+	CreatedAt             time.Time        `json:"created_at"`
 }
 
 // ShadowUpdate is a partial update of a shadow: nil fields are left alone.

@@ -11,10 +11,10 @@ import (
 	"strings"
 
 	"github.com/flows-energy/flows"
+	pgxdecimal "github.com/jackc/pgx-shopspring-decimal"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	pgxdecimal "github.com/jackc/pgx-shopspring-decimal"
 )
 
 // Open connects a pool to url and registers the decimal type so numeric
