@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -92,6 +93,15 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		if err := c.appendConf(ctx, conf); err != nil {
 			return nil, err
+		}
+	}
+	// A server still running here was left by a process that died without
+	// stopping it (callers make sure the directory is theirs alone, e.g. by
+	// a lock file); stop it so we start with our own settings.
+	if _, err := c.run(ctx, "pg_ctl", "-D", c.dir, "status"); err == nil {
+		log.Warn("stopping a PostgreSQL server left running in the data directory", "dir", c.dir)
+		if out, err := c.run(ctx, "pg_ctl", "-D", c.dir, "-m", "fast", "-w", "stop"); err != nil {
+			return nil, fmt.Errorf("stop leftover server in %s: %w\n%s", c.dir, err, out)
 		}
 	}
 	// A free port can be taken by someone else between our probe and the
@@ -226,6 +236,9 @@ func (c *Cluster) run(ctx context.Context, name string, args ...string) ([]byte,
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &out, nil
 	cmd.Dir = "/"
+	// Own process group: a Ctrl-C at the terminal reaches only our process,
+	// which then stops the server in order, instead of killing it mid-way.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	err := cmd.Run()
 	return out.Bytes(), err

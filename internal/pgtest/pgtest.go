@@ -47,10 +47,11 @@ const dirPrefix = "flows-pgtest-"
 // Main runs the tests of a package with a database server available, and
 // exits with their status.
 func Main(m *testing.M) {
-	os.Exit(run(m))
+	os.Exit(Run(m))
 }
 
-func run(m *testing.M) int {
+// Run is Main for a TestMain that has more to do: it returns the exit code.
+func Run(m *testing.M) int {
 	ctx := context.Background()
 	if u := os.Getenv(EnvURL); u != "" {
 		adminURL = u

@@ -1,0 +1,175 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	flowshttp "github.com/flows-energy/flows/http"
+)
+
+type readyFile struct {
+	DatabaseURL string `json:"database_url"`
+	HTTPURL     string `json:"http_url"`
+	GRPCAddr    string `json:"grpc_addr"`
+	AdminToken  string `json:"admin_token"`
+	ESCO        string `json:"esco"`
+	ESCOID      string `json:"esco_id"`
+	Meters      []struct {
+		Serial    string `json:"serial"`
+		IPAddress string `json:"ip_address"`
+		Port      int    `json:"port"`
+		Mode      string `json:"mode"`
+		Hardware  string `json:"hardware"`
+		Key       string `json:"key"`
+	} `json:"meters"`
+}
+
+// startDemo runs `flows demo` and waits for its ready-file.
+func startDemo(t *testing.T, dataDir string, args ...string) (*exec.Cmd, readyFile, *bytes.Buffer) {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "ready.json")
+	cmd := exec.Command(flowsBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--ready-file", ready}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), "FLOWS_JWT_SECRET=")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		b, err := os.ReadFile(ready)
+		if err == nil {
+			var rf readyFile
+			if err := json.Unmarshal(b, &rf); err != nil {
+				t.Fatalf("ready-file is not JSON: %v\n%s", err, b)
+			}
+			return cmd, rf, &out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ready-file after 90 s; output:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func psql(t *testing.T, url, sql string) (string, error) {
+	t.Helper()
+	out, err := exec.Command("psql", url, "-XAtc", sql).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+func stopDemo(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer) {
+	t.Helper()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo exited with %v after SIGTERM; output:\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("demo did not stop within 30 s of SIGTERM")
+	}
+}
+
+func TestDemoEndToEnd(t *testing.T) {
+	dataDir, err := os.MkdirTemp("", "flows-demo-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The postgres user (when we are root) must be able to reach inside.
+	_ = os.Chmod(dataDir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dataDir) })
+
+	cmd, rf, out := startDemo(t, dataDir, "--meters", "12")
+	if n, err := psql(t, rf.DatabaseURL, "SELECT count(*) FROM flows.meter_registry"); err != nil || n != "12" {
+		t.Fatalf("psql with the ready-file's database_url: %q, %v", n, err)
+	}
+	if len(rf.Meters) != 12 || rf.ESCO != "DEMO" || rf.ESCOID == "" {
+		t.Fatalf("ready-file meters %d esco %q/%q", len(rf.Meters), rf.ESCO, rf.ESCOID)
+	}
+	kinds := map[string]bool{}
+	for _, m := range rf.Meters {
+		if m.Serial == "" || m.Port != 8080 || m.Hardware == "" || len(m.Key) != 32 {
+			t.Errorf("ready-file meter incomplete: %+v", m)
+		}
+		kinds[m.Mode+"/"+m.Hardware] = true
+	}
+	for _, k := range []string{"active/C1.w", "active/EMA1.w", "active/B1.w"} {
+		if !kinds[k] {
+			t.Errorf("demo fleet lacks %s meters; has %v", k, kinds)
+		}
+	}
+	// The seed's example serial exists, with history.
+	if n, _ := psql(t, rf.DatabaseURL, "SELECT count(*) FROM flows.meter_prepay_balance b JOIN flows.meter_registry r ON r.id = b.meter_id WHERE r.serial = 'EML2137580826'"); n == "0" {
+		t.Errorf("EML2137580826 has no balance history")
+	}
+	resp, err := http.Get(rf.HTTPURL + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	secret, err := os.ReadFile(filepath.Join(dataDir, "jwt-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := flowshttp.ParseToken([]byte(strings.TrimSpace(string(secret))), rf.AdminToken, time.Now())
+	if err != nil || c.Role != flowshttp.RoleAdmin {
+		t.Fatalf("admin token: %+v, %v", c, err)
+	}
+	// A second demo on the same data directory is refused while this runs.
+	second := exec.Command(flowsBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0")
+	if b, err := second.CombinedOutput(); err == nil || !strings.Contains(string(b), "in use") {
+		t.Errorf("second demo on the same data: %v\n%s", err, b)
+	}
+	if _, err := psql(t, rf.DatabaseURL, "UPDATE flows.meter_registry SET name = 'kept' WHERE serial = 'EML2137580826'"); err != nil {
+		t.Fatal(err)
+	}
+	stopDemo(t, cmd, out)
+	if _, err := psql(t, rf.DatabaseURL, "SELECT 1"); err == nil {
+		t.Fatal("database still answers after the demo stopped")
+	}
+
+	// Restarting keeps the data (no reseed); --fresh starts over.
+	cmd, rf, out = startDemo(t, dataDir, "--meters", "12")
+	if name, _ := psql(t, rf.DatabaseURL, "SELECT name FROM flows.meter_registry WHERE serial = 'EML2137580826'"); name != "kept" {
+		t.Errorf("after restart name = %q, want the edit kept", name)
+	}
+	stopDemo(t, cmd, out)
+	cmd, rf, out = startDemo(t, dataDir, "--meters", "3", "--fresh")
+	if n, _ := psql(t, rf.DatabaseURL, "SELECT count(*) FROM flows.meter_registry"); n != "3" {
+		t.Errorf("after --fresh with 3 meters: %s meters", n)
+	}
+	stopDemo(t, cmd, out)
+}
+
+func TestDemoRejectsBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"demo", "--meters", "0"}, "--meters"},
+		{[]string{"demo", "--speed", "-1"}, "--speed"},
+		{[]string{"migrate", "sideways", "--database-url", "postgres://x@127.0.0.1:1/x"}, "action"},
+		{[]string{"migrate", "up"}, "--database-url"},
+		{[]string{"serve"}, "not implemented"},
+		{[]string{"meter", "show", "bad-serial", "--database-url", "postgres://x@127.0.0.1:1/x"}, "serial"},
+	} {
+		cmd := exec.Command(flowsBin, c.args...)
+		cmd.Env = append(os.Environ(), "FLOWS_DATABASE_URL=")
+		b, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(b), c.want) {
+			t.Errorf("flows %v: err %v, output %q; want a failure naming %q", c.args, err, b, c.want)
+		}
+	}
+}

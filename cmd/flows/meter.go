@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/postgres"
+	"github.com/spf13/cobra"
+)
+
+func newMeterCmd() *cobra.Command {
+	meter := &cobra.Command{Use: "meter", Short: "Registry commands: import, list, show, sync"}
+	var esco string
+	imp := &cobra.Command{
+		Use:   "import FILE",
+		Short: `Register meters from a JSON file {"meters": [{"serial", "ip_address", "port", "hardware", ...}]}`,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			entries, err := readRegistryFile(args[0])
+			if err != nil {
+				return err
+			}
+			store, closeFn, err := openStore(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			ms := make([]flows.NewMeter, len(entries))
+			layouts := make([]string, len(entries))
+			for i, e := range entries {
+				ms[i] = flows.NewMeter{Serial: e.Serial, Name: e.Name, IPAddress: e.IPAddress, Port: e.Port,
+					Hardware: e.Hardware, Mode: flows.Mode(e.Mode), DaylightSavingsCorrectionEnabled: e.DST}
+				layouts[i] = e.Layout
+			}
+			res, err := store.ImportMeters(cmd.Context(), esco, ms, layouts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %d meters: %d new, %d updated\n", len(ms), res.Created, res.Updated)
+			return nil
+		},
+	}
+	imp.Flags().StringVar(&esco, "esco", "", "ESCO code the meters belong to")
+	addDatabaseFlag(imp)
+
+	var filter flows.MeterFilter
+	var mode, health string
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List registered meters",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, closeFn, err := openStore(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			filter.Mode, filter.Health = flows.Mode(mode), flows.Health(health)
+			ms, err := store.Meters(cmd.Context(), filter)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd, ms)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "SERIAL\tNAME\tMODE\tHARDWARE\tIP\tESCO")
+			for _, m := range ms {
+				ip := ""
+				if m.IPAddress != nil {
+					ip = m.IPAddress.String()
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Serial, m.Name, m.Mode, m.Hardware, ip, m.ESCOCode)
+			}
+			return w.Flush()
+		},
+	}
+	list.Flags().StringVar(&filter.ESCOCode, "esco", "", "only this ESCO")
+	list.Flags().StringVar(&mode, "mode", "", "active or passive")
+	list.Flags().StringVar(&health, "health", "", "healthy or unhealthy")
+	list.Flags().StringVarP(&filter.Query, "query", "q", "", "serial or name contains")
+	list.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	addDatabaseFlag(list)
+
+	show := &cobra.Command{
+		Use:   "show SERIAL",
+		Short: "Show a meter's registry row, shadow and registers as JSON",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flows.ValidateSerial(args[0]); err != nil {
+				return err
+			}
+			store, closeFn, err := openStore(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			st, err := store.MeterStatus(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return writeJSON(cmd, st)
+		},
+	}
+	addDatabaseFlag(show)
+
+	sync := &cobra.Command{
+		Use:   "sync SERIAL",
+		Short: "Queue an immediate sync of one meter",
+		Args:  cobra.ExactArgs(1),
+		RunE:  func(cmd *cobra.Command, args []string) error { return notImplemented("flows meter sync") },
+	}
+	addDatabaseFlag(sync)
+	meter.AddCommand(imp, list, show, sync)
+	return meter
+}
+
+// registryEntry is one meter of a registry file (flows sim --registry-out,
+// or the demo's ready-file).
+type registryEntry struct {
+	Serial    string `json:"serial"`
+	Name      string `json:"name"`
+	IPAddress string `json:"ip_address"`
+	Port      int    `json:"port"`
+	Hardware  string `json:"hardware"`
+	Mode      string `json:"mode"`
+	Key       string `json:"key"`
+	Layout    string `json:"layout"`
+	DST       bool   `json:"daylight_savings_correction_enabled"`
+}
+
+func readRegistryFile(path string) ([]registryEntry, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, flows.FieldError("FILE", "%v", err)
+	}
+	defer f.Close()
+	var doc struct {
+		Meters []registryEntry `json:"meters"`
+	}
+	dec := json.NewDecoder(f)
+	if err := dec.Decode(&doc); err != nil {
+		return nil, flows.FieldError("FILE", "%s is not a registry JSON document: %v", path, err)
+	}
+	if len(doc.Meters) == 0 {
+		return nil, flows.FieldError("meters", "%s lists no meters", path)
+	}
+	return doc.Meters, nil
+}
+
+func openStore(cmd *cobra.Command) (*postgres.Store, func(), error) {
+	url, err := databaseURL(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := postgres.Open(cmd.Context(), url)
+	if err != nil {
+		return nil, nil, err
+	}
+	return postgres.NewStore(pool), pool.Close, nil
+}
+
+func writeJSON(cmd *cobra.Command, v any) error {
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
