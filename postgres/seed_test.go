@@ -16,7 +16,9 @@ import (
 
 // seedSQL returns the SQL examples of the Meter Domain specification, in
 // order, exactly as written there.
-func seedSQL(t *testing.T) []string {
+func seedSQL(t *testing.T) []string { return seedSQLB(t) }
+
+func seedSQLB(t testing.TB) []string {
 	t.Helper()
 	doc, err := os.ReadFile("testdata/seed-meter-domain.md")
 	if err != nil {
