@@ -1,0 +1,70 @@
+package emop_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/flows-energy/flows/emop"
+)
+
+// FuzzDecodeFrame: any bytes decode to a frame or a typed error, never a
+// panic; a frame that decodes cleanly re-encodes to the same bytes.
+func FuzzDecodeFrame(f *testing.F) {
+	for _, b := range golden(f) {
+		f.Add(b)
+	}
+	f.Add([]byte{0x7e})
+	f.Add([]byte{0x7e, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, n, err := emop.DecodeFrame(b)
+		if err != nil {
+			var crc *emop.CRCError
+			var le *emop.LengthError
+			var de *emop.DelimiterError
+			if !errors.As(err, &crc) && !errors.As(err, &le) && !errors.As(err, &de) && !errors.Is(err, emop.ErrTruncated) {
+				t.Fatalf("untyped error %T: %v", err, err)
+			}
+			return
+		}
+		if n > len(b) || n > emop.MaxFrameSize {
+			t.Fatalf("used %d bytes of %d", n, len(b))
+		}
+		out, err := fr.AppendTo(nil)
+		if err != nil {
+			t.Fatalf("a decoded frame does not encode: %v", err)
+		}
+		if string(out) != string(b[:n]) {
+			t.Fatalf("re-encoded % x, decoded from % x", out, b[:n])
+		}
+		if rec, err := emop.ParseRecord(fr.Data); err == nil {
+			if o, ok := emop.Lookup(rec.Object); ok {
+				_, _ = emop.DecodeValue(o, rec.Payload)
+			}
+		}
+	})
+}
+
+// FuzzDecodePayload: every object's decoder and every data-field parser
+// accepts any bytes without panicking.
+func FuzzDecodePayload(f *testing.F) {
+	for _, b := range golden(f) {
+		if fr, _, err := emop.DecodeFrame(b); err == nil {
+			f.Add(fr.Data)
+		}
+	}
+	objs := emop.All()
+	f.Fuzz(func(t *testing.T, p []byte) {
+		for i := range objs {
+			_, _ = emop.DecodeValue(&objs[i], p)
+		}
+		_, _ = emop.ParseRecord(p)
+		_, _ = emop.ParseEventLogRequest(p)
+		_, _, _ = emop.ParseEventLogResponse(p)
+		_, _, _ = emop.ParseProfileLogRequest(p)
+		_, _, _ = emop.ParseProfileLog1Response(p)
+		_, _, _ = emop.ParseProfileLog2Response(p, false)
+		_, _, _ = emop.ParseProfileLog2Response(p, true)
+		_, _ = emop.DecodeClock(p)
+		_, _ = emop.DecodeTransaction(p)
+	})
+}
