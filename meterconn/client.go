@@ -1,0 +1,391 @@
+// Package meterconn carries EMOP frames to meters over TCP.
+//
+// Real meters accept one request per connection and one connection at a
+// time, and refuse a request that follows the previous one too closely. A
+// Client therefore opens a connection per request (connect, write one frame,
+// read one frame, close), serialises requests per meter address with a
+// bounded wait ("meter busy" after it), keeps a minimum gap between
+// requests to the same meter, applies connect and read deadlines, and
+// retries transient failures (refused or reset connections, timeouts,
+// corrupt frames, NAK 1) with backoff. A NAK that means "unknown object"
+// or "read-only" is returned at once as *emop.NakError. Responses are
+// checked: CRC, sequence echo, ack/nak, and the object id echo.
+package meterconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/flows-energy/flows/emop"
+	"golang.org/x/net/proxy"
+)
+
+// Config configures a Client. Zero durations and counts take the defaults
+// in parentheses, except Gap where zero means no gap (use DefaultGap for
+// real meters).
+type Config struct {
+	Gap            time.Duration // minimum time between requests to one meter
+	ConnectTimeout time.Duration // per attempt (10 s)
+	ReadTimeout    time.Duration // for the response, per attempt (10 s)
+	Attempts       int           // attempts per request, first included (3)
+	Backoff        time.Duration // wait before the second attempt, doubling (1 s)
+	BusyWait       time.Duration // longest wait for a meter's earlier requests (60 s)
+	MaxConcurrent  int           // requests in flight across all meters (256)
+	SourceAddress  uint32        // our EMOP address (0x21AE42, as the reference)
+	SOCKS5         *SOCKS5       // optional proxy to reach the meters
+	Logger         *slog.Logger
+	Observer       Observer
+}
+
+// DefaultGap is the gap real meters need between requests.
+const DefaultGap = 2 * time.Second
+
+// SOCKS5 names a SOCKS5 proxy (the SIM provider's VPN gateway).
+type SOCKS5 struct {
+	Addr, Username, Password string
+}
+
+// Observer receives one call per request: its kind (read, write, raw), its
+// result (ok, nak, busy, timeout, unreachable, crc, protocol, canceled) and
+// its duration. It must be safe for concurrent use.
+type Observer interface {
+	ObserveRequest(kind, result string, d time.Duration)
+}
+
+// Target is a meter: its serial (for logs and errors) and TCP address.
+type Target struct {
+	Serial string
+	Addr   string // host:port
+}
+
+// ErrBusy is returned when a meter's earlier requests did not finish
+// within BusyWait.
+var ErrBusy = errors.New("meter busy")
+
+// CommError is a failure to talk to a meter after all attempts. Kind is a
+// short actionable word: "unreachable" (refused, no route, proxy failure),
+// "timeout", "crc" (corrupt responses), "protocol" (malformed or mismatched
+// responses).
+type CommError struct {
+	Kind     string
+	Attempts int
+	Err      error // the last attempt's error
+}
+
+func (e *CommError) Error() string {
+	return fmt.Sprintf("meter %s after %d attempts: %v", e.Kind, e.Attempts, e.Err)
+}
+
+func (e *CommError) Unwrap() error { return e.Err }
+
+// ProtocolError is a response that decoded but did not answer the request.
+type ProtocolError struct{ Msg string }
+
+func (e *ProtocolError) Error() string { return "unexpected response: " + e.Msg }
+
+// Client talks to meters. It is safe for concurrent use.
+type Client struct {
+	cfg    Config
+	dial   func(ctx context.Context, addr string) (net.Conn, error)
+	global chan struct{}
+	seq    atomic.Uint32
+
+	mu     sync.Mutex
+	meters map[string]*meterState
+}
+
+type meterState struct {
+	turn     chan struct{} // holds a token while a request runs
+	lastDone time.Time     // guarded by turn
+}
+
+// New returns a client.
+func New(cfg Config) (*Client, error) {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.ConnectTimeout, 10*time.Second)
+	def(&cfg.ReadTimeout, 10*time.Second)
+	def(&cfg.Backoff, time.Second)
+	def(&cfg.BusyWait, 60*time.Second)
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 3
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 256
+	}
+	if cfg.SourceAddress == 0 {
+		cfg.SourceAddress = 0x21AE42
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg, global: make(chan struct{}, cfg.MaxConcurrent), meters: map[string]*meterState{}}
+	d := &net.Dialer{Timeout: cfg.ConnectTimeout}
+	c.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	if s := cfg.SOCKS5; s != nil {
+		var auth *proxy.Auth
+		if s.Username != "" {
+			auth = &proxy.Auth{User: s.Username, Password: s.Password}
+		}
+		pd, err := proxy.SOCKS5("tcp", s.Addr, auth, d)
+		if err != nil {
+			return nil, fmt.Errorf("SOCKS5 proxy %s: %w", s.Addr, err)
+		}
+		cd, ok := pd.(proxy.ContextDialer)
+		if !ok {
+			return nil, errors.New("SOCKS5 dialer does not support contexts")
+		}
+		c.dial = func(ctx context.Context, addr string) (net.Conn, error) { return cd.DialContext(ctx, "tcp", addr) }
+	}
+	return c, nil
+}
+
+// Read reads object id and returns its payload.
+func (c *Client) Read(ctx context.Context, t Target, id emop.ObjectID) ([]byte, error) {
+	data, err := c.do(ctx, t, "read", emop.ReadRequest(id))
+	if err != nil {
+		return nil, err
+	}
+	rec, err := c.checkRecord(data, id, false)
+	if err != nil {
+		return nil, err
+	}
+	return rec.Payload, nil
+}
+
+// Write writes payload to object id.
+func (c *Client) Write(ctx context.Context, t Target, id emop.ObjectID, payload []byte) error {
+	data, err := c.do(ctx, t, "write", emop.WriteRequest(id, payload))
+	if err != nil {
+		return err
+	}
+	_, err = c.checkRecord(data, id, true)
+	return err
+}
+
+// Raw sends a data field (format byte first) and returns the response's
+// data field (format byte first).
+func (c *Client) Raw(ctx context.Context, t Target, data []byte) ([]byte, error) {
+	if len(data) == 0 || len(data) > emop.MaxData {
+		return nil, &emop.LengthError{What: "data field", Got: len(data), Want: "1..243"}
+	}
+	resp, err := c.do(ctx, t, "raw", data)
+	if err != nil {
+		return nil, err
+	}
+	if resp[0] != data[0] {
+		return nil, &ProtocolError{Msg: fmt.Sprintf("format 0x%02x answers a 0x%02x request", resp[0], data[0])}
+	}
+	return resp, nil
+}
+
+// checkRecord verifies that a default-format response echoes the object.
+func (c *Client) checkRecord(data []byte, id emop.ObjectID, write bool) (emop.Record, error) {
+	rec, err := emop.ParseRecord(data)
+	if err != nil {
+		return rec, &ProtocolError{Msg: err.Error()}
+	}
+	if rec.Object != id {
+		return rec, &ProtocolError{Msg: fmt.Sprintf("object %s answers a request for %s", rec.Object, id)}
+	}
+	if write && len(rec.Payload) != 0 {
+		return rec, &ProtocolError{Msg: "a write response carries a payload"}
+	}
+	return rec, nil
+}
+
+func (c *Client) meter(addr string) *meterState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.meters[addr]
+	if m == nil {
+		m = &meterState{turn: make(chan struct{}, 1)}
+		c.meters[addr] = m
+	}
+	return m
+}
+
+// do runs one request with the meter's turn held: waits for the gap,
+// attempts, backs off, and returns the response data field.
+func (c *Client) do(ctx context.Context, t Target, kind string, data []byte) (_ []byte, err error) {
+	start := time.Now()
+	defer func() {
+		if c.cfg.Observer != nil {
+			c.cfg.Observer.ObserveRequest(kind, resultOf(err), time.Since(start))
+		}
+	}()
+	m := c.meter(t.Addr)
+	busy := time.NewTimer(c.cfg.BusyWait)
+	defer busy.Stop()
+	select {
+	case m.turn <- struct{}{}:
+	case <-busy.C:
+		return nil, fmt.Errorf("%s: %w (waited %v for earlier requests)", t.Serial, ErrBusy, c.cfg.BusyWait)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() {
+		m.lastDone = time.Now()
+		<-m.turn
+	}()
+	select {
+	case c.global <- struct{}{}:
+		defer func() { <-c.global }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+
+	var last error
+	for attempt := 1; attempt <= c.cfg.Attempts; attempt++ {
+		wait := time.Until(m.lastDone.Add(c.cfg.Gap))
+		if attempt > 1 {
+			wait = max(wait, c.cfg.Backoff<<(attempt-2))
+		}
+		if wait > 0 {
+			if err := sleep(ctx, wait); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := c.attempt(ctx, t, data)
+		m.lastDone = time.Now()
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var nak *emop.NakError
+		if errors.As(err, &nak) && nak.Code != emop.NakCRC {
+			return nil, err // the meter understood and said no: retrying cannot help
+		}
+		last = err
+		c.cfg.Logger.Debug("meter request failed", "meter_serial", t.Serial, "attempt", attempt, "error", err)
+	}
+	return nil, &CommError{Kind: kindOf(last), Attempts: c.cfg.Attempts, Err: last}
+}
+
+func (c *Client) attempt(ctx context.Context, t Target, data []byte) ([]byte, error) {
+	seq := uint8(c.seq.Add(1) & 0x07)
+	req := emop.Frame{SrcAddr: c.cfg.SourceAddress, Control: emop.Control(seq, 0), Data: data}
+	buf, err := req.AppendTo(make([]byte, 0, emop.MaxFrameSize))
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	conn, err := c.dial(dctx, t.Addr)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(c.cfg.ReadTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetDeadline(deadline)
+	// Close the connection when the caller gives up, so a blocked read
+	// returns at once rather than at its deadline.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := conn.Write(buf); err != nil {
+		return nil, err
+	}
+	resp, _, err := emop.ReadFrame(conn)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Sequence() != seq {
+		return nil, &ProtocolError{Msg: fmt.Sprintf("sequence %d answers request %d", resp.Sequence(), seq)}
+	}
+	if code := resp.AckNak(); code != emop.NakOK {
+		return nil, &emop.NakError{Code: code}
+	}
+	return resp.Data, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// kindOf classifies a transport error for CommError.Kind.
+func kindOf(err error) string {
+	var crc *emop.CRCError
+	var nak *emop.NakError
+	var ne net.Error
+	switch {
+	case errors.As(err, &crc), errors.As(err, &nak) && nak.Code == emop.NakCRC:
+		return "crc"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "unreachable"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		return "protocol"
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" || errors.As(err, &op) && op.Op == "socks connect" {
+		return "unreachable"
+	}
+	return "protocol"
+}
+
+func resultOf(err error) string {
+	var nak *emop.NakError
+	var ce *CommError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &nak):
+		return "nak"
+	case errors.Is(err, ErrBusy):
+		return "busy"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	case errors.As(err, &ce):
+		return ce.Kind
+	}
+	return "protocol"
+}
+
+// Detail returns a short actionable description of a meter error, for
+// meter_shadows.health_details: "unreachable", "timeout", "CRC errors",
+// "NAK 5 (data object not recognised)", "busy".
+func Detail(err error) string {
+	var nak *emop.NakError
+	var ce *CommError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &nak):
+		return fmt.Sprintf("NAK %d (%s)", nak.Code, emop.NakMeaning(nak.Code))
+	case errors.Is(err, ErrBusy):
+		return "busy"
+	case errors.As(err, &ce):
+		if ce.Kind == "crc" {
+			return "CRC errors"
+		}
+		return ce.Kind
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "protocol error"
+}
