@@ -1,0 +1,41 @@
+package sim
+
+import (
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Spec is a simulated meter's identity and behaviour.
+type Spec struct {
+	Serial    string `json:"serial"`
+	Name      string `json:"name,omitempty"`
+	IPAddress string `json:"ip_address"`
+	Port      int    `json:"port"`
+	Mode      string `json:"mode"`
+	Hardware  string `json:"hardware"` // registry name: B1.w, EMA1.w (single), C1.w (twin)
+	Layout    string `json:"layout"`   // single, twin, solar (single element, reversed register)
+	Key       string `json:"key"`      // hex top-up token key
+	DST       bool   `json:"daylight_savings_correction_enabled"`
+	Firmware  string `json:"firmware,omitempty"` // four digits, e.g. "3028"
+
+	LoadA        int             `json:"load_a_w,omitempty"` // average element-A load, W
+	LoadB        int             `json:"load_b_w,omitempty"` // element-B (night heating) load, W
+	SolarPeak    int             `json:"solar_peak_w,omitempty"`
+	DriftPPM     float64         `json:"drift_ppm,omitempty"`
+	ClockOffset  time.Duration   `json:"clock_offset,omitempty"`
+	BaseCSQ      int             `json:"base_csq,omitempty"`
+	StartBalance decimal.Decimal `json:"start_balance,omitzero"`
+	Faults       Faults          `json:"faults,omitzero"`
+}
+
+// Faults injects misbehaviour into a meter's EMOP server.
+type Faults struct {
+	Offline     bool          `json:"offline,omitempty"`      // connections refused
+	Silent      bool          `json:"silent,omitempty"`       // accepts, never answers
+	LatencyMin  time.Duration `json:"latency_min,omitempty"`  // each answer waits a uniform
+	LatencyMax  time.Duration `json:"latency_max,omitempty"`  // time in [min, max]
+	CorruptRate float64       `json:"corrupt_rate,omitempty"` // fraction of answers with a bad CRC
+	NakRate     float64       `json:"nak_rate,omitempty"`     // fraction answered NAK 1
+	MinGap      time.Duration `json:"min_gap,omitempty"`      // a request sooner than this after the last is dropped
+}
