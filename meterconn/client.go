@@ -354,14 +354,14 @@ func resultOf(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
+	case errors.As(err, &ce):
+		return ce.Kind
 	case errors.As(err, &nak):
 		return "nak"
 	case errors.Is(err, ErrBusy):
 		return "busy"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return "canceled"
-	case errors.As(err, &ce):
-		return ce.Kind
 	}
 	return "protocol"
 }
@@ -375,15 +375,15 @@ func Detail(err error) string {
 	switch {
 	case err == nil:
 		return ""
-	case errors.As(err, &nak):
-		return fmt.Sprintf("NAK %d (%s)", nak.Code, emop.NakMeaning(nak.Code))
-	case errors.Is(err, ErrBusy):
-		return "busy"
 	case errors.As(err, &ce):
 		if ce.Kind == "crc" {
 			return "CRC errors"
 		}
 		return ce.Kind
+	case errors.As(err, &nak):
+		return fmt.Sprintf("NAK %d (%s)", nak.Code, emop.NakMeaning(nak.Code))
+	case errors.Is(err, ErrBusy):
+		return "busy"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
 	}

@@ -121,6 +121,7 @@ func ReadRegistry(path string) ([]Spec, error) {
 type stateFile struct {
 	SavedAt time.Time        `json:"saved_at"`
 	SimTime time.Time        `json:"sim_time"`
+	Specs   []Spec           `json:"specs"`
 	Meters  map[string]State `json:"meters"`
 }
 
@@ -130,8 +131,26 @@ func (f *Fleet) SaveState(path string) error {
 	sf := stateFile{SavedAt: time.Now().UTC(), SimTime: now, Meters: map[string]State{}}
 	for _, m := range f.meters {
 		sf.Meters[m.Spec.Serial] = m.State(now)
+		sf.Specs = append(sf.Specs, m.Spec)
 	}
 	return writeJSON(path, sf)
+}
+
+// StateSpecs returns the fleet specs kept in a state file (nil when the
+// file does not exist), so a restarted simulator keeps its meters' keys.
+func StateSpecs(path string) ([]Spec, error) {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var sf stateFile
+	if err := json.Unmarshal(b, &sf); err != nil {
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	return sf.Specs, nil
 }
 
 // LoadMeters builds meters for specs, restoring each from the state file

@@ -159,6 +159,8 @@ func (m *Meter) read(id emop.ObjectID, now time.Time) ([]byte, error) {
 		return u32(f.ElementBTou[id-0xFFF601]), nil
 	}
 	switch id {
+	case emop.ObjTokenSend:
+		return nil, nak(emop.NakSecurity) // write-only: a token is never read back
 	case emop.ObjTime:
 		return emop.EncodeClock(m.meterTime(now))
 	case emop.ObjSerial:

@@ -59,12 +59,21 @@ func (f *Fleet) Clock() Clock { return f.clock }
 func (f *Fleet) Start(ctx context.Context) error {
 	f.ctx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, m := range f.meters {
-		if m.Spec.Mode == "passive" || m.Faults().Offline {
+		if m.Spec.Mode == "passive" {
 			continue
 		}
 		if err := f.listen(m); err != nil {
 			f.Stop()
 			return err
+		}
+		if m.Faults().Offline {
+			// Bound once so the meter has an address; closed so that
+			// connections are refused until SetOffline(false).
+			f.mu.Lock()
+			ln := f.lns[m.Spec.Serial]
+			delete(f.lns, m.Spec.Serial)
+			f.mu.Unlock()
+			ln.Close()
 		}
 	}
 	return nil

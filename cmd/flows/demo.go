@@ -18,6 +18,8 @@ import (
 	"github.com/flows-energy/flows/internal/demo"
 	"github.com/flows-energy/flows/internal/pgembed"
 	"github.com/flows-energy/flows/postgres"
+	"github.com/flows-energy/flows/sim"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 )
 
@@ -29,6 +31,7 @@ type demoConfig struct {
 	speed     float64
 	readyFile string
 	fresh     bool
+	simListen string
 }
 
 func newDemoCmd() *cobra.Command {
@@ -51,7 +54,8 @@ func newDemoCmd() *cobra.Command {
 	f.StringVar(&cfg.dataDir, "data", defaultDataDir(), "data directory (kept between runs)")
 	f.Float64Var(&cfg.speed, "speed", 1, "simulated meter time runs this many times faster")
 	f.StringVar(&cfg.readyFile, "ready-file", "", "when ready, write connection details here as JSON")
-	f.BoolVar(&cfg.fresh, "fresh", false, "delete the data directory's database first")
+	f.BoolVar(&cfg.fresh, "fresh", false, "delete the data directory's database and simulator state first")
+	f.StringVar(&cfg.simListen, "sim-listen", "127.77:8080", "where the simulated meters listen: PREFIX:PORT (see flows sim --listen)")
 	return cmd
 }
 
@@ -85,13 +89,13 @@ func defaultDataDir() string {
 
 // readyInfo is the ready-file (DESIGN.md §3.2).
 type readyInfo struct {
-	DatabaseURL string       `json:"database_url"`
-	HTTPURL     string       `json:"http_url"`
-	GRPCAddr    string       `json:"grpc_addr"`
-	AdminToken  string       `json:"admin_token"`
-	ESCO        string       `json:"esco"`    // code, as in tokens and API filters
-	ESCOID      string       `json:"esco_id"` // the meter_registry.esco uuid
-	Meters      []demo.Meter `json:"meters"`
+	DatabaseURL string     `json:"database_url"`
+	HTTPURL     string     `json:"http_url"`
+	GRPCAddr    string     `json:"grpc_addr"`
+	AdminToken  string     `json:"admin_token"`
+	ESCO        string     `json:"esco"`    // code, as in tokens and API filters
+	ESCOID      string     `json:"esco_id"` // the meter_registry.esco uuid
+	Meters      []sim.Spec `json:"meters"`
 }
 
 func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
@@ -117,6 +121,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 		if err := removeCluster(ctx, pgDir); err != nil {
 			return err
 		}
+		_ = os.Remove(filepath.Join(dataDir, "sim-state.json"))
 	}
 	cluster, err := pgembed.Start(ctx, pgembed.Config{Dir: pgDir, Durable: true, Logger: log})
 	if err != nil {
@@ -143,10 +148,29 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 	if err != nil {
 		return err
 	}
-	fleet := demo.Fleet(cfg.meters, simSecret)
+	prefix, port, err := parseListen(cfg.simListen)
+	if err != nil {
+		return err
+	}
+	fleetSpecs := sim.GenerateFleet(cfg.meters, sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: simSecret, Faults: true})
+	simulator, err := startSim(ctx, simConfig{meters: cfg.meters, listen: cfg.simListen, speed: cfg.speed,
+		state: filepath.Join(dataDir, "sim-state.json")}, fleetSpecs, log)
+	if err != nil {
+		return err
+	}
+	defer simulator.stop()
+	var fleet []sim.Spec
+	for _, m := range simulator.fleet.Meters() {
+		fleet = append(fleet, m.Spec)
+	}
 	escoID, err := demo.Seed(ctx, pool, fleet, time.Now().UTC())
 	if err != nil {
 		return fmt.Errorf("seed demo fleet: %w", err)
+	}
+	// Free ports (--sim-listen PREFIX:0) differ between runs: keep the
+	// registry pointing at where the meters listen now.
+	if err := syncFleetAddresses(ctx, pool, fleet); err != nil {
+		return err
 	}
 	jwtSecretBytes := []byte(os.Getenv("FLOWS_JWT_SECRET"))
 	if len(jwtSecretBytes) == 0 {
@@ -181,7 +205,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 		}
 	}
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "Flows demo ready: %d meters of ESCO %s\n", len(fleet), demo.ESCOCode)
+	fmt.Fprintf(out, "Flows demo ready: %d simulated meters of ESCO %s (speed %gx)\n", len(fleet), demo.ESCOCode, cfg.speed)
 	fmt.Fprintf(out, "  dashboard:   %s/\n", info.HTTPURL)
 	fmt.Fprintf(out, "  database:    %s\n", dbURL)
 	fmt.Fprintf(out, "  admin token: %s\n", adminToken)
@@ -255,4 +279,18 @@ func writeFileAtomic(path string, v any) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// syncFleetAddresses points each registry row at its simulated meter.
+func syncFleetAddresses(ctx context.Context, pool *pgxpool.Pool, fleet []sim.Spec) error {
+	for _, m := range fleet {
+		if m.IPAddress == "" {
+			continue
+		}
+		if _, err := pool.Exec(ctx, `UPDATE flows.meter_registry SET ip_address = $2::inet, port = $3
+			WHERE serial = $1 AND (ip_address IS DISTINCT FROM $2::inet OR port <> $3)`, m.Serial, m.IPAddress, m.Port); err != nil {
+			return fmt.Errorf("register %s: %w", m.Serial, err)
+		}
+	}
+	return nil
 }

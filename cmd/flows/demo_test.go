@@ -2,6 +2,9 @@ package main_test
 
 import (
 	"bytes"
+	"context"
+	"net"
+	"strconv"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -12,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flows-energy/flows/emop"
 	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/meterconn"
 )
 
 type readyFile struct {
@@ -33,26 +38,39 @@ type readyFile struct {
 }
 
 // startDemo runs `flows demo` and waits for its ready-file.
-func startDemo(t *testing.T, dataDir string, args ...string) (*exec.Cmd, readyFile, *bytes.Buffer) {
+type demoProc struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan error
+}
+
+func startDemo(t *testing.T, dataDir string, args ...string) (*demoProc, readyFile, *bytes.Buffer) {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready.json")
-	cmd := exec.Command(flowsBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--ready-file", ready}, args...)...)
+	cmd := exec.Command(flowsBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--sim-listen", "127.78:0", "--ready-file", ready}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "FLOWS_JWT_SECRET=")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	p := &demoProc{cmd: cmd, out: &out, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	deadline := time.Now().Add(90 * time.Second)
 	for {
+		select {
+		case err := <-p.done:
+			t.Fatalf("demo exited before it was ready (%v); output:\n%s", err, out.String())
+		default:
+		}
 		b, err := os.ReadFile(ready)
 		if err == nil {
 			var rf readyFile
 			if err := json.Unmarshal(b, &rf); err != nil {
 				t.Fatalf("ready-file is not JSON: %v\n%s", err, b)
 			}
-			return cmd, rf, &out
+			return p, rf, &out
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no ready-file after 90 s; output:\n%s", out.String())
@@ -67,13 +85,11 @@ func psql(t *testing.T, url, sql string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-func stopDemo(t *testing.T, cmd *exec.Cmd, out *bytes.Buffer) {
+func stopDemo(t *testing.T, p *demoProc, out *bytes.Buffer) {
 	t.Helper()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-done:
+	case err := <-p.done:
 		if err != nil {
 			t.Fatalf("demo exited with %v after SIGTERM; output:\n%s", err, out.String())
 		}
@@ -100,7 +116,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	kinds := map[string]bool{}
 	for _, m := range rf.Meters {
-		if m.Serial == "" || m.Port != 8080 || m.Hardware == "" || len(m.Key) != 32 {
+		if m.Serial == "" || (m.Mode == "active" && m.Port == 0) || m.Hardware == "" || len(m.Key) != 32 {
 			t.Errorf("ready-file meter incomplete: %+v", m)
 		}
 		kinds[m.Mode+"/"+m.Hardware] = true
@@ -114,6 +130,19 @@ func TestDemoEndToEnd(t *testing.T) {
 	if n, _ := psql(t, rf.DatabaseURL, "SELECT count(*) FROM flows.meter_prepay_balance b JOIN flows.meter_registry r ON r.id = b.meter_id WHERE r.serial = 'EML2137580826'"); n == "0" {
 		t.Errorf("EML2137580826 has no balance history")
 	}
+	// The simulated meters answer EMOP where the ready-file and the
+	// registry say they are.
+	c, err := meterconn.New(meterconn.Config{Attempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m0 := rf.Meters[0]
+	if _, err := c.Read(context.Background(), meterconn.Target{Serial: m0.Serial, Addr: net.JoinHostPort(m0.IPAddress, strconv.Itoa(m0.Port))}, emop.ObjPrepayBalance); err != nil {
+		t.Errorf("meter %s at %s:%d: %v", m0.Serial, m0.IPAddress, m0.Port, err)
+	}
+	if reg, _ := psql(t, rf.DatabaseURL, "SELECT host(ip_address) || ':' || port FROM flows.meter_registry WHERE serial = '"+m0.Serial+"'"); reg != net.JoinHostPort(m0.IPAddress, strconv.Itoa(m0.Port)) {
+		t.Errorf("registry has %s for %s, the simulator listens on %s:%d", reg, m0.Serial, m0.IPAddress, m0.Port)
+	}
 	resp, err := http.Get(rf.HTTPURL + "/healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v %v", resp, err)
@@ -123,12 +152,12 @@ func TestDemoEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := flowshttp.ParseToken([]byte(strings.TrimSpace(string(secret))), rf.AdminToken, time.Now())
-	if err != nil || c.Role != flowshttp.RoleAdmin {
-		t.Fatalf("admin token: %+v, %v", c, err)
+	claims, err := flowshttp.ParseToken([]byte(strings.TrimSpace(string(secret))), rf.AdminToken, time.Now())
+	if err != nil || claims.Role != flowshttp.RoleAdmin {
+		t.Fatalf("admin token: %+v, %v", claims, err)
 	}
 	// A second demo on the same data directory is refused while this runs.
-	second := exec.Command(flowsBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0")
+	second := exec.Command(flowsBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0", "--sim-listen", "127.78:0")
 	if b, err := second.CombinedOutput(); err == nil || !strings.Contains(string(b), "in use") {
 		t.Errorf("second demo on the same data: %v\n%s", err, b)
 	}

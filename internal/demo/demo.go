@@ -1,17 +1,15 @@
-// Package demo describes and seeds the demonstration fleet of flows demo:
-// one ESCO with a realistic mix of meters (single and twin element, solar
-// with reversed registers, a few passive twins, a few offline), and a week
-// of balance history so the views and queries have something to show.
+// Package demo seeds the database of flows demo: one ESCO whose meters are
+// the simulated fleet (sim.GenerateFleet), with their registers, and a
+// week of history so the views and queries have something to show before
+// the first sync.
 package demo
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"time"
 
+	"github.com/flows-energy/flows/sim"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -19,68 +17,12 @@ import (
 // ESCOCode is the demo ESCO's code.
 const ESCOCode = "DEMO"
 
-// Meter is one meter of the demo fleet, in the shape of the ready-file and
-// of flows sim --registry-out.
-type Meter struct {
-	Serial    string `json:"serial"`
-	IPAddress string `json:"ip_address"`
-	Port      int    `json:"port"`
-	Mode      string `json:"mode"`
-	Hardware  string `json:"hardware"`
-	Key       string `json:"key"`
-	// Layout is "single", "twin" or "solar" (single element, reversed).
-	Layout string `json:"layout"`
-	DST    bool   `json:"daylight_savings_correction_enabled"`
-	Name   string `json:"name"`
-	// Offline marks meters the demo shows as unreachable.
-	Offline bool `json:"offline,omitempty"`
-}
-
-// Fleet returns n demo meters. The layout is deterministic; keys are
-// derived from secret so they stay the same across restarts of one demo.
-func Fleet(n int, secret []byte) []Meter {
-	out := make([]Meter, 0, n)
-	for i := range n {
-		m := Meter{
-			Serial:   fmt.Sprintf("EML22%08d", 1000+i),
-			Port:     8080,
-			Mode:     "active",
-			Hardware: "EMA1.w",
-			Layout:   "single",
-			Name:     fmt.Sprintf("Plot %02d", i+1),
-			DST:      i%3 == 0,
-		}
-		if i == 0 {
-			m.Serial = "EML2137580826" // the seed specification's example meter
-		}
-		switch {
-		case i%4 == 1:
-			m.Hardware, m.Layout = "C1.w", "twin"
-		case i%10 == 3:
-			m.Layout = "solar"
-		case i%2 == 0:
-			m.Hardware = "B1.w"
-		}
-		if i%20 == 19 {
-			m.Mode = "passive" // a digital twin: no hardware to reach
-		} else {
-			m.IPAddress = fmt.Sprintf("127.77.%d.%d", i/250, i%250+1)
-		}
-		m.Offline = m.Mode == "active" && i%17 == 5
-		mac := hmac.New(sha256.New, secret)
-		mac.Write([]byte(m.Serial))
-		m.Key = hex.EncodeToString(mac.Sum(nil)[:16])
-		out = append(out, m)
-	}
-	return out
-}
-
 // Seed inserts the ESCO, the fleet's registry rows and registers, current
 // shadow values and seven days of half-hourly balance history. It does
 // nothing when the ESCO already exists (a restarted demo keeps its data),
 // and otherwise runs in one transaction: nothing is half-written. It
 // returns the ESCO's id.
-func Seed(ctx context.Context, pool *pgxpool.Pool, fleet []Meter, now time.Time) (string, error) {
+func Seed(ctx context.Context, pool *pgxpool.Pool, fleet []sim.Spec, now time.Time) (string, error) {
 	var escoID string
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `SELECT id FROM flows.escos WHERE code = $1`, ESCOCode).Scan(&escoID)
@@ -98,11 +40,15 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, fleet []Meter, now time.Time)
 			if m.IPAddress != "" {
 				ip = &m.IPAddress
 			}
+			port := m.Port
+			if port == 0 {
+				port = 8080 // passive twins: no simulated hardware behind them
+			}
 			var id string
 			err := tx.QueryRow(ctx, `INSERT INTO flows.meter_registry (serial, name, ip_address, port, hardware, mode, esco,
 					daylight_savings_correction_enabled, prepay_enabled, firmware_version)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, '3_02_8') RETURNING id`,
-				m.Serial, m.Name, ip, m.Port, m.Hardware, m.Mode, escoID, m.DST).Scan(&id)
+				m.Serial, m.Name, ip, port, m.Hardware, m.Mode, escoID, m.DST).Scan(&id)
 			if err != nil {
 				return fmt.Errorf("meter %s: %w", m.Serial, err)
 			}
@@ -129,7 +75,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, fleet []Meter, now time.Time)
 // seedShadow writes a week of history (balance falling with use, a top-up
 // mid-week, hourly signal) and then the current values through the shadow,
 // so the triggers record them like a sync would.
-func seedShadow(ctx context.Context, tx pgx.Tx, id string, i int, m Meter, now time.Time) error {
+func seedShadow(ctx context.Context, tx pgx.Tx, id string, i int, m sim.Spec, now time.Time) error {
 	start := 12 + (i*7)%40 // £12-£51 a week ago
 	if i%9 == 4 {
 		start = 6 // a few will be under £5 by now
@@ -143,7 +89,8 @@ func seedShadow(ctx context.Context, tx pgx.Tx, id string, i int, m Meter, now t
 		return err
 	}
 	lastOnline := now
-	if m.Offline {
+	offline := m.Faults.Offline
+	if offline {
 		lastOnline = now.Add(-5 * time.Hour)
 	}
 	_, err = tx.Exec(ctx, `
@@ -156,7 +103,7 @@ func seedShadow(ctx context.Context, tx pgx.Tx, id string, i int, m Meter, now t
 	if m.Mode == "passive" {
 		return nil
 	}
-	if m.Offline {
+	if offline {
 		_, err = tx.Exec(ctx, `UPDATE flows.meter_shadows SET csq = NULL, health = 'unhealthy',
 			health_details = 'unreachable: connection refused', updated_at = $2 WHERE id = $1`, id, now)
 		return err

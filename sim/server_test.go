@@ -1,0 +1,238 @@
+package sim_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/sim"
+)
+
+// startFleet serves specs on 127.0.0.1 with free ports.
+func startFleet(t *testing.T, clock sim.Clock, specs ...sim.Spec) *sim.Fleet {
+	t.Helper()
+	var ms []*sim.Meter
+	for _, s := range specs {
+		s.IPAddress, s.Port = "127.0.0.1", 0
+		ms = append(ms, sim.NewMeter(s, clock.Now()))
+	}
+	f := sim.NewFleet(ms, clock, nil)
+	if err := f.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	return f
+}
+
+func target(m *sim.Meter) meterconn.Target {
+	return meterconn.Target{Serial: m.Spec.Serial, Addr: "127.0.0.1:" + itoa(m.Spec.Port)}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func client(t *testing.T) *meterconn.Client {
+	c, err := meterconn.New(meterconn.Config{Attempts: 2, Backoff: 10 * time.Millisecond, ReadTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// sample builds a valid payload to write to o.
+func sample(t *testing.T, o emop.Object) []byte {
+	switch o.Type {
+	case emop.TypeMoney:
+		b, _ := emop.EncodeMoney(d("0.12345"))
+		return b
+	case emop.TypeEpoch:
+		b, _ := emop.EncodeEpoch(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+		return b
+	case emop.TypeClock:
+		b, _ := emop.EncodeClock(time.Date(2026, 5, 5, 5, 5, 5, 0, time.UTC))
+		return b
+	case emop.TypeU8:
+		return []byte{1}
+	case emop.TypeU32:
+		return []byte{7, 0, 0, 0}
+	case emop.TypeThresholdMask:
+		return []byte{0x21}
+	case emop.TypeThresholdValues:
+		return emop.ThresholdValues{1, 2, 3, 4, 5, 6, 7}.Encode()
+	case emop.TypeRaw:
+		b := make([]byte, o.Size)
+		b[0] = 0x42
+		return b
+	}
+	t.Fatalf("no sample for writable %s", o.Name)
+	return nil
+}
+
+// Every object of the codec is answered over TCP: readable ones with a
+// payload of the right size, writable ones accept a write that reads back,
+// read-only ones refuse writes with NAK 6, unknown ones answer NAK 5.
+func TestEveryObjectOverTCP(t *testing.T) {
+	clock := sim.NewManualClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	f := startFleet(t, clock, spec("EML1000000101", "twin"))
+	m := f.Meters()[0]
+	c := client(t)
+	ctx := context.Background()
+	threePhase := map[emop.ObjectID]bool{0xD7FF10: true, 0xD70A0C: true, 0xD7060A: true, 0x200700: true, 0x340700: true, 0x480700: true,
+		0x030800: true, 0x040800: true, 0x090800: true, 0x100800: true, emop.ObjThreePhaseHardwareConfig: true, emop.ObjEventLog: true}
+	for _, o := range emop.All() {
+		p, err := c.Read(ctx, target(m), o.ID)
+		var nak *emop.NakError
+		if o.ID == emop.ObjTokenSend {
+			if !errors.As(err, &nak) || nak.Code != emop.NakSecurity {
+				t.Errorf("reading the write-only token object: %v, want NAK 6", err)
+			}
+			continue
+		}
+		if threePhase[o.ID] {
+			if !errors.As(err, &nak) || nak.Code != emop.NakUnknownObject {
+				t.Errorf("%s on a single-phase meter: %v, want NAK 5", o.Name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("read %s: %v", o.Name, err)
+			continue
+		}
+		if _, err := emop.DecodeValue(&o, p); err != nil {
+			t.Errorf("read %s: payload % x does not decode: %v", o.Name, p, err)
+		}
+		if !o.Writable {
+			if err := c.Write(ctx, target(m), o.ID, p); !errors.As(err, &nak) || nak.Code != emop.NakSecurity {
+				t.Errorf("write to read-only %s: %v, want NAK 6", o.Name, err)
+			}
+			continue
+		}
+		w := sample(t, o)
+		if o.ID == emop.ObjPrepayEnabled || o.ID == emop.ObjDSTFlag {
+			w = p // keep the meter's mode
+		}
+		if err := c.Write(ctx, target(m), o.ID, w); err != nil {
+			t.Errorf("write %s: %v", o.Name, err)
+			continue
+		}
+		back, err := c.Read(ctx, target(m), o.ID)
+		if o.ID == emop.ObjTime {
+			continue // the clock moves on; checked below
+		}
+		if err != nil || string(back) != string(w) {
+			t.Errorf("%s: wrote % x, read back % x (%v)", o.Name, w, back, err)
+		}
+	}
+	var nak *emop.NakError
+	if _, err := c.Read(ctx, target(m), 0x800309); !errors.As(err, &nak) || nak.Code != 5 {
+		t.Errorf("unknown object: %v, want NAK 5", err)
+	}
+	if err := c.Write(ctx, target(m), emop.ObjFutureStandingCharge, []byte{1, 2}); !errors.As(err, &nak) || nak.Code != emop.NakLength {
+		t.Errorf("short write: %v, want NAK 3", err)
+	}
+	p, _ := c.Read(ctx, target(m), emop.ObjTime)
+	if tm, _ := emop.DecodeClock(p); !tm.Equal(time.Date(2026, 5, 5, 5, 5, 5, 0, time.UTC)) {
+		t.Errorf("clock after write: %v", tm)
+	}
+}
+
+func TestTokensAndPrepayOverTCP(t *testing.T) {
+	clock := sim.NewManualClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	s := spec("EML1000000102", "single")
+	s.LoadA, s.StartBalance = 0, d("4")
+	f := startFleet(t, clock, s)
+	m := f.Meters()[0]
+	c := client(t)
+	ctx := context.Background()
+	var nak *emop.NakError
+	// Credit mode first, then enabling prepay under £10 is refused.
+	if err := c.Write(ctx, target(m), emop.ObjPrepayEnabled, []byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Write(ctx, target(m), emop.ObjPrepayEnabled, []byte{1}); !errors.As(err, &nak) || nak.Code != emop.NakSecurity {
+		t.Errorf("enable prepay at £4: %v, want NAK 6", err)
+	}
+	tok, _ := sim.VendToken(s.Serial, key, d("10"))
+	if err := c.Write(ctx, target(m), emop.ObjTokenSend, []byte(tok)); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := c.Read(ctx, target(m), emop.ObjPrepayBalance)
+	if b, _ := emop.DecodeBalance(p); !b.Equal(d("14")) {
+		t.Errorf("balance after £10 token: %s, want 14", b)
+	}
+	if err := c.Write(ctx, target(m), emop.ObjTokenSend, []byte(tok)); !errors.As(err, &nak) || nak.Code != emop.NakSecurity {
+		t.Errorf("replayed token: %v, want NAK 6", err)
+	}
+	if err := c.Write(ctx, target(m), emop.ObjTokenSend, []byte("1234567890123456789x")); !errors.As(err, &nak) || nak.Code != emop.NakFormat {
+		t.Errorf("malformed token: %v, want NAK 2", err)
+	}
+	if err := c.Write(ctx, target(m), emop.ObjPrepayEnabled, []byte{1}); err != nil {
+		t.Errorf("enable prepay at £14: %v", err)
+	}
+	p, _ = c.Read(ctx, target(m), emop.ObjTransactionCount)
+	if n, _ := emop.DecodeU16(p); n != 1 {
+		t.Errorf("transaction count %d", n)
+	}
+	req, _ := emop.EventLogRequest(0)
+	resp, err := c.Raw(ctx, target(m), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, evs, err := emop.ParseEventLogResponse(resp); err != nil || evs[0].EventID != 48 {
+		t.Errorf("event log: %+v %v", evs, err)
+	}
+	clock.Advance(3 * time.Hour)
+	req, _ = emop.ProfileLogRequest(emop.FormatProfileLog1, time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	resp, err = c.Raw(ctx, target(m), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, recs, err := emop.ParseProfileLog1Response(resp); err != nil || len(recs) != 5 || !recs[0].Timestamp.Equal(time.Date(2026, 5, 1, 12, 30, 0, 0, time.UTC)) {
+		t.Errorf("profile log 1: %+v %v", recs, err)
+	}
+}
+
+func TestFaultInjection(t *testing.T) {
+	clock := sim.NewManualClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	f := startFleet(t, clock, spec("EML1000000201", "single"), spec("EML1000000202", "single"), spec("EML1000000203", "single"), spec("EML1000000204", "single"))
+	ms := f.Meters()
+	ms[1].SetFaults(sim.Faults{Silent: true})
+	ms[2].SetFaults(sim.Faults{CorruptRate: 1})
+	ms[3].SetFaults(sim.Faults{NakRate: 1})
+	c, _ := meterconn.New(meterconn.Config{Attempts: 2, Backoff: time.Millisecond, ReadTimeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	for i, want := range []string{"", "timeout", "CRC errors", "CRC errors"} {
+		_, err := c.Read(ctx, target(ms[i]), emop.ObjPrepayBalance)
+		if got := meterconn.Detail(err); got != want {
+			t.Errorf("meter %d: %v (detail %q), want %q", i, err, got, want)
+		}
+	}
+	tg := target(ms[0])
+	if err := f.SetOffline(ms[0].Spec.Serial, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(ctx, tg, emop.ObjPrepayBalance); meterconn.Detail(err) != "unreachable" {
+		t.Errorf("offline meter: %v", err)
+	}
+	if err := f.SetOffline(ms[0].Spec.Serial, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(ctx, target(ms[0]), emop.ObjPrepayBalance); err != nil {
+		t.Errorf("back online: %v", err)
+	}
+	// A meter that refuses back-to-back requests: the client's gap avoids it.
+	ms[0].SetFaults(sim.Faults{MinGap: 200 * time.Millisecond})
+	fast, _ := meterconn.New(meterconn.Config{Attempts: 1})
+	_, _ = fast.Read(ctx, target(ms[0]), emop.ObjPrepayBalance)
+	if _, err := fast.Read(ctx, target(ms[0]), emop.ObjPrepayBalance); err == nil {
+		t.Errorf("a request straight after another was answered despite MinGap")
+	}
+	polite, _ := meterconn.New(meterconn.Config{Attempts: 1, Gap: 250 * time.Millisecond})
+	_, _ = polite.Read(ctx, target(ms[0]), emop.ObjPrepayBalance)
+	if _, err := polite.Read(ctx, target(ms[0]), emop.ObjPrepayBalance); err != nil {
+		t.Errorf("with the gap respected: %v", err)
+	}
+}
