@@ -2,6 +2,9 @@ package sim_test
 
 import (
 	"errors"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -280,5 +283,19 @@ func TestEventLogBlocks(t *testing.T) {
 	}
 	if last := b1[len(b1)-1]; last.EventID != sim.EventPowerUp {
 		t.Errorf("oldest event %+v, want power up", last)
+	}
+}
+
+// The simulator's own event ids are named by migration 0002; keep the two
+// in step.
+func TestSimulatorEventIDsAreNamedByMigration(t *testing.T) {
+	b, err := os.ReadFile("../postgres/migrations/0002_simulator_event_types.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int{sim.EventClockSet, sim.EventTariffActivated, sim.EventEmergencyCredit, sim.EventSupplyDisconnected, sim.EventSupplyReconnected} {
+		if !strings.Contains(string(b), "("+strconv.Itoa(id)+", 'SIM_") {
+			t.Errorf("event id %d has no name in migration 0002", id)
+		}
 	}
 }
