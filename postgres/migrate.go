@@ -12,7 +12,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 )
+
+// QueueSchema is the schema of the job queue's tables (River).
+const QueueSchema = "flows_queue"
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
@@ -103,6 +108,32 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
 		now := time.Now().UTC()
 		m.AppliedAt = &now
 		done = append(done, m)
+	}
+	// The job queue's own migrations, in its schema (created by 0003).
+	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: QueueSchema})
+	if err != nil {
+		return done, fmt.Errorf("job queue migrations: %w", err)
+	}
+	// On the connection holding the advisory lock: concurrent migrators
+	// wait on the lock holding pool connections, so asking the pool for
+	// another could deadlock.
+	// One version per transaction: some of River's versions add enum values
+	// that later ones use, which PostgreSQL allows only once committed.
+	for {
+		var applied int
+		err = pgx.BeginFunc(ctx, conn.Conn(), func(tx pgx.Tx) error {
+			res, err := migrator.MigrateTx(ctx, tx, rivermigrate.DirectionUp, &rivermigrate.MigrateOpts{MaxSteps: 1})
+			if res != nil {
+				applied = len(res.Versions)
+			}
+			return err
+		})
+		if err != nil {
+			return done, fmt.Errorf("job queue migrations: %w", err)
+		}
+		if applied == 0 {
+			break
+		}
 	}
 	return done, nil
 }
