@@ -163,8 +163,11 @@ type Shadow struct {
 	ExportB               *decimal.Decimal `json:"export_b"`
 	Backlight             string           `json:"backlight"`
 	LoadSwitch            string           `json:"load_switch"`
-	UpdatedAt             time.Time        `json:"updated_at"`
-	CreatedAt             time.Time        `json:"created_at"`
+	NetworkOperator       *int             `json:"network_operator"`
+	// SyncedAt maps value groups to when they were last read from the meter.
+	SyncedAt  map[string]time.Time `json:"synced_at"`
+	UpdatedAt time.Time            `json:"updated_at"`
+	CreatedAt time.Time            `json:"created_at"`
 }
 
 // ShadowUpdate is a partial update of a shadow: nil fields are left alone.
@@ -177,6 +180,7 @@ type ShadowUpdate struct {
 	TariffsActive        *Tariff
 	TariffsFuture        *Tariff
 	CSQ                  *int
+	NetworkOperator      *int
 	ClearCSQ             bool // write NULL to csq, so an offline period shows in history
 	Health               *Health
 	HealthDetails        *string

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -220,12 +221,12 @@ func (s *Store) Shadow(ctx context.Context, meterID string) (*flows.Shadow, erro
 		SELECT id, balance, emergency_credit, balance_updated_at, tariffs_active, tariffs_future, csq,
 		       health, coalesce(health_details, ''), last_healthy_at, clock_time_diff_seconds,
 		       clock_time_diff_synced_at, voltage, import_a, import_b, export_a, export_b,
-		       coalesce(backlight, ''), coalesce(load_switch, ''), updated_at, created_at
+		       coalesce(backlight, ''), coalesce(load_switch, ''), network_operator, synced_at, updated_at, created_at
 		FROM flows.meter_shadows WHERE id = $1`, meterID).Scan(
 		&sh.ID, &sh.Balance, &sh.EmergencyCredit, &sh.BalanceUpdatedAt, &active, &future, &sh.CSQ,
 		&health, &sh.HealthDetails, &sh.LastHealthyAt, &sh.ClockTimeDiffSeconds,
 		&sh.ClockTimeDiffSyncedAt, &sh.Voltage, &sh.ImportA, &sh.ImportB, &sh.ExportA, &sh.ExportB,
-		&sh.Backlight, &sh.LoadSwitch, &sh.UpdatedAt, &sh.CreatedAt)
+		&sh.Backlight, &sh.LoadSwitch, &sh.NetworkOperator, &sh.SyncedAt, &sh.UpdatedAt, &sh.CreatedAt)
 	if err != nil {
 		return nil, translate(err, "meter shadow")
 	}
@@ -256,70 +257,11 @@ func (s *Store) UpdateShadow(ctx context.Context, meterID string, u flows.Shadow
 	if err := u.Validate(); err != nil {
 		return err
 	}
-	at := u.At
-	if at.IsZero() {
-		at = time.Now()
-	}
-	// $2 is the observation time: updated_at, and so the history timestamp.
-	args := []any{meterID, at.UTC()}
-	var sets []string
-	set := func(col string, v any) {
-		args = append(args, v)
-		sets = append(sets, fmt.Sprintf("%s = $%d", col, len(args)))
-	}
-	if u.Balance != nil {
-		set("balance", *u.Balance)
-	}
-	if u.EmergencyCredit != nil {
-		set("emergency_credit", *u.EmergencyCredit)
-	}
-	for _, t := range []struct {
-		col string
-		v   *flows.Tariff
-	}{{"tariffs_active", u.TariffsActive}, {"tariffs_future", u.TariffsFuture}} {
-		if t.v != nil {
-			b, err := json.Marshal(t.v)
-			if err != nil {
-				return fmt.Errorf("encode %s: %w", t.col, err)
-			}
-			set(t.col, string(b))
-		}
-	}
-	switch {
-	case u.ClearCSQ:
-		set("csq", nil)
-	case u.CSQ != nil:
-		set("csq", *u.CSQ)
-	}
-	if u.Health != nil {
-		set("health", string(*u.Health))
-	}
-	if u.HealthDetails != nil {
-		set("health_details", *u.HealthDetails)
-	}
-	if u.ClockTimeDiffSeconds != nil {
-		set("clock_time_diff_seconds", *u.ClockTimeDiffSeconds)
-		sets = append(sets, "clock_time_diff_synced_at = $2")
-	}
-	for _, d := range []struct {
-		col string
-		v   *decimal.Decimal
-	}{{"voltage", u.Voltage}, {"import_a", u.ImportA}, {"import_b", u.ImportB}, {"export_a", u.ExportA}, {"export_b", u.ExportB}} {
-		if d.v != nil {
-			set(d.col, *d.v)
-		}
-	}
-	if u.Backlight != nil {
-		set("backlight", *u.Backlight)
-	}
-	if u.LoadSwitch != nil {
-		set("load_switch", *u.LoadSwitch)
-	}
-	if len(sets) == 0 {
+	sql, args := shadowUpdateSQL(meterID, u, nil)
+	if sql == "" {
 		return nil
 	}
-	sets = append(sets, "updated_at = $2")
-	tag, err := s.pool.Exec(ctx, "UPDATE flows.meter_shadows SET "+strings.Join(sets, ", ")+" WHERE id = $1", args...)
+	tag, err := s.pool.Exec(ctx, sql, args...)
 	if err != nil {
 		return translate(err, "meter shadow")
 	}
@@ -327,6 +269,91 @@ func (s *Store) UpdateShadow(ctx context.Context, meterID string, u flows.Shadow
 		return flows.Errorf(flows.ENOTFOUND, "meter %s not found", meterID)
 	}
 	return nil
+}
+
+// shadowUpdateSQL builds the UPDATE for u (and freshness groups), or "" when
+// there is nothing to write. $1 is the meter id, $2 the observation time.
+func shadowUpdateSQL(meterID string, u flows.ShadowUpdate, groups []string) (string, []any) {
+	at := u.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	args := []any{meterID, at.UTC()}
+	var sets []string
+	set := func(col string, v any) {
+		args = append(args, v)
+		sets = append(sets, fmt.Sprintf("%s = $%d", col, len(args)))
+	}
+	for col, v := range shadowChanges(u) {
+		if col == "tariffs_active" || col == "tariffs_future" {
+			args = append(args, v)
+			sets = append(sets, fmt.Sprintf("%s = $%d::jsonb", col, len(args)))
+			continue
+		}
+		set(col, v)
+	}
+	if u.ClockTimeDiffSeconds != nil {
+		sets = append(sets, "clock_time_diff_synced_at = $2")
+	}
+	if len(groups) > 0 {
+		args = append(args, groups)
+		sets = append(sets, fmt.Sprintf("synced_at = synced_at || (SELECT jsonb_object_agg(g, $2::timestamptz) FROM unnest($%d::text[]) g)", len(args)))
+	}
+	if len(sets) == 0 {
+		return "", nil
+	}
+	sort.Strings(sets) // stable statements for the plan cache
+	sets = append(sets, "updated_at = $2")
+	return "UPDATE flows.meter_shadows SET " + strings.Join(sets, ", ") + " WHERE id = $1", args
+}
+
+// shadowChanges maps the columns u writes to their values (nil for NULL).
+// It is also the shape of an outbox entry for replicas.
+func shadowChanges(u flows.ShadowUpdate) map[string]any {
+	c := map[string]any{}
+	put := func(col string, d *decimal.Decimal) {
+		if d != nil {
+			c[col] = *d
+		}
+	}
+	put("balance", u.Balance)
+	put("emergency_credit", u.EmergencyCredit)
+	put("voltage", u.Voltage)
+	put("import_a", u.ImportA)
+	put("import_b", u.ImportB)
+	put("export_a", u.ExportA)
+	put("export_b", u.ExportB)
+	for col, t := range map[string]*flows.Tariff{"tariffs_active": u.TariffsActive, "tariffs_future": u.TariffsFuture} {
+		if t != nil {
+			b, _ := json.Marshal(t)
+			c[col] = string(b)
+		}
+	}
+	switch {
+	case u.ClearCSQ:
+		c["csq"] = nil
+	case u.CSQ != nil:
+		c["csq"] = *u.CSQ
+	}
+	if u.NetworkOperator != nil {
+		c["network_operator"] = *u.NetworkOperator
+	}
+	if u.Health != nil {
+		c["health"] = string(*u.Health)
+	}
+	if u.HealthDetails != nil {
+		c["health_details"] = *u.HealthDetails
+	}
+	if u.ClockTimeDiffSeconds != nil {
+		c["clock_time_diff_seconds"] = *u.ClockTimeDiffSeconds
+	}
+	if u.Backlight != nil {
+		c["backlight"] = *u.Backlight
+	}
+	if u.LoadSwitch != nil {
+		c["load_switch"] = *u.LoadSwitch
+	}
+	return c
 }
 
 // AddRegister adds an enabled register for element e. EINVALID for an

@@ -35,3 +35,7 @@ CREATE TABLE flows.replica_cursor (
 
 -- The job queue (River) lives in its own schema.
 CREATE SCHEMA IF NOT EXISTS flows_queue;
+
+-- When each frequency last ran for a meter ({"hourly": ts, ...}), so the
+-- scheduler queues each slot once.
+ALTER TABLE flows.meter_sync_state ADD COLUMN last_run jsonb NOT NULL DEFAULT '{}';

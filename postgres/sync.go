@@ -1,0 +1,213 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/jackc/pgx/v5"
+)
+
+// MeterByID returns the registry row of a meter. ENOTFOUND if none.
+func (s *Store) MeterByID(ctx context.Context, id string) (*flows.Meter, error) {
+	return s.meterWhere(ctx, "mr.id = $1", id)
+}
+
+// SyncerFrequencies returns the enabled syncers of meter_metrics and how
+// often each runs.
+func (s *Store) SyncerFrequencies(ctx context.Context) (map[string]flows.Frequency, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name, run_frequency FROM flows.meter_metrics WHERE enabled`)
+	if err != nil {
+		return nil, translate(err, "meter metrics")
+	}
+	defer rows.Close()
+	out := map[string]flows.Frequency{}
+	for rows.Next() {
+		var name, f string
+		if err := rows.Scan(&name, &f); err != nil {
+			return nil, err
+		}
+		out[name] = flows.Frequency(f)
+	}
+	return out, rows.Err()
+}
+
+// LastEventTime returns the newest stored event time of a meter (zero if none).
+func (s *Store) LastEventTime(ctx context.Context, meterID string) (time.Time, error) {
+	var t *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT max("timestamp") FROM flows.meter_event_log WHERE meter_id = $1`, meterID).Scan(&t)
+	if err != nil || t == nil {
+		return time.Time{}, translate(err, "event log")
+	}
+	return t.UTC(), nil
+}
+
+// AcquireSyncLease takes a meter's sync lease for owner until now+ttl.
+// It returns false when another owner holds an unexpired lease: two
+// processes must never sync one meter at once.
+func (s *Store) AcquireSyncLease(ctx context.Context, meterID, owner string, ttl time.Duration) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until) VALUES ($1, $2, now() + $3::interval)
+		ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $2, lease_until = now() + $3::interval
+		WHERE meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $2`,
+		meterID, owner, ttl.String())
+	if err != nil {
+		return false, translate(err, "sync lease")
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ReleaseSyncLease gives a lease back.
+func (s *Store) ReleaseSyncLease(ctx context.Context, meterID, owner string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET lease_owner = NULL, lease_until = NULL
+		WHERE meter_id = $1 AND lease_owner = $2`, meterID, owner)
+	return translate(err, "sync lease")
+}
+
+// ApplySync writes one sync's results in one transaction: the shadow
+// values (history through the triggers), health, freshness, the registry
+// fields that changed, new events, the sync state, and — when replicate —
+// an outbox entry for replica databases. A failure keeps the values that
+// were read and marks the meter unhealthy with csq NULL.
+func (s *Store) ApplySync(ctx context.Context, r flows.SyncResult, freq string, replicate bool) error {
+	u := r.Shadow
+	u.At = r.At
+	if r.TouchHealth {
+		h := flows.HealthHealthy
+		details := ""
+		if r.Failure != "" {
+			h, details = flows.HealthUnhealthy, r.Failure
+			u.ClearCSQ, u.CSQ, u.NetworkOperator = true, nil, nil
+		}
+		u.Health, u.HealthDetails = &h, &details
+	}
+	if err := u.Validate(); err != nil {
+		return fmt.Errorf("sync of %s read an invalid value: %w", r.MeterID, err)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var serial string
+		if err := tx.QueryRow(ctx, `SELECT serial FROM flows.meter_registry WHERE id = $1 FOR UPDATE`, r.MeterID).Scan(&serial); err != nil {
+			return translate(err, "meter")
+		}
+		if sql, args := shadowUpdateSQL(r.MeterID, u, r.Groups); sql != "" {
+			if _, err := tx.Exec(ctx, sql, args...); err != nil {
+				return translate(err, "meter shadow")
+			}
+			if replicate {
+				changes := shadowChanges(u)
+				changes["updated_at"] = r.At.UTC()
+				b, err := json.Marshal(changes)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `INSERT INTO flows.shadow_outbox (serial, changes) VALUES ($1, $2)`, serial, b); err != nil {
+					return err
+				}
+			}
+		}
+		reg := r.Registry
+		for col, v := range map[string]any{"hardware": reg.Hardware, "serial": reg.Serial, "firmware_version": reg.FirmwareVersion,
+			"prepay_enabled": reg.PrepayEnabled, "daylight_savings_correction_enabled": reg.DaylightSavingsCorrectionEnabled} {
+			if isNilPtr(v) {
+				continue
+			}
+			// Only changed columns are written, so updated_at means a change.
+			if _, err := tx.Exec(ctx, `UPDATE flows.meter_registry SET `+col+` = $2 WHERE id = $1 AND `+col+` IS DISTINCT FROM $2`, r.MeterID, v); err != nil {
+				return translate(err, "meter registry")
+			}
+		}
+		if len(r.Events) > 0 {
+			ts := make([]time.Time, len(r.Events))
+			types := make([]int32, len(r.Events))
+			sets := make([]int32, len(r.Events))
+			for i, e := range r.Events {
+				ts[i], types[i], sets[i] = e.Timestamp, int32(e.EventType), int32(e.EventSet)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO flows.meter_event_log (meter_id, "timestamp", event_type, event_set)
+				SELECT $1, t, e, s FROM unnest($2::timestamptz[], $3::int[], $4::int[]) AS x(t, e, s)
+				ON CONFLICT (meter_id, "timestamp", event_type) DO NOTHING`, r.MeterID, ts, types, sets); err != nil {
+				return translate(err, "meter events")
+			}
+		}
+		ok := r.Reached && r.Failure == ""
+		_, err := tx.Exec(ctx, `
+			INSERT INTO flows.meter_sync_state (meter_id, last_attempt_at, last_success_at, consecutive_failures, last_error, syncs, last_run)
+			VALUES ($1, $2, CASE WHEN $3 THEN $2::timestamptz END, CASE WHEN $3 THEN 0 ELSE 1 END, NULLIF($4, ''), 1, jsonb_build_object($5::text, $2::timestamptz))
+			ON CONFLICT (meter_id) DO UPDATE SET
+				last_attempt_at = $2,
+				last_success_at = CASE WHEN $3 THEN $2::timestamptz ELSE meter_sync_state.last_success_at END,
+				consecutive_failures = CASE WHEN $3 THEN 0 ELSE meter_sync_state.consecutive_failures + 1 END,
+				last_error = NULLIF($4, ''),
+				syncs = meter_sync_state.syncs + 1,
+				last_run = meter_sync_state.last_run || jsonb_build_object($5::text, $2::timestamptz)`,
+			r.MeterID, r.At.UTC(), ok, r.Failure, freq)
+		return err
+	})
+}
+
+func isNilPtr(v any) bool {
+	switch p := v.(type) {
+	case *string:
+		return p == nil
+	case *bool:
+		return p == nil
+	}
+	return v == nil
+}
+
+// DueSync is a meter whose sync for one frequency should be queued.
+type DueSync struct {
+	MeterID  string
+	Slot     time.Time // this period's slot (the uniqueness key)
+	RunAt    time.Time // when to run: the slot, or now to catch up
+	Failures int
+}
+
+// DueSyncs lists active meters (with an address) whose sync at frequency f
+// falls due by horizon: each meter has a fixed slot within every period,
+// derived from its id, so a fleet's work is spread evenly over the period.
+// A meter that missed its previous slot too (never synced, or the process
+// was down) is due at once.
+func (s *Store) DueSyncs(ctx context.Context, f flows.Frequency, now, horizon time.Time) ([]DueSync, error) {
+	secs := int64(f.Interval() / time.Second)
+	rows, err := s.pool.Query(ctx, `
+		WITH m AS (
+			SELECT r.id, coalesce(st.consecutive_failures, 0) AS failures,
+			       (st.last_run ->> $1)::timestamptz AS last_run,
+			       to_timestamp(floor(extract(epoch FROM $3::timestamptz) / $2) * $2 + (abs(hashtext(r.id::text)::bigint) % $2)) AS slot
+			FROM flows.meter_registry r
+			LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
+			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL
+		)
+		SELECT id, slot, CASE WHEN last_run IS NULL OR last_run < slot - make_interval(secs => $2) THEN $3::timestamptz ELSE slot END, failures
+		FROM m
+		WHERE (last_run IS NULL OR last_run < slot)
+		  AND (slot <= $4 OR last_run IS NULL OR last_run < slot - make_interval(secs => $2))`,
+		string(f), secs, now, horizon)
+	if err != nil {
+		return nil, translate(err, "due syncs")
+	}
+	defer rows.Close()
+	var out []DueSync
+	for rows.Next() {
+		var d DueSync
+		if err := rows.Scan(&d.MeterID, &d.Slot, &d.RunAt, &d.Failures); err != nil {
+			return nil, err
+		}
+		if d.RunAt.Before(now) {
+			d.RunAt = now
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// SyncCount returns how many syncs a meter has had (for tests and ops).
+func (s *Store) SyncCount(ctx context.Context, meterID string) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce((SELECT syncs FROM flows.meter_sync_state WHERE meter_id = $1), 0)`, meterID).Scan(&n)
+	return n, translate(err, "sync state")
+}
+

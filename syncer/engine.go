@@ -1,0 +1,280 @@
+// Package syncer keeps meter_shadows true for every active meter.
+//
+// A scheduler (a River periodic job, run by the elected leader of all
+// flows processes sharing the database) queues one sync job per meter and
+// frequency at the meter's slot in each period: slots are derived from the
+// meter id, so a fleet's hourly work is spread over the hour. A meter that
+// missed its previous slot (never synced, or the process was down) is
+// queued at once. Jobs are unique per meter, frequency and slot, so no
+// meter is synced twice in a run, and a per-meter lease in the database
+// stops two processes (or an on-demand sync) from talking to one meter at
+// the same time. Meters that keep failing are queued at a lower priority
+// so they do not starve healthy ones; they are still tried once per slot.
+//
+// A sync runs the frequency's syncers (meter_metrics) in one sequence over
+// the transport (which keeps the meter's gap), and applies everything it
+// read in one transaction: shadow values (history through triggers),
+// freshness, registry fields that changed, new events. A failure to reach
+// the meter marks it unhealthy with csq NULL and keeps what was read.
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/postgres"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+)
+
+// Queue is the River queue of sync jobs.
+const Queue = "sync"
+
+// OnDemand is the frequency of an on-demand sync: every enabled syncer.
+const OnDemand = "on_demand"
+
+// Config configures an Engine.
+type Config struct {
+	Pool    *pgxpool.Pool
+	Store   *postgres.Store
+	Meters  Meters
+	Workers int    // concurrent meter syncs in this process (50)
+	Owner   string // this process's name in leases (hostname:pid)
+	// ScheduleEvery is how often the scheduler queues due syncs (30 s); it
+	// looks this far ahead too.
+	ScheduleEvery time.Duration
+	// SyncTimeout bounds one meter's sync (3 min).
+	SyncTimeout time.Duration
+	// Replicate writes an outbox entry per shadow update for replicas.
+	Replicate bool
+	Now       func() time.Time
+	Logger    *slog.Logger
+}
+
+// Engine runs scheduled and on-demand syncs.
+type Engine struct {
+	cfg    Config
+	client *river.Client[pgx.Tx]
+	// OnSynced, when set before Start, is called after each applied sync
+	// with the meter id (metrics and tests).
+	OnSynced func(meterID string)
+}
+
+// syncArgs is a sync job: one meter, one frequency, one slot.
+type syncArgs struct {
+	MeterID   string `json:"meter_id" river:"unique"`
+	Frequency string `json:"frequency" river:"unique"`
+	Slot      int64  `json:"slot" river:"unique"` // unix seconds; 0 for on-demand
+}
+
+func (syncArgs) Kind() string { return "flows_sync_meter" }
+
+type scheduleArgs struct{}
+
+func (scheduleArgs) Kind() string { return "flows_sync_schedule" }
+
+// New builds an engine; Start runs it.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 50
+	}
+	if cfg.ScheduleEvery <= 0 {
+		cfg.ScheduleEvery = 30 * time.Second
+	}
+	if cfg.SyncTimeout <= 0 {
+		cfg.SyncTimeout = 3 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{cfg: cfg}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, river.WorkFunc(e.workSync))
+	river.AddWorker(workers, river.WorkFunc(e.workSchedule))
+	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
+		Schema:  postgres.QueueSchema,
+		Queues:  map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Workers}, river.QueueDefault: {MaxWorkers: 2}},
+		Workers: workers,
+		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.ScheduleEvery),
+			func() (river.JobArgs, *river.InsertOpts) { return scheduleArgs{}, nil },
+			&river.PeriodicJobOpts{RunOnStart: true, ID: "flows_sync_schedule"})},
+		JobTimeout:                  cfg.SyncTimeout,
+		MaxAttempts:                 1, // a failed sync waits for its next slot
+		CompletedJobRetentionPeriod: 25 * time.Hour,
+		FetchCooldown:               20 * time.Millisecond,
+		FetchPollInterval:           500 * time.Millisecond,
+		Logger:                      cfg.Logger.With("component", "river"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sync engine: %w", err)
+	}
+	e.client = client
+	return e, nil
+}
+
+// Start starts working jobs; it returns at once.
+func (e *Engine) Start(ctx context.Context) error { return e.client.Start(ctx) }
+
+// Stop lets running syncs finish (bounded by ctx) and stops.
+func (e *Engine) Stop(ctx context.Context) error { return e.client.Stop(ctx) }
+
+// SyncNow queues an immediate sync of one meter ahead of scheduled work.
+func SyncNow(ctx context.Context, pool *pgxpool.Pool, meterID string) error {
+	c, err := river.NewClient[pgx.Tx](riverpgxv5.New(pool), &river.Config{Schema: postgres.QueueSchema})
+	if err != nil {
+		return err
+	}
+	_, err = c.Insert(ctx, syncArgs{MeterID: meterID, Frequency: OnDemand, Slot: time.Now().Unix()},
+		&river.InsertOpts{Queue: Queue, Priority: 1})
+	return err
+}
+
+// workSchedule queues the syncs that fall due before the next run.
+func (e *Engine) workSchedule(ctx context.Context, job *river.Job[scheduleArgs]) error {
+	now := e.cfg.Now().UTC()
+	horizon := now.Add(e.cfg.ScheduleEvery)
+	var params []river.InsertManyParams
+	for _, f := range []flows.Frequency{flows.Hourly, flows.TwelveHour, flows.Daily} {
+		due, err := e.cfg.Store.DueSyncs(ctx, f, now, horizon)
+		if err != nil {
+			return err
+		}
+		for _, d := range due {
+			prio := 2
+			if d.Failures >= 3 {
+				prio = 4 // keep trying, behind the healthy meters
+			}
+			params = append(params, river.InsertManyParams{
+				Args: syncArgs{MeterID: d.MeterID, Frequency: string(f), Slot: d.Slot.Unix()},
+				InsertOpts: &river.InsertOpts{Queue: Queue, Priority: prio, ScheduledAt: d.RunAt,
+					UniqueOpts: river.UniqueOpts{ByArgs: true}},
+			})
+		}
+	}
+	for len(params) > 0 {
+		n := min(len(params), 1000)
+		if _, err := e.client.InsertMany(ctx, params[:n]); err != nil {
+			return fmt.Errorf("queue syncs: %w", err)
+		}
+		params = params[n:]
+	}
+	return nil
+}
+
+// workSync syncs one meter.
+func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
+	a := job.Args
+	ok, err := e.cfg.Store.AcquireSyncLease(ctx, a.MeterID, e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return river.JobSnooze(5 * time.Second) // another process is talking to this meter
+	}
+	defer func() {
+		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), a.MeterID, e.cfg.Owner); err != nil {
+			e.cfg.Logger.Warn("releasing sync lease", "meter_id", a.MeterID, "error", err)
+		}
+	}()
+	res, err := e.SyncMeter(ctx, a.MeterID, a.Frequency)
+	if err != nil {
+		if flows.ErrorCode(err) == flows.ENOTFOUND {
+			return river.JobCancel(err)
+		}
+		return err
+	}
+	if res == nil {
+		return nil
+	}
+	if res.Failure != "" {
+		e.cfg.Logger.Info("meter unreachable", "meter_id", a.MeterID, "detail", res.Failure)
+	}
+	if e.OnSynced != nil {
+		e.OnSynced(a.MeterID)
+	}
+	return nil
+}
+
+// SyncMeter runs one frequency's syncers against a meter and applies the
+// result. It returns nil (and does nothing) for passive meters and meters
+// without an address.
+func (e *Engine) SyncMeter(ctx context.Context, meterID, freq string) (*flows.SyncResult, error) {
+	m, err := e.cfg.Store.MeterByID(ctx, meterID)
+	if err != nil {
+		return nil, err
+	}
+	if m.Mode != flows.ModeActive || m.IPAddress == nil {
+		return nil, nil // passive twins are fed from their active database, never polled
+	}
+	freqs, err := e.cfg.Store.SyncerFrequencies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, name := range syncOrder {
+		if f, ok := freqs[name]; ok && (freq == OnDemand || string(f) == freq) {
+			names = append(names, name)
+		}
+	}
+	res := &flows.SyncResult{MeterID: m.ID}
+	c := &call{
+		meters: e.cfg.Meters,
+		target: meterconn.Target{Serial: m.Serial, Addr: net.JoinHostPort(m.IPAddress.String(), strconv.Itoa(m.Port))},
+		meter:  m,
+		res:    res,
+		lastEvent: func() (time.Time, error) {
+			return e.cfg.Store.LastEventTime(ctx, m.ID)
+		},
+	}
+	for _, name := range names {
+		s := syncers[name]
+		if s.singlePhase && emop.IsThreePhase(m.Hardware) {
+			continue
+		}
+		if !s.registryOnly {
+			res.TouchHealth = true
+		}
+		c.now = e.cfg.Now().UTC()
+		err := s.run(ctx, c)
+		if err == nil {
+			if s.group != "" {
+				res.Groups = append(res.Groups, s.group)
+			}
+			continue
+		}
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return nil, err // shutting down: the next slot will do it
+		}
+		if detail, unreachable := meterFailure(err); unreachable {
+			res.Failure = detail
+			break // the meter is not answering: do not keep knocking
+		}
+		e.cfg.Logger.Warn("syncer failed", "meter_serial", m.Serial, "syncer", name, "error", err)
+	}
+	res.At = e.cfg.Now().UTC()
+	if err := e.cfg.Store.ApplySync(context.WithoutCancel(ctx), *res, freq, e.cfg.Replicate); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// syncOrder is the order syncers run in: cheap signal first, then money.
+var syncOrder = []string{
+	"SyncerCsq", "SyncerPrepayBalance", "SyncerClockDiff", "SyncerVoltage", "SyncerReads",
+	"SyncerTariffsActive", "SyncerTariffsFuture", "SyncerEventLog", "SyncerBacklight", "SyncerLoadSwitch",
+	"SyncerHardware", "SyncerSerial", "SyncerFirmwareVersion", "SyncerPrepayEnabled", "SyncerDaylightSavingsEnabled",
+}
+

@@ -1,0 +1,355 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/meterconn"
+	"github.com/shopspring/decimal"
+)
+
+// Meters is how the engine reaches meters: the in-process transport
+// (meterconn.Client) or a mediator client.
+type Meters interface {
+	Read(ctx context.Context, t meterconn.Target, id emop.ObjectID) ([]byte, error)
+	Raw(ctx context.Context, t meterconn.Target, data []byte) ([]byte, error)
+}
+
+// call is one sync of one meter: what the syncers share.
+type call struct {
+	meters    Meters
+	target    meterconn.Target
+	meter     *flows.Meter
+	now       time.Time
+	lastEvent func() (time.Time, error)
+	res       *flows.SyncResult
+}
+
+func (c *call) read(ctx context.Context, id emop.ObjectID) ([]byte, error) {
+	p, err := c.meters.Read(ctx, c.target, id)
+	if err == nil {
+		c.res.Reached = true
+	}
+	return p, err
+}
+
+func (c *call) money(ctx context.Context, id emop.ObjectID) (*decimal.Decimal, error) {
+	p, err := c.read(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	d, err := emop.DecodeMoney(p)
+	return &d, err
+}
+
+func (c *call) u8(ctx context.Context, id emop.ObjectID) (uint8, error) {
+	p, err := c.read(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	return emop.DecodeU8(p)
+}
+
+// syncer is one named sync step (the names of meter_metrics).
+type syncer struct {
+	group        string // freshness group; "" for registry fields
+	registryOnly bool
+	singlePhase  bool // skipped on three-phase meters
+	run          func(ctx context.Context, c *call) error
+}
+
+// syncers are the reference's syncers, by their exact (case-sensitive)
+// meter_metrics names.
+var syncers = map[string]syncer{
+	"SyncerCsq": {group: "csq", run: func(ctx context.Context, c *call) error {
+		p, err := c.read(ctx, emop.ObjCSQ)
+		if err != nil {
+			return err
+		}
+		s, err := emop.DecodeCSQ(p)
+		c.res.Shadow.CSQ, c.res.Shadow.NetworkOperator = &s.CSQ, &s.NetworkOperator
+		return err
+	}},
+	"SyncerVoltage": {group: "voltage", singlePhase: true, run: func(ctx context.Context, c *call) error {
+		p, err := c.read(ctx, emop.ObjVoltage)
+		if err != nil {
+			return err
+		}
+		// Volts, like three-phase voltages (the reference stored tenths).
+		v, err := emop.DecodeVoltage(p)
+		c.res.Shadow.Voltage = &v
+		return err
+	}},
+	"SyncerPrepayBalance": {group: "balance", singlePhase: true, run: func(ctx context.Context, c *call) error {
+		p, err := c.read(ctx, emop.ObjPrepayBalance)
+		if err != nil {
+			return err
+		}
+		b, err := emop.DecodeBalance(p)
+		if err != nil {
+			return err
+		}
+		c.res.Shadow.Balance = &b
+		ec, err := c.money(ctx, emop.ObjActiveEmergencyCredit)
+		c.res.Shadow.EmergencyCredit = ec
+		return err
+	}},
+	"SyncerClockDiff": {group: "clock", run: func(ctx context.Context, c *call) error {
+		p, err := c.read(ctx, emop.ObjTime)
+		if err != nil {
+			return err
+		}
+		mt, err := emop.DecodeClock(p)
+		if err != nil {
+			return err
+		}
+		// The whole difference, days included (the reference kept only
+		// the seconds component).
+		d := c.now.Sub(mt)
+		if d < 0 {
+			d = -d
+		}
+		secs := int(d.Round(time.Second) / time.Second)
+		c.res.Shadow.ClockTimeDiffSeconds = &secs
+		return nil
+	}},
+	"SyncerReads": {group: "reads", singlePhase: true, run: func(ctx context.Context, c *call) error {
+		p, err := c.read(ctx, emop.ObjElementA)
+		if err != nil {
+			return err
+		}
+		a, err := emop.DecodeReading(p)
+		if err != nil {
+			return err
+		}
+		kwh := func(wh uint32) *decimal.Decimal { d := decimal.New(int64(wh), -3); return &d }
+		c.res.Shadow.ImportA, c.res.Shadow.ExportA = kwh(a.ImportActive), kwh(a.ExportActive)
+		if !emop.IsTwinElement(c.meter.Hardware) {
+			return nil // no element B to read on single-element meters
+		}
+		p, err = c.read(ctx, emop.ObjElementB)
+		if err != nil {
+			return err
+		}
+		b, err := emop.DecodeReading(p)
+		c.res.Shadow.ImportB, c.res.Shadow.ExportB = kwh(b.ImportActive), kwh(b.ExportActive)
+		return err
+	}},
+	"SyncerTariffsActive": {group: "tariffs_active", singlePhase: true, run: func(ctx context.Context, c *call) error {
+		t, err := readTariff(ctx, c, false)
+		c.res.Shadow.TariffsActive = t
+		return err
+	}},
+	"SyncerTariffsFuture": {group: "tariffs_future", singlePhase: true, run: func(ctx context.Context, c *call) error {
+		t, err := readTariff(ctx, c, true)
+		c.res.Shadow.TariffsFuture = t
+		return err
+	}},
+	"SyncerBacklight": {group: "backlight", run: func(ctx context.Context, c *call) error {
+		v, err := c.u8(ctx, emop.ObjBacklight)
+		if err != nil {
+			return err
+		}
+		name := emop.SettingName(emop.BacklightSettings, v)
+		if name == "" {
+			return nil // a value outside the enum is skipped, as the reference does
+		}
+		if name == emop.BacklightSettings[0] {
+			name = map[bool]string{true: "always_off_3p", false: "normal_sp"}[emop.IsThreePhase(c.meter.Hardware)]
+		}
+		c.res.Shadow.Backlight = &name
+		return nil
+	}},
+	"SyncerLoadSwitch": {group: "load_switch", singlePhase: true, run: func(ctx context.Context, c *call) error {
+		v, err := c.u8(ctx, emop.ObjLoadSwitch)
+		if err != nil {
+			return err
+		}
+		if name := emop.SettingName(emop.LoadSwitchSettings, v); name != "" {
+			c.res.Shadow.LoadSwitch = &name
+		}
+		return nil
+	}},
+	"SyncerEventLog": {group: "events", singlePhase: true, run: syncEvents},
+	"SyncerHardware": {registryOnly: true, run: func(ctx context.Context, c *call) error {
+		p, err := c.read(ctx, emop.ObjHardware)
+		if err != nil {
+			return err
+		}
+		s, err := emop.DecodeString(p)
+		if err != nil {
+			return err
+		}
+		hw := emop.RegistryHardware(s, -1)
+		if s == "" {
+			if p, err := c.read(ctx, emop.ObjThreePhaseHardwareConfig); err == nil && len(p) > 0 {
+				hw = emop.RegistryHardware("", int(p[0]))
+			}
+		}
+		c.res.Registry.Hardware = &hw
+		return nil
+	}},
+	"SyncerSerial": {registryOnly: true, run: func(ctx context.Context, c *call) error {
+		id := emop.ObjSerial
+		if emop.IsThreePhase(c.meter.Hardware) {
+			id = 0xD7FF10
+		}
+		p, err := c.read(ctx, id)
+		if err != nil {
+			return err
+		}
+		s, err := emop.DecodeString(p)
+		if err != nil || flows.ValidateSerial(s) != nil {
+			return err // a serial we cannot store is not written over a good one
+		}
+		c.res.Registry.Serial = &s
+		return nil
+	}},
+	"SyncerFirmwareVersion": {registryOnly: true, run: func(ctx context.Context, c *call) error {
+		p, err := c.read(ctx, emop.ObjFirmware)
+		if err != nil {
+			return err
+		}
+		fw := emop.FormatFirmware(p)
+		c.res.Registry.FirmwareVersion = &fw
+		return nil
+	}},
+	"SyncerPrepayEnabled": {registryOnly: true, singlePhase: true, run: func(ctx context.Context, c *call) error {
+		v, err := c.u8(ctx, emop.ObjPrepayEnabled)
+		on := v == 1
+		c.res.Registry.PrepayEnabled = &on
+		return err
+	}},
+	"SyncerDaylightSavingsEnabled": {registryOnly: true, singlePhase: true, run: func(ctx context.Context, c *call) error {
+		v, err := c.u8(ctx, emop.ObjDSTFlag)
+		on := v == 1
+		c.res.Registry.DaylightSavingsCorrectionEnabled = &on
+		return err
+	}},
+}
+
+// SyncerNames lists every syncer the engine knows.
+func SyncerNames() []string {
+	out := make([]string, 0, len(syncers))
+	for n := range syncers {
+		out = append(out, n)
+	}
+	return out
+}
+
+// GroupOf returns the freshness group a syncer fills ("" for registry-only).
+func GroupOf(name string) string { return syncers[name].group }
+
+// readTariff reads the active or future tariff into the seed's JSON shape.
+func readTariff(ctx context.Context, c *call, future bool) (*flows.Tariff, error) {
+	var t flows.Tariff
+	ids := struct{ sc, mask, values, rateA, rateB, ec, eca, drr emop.ObjectID }{
+		emop.ObjActiveStandingCharge, emop.ObjActiveThresholdMask, emop.ObjActiveThresholdValues, emop.ObjActivePrice,
+		emop.ObjActiveElementBPrice, emop.ObjActiveEmergencyCredit, emop.ObjActiveECreditAvailability, emop.ObjActiveDebtRecoveryRate,
+	}
+	if future {
+		ids = struct{ sc, mask, values, rateA, rateB, ec, eca, drr emop.ObjectID }{
+			emop.ObjFutureStandingCharge, emop.ObjFutureThresholdMask, emop.ObjFutureThresholdValues, emop.ObjFutureBlock8Rate1,
+			emop.ObjFutureElementBTouRate1, emop.ObjFutureEmergencyCredit, emop.ObjFutureECreditAvailability, emop.ObjFutureDebtRecoveryRate,
+		}
+	}
+	var err error
+	for _, f := range []struct {
+		id  emop.ObjectID
+		dst **decimal.Decimal
+	}{{ids.sc, &t.StandingCharge}, {ids.rateA, &t.UnitRateElementA}, {ids.rateB, &t.UnitRateElementB},
+		{ids.ec, &t.PrepaymentEmergencyCredit}, {ids.eca, &t.PrepaymentECreditAvailability}, {ids.drr, &t.PrepaymentDebtRecoveryRate}} {
+		if *f.dst, err = c.money(ctx, f.id); err != nil {
+			return nil, err
+		}
+	}
+	p, err := c.read(ctx, ids.mask)
+	if err != nil {
+		return nil, err
+	}
+	mask, err := emop.DecodeThresholdMask(p)
+	if err != nil {
+		return nil, err
+	}
+	t.ThresholdMask = mask.Map()
+	if p, err = c.read(ctx, ids.values); err != nil {
+		return nil, err
+	}
+	vals, err := emop.DecodeThresholdValues(p)
+	if err != nil {
+		return nil, err
+	}
+	t.ThresholdValues = vals.Map()
+	if future {
+		p, err := c.read(ctx, emop.ObjFutureActivation)
+		if err != nil {
+			return nil, err
+		}
+		at, err := emop.DecodeEpoch(p)
+		if err != nil {
+			return nil, err
+		}
+		// The meter's clock time, without an offset, as the reference
+		// writes it (UK local for DST-corrected meters).
+		s := at.Format("2006-01-02T15:04:05")
+		t.ActivationDatetime = &s
+	} else {
+		if v, err := c.u8(ctx, emop.ObjActiveBlockRate); err == nil {
+			n := int(v)
+			t.BlockRate = &n
+		}
+		if v, err := c.u8(ctx, emop.ObjActiveElementBTouRate); err == nil {
+			n := int(v)
+			t.ElementBTouRate = &n
+		}
+	}
+	return &t, nil
+}
+
+// syncEvents fetches event-log blocks newest first until it reaches events
+// already stored (at most ten blocks), dropping invalid id-0 entries.
+func syncEvents(ctx context.Context, c *call) error {
+	last, err := c.lastEvent()
+	if err != nil {
+		return err
+	}
+	for idx := uint8(0); idx <= emop.MaxEventLogIndex; idx++ {
+		req, _ := emop.EventLogRequest(idx)
+		resp, err := c.meters.Raw(ctx, c.target, req)
+		if err != nil {
+			return err
+		}
+		c.res.Reached = true
+		_, evs, err := emop.ParseEventLogResponse(resp)
+		if err != nil {
+			return err
+		}
+		fresh := 0
+		for _, e := range evs {
+			if e.Timestamp.After(last) {
+				c.res.Events = append(c.res.Events, flows.MeterEvent{Timestamp: e.Timestamp, EventType: int(e.EventID), EventSet: int(e.EventSet)})
+				fresh++
+			}
+		}
+		if fresh < emop.EventsPerBlock {
+			return nil
+		}
+	}
+	return nil
+}
+
+// meterFailure reports whether err means the meter could not be reached
+// (as opposed to refusing or garbling one object), with the actionable
+// detail for health_details.
+func meterFailure(err error) (string, bool) {
+	var ce *meterconn.CommError
+	var pe *meterconn.ProtocolError
+	switch {
+	case errors.As(err, &ce), errors.As(err, &pe), errors.Is(err, meterconn.ErrBusy), errors.Is(err, context.DeadlineExceeded):
+		return meterconn.Detail(err), true
+	}
+	return "", false
+}
