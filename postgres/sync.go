@@ -210,4 +210,3 @@ func (s *Store) SyncCount(ctx context.Context, meterID string) (int64, error) {
 	err := s.pool.QueryRow(ctx, `SELECT coalesce((SELECT syncs FROM flows.meter_sync_state WHERE meter_id = $1), 0)`, meterID).Scan(&n)
 	return n, translate(err, "sync state")
 }
-

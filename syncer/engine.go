@@ -277,4 +277,3 @@ var syncOrder = []string{
 	"SyncerTariffsActive", "SyncerTariffsFuture", "SyncerEventLog", "SyncerBacklight", "SyncerLoadSwitch",
 	"SyncerHardware", "SyncerSerial", "SyncerFirmwareVersion", "SyncerPrepayEnabled", "SyncerDaylightSavingsEnabled",
 }
-
