@@ -183,15 +183,17 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 		return err
 	}
 
-	srv := flowshttp.NewServer(flowshttp.Config{Addr: cfg.httpAddr, DB: pool, Logger: log})
-	if err := srv.Start(ctx); err != nil {
-		return flows.FieldError("--http", "%v", err)
+	// The simulated meters need only a short gap between requests.
+	stopServices, httpAddr, err := runServices(ctx, pool, serveConfig{httpAddr: cfg.httpAddr, grpcAddr: cfg.grpcAddr,
+		components: []string{"api", "sync"}, meterGap: 100 * time.Millisecond, workers: 25}, log)
+	if err != nil {
+		return err
 	}
-	defer srv.Stop()
+	defer stopServices()
 
 	info := readyInfo{
 		DatabaseURL: dbURL,
-		HTTPURL:     "http://" + srv.Addr(),
+		HTTPURL:     "http://" + httpAddr,
 		// The mediator is not part of the demo yet: no gRPC address is served.
 		GRPCAddr:   "",
 		AdminToken: adminToken,

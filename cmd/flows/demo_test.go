@@ -143,6 +143,32 @@ func TestDemoEndToEnd(t *testing.T) {
 	if reg, _ := psql(t, rf.DatabaseURL, "SELECT host(ip_address) || ':' || port FROM flows.meter_registry WHERE serial = '"+m0.Serial+"'"); reg != net.JoinHostPort(m0.IPAddress, strconv.Itoa(m0.Port)) {
 		t.Errorf("registry has %s for %s, the simulator listens on %s:%d", reg, m0.Serial, m0.IPAddress, m0.Port)
 	}
+	// The sync engine brings live values from the simulated meters within
+	// a minute of start.
+	var synced string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		synced, _ = psql(t, rf.DatabaseURL, "SELECT count(*) FROM flows.meter_shadows WHERE synced_at ? 'balance'")
+		if synced != "0" && synced != "" {
+			break
+		}
+	}
+	if synced == "0" || synced == "" {
+		t.Errorf("no meter synced within a minute of the demo starting")
+	}
+	before, _ := psql(t, rf.DatabaseURL, "SELECT coalesce(max(syncs), 0) FROM flows.meter_sync_state s JOIN flows.meter_registry r ON r.id = s.meter_id WHERE r.serial = 'EML2137580826'")
+	if out, err := exec.Command(flowsBin, "meter", "sync", "EML2137580826", "--database-url", rf.DatabaseURL).CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
+		t.Errorf("flows meter sync: %v %s", err, out)
+	}
+	var after string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		after, _ = psql(t, rf.DatabaseURL, "SELECT syncs FROM flows.meter_sync_state s JOIN flows.meter_registry r ON r.id = s.meter_id WHERE r.serial = 'EML2137580826'")
+		if after != before && after != "" {
+			break
+		}
+	}
+	if after == before {
+		t.Errorf("on-demand sync did not run (syncs %s → %s)", before, after)
+	}
 	resp, err := http.Get(rf.HTTPURL + "/healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v %v", resp, err)
@@ -191,7 +217,8 @@ func TestDemoRejectsBadFlags(t *testing.T) {
 		{[]string{"demo", "--speed", "-1"}, "--speed"},
 		{[]string{"migrate", "sideways", "--database-url", "postgres://x@127.0.0.1:1/x"}, "action"},
 		{[]string{"migrate", "up"}, "--database-url"},
-		{[]string{"serve"}, "not implemented"},
+		{[]string{"serve"}, "--database-url"},
+		{[]string{"serve", "--database-url", "postgres://x@127.0.0.1:1/x", "--components", "api,toaster"}, "--components"},
 		{[]string{"meter", "show", "bad-serial", "--database-url", "postgres://x@127.0.0.1:1/x"}, "serial"},
 	} {
 		cmd := exec.Command(flowsBin, c.args...)

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -61,10 +60,3 @@ func databaseURL(cmd *cobra.Command) (string, error) {
 func addDatabaseFlag(cmd *cobra.Command) {
 	cmd.Flags().String("database-url", "", "PostgreSQL URL (default $FLOWS_DATABASE_URL)")
 }
-
-// notImplemented is the error of contract commands that later work adds.
-func notImplemented(what string) error {
-	return flows.Errorf(flows.ENOTIMPL, "%s is not implemented yet", what)
-}
-
-var errUsage = errors.New("usage")

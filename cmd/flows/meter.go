@@ -8,6 +8,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/postgres"
+	"github.com/flows-energy/flows/syncer"
 	"github.com/spf13/cobra"
 )
 
@@ -112,7 +113,28 @@ func newMeterCmd() *cobra.Command {
 		Use:   "sync SERIAL",
 		Short: "Queue an immediate sync of one meter",
 		Args:  cobra.ExactArgs(1),
-		RunE:  func(cmd *cobra.Command, args []string) error { return notImplemented("flows meter sync") },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := flows.ValidateSerial(args[0]); err != nil {
+				return err
+			}
+			store, closeFn, err := openStore(cmd)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			m, err := store.MeterBySerial(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if m.Mode != flows.ModeActive {
+				return flows.Errorf(flows.EINVALID, "meter %s is passive: it is synced from the database where it is active", m.Serial)
+			}
+			if err := syncer.SyncNow(cmd.Context(), store.Pool(), m.ID); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sync of %s queued ahead of scheduled work\n", m.Serial)
+			return nil
+		},
 	}
 	addDatabaseFlag(sync)
 	meter.AddCommand(imp, list, show, sync)

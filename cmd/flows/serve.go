@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/flows-energy/flows"
+	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/postgres"
+	"github.com/flows-energy/flows/syncer"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+)
+
+// serveConfig is what flows serve (and the demo) run.
+type serveConfig struct {
+	httpAddr   string
+	grpcAddr   string
+	components []string
+	meterGap   time.Duration
+	workers    int
+	replicas   []string
+}
+
+var knownComponents = []string{"api", "sync", "commands", "mediator"}
+
+func newServeCmd() *cobra.Command {
+	var cfg serveConfig
+	var components string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the API, sync engine, commands and mediator against a database",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			url, err := databaseURL(cmd)
+			if err != nil {
+				return err
+			}
+			if cfg.components, err = parseComponents(components); err != nil {
+				return err
+			}
+			log := logger()
+			pool, err := postgres.Open(cmd.Context(), url)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			if _, err := postgres.Migrate(cmd.Context(), pool); err != nil {
+				return err
+			}
+			stop, addr, err := runServices(cmd.Context(), pool, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			fmt.Fprintf(cmd.OutOrStdout(), "flows serving %s; HTTP on http://%s\n", strings.Join(cfg.components, ", "), addr)
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	addDatabaseFlag(cmd)
+	cmd.Flags().StringVar(&cfg.httpAddr, "http", "127.0.0.1:8000", "HTTP listen address")
+	cmd.Flags().StringVar(&cfg.grpcAddr, "grpc", "127.0.0.1:50051", "gRPC (mediator) listen address")
+	cmd.Flags().StringVar(&components, "components", strings.Join(knownComponents, ","), "components to run: api, sync, commands, mediator")
+	cmd.Flags().DurationVar(&cfg.meterGap, "meter-gap", meterconn.DefaultGap, "minimum time between requests to one meter")
+	cmd.Flags().IntVar(&cfg.workers, "sync-workers", 50, "meters synced at once by this process")
+	cmd.Flags().StringArrayVar(&cfg.replicas, "replica-database-url", nil, "mirror active meters' shadows into this database, where they are passive (repeatable)")
+	return cmd
+}
+
+func parseComponents(s string) ([]string, error) {
+	var out []string
+	for _, c := range strings.Split(s, ",") {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
+		if !slices.Contains(knownComponents, c) {
+			return nil, flows.FieldError("--components", "%q is not one of %s", c, strings.Join(knownComponents, ", "))
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, flows.FieldError("--components", "name at least one component")
+	}
+	return out, nil
+}
+
+// runServices starts the chosen components and returns a function that
+// stops them in reverse order, and the HTTP address.
+func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *slog.Logger) (func(), string, error) {
+	var stops []func()
+	stopAll := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	store := postgres.NewStore(pool)
+	has := func(c string) bool { return slices.Contains(cfg.components, c) }
+	for _, c := range []string{"commands", "mediator"} {
+		if has(c) {
+			log.Warn("component not available yet; skipping", "component", c)
+		}
+	}
+	if has("sync") {
+		transport, err := meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn")})
+		if err != nil {
+			return nil, "", err
+		}
+		host, _ := os.Hostname()
+		eng, err := syncer.New(syncer.Config{Pool: pool, Store: store, Meters: transport, Workers: cfg.workers,
+			Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Replicate: len(cfg.replicas) > 0, Logger: log.With("component", "sync")})
+		if err != nil {
+			return nil, "", err
+		}
+		if err := eng.Start(ctx); err != nil {
+			return nil, "", err
+		}
+		stops = append(stops, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = eng.Stop(sctx)
+		})
+		for _, url := range cfg.replicas {
+			rep, err := syncer.NewReplicator(syncer.ReplicatorConfig{Primary: pool, ReplicaURL: url, Logger: log.With("component", "replica")})
+			if err != nil {
+				stopAll()
+				return nil, "", err
+			}
+			rep.Start(ctx)
+			stops = append(stops, rep.Stop)
+		}
+	}
+	addr := ""
+	if has("api") {
+		srv := flowshttp.NewServer(flowshttp.Config{Addr: cfg.httpAddr, DB: pool, Logger: log.With("component", "http")})
+		if err := srv.Start(ctx); err != nil {
+			stopAll()
+			return nil, "", flows.FieldError("--http", "%v", err)
+		}
+		stops = append(stops, srv.Stop)
+		addr = srv.Addr()
+	}
+	return stopAll, addr, nil
+}
