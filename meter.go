@@ -264,6 +264,9 @@ type MeterStatus struct {
 	Meter     Meter      `json:"registry"`
 	Shadow    Shadow     `json:"shadow"`
 	Registers []Register `json:"registers"`
+	// Freshness of each value group; Stale lists the stale ones.
+	Freshness map[string]ValueFreshness `json:"freshness"`
+	Stale     []string                  `json:"stale"`
 }
 
 // LowBalance is a row of the meters_low_balance view.

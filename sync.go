@@ -67,3 +67,50 @@ type SyncResult struct {
 	// TouchHealth is false when only registry fields were synced.
 	TouchHealth bool
 }
+
+// SyncerGroups maps each syncer (meter_metrics.name) to the value group it
+// fills in meter_shadows.synced_at. Registry-only syncers have none.
+var SyncerGroups = map[string]string{
+	"SyncerCsq":           "csq",
+	"SyncerVoltage":       "voltage",
+	"SyncerPrepayBalance": "balance",
+	"SyncerClockDiff":     "clock",
+	"SyncerReads":         "reads",
+	"SyncerTariffsActive": "tariffs_active",
+	"SyncerTariffsFuture": "tariffs_future",
+	"SyncerEventLog":      "events",
+	"SyncerBacklight":     "backlight",
+	"SyncerLoadSwitch":    "load_switch",
+}
+
+// ValueFreshness says when a group of shadow values was last read and
+// whether that is too long ago.
+type ValueFreshness struct {
+	SyncedAt *time.Time `json:"synced_at"`
+	// Interval is how often the group is meant to be read.
+	Interval string `json:"interval"`
+	// Stale is true when the values are older than twice their interval
+	// (or were never read). Stale is not offline: a meter can answer its
+	// signal check while its tariff read keeps failing.
+	Stale bool `json:"stale"`
+}
+
+// Freshness computes the freshness of every scheduled group of a shadow at
+// now, given each syncer's frequency.
+func Freshness(syncedAt map[string]time.Time, freqs map[string]Frequency, now time.Time) map[string]ValueFreshness {
+	out := map[string]ValueFreshness{}
+	for syncer, f := range freqs {
+		g := SyncerGroups[syncer]
+		if g == "" || !f.Valid() {
+			continue
+		}
+		v := ValueFreshness{Interval: string(f), Stale: true}
+		if t, ok := syncedAt[g]; ok {
+			t := t
+			v.SyncedAt = &t
+			v.Stale = now.Sub(t) > 2*f.Interval()
+		}
+		out[g] = v
+	}
+	return out
+}

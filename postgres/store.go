@@ -209,7 +209,21 @@ func (s *Store) MeterStatus(ctx context.Context, serial string) (*flows.MeterSta
 	if err != nil {
 		return nil, err
 	}
-	return &flows.MeterStatus{Meter: *m, Shadow: *sh, Registers: regs}, nil
+	st := &flows.MeterStatus{Meter: *m, Shadow: *sh, Registers: regs, Stale: []string{}}
+	if m.Mode == flows.ModeActive {
+		freqs, err := s.SyncerFrequencies(ctx)
+		if err != nil {
+			return nil, err
+		}
+		st.Freshness = flows.Freshness(sh.SyncedAt, freqs, time.Now())
+		for g, f := range st.Freshness {
+			if f.Stale {
+				st.Stale = append(st.Stale, g)
+			}
+		}
+		sort.Strings(st.Stale)
+	}
+	return st, nil
 }
 
 // Shadow returns the shadow of the meter with id. ENOTFOUND if none.

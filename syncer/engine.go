@@ -250,8 +250,8 @@ func (e *Engine) SyncMeter(ctx context.Context, meterID, freq string) (*flows.Sy
 		c.now = e.cfg.Now().UTC()
 		err := s.run(ctx, c)
 		if err == nil {
-			if s.group != "" {
-				res.Groups = append(res.Groups, s.group)
+			if g := flows.SyncerGroups[name]; g != "" {
+				res.Groups = append(res.Groups, g)
 			}
 			continue
 		}

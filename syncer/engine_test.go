@@ -2,6 +2,7 @@ package syncer_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -208,6 +209,11 @@ func TestOfflineMeterAndRecovery(t *testing.T) {
 	}
 	if off, _ := r.store.OfflineRecently(ctx, ""); len(off) != 0 {
 		t.Errorf("still offline: %+v", off)
+	}
+	// Online, yet the 12-hourly values were never read: stale, not offline.
+	stale := strings.Join(st.Stale, ",")
+	if !strings.Contains(stale, "tariffs_active") || strings.Contains(stale, "balance") || strings.Contains(stale, "csq") {
+		t.Errorf("stale values %q: want the never-read tariffs, not the fresh balance or csq", stale)
 	}
 	// Registry-only syncers never touch health.
 	if err := r.fleet.SetOffline(m.Spec.Serial, true); err != nil {

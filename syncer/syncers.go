@@ -55,7 +55,6 @@ func (c *call) u8(ctx context.Context, id emop.ObjectID) (uint8, error) {
 
 // syncer is one named sync step (the names of meter_metrics).
 type syncer struct {
-	group        string // freshness group; "" for registry fields
 	registryOnly bool
 	singlePhase  bool // skipped on three-phase meters
 	run          func(ctx context.Context, c *call) error
@@ -64,7 +63,7 @@ type syncer struct {
 // syncers are the reference's syncers, by their exact (case-sensitive)
 // meter_metrics names.
 var syncers = map[string]syncer{
-	"SyncerCsq": {group: "csq", run: func(ctx context.Context, c *call) error {
+	"SyncerCsq": {run: func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjCSQ)
 		if err != nil {
 			return err
@@ -73,7 +72,7 @@ var syncers = map[string]syncer{
 		c.res.Shadow.CSQ, c.res.Shadow.NetworkOperator = &s.CSQ, &s.NetworkOperator
 		return err
 	}},
-	"SyncerVoltage": {group: "voltage", singlePhase: true, run: func(ctx context.Context, c *call) error {
+	"SyncerVoltage": {singlePhase: true, run: func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjVoltage)
 		if err != nil {
 			return err
@@ -83,7 +82,7 @@ var syncers = map[string]syncer{
 		c.res.Shadow.Voltage = &v
 		return err
 	}},
-	"SyncerPrepayBalance": {group: "balance", singlePhase: true, run: func(ctx context.Context, c *call) error {
+	"SyncerPrepayBalance": {singlePhase: true, run: func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjPrepayBalance)
 		if err != nil {
 			return err
@@ -97,7 +96,7 @@ var syncers = map[string]syncer{
 		c.res.Shadow.EmergencyCredit = ec
 		return err
 	}},
-	"SyncerClockDiff": {group: "clock", run: func(ctx context.Context, c *call) error {
+	"SyncerClockDiff": {run: func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjTime)
 		if err != nil {
 			return err
@@ -116,7 +115,7 @@ var syncers = map[string]syncer{
 		c.res.Shadow.ClockTimeDiffSeconds = &secs
 		return nil
 	}},
-	"SyncerReads": {group: "reads", singlePhase: true, run: func(ctx context.Context, c *call) error {
+	"SyncerReads": {singlePhase: true, run: func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjElementA)
 		if err != nil {
 			return err
@@ -138,17 +137,17 @@ var syncers = map[string]syncer{
 		c.res.Shadow.ImportB, c.res.Shadow.ExportB = kwh(b.ImportActive), kwh(b.ExportActive)
 		return err
 	}},
-	"SyncerTariffsActive": {group: "tariffs_active", singlePhase: true, run: func(ctx context.Context, c *call) error {
+	"SyncerTariffsActive": {singlePhase: true, run: func(ctx context.Context, c *call) error {
 		t, err := readTariff(ctx, c, false)
 		c.res.Shadow.TariffsActive = t
 		return err
 	}},
-	"SyncerTariffsFuture": {group: "tariffs_future", singlePhase: true, run: func(ctx context.Context, c *call) error {
+	"SyncerTariffsFuture": {singlePhase: true, run: func(ctx context.Context, c *call) error {
 		t, err := readTariff(ctx, c, true)
 		c.res.Shadow.TariffsFuture = t
 		return err
 	}},
-	"SyncerBacklight": {group: "backlight", run: func(ctx context.Context, c *call) error {
+	"SyncerBacklight": {run: func(ctx context.Context, c *call) error {
 		v, err := c.u8(ctx, emop.ObjBacklight)
 		if err != nil {
 			return err
@@ -163,7 +162,7 @@ var syncers = map[string]syncer{
 		c.res.Shadow.Backlight = &name
 		return nil
 	}},
-	"SyncerLoadSwitch": {group: "load_switch", singlePhase: true, run: func(ctx context.Context, c *call) error {
+	"SyncerLoadSwitch": {singlePhase: true, run: func(ctx context.Context, c *call) error {
 		v, err := c.u8(ctx, emop.ObjLoadSwitch)
 		if err != nil {
 			return err
@@ -173,7 +172,7 @@ var syncers = map[string]syncer{
 		}
 		return nil
 	}},
-	"SyncerEventLog": {group: "events", singlePhase: true, run: syncEvents},
+	"SyncerEventLog": {singlePhase: true, run: syncEvents},
 	"SyncerHardware": {registryOnly: true, run: func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjHardware)
 		if err != nil {
@@ -239,9 +238,6 @@ func SyncerNames() []string {
 	}
 	return out
 }
-
-// GroupOf returns the freshness group a syncer fills ("" for registry-only).
-func GroupOf(name string) string { return syncers[name].group }
 
 // readTariff reads the active or future tariff into the seed's JSON shape.
 func readTariff(ctx context.Context, c *call, future bool) (*flows.Tariff, error) {
