@@ -66,6 +66,8 @@ type SyncResult struct {
 	Failure string
 	// TouchHealth is false when only registry fields were synced.
 	TouchHealth bool
+	// ReleaseLease names the sync lease owner to release with the result.
+	ReleaseLease string
 }
 
 // SyncerGroups maps each syncer (meter_metrics.name) to the value group it

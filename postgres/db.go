@@ -24,6 +24,11 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, flows.Errorf(flows.EINVALID, "database URL: %v", err)
 	}
+	// pgxpool defaults to max(4, CPUs) connections; the sync engine runs
+	// dozens of meter syncs at once, each a short transaction.
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = 40
+	}
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		pgxdecimal.Register(conn.TypeMap())
 		return nil

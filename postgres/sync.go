@@ -86,64 +86,59 @@ func (s *Store) ApplySync(ctx context.Context, r flows.SyncResult, freq string, 
 	if err := u.Validate(); err != nil {
 		return fmt.Errorf("sync of %s read an invalid value: %w", r.MeterID, err)
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var serial string
-		if err := tx.QueryRow(ctx, `SELECT serial FROM flows.meter_registry WHERE id = $1 FOR UPDATE`, r.MeterID).Scan(&serial); err != nil {
-			return translate(err, "meter")
+	// One transaction, sent as one batch: a sync is a round trip, not ten.
+	b := &pgx.Batch{}
+	if sql, args := shadowUpdateSQL(r.MeterID, u, r.Groups); sql != "" {
+		b.Queue(sql, args...)
+		if replicate {
+			changes := shadowChanges(u)
+			changes["updated_at"] = r.At.UTC()
+			js, err := json.Marshal(changes)
+			if err != nil {
+				return err
+			}
+			b.Queue(`INSERT INTO flows.shadow_outbox (serial, changes) SELECT serial, $2 FROM flows.meter_registry WHERE id = $1`, r.MeterID, js)
 		}
-		if sql, args := shadowUpdateSQL(r.MeterID, u, r.Groups); sql != "" {
-			if _, err := tx.Exec(ctx, sql, args...); err != nil {
-				return translate(err, "meter shadow")
-			}
-			if replicate {
-				changes := shadowChanges(u)
-				changes["updated_at"] = r.At.UTC()
-				b, err := json.Marshal(changes)
-				if err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, `INSERT INTO flows.shadow_outbox (serial, changes) VALUES ($1, $2)`, serial, b); err != nil {
-					return err
-				}
-			}
-		}
-		reg := r.Registry
-		for col, v := range map[string]any{"hardware": reg.Hardware, "serial": reg.Serial, "firmware_version": reg.FirmwareVersion,
-			"prepay_enabled": reg.PrepayEnabled, "daylight_savings_correction_enabled": reg.DaylightSavingsCorrectionEnabled} {
-			if isNilPtr(v) {
-				continue
-			}
+	}
+	reg := r.Registry
+	for col, v := range map[string]any{"hardware": reg.Hardware, "serial": reg.Serial, "firmware_version": reg.FirmwareVersion,
+		"prepay_enabled": reg.PrepayEnabled, "daylight_savings_correction_enabled": reg.DaylightSavingsCorrectionEnabled} {
+		if !isNilPtr(v) {
 			// Only changed columns are written, so updated_at means a change.
-			if _, err := tx.Exec(ctx, `UPDATE flows.meter_registry SET `+col+` = $2 WHERE id = $1 AND `+col+` IS DISTINCT FROM $2`, r.MeterID, v); err != nil {
-				return translate(err, "meter registry")
-			}
+			b.Queue(`UPDATE flows.meter_registry SET `+col+` = $2 WHERE id = $1 AND `+col+` IS DISTINCT FROM $2`, r.MeterID, v)
 		}
-		if len(r.Events) > 0 {
-			ts := make([]time.Time, len(r.Events))
-			types := make([]int32, len(r.Events))
-			sets := make([]int32, len(r.Events))
-			for i, e := range r.Events {
-				ts[i], types[i], sets[i] = e.Timestamp, int32(e.EventType), int32(e.EventSet)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO flows.meter_event_log (meter_id, "timestamp", event_type, event_set)
-				SELECT $1, t, e, s FROM unnest($2::timestamptz[], $3::int[], $4::int[]) AS x(t, e, s)
-				ON CONFLICT (meter_id, "timestamp", event_type) DO NOTHING`, r.MeterID, ts, types, sets); err != nil {
-				return translate(err, "meter events")
-			}
+	}
+	if len(r.Events) > 0 {
+		ts := make([]time.Time, len(r.Events))
+		types := make([]int32, len(r.Events))
+		sets := make([]int32, len(r.Events))
+		for i, e := range r.Events {
+			ts[i], types[i], sets[i] = e.Timestamp, int32(e.EventType), int32(e.EventSet)
 		}
-		ok := r.Reached && r.Failure == ""
-		_, err := tx.Exec(ctx, `
-			INSERT INTO flows.meter_sync_state (meter_id, last_attempt_at, last_success_at, consecutive_failures, last_error, syncs, last_run)
-			VALUES ($1, $2, CASE WHEN $3 THEN $2::timestamptz END, CASE WHEN $3 THEN 0 ELSE 1 END, NULLIF($4, ''), 1, jsonb_build_object($5::text, $2::timestamptz))
-			ON CONFLICT (meter_id) DO UPDATE SET
-				last_attempt_at = $2,
-				last_success_at = CASE WHEN $3 THEN $2::timestamptz ELSE meter_sync_state.last_success_at END,
-				consecutive_failures = CASE WHEN $3 THEN 0 ELSE meter_sync_state.consecutive_failures + 1 END,
-				last_error = NULLIF($4, ''),
-				syncs = meter_sync_state.syncs + 1,
-				last_run = meter_sync_state.last_run || jsonb_build_object($5::text, $2::timestamptz)`,
-			r.MeterID, r.At.UTC(), ok, r.Failure, freq)
-		return err
+		b.Queue(`INSERT INTO flows.meter_event_log (meter_id, "timestamp", event_type, event_set)
+			SELECT $1, t, e, s FROM unnest($2::timestamptz[], $3::int[], $4::int[]) AS x(t, e, s)
+			ON CONFLICT (meter_id, "timestamp", event_type) DO NOTHING`, r.MeterID, ts, types, sets)
+	}
+	ok := r.Reached && r.Failure == ""
+	b.Queue(`
+		INSERT INTO flows.meter_sync_state (meter_id, last_attempt_at, last_success_at, consecutive_failures, last_error, syncs, last_run)
+		VALUES ($1, $2, CASE WHEN $3 THEN $2::timestamptz END, CASE WHEN $3 THEN 0 ELSE 1 END, NULLIF($4, ''), 1, jsonb_build_object($5::text, $2::timestamptz))
+		ON CONFLICT (meter_id) DO UPDATE SET
+			last_attempt_at = $2,
+			last_success_at = CASE WHEN $3 THEN $2::timestamptz ELSE meter_sync_state.last_success_at END,
+			consecutive_failures = CASE WHEN $3 THEN 0 ELSE meter_sync_state.consecutive_failures + 1 END,
+			last_error = NULLIF($4, ''),
+			syncs = meter_sync_state.syncs + 1,
+			last_run = meter_sync_state.last_run || jsonb_build_object($5::text, $2::timestamptz)`,
+		r.MeterID, r.At.UTC(), ok, r.Failure, freq)
+	if r.ReleaseLease != "" {
+		b.Queue(`UPDATE flows.meter_sync_state SET lease_owner = NULL, lease_until = NULL WHERE meter_id = $1 AND lease_owner = $2`, r.MeterID, r.ReleaseLease)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return translate(err, "sync of meter "+r.MeterID)
+		}
+		return nil
 	})
 }
 

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -68,6 +69,10 @@ type Engine struct {
 	// OnSynced, when set before Start, is called after each applied sync
 	// with the meter id (metrics and tests).
 	OnSynced func(meterID string)
+
+	mu      sync.Mutex
+	freqs   map[string]flows.Frequency
+	freqsAt time.Time
 }
 
 // syncArgs is a sync job: one meter, one frequency, one slot.
@@ -125,8 +130,20 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Start starts working jobs; it returns at once.
-func (e *Engine) Start(ctx context.Context) error { return e.client.Start(ctx) }
+// Start starts working jobs; it returns at once. It also queues due syncs
+// straight away rather than waiting for this process to be elected the
+// scheduler (job uniqueness makes a second scheduler harmless).
+func (e *Engine) Start(ctx context.Context) error {
+	if err := e.client.Start(ctx); err != nil {
+		return err
+	}
+	go func() {
+		if err := e.schedule(ctx); err != nil && ctx.Err() == nil {
+			e.cfg.Logger.Warn("initial sync scheduling", "error", err)
+		}
+	}()
+	return nil
+}
 
 // Stop lets running syncs finish (bounded by ctx) and stops.
 func (e *Engine) Stop(ctx context.Context) error { return e.client.Stop(ctx) }
@@ -144,10 +161,25 @@ func SyncNow(ctx context.Context, pool *pgxpool.Pool, meterID string) error {
 
 // workSchedule queues the syncs that fall due before the next run.
 func (e *Engine) workSchedule(ctx context.Context, job *river.Job[scheduleArgs]) error {
+	return e.schedule(ctx)
+}
+
+func (e *Engine) schedule(ctx context.Context) error {
 	now := e.cfg.Now().UTC()
 	horizon := now.Add(e.cfg.ScheduleEvery)
+	freqs, err := e.cfg.Store.SyncerFrequencies(ctx)
+	if err != nil {
+		return err
+	}
+	scheduled := map[flows.Frequency]bool{}
+	for _, f := range freqs {
+		scheduled[f] = true
+	}
 	var params []river.InsertManyParams
 	for _, f := range []flows.Frequency{flows.Hourly, flows.TwelveHour, flows.Daily} {
+		if !scheduled[f] {
+			continue // no enabled syncer runs at this frequency
+		}
 		due, err := e.cfg.Store.DueSyncs(ctx, f, now, horizon)
 		if err != nil {
 			return err
@@ -157,10 +189,15 @@ func (e *Engine) workSchedule(ctx context.Context, job *river.Job[scheduleArgs])
 			if d.Failures >= 3 {
 				prio = 4 // keep trying, behind the healthy meters
 			}
+			opts := &river.InsertOpts{Queue: Queue, Priority: prio, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+			if d.RunAt.After(now) {
+				// A future slot; one due now is inserted ready to run
+				// (a past ScheduledAt waits for River's scheduler).
+				opts.ScheduledAt = d.RunAt
+			}
 			params = append(params, river.InsertManyParams{
-				Args: syncArgs{MeterID: d.MeterID, Frequency: string(f), Slot: d.Slot.Unix()},
-				InsertOpts: &river.InsertOpts{Queue: Queue, Priority: prio, ScheduledAt: d.RunAt,
-					UniqueOpts: river.UniqueOpts{ByArgs: true}},
+				Args:       syncArgs{MeterID: d.MeterID, Frequency: string(f), Slot: d.Slot.Unix()},
+				InsertOpts: opts,
 			})
 		}
 	}
@@ -184,12 +221,13 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 	if !ok {
 		return river.JobSnooze(5 * time.Second) // another process is talking to this meter
 	}
-	defer func() {
+	res, err := e.SyncMeter(ctx, a.MeterID, a.Frequency)
+	if res == nil {
+		// Nothing applied (and so the lease not released with it).
 		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), a.MeterID, e.cfg.Owner); err != nil {
 			e.cfg.Logger.Warn("releasing sync lease", "meter_id", a.MeterID, "error", err)
 		}
-	}()
-	res, err := e.SyncMeter(ctx, a.MeterID, a.Frequency)
+	}
 	if err != nil {
 		if flows.ErrorCode(err) == flows.ENOTFOUND {
 			return river.JobCancel(err)
@@ -219,7 +257,7 @@ func (e *Engine) SyncMeter(ctx context.Context, meterID, freq string) (*flows.Sy
 	if m.Mode != flows.ModeActive || m.IPAddress == nil {
 		return nil, nil // passive twins are fed from their active database, never polled
 	}
-	freqs, err := e.cfg.Store.SyncerFrequencies(ctx)
+	freqs, err := e.syncerFrequencies(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -265,10 +303,26 @@ func (e *Engine) SyncMeter(ctx context.Context, meterID, freq string) (*flows.Sy
 		e.cfg.Logger.Warn("syncer failed", "meter_serial", m.Serial, "syncer", name, "error", err)
 	}
 	res.At = e.cfg.Now().UTC()
+	res.ReleaseLease = e.cfg.Owner
 	if err := e.cfg.Store.ApplySync(context.WithoutCancel(ctx), *res, freq, e.cfg.Replicate); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// syncerFrequencies returns meter_metrics, re-read at most every 30 s.
+func (e *Engine) syncerFrequencies(ctx context.Context) (map[string]flows.Frequency, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.freqs != nil && time.Since(e.freqsAt) < 30*time.Second {
+		return e.freqs, nil
+	}
+	f, err := e.cfg.Store.SyncerFrequencies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.freqs, e.freqsAt = f, time.Now()
+	return f, nil
 }
 
 // syncOrder is the order syncers run in: cheap signal first, then money.

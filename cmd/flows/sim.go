@@ -23,6 +23,7 @@ type simConfig struct {
 	state       string
 	registryOut string
 	faults      bool
+	latency     time.Duration
 }
 
 func newSimCmd() *cobra.Command {
@@ -50,6 +51,7 @@ func newSimCmd() *cobra.Command {
 	fl.StringVar(&cfg.state, "state", "", "keep balances, registers and used tokens in this file across restarts")
 	fl.StringVar(&cfg.registryOut, "registry-out", "", "write the fleet (serial, ip_address, port, hardware, key...) as JSON here")
 	fl.BoolVar(&cfg.faults, "faults", true, "make a realistic few meters offline, flaky or slow")
+	fl.DurationVar(&cfg.latency, "latency", 0, "every meter takes this long to answer (benchmarks)")
 
 	var registry, serial, amount string
 	token := &cobra.Command{
@@ -123,6 +125,11 @@ func startSim(ctx context.Context, cfg simConfig, specs []sim.Spec, log *slog.Lo
 		secret := make([]byte, 32)
 		_, _ = rand.Read(secret)
 		specs = sim.GenerateFleet(cfg.meters, sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: secret, Faults: cfg.faults})
+	}
+	if cfg.latency > 0 {
+		for i := range specs {
+			specs[i].Faults.LatencyMin, specs[i].Faults.LatencyMax = cfg.latency, cfg.latency
+		}
 	}
 	meters, simTime, err := sim.LoadMeters(specs, cfg.state, time.Now().UTC())
 	if err != nil {

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/pgembed"
+	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/postgres"
+	"github.com/flows-energy/flows/sim"
+	"github.com/flows-energy/flows/syncer"
+	"github.com/spf13/cobra"
+)
+
+func newBenchCmd() *cobra.Command {
+	bench := &cobra.Command{Use: "bench", Short: "Benchmarks that print their figures"}
+	var meters, workers int
+	var latency, rawFor time.Duration
+	syncCmd := &cobra.Command{
+		Use:   "sync",
+		Short: "Time the hourly sync of a simulated fleet against the simulator's raw capacity",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if meters < 1 || workers < 1 {
+				return flows.FieldError("--meters", "meters and workers must be positive")
+			}
+			return benchSync(cmd, meters, workers, latency, rawFor)
+		},
+	}
+	syncCmd.Flags().IntVar(&meters, "meters", 10000, "simulated meters")
+	syncCmd.Flags().IntVar(&workers, "workers", 400, "concurrent meter syncs")
+	syncCmd.Flags().DurationVar(&latency, "latency", 20*time.Millisecond, "simulated meter latency")
+	syncCmd.Flags().DurationVar(&rawFor, "raw-for", 5*time.Second, "how long to measure raw capacity")
+	bench.AddCommand(syncCmd)
+	return bench
+}
+
+// countingObserver counts transport requests.
+type countingObserver struct{ n atomic.Int64 }
+
+func (c *countingObserver) ObserveRequest(kind, result string, d time.Duration) { c.n.Add(1) }
+
+func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Duration) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	log := logger()
+	dir, err := os.MkdirTemp("", "flows-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	_ = os.Chmod(dir, 0o755)
+
+	cluster, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(dir, "pg")})
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+	if err := createDatabase(ctx, cluster, "flows"); err != nil {
+		return err
+	}
+	pool, err := postgres.Open(ctx, cluster.URL("flows")+"&pool_max_conns="+strconv.Itoa(min(workers/4+10, 200)))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
+		return err
+	}
+
+	// The fleet runs in its own process, so the figures below are the
+	// engine's alone.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	reg := filepath.Join(dir, "fleet.json")
+	simProc := exec.Command(self, "sim", "--meters", strconv.Itoa(meters), "--listen", "127.91:0", "--faults=false",
+		"--latency", latency.String(), "--registry-out", reg)
+	simProc.Stderr = os.Stderr
+	if err := simProc.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = simProc.Process.Signal(syscall.SIGTERM); _ = simProc.Wait() }()
+	var specs []sim.Spec
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if specs, err = sim.ReadRegistry(reg); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("simulator did not start: %w", err)
+		}
+	}
+	var targets []meterconn.Target
+	var nm []flows.NewMeter
+	var layouts []string
+	for _, s := range specs {
+		if s.Mode != "active" {
+			continue
+		}
+		targets = append(targets, meterconn.Target{Serial: s.Serial, Addr: net.JoinHostPort(s.IPAddress, strconv.Itoa(s.Port))})
+		nm = append(nm, flows.NewMeter{Serial: s.Serial, IPAddress: s.IPAddress, Port: s.Port, Hardware: s.Hardware, Mode: flows.ModeActive})
+		layouts = append(layouts, s.Layout)
+	}
+
+	// Raw capacity: as many concurrent reads as the engine will run.
+	raw, err := meterconn.New(meterconn.Config{Attempts: 1, MaxConcurrent: workers})
+	if err != nil {
+		return err
+	}
+	var rawN, rawErr atomic.Int64
+	var wg sync.WaitGroup
+	stopRaw := time.Now().Add(rawFor)
+	var next atomic.Int64
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stopRaw) {
+				t := targets[next.Add(1)%int64(len(targets))]
+				if _, err := raw.Read(ctx, t, emop.ObjPrepayBalance); err != nil {
+					rawErr.Add(1)
+					continue
+				}
+				rawN.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	rawRate := float64(rawN.Load()) / rawFor.Seconds()
+
+	store := postgres.NewStore(pool)
+	if _, err := store.CreateESCO(ctx, "BENCH", "Benchmark"); err != nil {
+		return err
+	}
+	if _, err := store.ImportMeters(ctx, "BENCH", nm, layouts); err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, `UPDATE flows.meter_metrics SET enabled = (run_frequency = 'hourly')`); err != nil {
+		return err
+	}
+	obs := &countingObserver{}
+	transport, err := meterconn.New(meterconn.Config{Attempts: 2, Backoff: 100 * time.Millisecond, MaxConcurrent: workers * 2, Observer: obs})
+	if err != nil {
+		return err
+	}
+	eng, err := syncer.New(syncer.Config{Pool: pool, Store: store, Meters: transport, Workers: workers, Owner: "bench",
+		ScheduleEvery: 5 * time.Second, Logger: log.With("component", "sync")})
+	if err != nil {
+		return err
+	}
+	cpu0 := cpuSeconds()
+	start := time.Now()
+	if err := eng.Start(ctx); err != nil {
+		return err
+	}
+	defer eng.Stop(context.Background())
+	var fresh int
+	for deadline := start.Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM flows.meter_shadows WHERE synced_at ? 'balance'`).Scan(&fresh); err != nil {
+			return err
+		}
+		if os.Getenv("FLOWS_BENCH_TRACE") != "" {
+			var jobs string
+			_ = pool.QueryRow(ctx, `SELECT string_agg(state || '=' || n, ' ') FROM (SELECT state::text, count(*) n FROM flows_queue.river_job GROUP BY 1) x`).Scan(&jobs)
+			fmt.Fprintf(out, "  %5.1fs fresh %d, jobs %s\n", time.Since(start).Seconds(), fresh, jobs)
+		}
+		if fresh >= len(targets) {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	cpu := cpuSeconds() - cpu0
+	achieved := float64(obs.n.Load()) / elapsed.Seconds()
+	fmt.Fprintf(out, "sync benchmark: %d meters, %v simulated latency, zero gap, %d workers\n", len(targets), latency, workers)
+	fmt.Fprintf(out, "  simulator raw capacity:   %8.0f requests/s (%d errors)\n", rawRate, rawErr.Load())
+	fmt.Fprintf(out, "  hourly set, whole fleet:  %8.1f s for %d/%d meters (goal ≤ 60 s)\n", elapsed.Seconds(), fresh, len(targets))
+	fmt.Fprintf(out, "  engine request rate:      %8.0f requests/s (%d requests)\n", achieved, obs.n.Load())
+	fmt.Fprintf(out, "  efficiency:               %8.2f (goal ≥ 0.5)\n", achieved/rawRate)
+	fmt.Fprintf(out, "  engine CPU:               %8.1f s; peak memory %s\n", cpu, peakMemory())
+	return nil
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func peakMemory() string {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}
