@@ -225,7 +225,8 @@ func TestOfflineMeterAndRecovery(t *testing.T) {
 	if _, err := r.store.Pool().Exec(ctx, `UPDATE flows.meter_metrics SET enabled = false WHERE run_frequency = 'daily' AND name <> 'SyncerHardware'`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.engine.SyncMeter(ctx, id, "daily"); err != nil {
+	// A fresh engine: engines re-read meter_metrics every 30 s.
+	if _, err := r.newEngine(t, nil, "fresh", 1).SyncMeter(ctx, id, "daily"); err != nil {
 		t.Fatal(err)
 	}
 	st, _ = r.store.MeterStatus(ctx, m.Spec.Serial)
