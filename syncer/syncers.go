@@ -8,6 +8,7 @@ import (
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
 	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/meterop"
 	"github.com/shopspring/decimal"
 )
 
@@ -26,6 +27,15 @@ type call struct {
 	now       time.Time
 	lastEvent func() (time.Time, error)
 	res       *flows.SyncResult
+}
+
+// Read implements meterop.Reader, noting that the meter answered.
+func (c *call) Read(ctx context.Context, t meterconn.Target, id emop.ObjectID) ([]byte, error) {
+	p, err := c.meters.Read(ctx, t, id)
+	if err == nil {
+		c.res.Reached = true
+	}
+	return p, err
 }
 
 func (c *call) read(ctx context.Context, id emop.ObjectID) ([]byte, error) {
@@ -138,12 +148,12 @@ var syncers = map[string]syncer{
 		return err
 	}},
 	"SyncerTariffsActive": {singlePhase: true, run: func(ctx context.Context, c *call) error {
-		t, err := readTariff(ctx, c, false)
+		t, err := meterop.ReadTariff(ctx, c, c.target, false)
 		c.res.Shadow.TariffsActive = t
 		return err
 	}},
 	"SyncerTariffsFuture": {singlePhase: true, run: func(ctx context.Context, c *call) error {
-		t, err := readTariff(ctx, c, true)
+		t, err := meterop.ReadTariff(ctx, c, c.target, true)
 		c.res.Shadow.TariffsFuture = t
 		return err
 	}},
@@ -237,72 +247,6 @@ func SyncerNames() []string {
 		out = append(out, n)
 	}
 	return out
-}
-
-// readTariff reads the active or future tariff into the seed's JSON shape.
-func readTariff(ctx context.Context, c *call, future bool) (*flows.Tariff, error) {
-	var t flows.Tariff
-	ids := struct{ sc, mask, values, rateA, rateB, ec, eca, drr emop.ObjectID }{
-		emop.ObjActiveStandingCharge, emop.ObjActiveThresholdMask, emop.ObjActiveThresholdValues, emop.ObjActivePrice,
-		emop.ObjActiveElementBPrice, emop.ObjActiveEmergencyCredit, emop.ObjActiveECreditAvailability, emop.ObjActiveDebtRecoveryRate,
-	}
-	if future {
-		ids = struct{ sc, mask, values, rateA, rateB, ec, eca, drr emop.ObjectID }{
-			emop.ObjFutureStandingCharge, emop.ObjFutureThresholdMask, emop.ObjFutureThresholdValues, emop.ObjFutureBlock8Rate1,
-			emop.ObjFutureElementBTouRate1, emop.ObjFutureEmergencyCredit, emop.ObjFutureECreditAvailability, emop.ObjFutureDebtRecoveryRate,
-		}
-	}
-	var err error
-	for _, f := range []struct {
-		id  emop.ObjectID
-		dst **decimal.Decimal
-	}{{ids.sc, &t.StandingCharge}, {ids.rateA, &t.UnitRateElementA}, {ids.rateB, &t.UnitRateElementB},
-		{ids.ec, &t.PrepaymentEmergencyCredit}, {ids.eca, &t.PrepaymentECreditAvailability}, {ids.drr, &t.PrepaymentDebtRecoveryRate}} {
-		if *f.dst, err = c.money(ctx, f.id); err != nil {
-			return nil, err
-		}
-	}
-	p, err := c.read(ctx, ids.mask)
-	if err != nil {
-		return nil, err
-	}
-	mask, err := emop.DecodeThresholdMask(p)
-	if err != nil {
-		return nil, err
-	}
-	t.ThresholdMask = mask.Map()
-	if p, err = c.read(ctx, ids.values); err != nil {
-		return nil, err
-	}
-	vals, err := emop.DecodeThresholdValues(p)
-	if err != nil {
-		return nil, err
-	}
-	t.ThresholdValues = vals.Map()
-	if future {
-		p, err := c.read(ctx, emop.ObjFutureActivation)
-		if err != nil {
-			return nil, err
-		}
-		at, err := emop.DecodeEpoch(p)
-		if err != nil {
-			return nil, err
-		}
-		// The meter's clock time, without an offset, as the reference
-		// writes it (UK local for DST-corrected meters).
-		s := at.Format("2006-01-02T15:04:05")
-		t.ActivationDatetime = &s
-	} else {
-		if v, err := c.u8(ctx, emop.ObjActiveBlockRate); err == nil {
-			n := int(v)
-			t.BlockRate = &n
-		}
-		if v, err := c.u8(ctx, emop.ObjActiveElementBTouRate); err == nil {
-			n := int(v)
-			t.ElementBTouRate = &n
-		}
-	}
-	return &t, nil
 }
 
 // syncEvents fetches event-log blocks newest first until it reaches events
