@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flows-energy/flows/emop"
@@ -114,7 +115,13 @@ type Meter struct {
 	lastEnd time.Time // real time the last request finished (for MinGap)
 	faults  Faults
 	used    map[uint32]bool
+
+	active, maxActive atomic.Int32 // connections open at once (overlap check)
 }
+
+// MaxConcurrent returns the most connections this meter has had open at
+// once: more than 1 means two requests overlapped on the wire.
+func (m *Meter) MaxConcurrent() int { return int(m.maxActive.Load()) }
 
 // NewMeter makes a meter at simulated time now with default tariffs and a
 // starting balance.

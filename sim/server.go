@@ -169,6 +169,13 @@ func (f *Fleet) handle(m *Meter, conn net.Conn) {
 		}
 		return
 	}
+	// Requests in progress: from a request read to its reply written.
+	if n := m.active.Add(1); n > m.maxActive.Load() {
+		m.maxActive.Store(n) // a racy max is enough: any overlap shows as ≥ 2
+	}
+	var once sync.Once
+	done := func() { once.Do(func() { m.active.Add(-1) }) }
+	defer done()
 	if fl.Silent {
 		select { // hold the connection open without a word
 		case <-f.ctx.Done():
@@ -195,6 +202,7 @@ func (f *Fleet) handle(m *Meter, conn net.Conn) {
 	} else {
 		resp = m.Handle(req, f.clock.Now())
 	}
+	done() // answered: the reply is on its way
 	f.reply(conn, resp, fl, m)
 }
 

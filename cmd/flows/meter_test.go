@@ -23,7 +23,7 @@ func TestMigrateAndMeterCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "0001_meter_domain\tpending") {
 		t.Fatalf("status before: %v\n%s", err, out)
 	}
-	if out, err := flowsCmd(t, "migrate", "up", "--database-url", url); err != nil || !strings.Contains(out, "applied 0001_meter_domain") || !strings.Contains(out, "applied 0002_simulator_event_types") {
+	if out, err := flowsCmd(t, "migrate", "up", "--database-url", url); err != nil || !strings.Contains(out, "applied 0001_meter_domain") || !strings.Contains(out, "applied 0002_simulator_event_types") || !strings.Contains(out, "applied 0004_registry_notify") {
 		t.Fatalf("migrate up: %v\n%s", err, out)
 	}
 	if out, err := flowsCmd(t, "migrate", "--database-url", url); err != nil || !strings.Contains(out, "up to date") {
