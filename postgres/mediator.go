@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-
 )
 
 // CLIMeter is a row of get_meters_for_cli: what emop list shows.
@@ -65,4 +64,3 @@ func (s *Store) ListenRegistry(ctx context.Context, changed func()) error {
 		changed()
 	}
 }
-

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flows-energy/flows/internal/pgtest"
 )
 
 var emopBin string
@@ -20,14 +22,20 @@ func TestMain(m *testing.M) {
 	if out, err := exec.Command("go", "build", "-o", emopBin, ".").CombinedOutput(); err != nil {
 		panic(string(out))
 	}
-	code := m.Run()
+	code := pgtest.Run(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-func emop(t *testing.T, args ...string) (string, string, error) {
+func runEmop(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	cmd := exec.Command(emopBin, args...)
+	// The route comes from each test's flags, never from the environment.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MEDIATOR_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -36,7 +44,7 @@ func emop(t *testing.T, args ...string) (string, string, error) {
 
 func decode(t *testing.T, hexFrame string) map[string]any {
 	t.Helper()
-	out, stderr, err := emop(t, "frame", "decode", hexFrame)
+	out, stderr, err := runEmop(t, "frame", "decode", hexFrame)
 	if err != nil {
 		t.Fatalf("decode %s: %v %s", hexFrame, err, stderr)
 	}
@@ -98,7 +106,7 @@ func TestFrameDecodeRejectsMalformed(t *testing.T) {
 		{"7e11000000000021ae42050160010000c02f00", "follow the frame"},
 		{"zz", "not hex"},
 	} {
-		_, stderr, err := emop(t, "frame", "decode", c.in)
+		_, stderr, err := runEmop(t, "frame", "decode", c.in)
 		if err == nil || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "panic") {
 			t.Errorf("%s: err %v stderr %q, want a failure mentioning %q", c.in, err, stderr, c.want)
 		}
@@ -106,11 +114,11 @@ func TestFrameDecodeRejectsMalformed(t *testing.T) {
 }
 
 func TestFrameEncode(t *testing.T) {
-	out, _, err := emop(t, "frame", "encode", "--object", "serial", "--seq", "5")
+	out, _, err := runEmop(t, "frame", "encode", "--object", "serial", "--seq", "5")
 	if err != nil || strings.TrimSpace(out) != "7e11000000000021ae42050160010000c02f" {
 		t.Errorf("encode serial read = %q, %v; want the reference's frame", out, err)
 	}
-	out, _, err = emop(t, "frame", "encode", "--object", "fff839", "--write", "e21d0000")
+	out, _, err = runEmop(t, "frame", "encode", "--object", "fff839", "--write", "e21d0000")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +127,7 @@ func TestFrameEncode(t *testing.T) {
 		t.Errorf("encoded write decodes to %v", m)
 	}
 	for _, args := range [][]string{{"--object", "nonsense"}, {"--object", "serial", "--seq", "9"}, {"--object", "serial", "--write", "xyz"}} {
-		if _, _, err := emop(t, append([]string{"frame", "encode"}, args...)...); err == nil {
+		if _, _, err := runEmop(t, append([]string{"frame", "encode"}, args...)...); err == nil {
 			t.Errorf("encode %v accepted", args)
 		}
 	}

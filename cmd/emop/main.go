@@ -1,6 +1,6 @@
 // Command emop is the meter command line for field and support engineers:
-// one meter at a time, through a mediator or directly (DESIGN.md §3.3), and
-// frame tools for decoding what logs captured.
+// one meter (or a list) at a time, through a mediator or directly
+// (DESIGN.md §3.3), plus frame tools for decoding what logs captured.
 package main
 
 import (
@@ -12,21 +12,30 @@ import (
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "emop:", err)
+		fmt.Fprintln(os.Stderr, "emop:", explain(err))
 		os.Exit(1)
 	}
 }
 
 func newRoot() *cobra.Command {
+	var g globals
 	root := &cobra.Command{
-		Use:           "emop",
+		Use:           "emop [--mediator HOST:PORT | --direct HOST:PORT] [-s SERIAL] COMMAND [ARGS]",
 		Short:         "Read and write Emlite meters over EMOP",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().String("mediator", os.Getenv("MEDIATOR_SERVER"), "mediator HOST:PORT (default $MEDIATOR_SERVER)")
-	root.PersistentFlags().String("direct", "", "talk to the meter at HOST:PORT directly")
-	root.PersistentFlags().StringP("serial", "s", "", "meter serial")
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.mediator, "mediator", os.Getenv("MEDIATOR_SERVER"), "mediator HOST:PORT (default $MEDIATOR_SERVER)")
+	pf.StringVar(&g.direct, "direct", "", "talk to the meter at HOST:PORT directly, without a mediator")
+	pf.StringVarP(&g.serial, "serial", "s", "", "meter serial")
+	pf.StringSliceVar(&g.serials, "serials", nil, "several serials, comma separated")
+	pf.StringVar(&g.serialsFile, "serials-file", "", "a file with one serial per line")
+	pf.DurationVar(&g.gap, "gap", 2e9, "with --direct: minimum time between requests to the meter")
+	pf.StringVar(&g.cert, "cert", os.Getenv("MEDIATOR_CLIENT_CERT"), "client certificate for a mutual-TLS mediator (PEM file)")
+	pf.StringVar(&g.key, "key", os.Getenv("MEDIATOR_CLIENT_KEY"), "client key (PEM file)")
+	pf.StringVar(&g.ca, "ca", os.Getenv("MEDIATOR_CA_CERT"), "CA of the mediator's certificate (PEM file)")
 	root.AddCommand(newFrameCmd())
+	addMeterCommands(root, &g)
 	return root
 }

@@ -184,22 +184,21 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 	}
 
 	// The simulated meters need only a short gap between requests.
-	stopServices, httpAddr, err := runServices(ctx, pool, serveConfig{httpAddr: cfg.httpAddr, grpcAddr: cfg.grpcAddr,
-		components: []string{"api", "sync"}, meterGap: 100 * time.Millisecond, workers: 25}, log)
+	svc, err := runServices(ctx, pool, serveConfig{httpAddr: cfg.httpAddr, grpcAddr: cfg.grpcAddr,
+		components: []string{"api", "sync", "mediator"}, meterGap: 100 * time.Millisecond, workers: 25}, log)
 	if err != nil {
 		return err
 	}
-	defer stopServices()
+	defer svc.stop()
 
 	info := readyInfo{
 		DatabaseURL: dbURL,
-		HTTPURL:     "http://" + httpAddr,
-		// The mediator is not part of the demo yet: no gRPC address is served.
-		GRPCAddr:   "",
-		AdminToken: adminToken,
-		ESCO:       demo.ESCOCode,
-		ESCOID:     escoID,
-		Meters:     fleet,
+		HTTPURL:     "http://" + svc.httpAddr,
+		GRPCAddr:    svc.grpcAddr,
+		AdminToken:  adminToken,
+		ESCO:        demo.ESCOCode,
+		ESCOID:      escoID,
+		Meters:      fleet,
 	}
 	if cfg.readyFile != "" {
 		if err := writeFileAtomic(cfg.readyFile, info); err != nil {
@@ -210,6 +209,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 	fmt.Fprintf(out, "Flows demo ready: %d simulated meters of ESCO %s (speed %gx)\n", len(fleet), demo.ESCOCode, cfg.speed)
 	fmt.Fprintf(out, "  dashboard:   %s/\n", info.HTTPURL)
 	fmt.Fprintf(out, "  database:    %s\n", dbURL)
+	fmt.Fprintf(out, "  mediator:    %s (emop --mediator %s -s EML2137580826 prepay_balance)\n", svc.grpcAddr, svc.grpcAddr)
 	fmt.Fprintf(out, "  admin token: %s\n", adminToken)
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 	<-ctx.Done()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/flows-energy/flows/emop"
 	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/mediator"
 	"github.com/flows-energy/flows/meterconn"
 )
 
@@ -47,7 +48,7 @@ type demoProc struct {
 func startDemo(t *testing.T, dataDir string, args ...string) (*demoProc, readyFile, *bytes.Buffer) {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready.json")
-	cmd := exec.Command(flowsBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--sim-listen", "127.78:0", "--ready-file", ready}, args...)...)
+	cmd := exec.Command(flowsBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--sim-listen", "127.78:0", "--grpc", "127.0.0.1:0", "--ready-file", ready}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "FLOWS_JWT_SECRET=")
@@ -169,6 +170,15 @@ func TestDemoEndToEnd(t *testing.T) {
 	if after == before {
 		t.Errorf("on-demand sync did not run (syncs %s → %s)", before, after)
 	}
+	// The mediator relays to the same meters.
+	med, err := mediator.Dial(rf.GRPCAddr, nil)
+	if err != nil || rf.GRPCAddr == "" {
+		t.Fatalf("mediator at %q: %v", rf.GRPCAddr, err)
+	}
+	defer med.Close()
+	if _, err := med.Read(context.Background(), meterconn.Target{Serial: m0.Serial}, emop.ObjSerial); err != nil {
+		t.Errorf("read through the demo's mediator: %v", err)
+	}
 	resp, err := http.Get(rf.HTTPURL + "/healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v %v", resp, err)
@@ -183,7 +193,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatalf("admin token: %+v, %v", claims, err)
 	}
 	// A second demo on the same data directory is refused while this runs.
-	second := exec.Command(flowsBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0", "--sim-listen", "127.78:0")
+	second := exec.Command(flowsBin, "demo", "--data", dataDir, "--http", "127.0.0.1:0", "--sim-listen", "127.78:0", "--grpc", "127.0.0.1:0")
 	if b, err := second.CombinedOutput(); err == nil || !strings.Contains(string(b), "in use") {
 		t.Errorf("second demo on the same data: %v\n%s", err, b)
 	}

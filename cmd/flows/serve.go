@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/mediator"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/syncer"
@@ -26,6 +28,10 @@ type serveConfig struct {
 	meterGap   time.Duration
 	workers    int
 	replicas   []string
+	esco       string // mediator: serve only this ESCO's meters
+	grpcCert   string
+	grpcKey    string
+	grpcCA     string
 }
 
 var knownComponents = []string{"api", "sync", "commands", "mediator"}
@@ -54,12 +60,12 @@ func newServeCmd() *cobra.Command {
 			if _, err := postgres.Migrate(cmd.Context(), pool); err != nil {
 				return err
 			}
-			stop, addr, err := runServices(cmd.Context(), pool, cfg, log)
+			svc, err := runServices(cmd.Context(), pool, cfg, log)
 			if err != nil {
 				return err
 			}
-			defer stop()
-			fmt.Fprintf(cmd.OutOrStdout(), "flows serving %s; HTTP on http://%s\n", strings.Join(cfg.components, ", "), addr)
+			defer svc.stop()
+			fmt.Fprintf(cmd.OutOrStdout(), "flows serving %s; HTTP on http://%s, gRPC on %s\n", strings.Join(cfg.components, ", "), svc.httpAddr, svc.grpcAddr)
 			<-cmd.Context().Done()
 			return nil
 		},
@@ -71,6 +77,10 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&cfg.meterGap, "meter-gap", meterconn.DefaultGap, "minimum time between requests to one meter")
 	cmd.Flags().IntVar(&cfg.workers, "sync-workers", 50, "meters synced at once by this process")
 	cmd.Flags().StringArrayVar(&cfg.replicas, "replica-database-url", nil, "mirror active meters' shadows into this database, where they are passive (repeatable)")
+	cmd.Flags().StringVar(&cfg.esco, "esco", os.Getenv("ESCO"), "mediator: serve only this ESCO's meters (default $ESCO)")
+	cmd.Flags().StringVar(&cfg.grpcCert, "grpc-cert", "", "mediator TLS certificate (with --grpc-key and --grpc-ca: mutual TLS with roles)")
+	cmd.Flags().StringVar(&cfg.grpcKey, "grpc-key", "", "mediator TLS key")
+	cmd.Flags().StringVar(&cfg.grpcCA, "grpc-ca", "", "CA of client certificates")
 	return cmd
 }
 
@@ -94,7 +104,14 @@ func parseComponents(s string) ([]string, error) {
 
 // runServices starts the chosen components and returns a function that
 // stops them in reverse order, and the HTTP address.
-func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *slog.Logger) (func(), string, error) {
+// services are the running components of a process.
+type services struct {
+	stop     func() // stops them in reverse order
+	httpAddr string
+	grpcAddr string
+}
+
+func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *slog.Logger) (*services, error) {
 	var stops []func()
 	stopAll := func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -103,24 +120,39 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 	}
 	store := postgres.NewStore(pool)
 	has := func(c string) bool { return slices.Contains(cfg.components, c) }
-	for _, c := range []string{"commands", "mediator"} {
-		if has(c) {
-			log.Warn("component not available yet; skipping", "component", c)
+	if has("commands") {
+		log.Warn("component not available yet; skipping", "component", "commands")
+	}
+	// One transport for the process: its per-meter queue and gap then hold
+	// across the sync engine and the mediator.
+	transport, err := meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn")})
+	if err != nil {
+		return nil, err
+	}
+	if has("mediator") {
+		var tlsCfg *tls.Config
+		if cfg.grpcCert != "" || cfg.grpcKey != "" || cfg.grpcCA != "" {
+			if tlsCfg, err = mediator.ServerTLS(cfg.grpcCert, cfg.grpcKey, cfg.grpcCA); err != nil {
+				return nil, flows.FieldError("--grpc-cert", "%v", err)
+			}
 		}
+		med := mediator.New(mediator.Config{Store: store, Meters: transport, ESCO: cfg.esco, TLS: tlsCfg, Logger: log.With("component", "mediator")})
+		if err := med.Start(ctx, cfg.grpcAddr); err != nil {
+			return nil, flows.FieldError("--grpc", "%v", err)
+		}
+		stops = append(stops, med.Stop)
+		log.Info("mediator listening", "addr", med.Addr(), "mutual_tls", tlsCfg != nil)
+		cfg.grpcAddr = med.Addr()
 	}
 	if has("sync") {
-		transport, err := meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn")})
-		if err != nil {
-			return nil, "", err
-		}
 		host, _ := os.Hostname()
 		eng, err := syncer.New(syncer.Config{Pool: pool, Store: store, Meters: transport, Workers: cfg.workers,
 			Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Replicate: len(cfg.replicas) > 0, Logger: log.With("component", "sync")})
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		if err := eng.Start(ctx); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		stops = append(stops, func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -131,7 +163,7 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 			rep, err := syncer.NewReplicator(syncer.ReplicatorConfig{Primary: pool, ReplicaURL: url, Logger: log.With("component", "replica")})
 			if err != nil {
 				stopAll()
-				return nil, "", err
+				return nil, err
 			}
 			rep.Start(ctx)
 			stops = append(stops, rep.Stop)
@@ -142,10 +174,10 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 		srv := flowshttp.NewServer(flowshttp.Config{Addr: cfg.httpAddr, DB: pool, Logger: log.With("component", "http")})
 		if err := srv.Start(ctx); err != nil {
 			stopAll()
-			return nil, "", flows.FieldError("--http", "%v", err)
+			return nil, flows.FieldError("--http", "%v", err)
 		}
 		stops = append(stops, srv.Stop)
 		addr = srv.Addr()
 	}
-	return stopAll, addr, nil
+	return &services{stop: stopAll, httpAddr: addr, grpcAddr: cfg.grpcAddr}, nil
 }

@@ -1,0 +1,398 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/mediator"
+	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/meterop"
+	"github.com/shopspring/decimal"
+	"github.com/spf13/cobra"
+)
+
+// globals are the options every meter command shares.
+type globals struct {
+	mediator, direct    string
+	serial, serialsFile string
+	serials             []string
+	gap                 time.Duration
+	cert, key, ca       string
+	client              *mediator.Client
+}
+
+// meters returns the transport: a mediator client, or a direct connection.
+func (g *globals) meters() (meterop.Meters, error) {
+	switch {
+	case g.direct != "" && g.mediator != "":
+		return nil, errors.New("use --direct or --mediator, not both")
+	case g.direct != "":
+		return meterconn.New(meterconn.Config{Gap: g.gap})
+	case g.mediator != "":
+		return g.mediatorClient()
+	}
+	return nil, errors.New("no meter route: pass --mediator HOST:PORT (or set MEDIATOR_SERVER) or --direct HOST:PORT")
+}
+
+func (g *globals) mediatorClient() (*mediator.Client, error) {
+	if g.client != nil {
+		return g.client, nil
+	}
+	if g.mediator == "" {
+		return nil, errors.New("this command needs a mediator: pass --mediator HOST:PORT or set MEDIATOR_SERVER")
+	}
+	var cfg *tls.Config
+	if g.ca != "" {
+		var err error
+		if cfg, err = mediator.ClientTLS(g.cert, g.key, g.ca); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	g.client, err = mediator.Dial(g.mediator, cfg)
+	return g.client, err
+}
+
+// targets are the meters a command runs on.
+func (g *globals) targets(args []string) ([]meterconn.Target, error) {
+	serials := append([]string(nil), g.serials...)
+	if g.serial != "" {
+		serials = append(serials, g.serial)
+	}
+	if g.serialsFile != "" {
+		f, err := os.Open(g.serialsFile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if s := strings.TrimSpace(sc.Text()); s != "" && !strings.HasPrefix(s, "#") {
+				serials = append(serials, s)
+			}
+		}
+	}
+	if len(serials) == 0 && len(args) > 0 && flows.ValidateSerial(args[0]) == nil {
+		serials = append(serials, args[0]) // the reference also takes the serial after the command
+	}
+	if len(serials) == 0 {
+		return nil, errors.New("no meter: pass -s SERIAL, --serials or --serials-file")
+	}
+	var out []meterconn.Target
+	for _, s := range serials {
+		if err := flows.ValidateSerial(s); err != nil {
+			return nil, err
+		}
+		out = append(out, meterconn.Target{Serial: s, Addr: g.direct})
+	}
+	if g.direct != "" && len(out) > 1 {
+		return nil, errors.New("--direct reaches one meter: give one serial")
+	}
+	return out, nil
+}
+
+// explain turns transport errors into what an engineer can act on.
+func explain(err error) string {
+	var nak *emop.NakError
+	var ce *meterconn.CommError
+	switch {
+	case errors.As(err, &ce):
+		return fmt.Sprintf("Failed to connect to meter: %s after %d attempts (%v)", ce.Kind, max(ce.Attempts, 1), ce.Err)
+	case errors.As(err, &nak):
+		return fmt.Sprintf("meter refused the request: NAK %d (%s)", nak.Code, emop.NakMeaning(nak.Code))
+	case errors.Is(err, meterconn.ErrBusy):
+		return "meter busy: other requests to it did not finish in time; try again"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out waiting for the meter"
+	case flows.ErrorCode(err) == flows.ENOTFOUND:
+		return "unknown meter: " + err.Error()
+	}
+	return err.Error()
+}
+
+type runFunc func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error)
+
+// simple is a read printed as name=value.
+func simple(id emop.ObjectID, format func(p []byte) (string, error)) runFunc {
+	return func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
+		p, err := m.Read(ctx, t, id)
+		if err != nil {
+			return nil, err
+		}
+		return format(p)
+	}
+}
+
+func decoded(id emop.ObjectID) func(p []byte) (string, error) {
+	return func(p []byte) (string, error) {
+		o, _ := emop.Lookup(id)
+		v, err := emop.DecodeValue(o, p)
+		if err != nil {
+			return "", err
+		}
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		b, err := json.Marshal(v)
+		return string(b), err
+	}
+}
+
+func flagText(p []byte) (string, error) {
+	v, err := emop.DecodeU8(p)
+	return fmt.Sprint(v == 1), err
+}
+
+func addMeterCommands(root *cobra.Command, g *globals) {
+	add := func(name, short string, nargs cobra.PositionalArgs, record bool, run runFunc) *cobra.Command {
+		c := &cobra.Command{Use: name, Short: short, Args: nargs, RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := g.meters()
+			if err != nil {
+				return err
+			}
+			ts, err := g.targets(args)
+			if err != nil {
+				return err
+			}
+			if len(args) > 0 && flows.ValidateSerial(args[0]) == nil && g.serial == "" && len(g.serials) == 0 {
+				args = args[1:]
+			}
+			var firstErr error
+			for _, t := range ts {
+				v, err := run(cmd.Context(), m, t, args)
+				if err != nil {
+					if len(ts) == 1 {
+						return err
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", t.Serial, explain(err))
+					firstErr = err
+					continue
+				}
+				prefix := ""
+				if len(ts) > 1 {
+					prefix = t.Serial + " "
+				}
+				if s, ok := v.(string); ok && !record {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s%s=%s\n", prefix, name, s)
+					continue
+				}
+				if v == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s%s: done\n", prefix, name)
+					continue
+				}
+				b, _ := json.MarshalIndent(v, "", "  ")
+				fmt.Fprintf(cmd.OutOrStdout(), "%s%s\n", prefix, b)
+			}
+			return firstErr
+		}}
+		root.AddCommand(c)
+		return c
+	}
+	any0 := cobra.MaximumNArgs(1)
+	add("prepay_balance", "credit balance (GBP)", any0, false, simple(emop.ObjPrepayBalance, decoded(emop.ObjPrepayBalance)))
+	add("csq", "signal quality 0-31", any0, false, simple(emop.ObjCSQ, func(p []byte) (string, error) {
+		s, err := emop.DecodeCSQ(p)
+		return fmt.Sprint(s.CSQ), err
+	}))
+	add("clock_time_read", "the meter's clock (UTC)", any0, false, simple(emop.ObjTime, decoded(emop.ObjTime)))
+	add("serial_read", "serial", any0, false, simple(emop.ObjSerial, decoded(emop.ObjSerial)))
+	add("hardware", "hardware, as the registry names it", any0, false, simple(emop.ObjHardware, func(p []byte) (string, error) {
+		s, err := emop.DecodeString(p)
+		return emop.RegistryHardware(s, -1), err
+	}))
+	add("firmware_version", "firmware version", any0, false, simple(emop.ObjFirmware, decoded(emop.ObjFirmware)))
+	add("instantaneous_voltage", "voltage (V)", any0, false, simple(emop.ObjVoltage, decoded(emop.ObjVoltage)))
+	add("instantaneous_active_power", "active power (W)", any0, false, simple(0x010700, decoded(0x010700)))
+	add("prepay_enabled", "prepay mode (true) or credit mode (false)", any0, false, simple(emop.ObjPrepayEnabled, flagText))
+	add("daylight_savings_correction_enabled", "UK local time (BST) correction", any0, false, simple(emop.ObjDSTFlag, flagText))
+	add("prepay_no_debt_recovery_when_emergency_credit_enabled", "flag", any0, false, simple(emop.ObjNoDebtRecoveryInECreditFlag, flagText))
+	add("prepay_no_standing_charge_when_power_fail_enabled", "flag", any0, false, simple(emop.ObjNoStandingChargeInPowerFail, flagText))
+	add("prepay_transaction_count", "number of top-ups applied", any0, false, simple(emop.ObjTransactionCount, decoded(emop.ObjTransactionCount)))
+	add("backlight", "backlight setting", any0, false, simple(emop.ObjBacklight, func(p []byte) (string, error) {
+		v, err := emop.DecodeU8(p)
+		return emop.SettingName(emop.BacklightSettings, v), err
+	}))
+	add("load_switch", "load switch setting", any0, false, simple(emop.ObjLoadSwitch, func(p []byte) (string, error) {
+		v, err := emop.DecodeU8(p)
+		return emop.SettingName(emop.LoadSwitchSettings, v), err
+	}))
+	readEl := func(id emop.ObjectID) runFunc {
+		return func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
+			p, err := m.Read(ctx, t, id)
+			if err != nil {
+				return nil, err
+			}
+			return emop.DecodeReading(p)
+		}
+	}
+	add("read_element_a", "element A registers (Wh)", any0, true, readEl(emop.ObjElementA))
+	add("read_element_b", "element B registers (Wh)", any0, true, readEl(emop.ObjElementB))
+	add("read", "registers: element A, and B on twin-element meters (Wh)", any0, true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
+		a, err := readEl(emop.ObjElementA)(ctx, m, t, nil)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]any{"element_a": a}
+		p, err := m.Read(ctx, t, emop.ObjHardware)
+		if hw, _ := emop.DecodeString(p); err == nil && emop.IsTwinElement(emop.RegistryHardware(hw, -1)) {
+			if out["element_b"], err = readEl(emop.ObjElementB)(ctx, m, t, nil); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	})
+	add("tariffs_active_read", "the active tariff (JSON)", any0, true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
+		return meterop.ReadTariff(ctx, m, t, false)
+	})
+	add("tariffs_future_read", "the future tariff (JSON)", any0, true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
+		return meterop.ReadTariff(ctx, m, t, true)
+	})
+	add("event_log", "ten events, block 0 (newest) to 9 (oldest)", cobra.RangeArgs(1, 2), true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+		var idx uint8
+		if _, err := fmt.Sscan(args[0], &idx); err != nil || idx > 9 {
+			return nil, fmt.Errorf("event log index %q: want 0-9", args[0])
+		}
+		req, _ := emop.EventLogRequest(idx)
+		resp, err := m.Raw(ctx, t, req)
+		if err != nil {
+			return nil, err
+		}
+		_, evs, err := emop.ParseEventLogResponse(resp)
+		return evs, err
+	})
+	var ts string
+	for _, pl := range []struct {
+		name   string
+		format byte
+	}{{"profile_log_1", emop.FormatProfileLog1}, {"profile_log_2", emop.FormatProfileLog2}} {
+		c := add(pl.name, "half-hourly profile records from --timestamp", any0, true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
+			at, err := parseTime(ts)
+			if err != nil {
+				return nil, fmt.Errorf("--timestamp: %w", err)
+			}
+			req, err := emop.ProfileLogRequest(pl.format, at)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := m.Raw(ctx, t, req)
+			if err != nil {
+				return nil, err
+			}
+			if pl.format == emop.FormatProfileLog1 {
+				_, recs, err := emop.ParseProfileLog1Response(resp)
+				return recs, err
+			}
+			p, err := m.Read(ctx, t, emop.ObjHardware)
+			hw, _ := emop.DecodeString(p)
+			if err != nil {
+				return nil, err
+			}
+			_, recs, err := emop.ParseProfileLog2Response(resp, emop.IsTwinElement(emop.RegistryHardware(hw, -1)))
+			return recs, err
+		})
+		c.Flags().StringVar(&ts, "timestamp", "", "first half hour wanted (ISO 8601; no offset means UTC)")
+	}
+	add("obis_read", "read any object: name, hex id (ffc802) or decimal id", cobra.RangeArgs(1, 2), true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+		id, o, err := emop.ParseObject(args[0])
+		if err != nil {
+			return nil, err
+		}
+		p, err := m.Read(ctx, t, id)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]any{"object_id": id.String(), "payload_hex": hex.EncodeToString(p)}
+		if o != nil {
+			out["object_name"] = o.Name
+			if v, err := emop.DecodeValue(o, p); err == nil {
+				out["value"] = v
+			}
+		}
+		return out, nil
+	})
+	add("obis_write", "write any object: OBJECT PAYLOAD_HEX", cobra.RangeArgs(2, 3), false, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+		id, _, err := emop.ParseObject(args[0])
+		if err != nil {
+			return nil, err
+		}
+		p, err := hex.DecodeString(args[1])
+		if err != nil {
+			return nil, fmt.Errorf("payload %q is not hex", args[1])
+		}
+		return nil, m.Write(ctx, t, id, p)
+	})
+	add("clock_time_write", "set the meter's clock to now (UTC)", any0, false, func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
+		p, _ := emop.EncodeClock(time.Now().UTC())
+		return nil, m.Write(ctx, t, emop.ObjTime, p)
+	})
+	add("prepay_send_token", "apply a 20-digit top-up token", cobra.RangeArgs(1, 2), false, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+		return nil, meterop.SendToken(ctx, m, t, args[0])
+	})
+	onOff := func(id emop.ObjectID, check func(ctx context.Context, m meterop.Meters, t meterconn.Target, on bool) error) runFunc {
+		return func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+			if args[0] != "on" && args[0] != "off" {
+				return nil, fmt.Errorf("%q: want on or off", args[0])
+			}
+			on := args[0] == "on"
+			if check != nil {
+				if err := check(ctx, m, t, on); err != nil {
+					return nil, err
+				}
+			}
+			b := byte(0)
+			if on {
+				b = 1
+			}
+			return nil, m.Write(ctx, t, id, []byte{b})
+		}
+	}
+	add("prepay_enabled_write", "on (prepay mode; needs a balance of £10 or more) or off (credit mode)", cobra.RangeArgs(1, 2), false,
+		onOff(emop.ObjPrepayEnabled, func(ctx context.Context, m meterop.Meters, t meterconn.Target, on bool) error {
+			if !on {
+				return nil
+			}
+			b, err := meterop.Balance(ctx, m, t)
+			if err != nil {
+				return err
+			}
+			if b.LessThan(decimal.NewFromInt(10)) {
+				return fmt.Errorf("balance is £%s: prepay mode needs at least £10; add more credit and try again", b.StringFixed(2))
+			}
+			return nil
+		}))
+	add("daylight_savings_correction_enabled_write", "on or off", cobra.RangeArgs(1, 2), false, onOff(emop.ObjDSTFlag, nil))
+	setting := func(id emop.ObjectID, names []string) runFunc {
+		return func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+			code, ok := emop.SettingCode(names, args[0])
+			if !ok {
+				return nil, fmt.Errorf("%q: want one of %s", args[0], strings.Join(names, ", "))
+			}
+			return nil, m.Write(ctx, t, id, []byte{code})
+		}
+	}
+	add("backlight_write", "backlight setting", cobra.RangeArgs(1, 2), false, setting(emop.ObjBacklight, emop.BacklightSettings))
+	add("load_switch_write", "load switch setting", cobra.RangeArgs(1, 2), false, setting(emop.ObjLoadSwitch, emop.LoadSwitchSettings))
+	addTariffWrite(add)
+	addManagement(root, g)
+}
+
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC(), nil
+	}
+	t, err := time.Parse("2006-01-02T15:04:05", s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not an ISO 8601 time", s)
+	}
+	return t, nil
+}
