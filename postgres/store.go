@@ -264,8 +264,9 @@ func (s *Store) Shadow(ctx context.Context, meterID string) (*flows.Shadow, erro
 	return &sh, nil
 }
 
-// UpdateShadow writes the non-nil fields of u in one statement, so history
-// rows share one timestamp. ENOTFOUND if the meter has no shadow; EINVALID
+// UpdateShadow records reported values (what a meter said): it writes the
+// non-nil fields of u in one statement, so history rows share one
+// timestamp. Operators' tariff changes go through tariff requests instead. ENOTFOUND if the meter has no shadow; EINVALID
 // naming the field for out-of-range values.
 func (s *Store) UpdateShadow(ctx context.Context, meterID string, u flows.ShadowUpdate) error {
 	if err := u.Validate(); err != nil {
@@ -275,14 +276,21 @@ func (s *Store) UpdateShadow(ctx context.Context, meterID string, u flows.Shadow
 	if sql == "" {
 		return nil
 	}
-	tag, err := s.pool.Exec(ctx, sql, args...)
-	if err != nil {
-		return translate(err, "meter shadow")
-	}
-	if tag.RowsAffected() == 0 {
-		return flows.Errorf(flows.ENOTFOUND, "meter %s not found", meterID)
-	}
-	return nil
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Reported state, not an operator's request (see the
+		// tariffs_future trigger).
+		if _, err := tx.Exec(ctx, `SELECT set_config('flows.writer', 'sync', true)`); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, sql, args...)
+		if err != nil {
+			return translate(err, "meter shadow")
+		}
+		if tag.RowsAffected() == 0 {
+			return flows.Errorf(flows.ENOTFOUND, "meter %s not found", meterID)
+		}
+		return nil
+	})
 }
 
 // shadowUpdateSQL builds the UPDATE for u (and freshness groups), or "" when

@@ -88,6 +88,9 @@ func (s *Store) ApplySync(ctx context.Context, r flows.SyncResult, freq string, 
 	}
 	// One transaction, sent as one batch: a sync is a round trip, not ten.
 	b := &pgx.Batch{}
+	// What the meter reports is not an operator's request (see the
+	// tariffs_future trigger).
+	b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
 	if sql, args := shadowUpdateSQL(r.MeterID, u, r.Groups); sql != "" {
 		b.Queue(sql, args...)
 		if replicate {

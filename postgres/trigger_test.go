@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows/internal/pgtest"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 )
@@ -246,7 +247,18 @@ func TestTariffView(t *testing.T) {
 		"prepayment_ecredit_availability": "10.00000", "prepayment_debt_recovery_rate": "0.30000",
 		"prepayment_emergency_credit": "15.00000"}`
 	for _, id := range []string{utc, bst} {
-		mustExec(t, pool, `UPDATE flows.meter_shadows SET tariffs_future = $2, tariffs_active = $3 WHERE id = $1`, id, seedTariff, meterTariff)
+		// As the sync engine writes what meters report (a past activation
+		// is fine there; an operator's request would be refused).
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('flows.writer', 'sync', true)`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `UPDATE flows.meter_shadows SET tariffs_future = $2, tariffs_active = $3 WHERE id = $1`, id, seedTariff, meterTariff)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	type row struct {
 		as, aa, ab, aec, adr, aem, fs, fa, fb, fec, fdr, fem decimal.Decimal

@@ -1,0 +1,84 @@
+package flows
+
+import (
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// RequestStatus is the lifecycle of a meter write request:
+// pending → sending → sent → verified → active (tariffs), or failed, or
+// superseded (replaced by a newer request before the meter confirmed it;
+// a superseded request is never pushed).
+type RequestStatus string
+
+// Request statuses.
+const (
+	RequestPending    RequestStatus = "pending"
+	RequestSending    RequestStatus = "sending"
+	RequestSent       RequestStatus = "sent"
+	RequestVerified   RequestStatus = "verified"
+	RequestActive     RequestStatus = "active"
+	RequestFailed     RequestStatus = "failed"
+	RequestSuperseded RequestStatus = "superseded"
+)
+
+// TariffRequest is a durable request to put a future tariff on a meter.
+type TariffRequest struct {
+	ID            string        `json:"id"`
+	MeterID       string        `json:"meter_id"`
+	Serial        string        `json:"serial"`
+	Tariff        Tariff        `json:"tariff"`
+	ActivationAt  time.Time     `json:"activation_at"`
+	Status        RequestStatus `json:"status"`
+	Attempts      int           `json:"attempts"`
+	NextAttemptAt time.Time     `json:"next_attempt_at"`
+	LastError     string        `json:"last_error,omitempty"`
+	RequestedBy   string        `json:"requested_by"`
+	Source        string        `json:"source"`
+	CreatedAt     time.Time     `json:"created_at"`
+	UpdatedAt     time.Time     `json:"updated_at"`
+}
+
+// TopupStatus is the lifecycle of a top-up.
+type TopupStatus string
+
+// Top-up statuses (the reference's names).
+const (
+	TopupWaiting   TopupStatus = "wait_token_push"
+	TopupCompleted TopupStatus = "completed"
+	TopupFailed    TopupStatus = "failed_token_push"
+)
+
+// Topup is an entry of the top-up ledger. Token is never logged in full.
+type Topup struct {
+	ID            string           `json:"id"`
+	MeterID       string           `json:"meter_id"`
+	Serial        string           `json:"serial"`
+	Amount        *decimal.Decimal `json:"amount"`
+	Token         string           `json:"-"`
+	Source        string           `json:"source"`
+	Status        TopupStatus      `json:"status"`
+	Notes         string           `json:"notes"`
+	Attempts      int              `json:"attempts"`
+	PushStartedAt *time.Time       `json:"-"`
+	BalanceBefore *decimal.Decimal `json:"balance_before"`
+	TxCountBefore *int             `json:"-"`
+	BalanceAfter  *decimal.Decimal `json:"balance_after"`
+	RequestedBy   string           `json:"requested_by"`
+	CreatedAt     time.Time        `json:"created_at"`
+	UpdatedAt     time.Time        `json:"updated_at"`
+	UsedAt        *time.Time       `json:"used_at"`
+}
+
+// AuditEntry records one write to a meter.
+type AuditEntry struct {
+	MeterID     string
+	RequestKind string // tariff, topup, clock, flag
+	RequestID   string
+	RequestedBy string
+	Object      string
+	Value       string // tokens redacted
+	Outcome     string // ok, nak, unreachable, ...
+	Detail      string
+}

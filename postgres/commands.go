@@ -1,0 +1,271 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/shopspring/decimal"
+)
+
+// fieldMessage splits the "field: message" errors the database raises.
+var fieldMessage = regexp.MustCompile(`^([a-z_.]+): (.*)$`)
+
+// raised turns an exception raised by a trigger into an EINVALID error
+// naming the field.
+func raised(err error, what string) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23514" && pgErr.ConstraintName == "" {
+		if m := fieldMessage.FindStringSubmatch(pgErr.Message); m != nil {
+			return flows.FieldError(m[1], "%s", m[2])
+		}
+	}
+	return translate(err, what)
+}
+
+// SetFutureTariff records a request to put tariff on a meter, exactly as a
+// plain-SQL update of meter_shadows.tariffs_future does (the same trigger
+// validates and records it), and returns the request. EINVALID names the
+// field; ENOTFOUND for an unknown meter.
+func (s *Store) SetFutureTariff(ctx context.Context, meterID string, t flows.Tariff, source, requestedBy string) (*flows.TariffRequest, error) {
+	if err := t.ValidateAmounts("tariffs_future"); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return nil, err
+	}
+	var id string
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('flows.request_source', $1, true)`, source); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE flows.meter_shadows SET tariffs_future = $2::jsonb WHERE id = $1`, meterID, string(b))
+		if err != nil {
+			return raised(err, "tariff request")
+		}
+		if tag.RowsAffected() == 0 {
+			return flows.Errorf(flows.ENOTFOUND, "meter %s not found", meterID)
+		}
+		err = tx.QueryRow(ctx, `UPDATE flows.tariff_requests SET requested_by = $2
+			WHERE id = (SELECT id FROM flows.tariff_requests WHERE meter_id = $1 ORDER BY created_at DESC, id LIMIT 1) RETURNING id`,
+			meterID, requestedBy).Scan(&id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.TariffRequest(ctx, id)
+}
+
+const tariffRequestCols = `r.id, r.meter_id, m.serial, r.tariff, r.activation_at, r.status, r.attempts, r.next_attempt_at,
+	coalesce(r.last_error, ''), r.requested_by, r.source, r.created_at, r.updated_at`
+
+func scanTariffRequest(row pgx.Row) (*flows.TariffRequest, error) {
+	var r flows.TariffRequest
+	var raw []byte
+	var st string
+	if err := row.Scan(&r.ID, &r.MeterID, &r.Serial, &raw, &r.ActivationAt, &st, &r.Attempts, &r.NextAttemptAt,
+		&r.LastError, &r.RequestedBy, &r.Source, &r.CreatedAt, &r.UpdatedAt); err != nil {
+		return nil, err
+	}
+	r.Status = flows.RequestStatus(st)
+	if err := json.Unmarshal(raw, &r.Tariff); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// TariffRequest returns a request by id. ENOTFOUND if none.
+func (s *Store) TariffRequest(ctx context.Context, id string) (*flows.TariffRequest, error) {
+	r, err := scanTariffRequest(s.pool.QueryRow(ctx, `SELECT `+tariffRequestCols+`
+		FROM flows.tariff_requests r JOIN flows.meter_registry m ON m.id = r.meter_id WHERE r.id = $1`, id))
+	if err != nil {
+		return nil, translate(err, "tariff request "+id)
+	}
+	return r, nil
+}
+
+// ClaimTariffRequests takes up to n requests due by dueBy — pending, or
+// left "sending" by a process that died (lease expired) — and marks them
+// sending under a lease, so no two processes push one request.
+func (s *Store) ClaimTariffRequests(ctx context.Context, n int, lease time.Duration, dueBy time.Time) ([]flows.TariffRequest, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH c AS (
+			UPDATE flows.tariff_requests SET status = 'sending', attempts = attempts + 1, updated_at = now(),
+				lease_until = now() + $2::interval
+			WHERE id IN (SELECT id FROM flows.tariff_requests
+				WHERE (status = 'pending' AND next_attempt_at <= $3) OR (status = 'sending' AND lease_until < now())
+				ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+			RETURNING *)
+		SELECT `+tariffRequestCols+` FROM c r JOIN flows.meter_registry m ON m.id = r.meter_id`, n, lease.String(), dueBy)
+	if err != nil {
+		return nil, translate(err, "claim tariff requests")
+	}
+	return collectTariffRequests(rows)
+}
+
+func collectTariffRequests(rows pgx.Rows) ([]flows.TariffRequest, error) {
+	defer rows.Close()
+	var out []flows.TariffRequest
+	for rows.Next() {
+		r, err := scanTariffRequest(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *r)
+	}
+	return out, rows.Err()
+}
+
+// TariffRequestsAwaitingActivation lists verified requests whose
+// activation time has passed.
+func (s *Store) TariffRequestsAwaitingActivation(ctx context.Context, now time.Time, n int) ([]flows.TariffRequest, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+tariffRequestCols+` FROM flows.tariff_requests r
+		JOIN flows.meter_registry m ON m.id = r.meter_id
+		WHERE r.status = 'verified' AND r.activation_at <= $1 AND r.next_attempt_at <= $1
+		ORDER BY r.activation_at LIMIT $2`, now, n)
+	if err != nil {
+		return nil, translate(err, "tariff requests")
+	}
+	return collectTariffRequests(rows)
+}
+
+// MoveTariffRequest changes a request's status only if it is still in
+// from (a superseded request stays superseded). It returns whether it
+// moved. retryAt, when not zero, schedules the next attempt.
+func (s *Store) MoveTariffRequest(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error) {
+	var next *time.Time
+	if !retryAt.IsZero() {
+		next = &retryAt
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE flows.tariff_requests SET status = $3::text::flows.request_status, last_error = NULLIF($4, ''), updated_at = now(),
+			next_attempt_at = coalesce($5, next_attempt_at), lease_until = NULL,
+			sent_at = CASE WHEN $3::text = 'sent' THEN now() ELSE sent_at END,
+			verified_at = CASE WHEN $3::text = 'verified' THEN now() ELSE verified_at END,
+			activated_at = CASE WHEN $3::text = 'active' THEN now() ELSE activated_at END
+		WHERE id = $1 AND status = $2::text::flows.request_status`, id, string(from), string(to), lastError, next)
+	if err != nil {
+		return false, translate(err, "tariff request")
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// TariffRequestStatus returns a request's current status.
+func (s *Store) TariffRequestStatus(ctx context.Context, id string) (flows.RequestStatus, error) {
+	var st string
+	err := s.pool.QueryRow(ctx, `SELECT status FROM flows.tariff_requests WHERE id = $1`, id).Scan(&st)
+	return flows.RequestStatus(st), translate(err, "tariff request")
+}
+
+// CreateTopup adds a token to the ledger. ECONFLICT naming "token" when the
+// token was submitted before; EINVALID for a malformed token or amount.
+func (s *Store) CreateTopup(ctx context.Context, meterID, token string, amount *decimal.Decimal, source, requestedBy string) (*flows.Topup, error) {
+	if source == "" {
+		source = "payment"
+	}
+	var id string
+	err := s.pool.QueryRow(ctx, `INSERT INTO flows.topups (meter_id, token, amount, source, requested_by)
+		VALUES ($1, $2, $3, $4, $5) RETURNING id`, meterID, token, amount, source, requestedBy).Scan(&id)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			switch pgErr.ConstraintName {
+			case "topups_token_key":
+				return nil, &flows.Error{Code: flows.ECONFLICT, Field: "token", Message: "this token has been submitted before"}
+			case "topups_token_format":
+				return nil, flows.FieldError("token", "must be 20 digits")
+			case "topups_amount_range":
+				return nil, flows.FieldError("amount", "must be above 0 and at most 1000")
+			}
+		}
+		return nil, translate(err, "top-up")
+	}
+	return s.Topup(ctx, id)
+}
+
+const topupCols = `t.id, t.meter_id, m.serial, t.amount, t.token, t.source, t.status, coalesce(t.notes, ''), t.attempts,
+	t.push_started_at, t.balance_before, t.tx_count_before, t.balance_after, t.requested_by, t.created_at, t.updated_at, t.used_at`
+
+func scanTopup(row pgx.Row) (*flows.Topup, error) {
+	var t flows.Topup
+	var src, st string
+	err := row.Scan(&t.ID, &t.MeterID, &t.Serial, &t.Amount, &t.Token, &src, &st, &t.Notes, &t.Attempts, &t.PushStartedAt,
+		&t.BalanceBefore, &t.TxCountBefore, &t.BalanceAfter, &t.RequestedBy, &t.CreatedAt, &t.UpdatedAt, &t.UsedAt)
+	t.Source, t.Status = src, flows.TopupStatus(st)
+	return &t, err
+}
+
+// Topup returns a top-up by id. ENOTFOUND if none.
+func (s *Store) Topup(ctx context.Context, id string) (*flows.Topup, error) {
+	t, err := scanTopup(s.pool.QueryRow(ctx, `SELECT `+topupCols+` FROM flows.topups t JOIN flows.meter_registry m ON m.id = t.meter_id WHERE t.id = $1`, id))
+	if err != nil {
+		return nil, translate(err, "top-up "+id)
+	}
+	return t, nil
+}
+
+// ClaimTopups takes up to n due top-ups under a lease.
+func (s *Store) ClaimTopups(ctx context.Context, n int, lease time.Duration, dueBy time.Time) ([]flows.Topup, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH c AS (
+			UPDATE flows.topups SET attempts = attempts + 1, updated_at = now(), lease_until = now() + $2::interval
+			WHERE id IN (SELECT id FROM flows.topups
+				WHERE status = 'wait_token_push' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < now())
+				ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+			RETURNING *)
+		SELECT `+topupCols+` FROM c t JOIN flows.meter_registry m ON m.id = t.meter_id`, n, lease.String(), dueBy)
+	if err != nil {
+		return nil, translate(err, "claim top-ups")
+	}
+	defer rows.Close()
+	var out []flows.Topup
+	for rows.Next() {
+		t, err := scanTopup(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *t)
+	}
+	return out, rows.Err()
+}
+
+// MarkTopupPushing records, before the token is sent, what the meter
+// showed: after a crash the pusher compares against it instead of
+// sending again.
+func (s *Store) MarkTopupPushing(ctx context.Context, id string, balance decimal.Decimal, txCount int) error {
+	_, err := s.pool.Exec(ctx, `UPDATE flows.topups SET push_started_at = now(), balance_before = $2, tx_count_before = $3, updated_at = now()
+		WHERE id = $1`, id, balance, txCount)
+	return translate(err, "top-up")
+}
+
+// FinishTopup sets a top-up's outcome. retryAt (not zero) keeps it waiting
+// for another attempt; clearPush forgets a push that did not happen.
+func (s *Store) FinishTopup(ctx context.Context, id string, status flows.TopupStatus, notes string, after *decimal.Decimal, retryAt time.Time, clearPush bool) error {
+	var next *time.Time
+	if !retryAt.IsZero() {
+		next = &retryAt
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE flows.topups SET status = $2::text::flows.topup_status_enum, notes = $3, balance_after = coalesce($4, balance_after),
+			next_attempt_at = coalesce($5, next_attempt_at), lease_until = NULL, updated_at = now(),
+			used_at = CASE WHEN $2::text = 'completed' THEN now() ELSE used_at END,
+			push_started_at = CASE WHEN $6 THEN NULL ELSE push_started_at END
+		WHERE id = $1`, id, string(status), notes, after, next, clearPush)
+	return translate(err, "top-up")
+}
+
+// Audit records one meter write.
+func (s *Store) Audit(ctx context.Context, e flows.AuditEntry) error {
+	var req *string
+	if e.RequestID != "" {
+		req = &e.RequestID
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO flows.meter_write_audit (meter_id, request_kind, request_id, requested_by, object, value, outcome, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''))`, e.MeterID, e.RequestKind, req, e.RequestedBy, e.Object, e.Value, e.Outcome, e.Detail)
+	return translate(err, "audit")
+}
