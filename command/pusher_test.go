@@ -2,9 +2,9 @@ package command_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
-	"errors"
 	"strings"
 	"testing"
 	"time"
