@@ -45,9 +45,13 @@ type demoProc struct {
 	done chan error
 }
 
+// readyPath is the last started demo's ready-file.
+var readyPath string
+
 func startDemo(t *testing.T, dataDir string, args ...string) (*demoProc, readyFile, *bytes.Buffer) {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready.json")
+	readyPath = ready
 	cmd := exec.Command(flowsBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--sim-listen", "127.78:0", "--grpc", "127.0.0.1:0", "--ready-file", ready}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -178,6 +182,35 @@ func TestDemoEndToEnd(t *testing.T) {
 	defer med.Close()
 	if _, err := med.Read(context.Background(), meterconn.Target{Serial: m0.Serial}, emop.ObjSerial); err != nil {
 		t.Errorf("read through the demo's mediator: %v", err)
+	}
+	// Commands: a token vended from the ready-file and submitted to the
+	// ledger is pushed and confirmed; a future tariff is pushed and verified.
+	m2 := rf.Meters[2]
+	tok, err := exec.Command(flowsBin, "sim", "token", "--registry", readyPath, "--serial", m2.Serial, "--amount", "12.34").Output()
+	if err != nil {
+		t.Fatalf("sim token from the ready-file: %v", err)
+	}
+	if out, err := exec.Command(flowsBin, "meter", "topup", m2.Serial, "--token", strings.TrimSpace(string(tok)), "--database-url", rf.DatabaseURL).CombinedOutput(); err != nil {
+		t.Fatalf("meter topup: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(flowsBin, "meter", "topup", m2.Serial, "--token", strings.TrimSpace(string(tok)), "--database-url", rf.DatabaseURL).CombinedOutput(); err == nil || !strings.Contains(string(out), "submitted before") {
+		t.Errorf("the same token twice: %v\n%s", err, out)
+	}
+	activation := time.Now().UTC().Add(72 * time.Hour).Format("2006-01-02T15:04:05")
+	if out, err := exec.Command(flowsBin, "meter", "tariff", m2.Serial, "--from-ts", activation, "--unit-rate", "0.3", "--standing-charge", "0.55",
+		"--database-url", rf.DatabaseURL).CombinedOutput(); err != nil || !strings.Contains(string(out), `"status": "pending"`) {
+		t.Fatalf("meter tariff: %v\n%s", err, out)
+	}
+	var topup, tariff string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		topup, _ = psql(t, rf.DatabaseURL, "SELECT status FROM flows.topups")
+		tariff, _ = psql(t, rf.DatabaseURL, "SELECT status FROM flows.tariff_requests")
+		if topup == "completed" && tariff == "verified" {
+			break
+		}
+	}
+	if topup != "completed" || tariff != "verified" {
+		t.Errorf("top-up %q, tariff request %q; want completed and verified", topup, tariff)
 	}
 	resp, err := http.Get(rf.HTTPURL + "/healthz")
 	if err != nil || resp.StatusCode != 200 {

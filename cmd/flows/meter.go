@@ -137,7 +137,7 @@ func newMeterCmd() *cobra.Command {
 		},
 	}
 	addDatabaseFlag(sync)
-	meter.AddCommand(imp, list, show, sync)
+	meter.AddCommand(imp, list, show, sync, newTariffCmd(), newTopupCmd())
 	return meter
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/command"
 	flowshttp "github.com/flows-energy/flows/http"
 	"github.com/flows-energy/flows/mediator"
 	"github.com/flows-energy/flows/meterconn"
@@ -120,9 +121,6 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 	}
 	store := postgres.NewStore(pool)
 	has := func(c string) bool { return slices.Contains(cfg.components, c) }
-	if has("commands") {
-		log.Warn("component not available yet; skipping", "component", "commands")
-	}
 	// One transport for the process: its per-meter queue and gap then hold
 	// across the sync engine and the mediator.
 	transport, err := meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn")})
@@ -168,6 +166,11 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 			rep.Start(ctx)
 			stops = append(stops, rep.Stop)
 		}
+	}
+	if has("commands") {
+		pusher := command.New(command.Config{Store: store, Meters: transport, Logger: log.With("component", "commands")})
+		pusher.Start(ctx)
+		stops = append(stops, pusher.Stop)
 	}
 	addr := ""
 	if has("api") {
