@@ -82,3 +82,29 @@ type AuditEntry struct {
 	Outcome     string // ok, nak, unreachable, ...
 	Detail      string
 }
+
+// CommandKind is what a meter command changes.
+type CommandKind string
+
+// Meter command kinds.
+const (
+	CommandClock      CommandKind = "clock"
+	CommandPrepay     CommandKind = "prepay_enabled"
+	CommandDST        CommandKind = "daylight_savings_correction"
+	CommandBacklight  CommandKind = "backlight"
+	CommandLoadSwitch CommandKind = "load_switch"
+)
+
+// MeterCommand is a durable request to set a meter's clock or a flag.
+type MeterCommand struct {
+	ID          string        `json:"id"`
+	MeterID     string        `json:"meter_id"`
+	Serial      string        `json:"serial"`
+	Kind        CommandKind   `json:"kind"`
+	Value       string        `json:"value"`
+	Status      RequestStatus `json:"status"`
+	Attempts    int           `json:"attempts"`
+	LastError   string        `json:"last_error,omitempty"`
+	RequestedBy string        `json:"requested_by"`
+	CreatedAt   time.Time     `json:"created_at"`
+}

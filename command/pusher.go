@@ -1,5 +1,6 @@
-// Package command pushes operators' requests to meters: future tariffs and
-// top-up tokens. Each request is already durable in the database; the
+// Package command pushes operators' requests to meters: future tariffs,
+// top-up tokens, clock corrections (queued for meters drifting past a
+// threshold) and flags. Each request is already durable in the database; the
 // pusher claims due ones under a lease, writes, reads back and verifies,
 // and records every write in the audit log. A process that dies mid-push
 // leaves its lease to expire; the next one resumes: a tariff is pushed
@@ -41,6 +42,9 @@ type Config struct {
 	// FailPoint, for crash tests, is called at named points of a push; an
 	// error there stops the push as a crash would.
 	FailPoint func(point string) error
+	// ClockThreshold is the drift beyond which a meter's clock is set
+	// (20 s); 0 keeps the default, negative turns clock correction off.
+	ClockThreshold time.Duration
 }
 
 // Pusher pushes requests. Start/Stop run it in the background; RunOnce
@@ -70,6 +74,9 @@ func New(cfg Config) *Pusher {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ClockThreshold == 0 {
+		cfg.ClockThreshold = 20 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -114,6 +121,11 @@ func (p *Pusher) RunOnce(ctx context.Context) (int, error) {
 	n := 0
 	// Only what was due when the pass began: a retry scheduled during the
 	// pass waits for the next one.
+	if p.cfg.ClockThreshold > 0 {
+		if _, err := p.cfg.Store.QueueClockCorrections(ctx, p.cfg.ClockThreshold); err != nil {
+			return n, err
+		}
+	}
 	passStart := time.Now()
 	for {
 		trs, err := p.cfg.Store.ClaimTariffRequests(ctx, p.cfg.Workers, p.cfg.Lease, passStart)
@@ -124,7 +136,11 @@ func (p *Pusher) RunOnce(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		if len(trs)+len(tus) == 0 {
+		cmds, err := p.cfg.Store.ClaimMeterCommands(ctx, p.cfg.Workers, p.cfg.Lease, passStart)
+		if err != nil {
+			return n, err
+		}
+		if len(trs)+len(tus)+len(cmds) == 0 {
 			break
 		}
 		var wg sync.WaitGroup
@@ -136,8 +152,12 @@ func (p *Pusher) RunOnce(ctx context.Context) (int, error) {
 			wg.Add(1)
 			go func() { defer wg.Done(); p.pushTopup(ctx, t) }()
 		}
+		for _, c := range cmds {
+			wg.Add(1)
+			go func() { defer wg.Done(); p.pushCommand(ctx, c) }()
+		}
 		wg.Wait()
-		n += len(trs) + len(tus)
+		n += len(trs) + len(tus) + len(cmds)
 	}
 	due, err := p.cfg.Store.TariffRequestsAwaitingActivation(ctx, p.cfg.Now(), 100)
 	if err != nil {

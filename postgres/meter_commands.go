@@ -1,0 +1,152 @@
+package postgres
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
+	"github.com/jackc/pgx/v5"
+)
+
+// ValidateCommand checks a command's value: on/off for the prepay and
+// daylight-savings flags, a setting name for backlight and load switch,
+// nothing for the clock (it is set to the time of the push).
+func ValidateCommand(kind flows.CommandKind, value string) error {
+	switch kind {
+	case flows.CommandClock:
+		if value != "" {
+			return flows.FieldError("value", "the clock is set to the time of the push; give no value")
+		}
+	case flows.CommandPrepay, flows.CommandDST:
+		if value != "on" && value != "off" {
+			return flows.FieldError("value", "%q: want on or off", value)
+		}
+	case flows.CommandBacklight:
+		if _, ok := emop.SettingCode(emop.BacklightSettings, value); !ok {
+			return flows.FieldError("value", "%q is not a backlight setting (%v)", value, emop.BacklightSettings)
+		}
+	case flows.CommandLoadSwitch:
+		if !slices.Contains(emop.LoadSwitchSettings, value) {
+			return flows.FieldError("value", "%q is not a load switch setting (%v)", value, emop.LoadSwitchSettings)
+		}
+	default:
+		return flows.FieldError("kind", "%q is not clock, prepay_enabled, daylight_savings_correction, backlight or load_switch", kind)
+	}
+	return nil
+}
+
+// CreateMeterCommand records a command, superseding any of the same kind
+// for the meter that is not yet verified. EINVALID names a bad value.
+func (s *Store) CreateMeterCommand(ctx context.Context, meterID string, kind flows.CommandKind, value, requestedBy string) (*flows.MeterCommand, error) {
+	if err := ValidateCommand(kind, value); err != nil {
+		return nil, err
+	}
+	var id string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var mode string
+		if err := tx.QueryRow(ctx, `SELECT mode FROM flows.meter_registry WHERE id = $1 FOR UPDATE`, meterID).Scan(&mode); err != nil {
+			return translate(err, "meter")
+		}
+		if mode != string(flows.ModeActive) {
+			return flows.FieldError("meter", "passive meters take no commands here")
+		}
+		if _, err := tx.Exec(ctx, `UPDATE flows.meter_commands SET status = 'superseded', updated_at = now()
+			WHERE meter_id = $1 AND kind = $2::text::flows.meter_command_kind AND status IN ('pending', 'sending', 'sent')`, meterID, string(kind)); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `INSERT INTO flows.meter_commands (meter_id, kind, value, requested_by) VALUES ($1, $2::text::flows.meter_command_kind, $3, $4) RETURNING id`,
+			meterID, string(kind), value, requestedBy).Scan(&id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.MeterCommand(ctx, id)
+}
+
+const meterCommandCols = `c.id, c.meter_id, m.serial, c.kind, c.value, c.status, c.attempts, coalesce(c.last_error, ''), c.requested_by, c.created_at`
+
+func scanMeterCommand(row pgx.Row) (*flows.MeterCommand, error) {
+	var c flows.MeterCommand
+	var kind, st string
+	err := row.Scan(&c.ID, &c.MeterID, &c.Serial, &kind, &c.Value, &st, &c.Attempts, &c.LastError, &c.RequestedBy, &c.CreatedAt)
+	c.Kind, c.Status = flows.CommandKind(kind), flows.RequestStatus(st)
+	return &c, err
+}
+
+// MeterCommand returns a command by id.
+func (s *Store) MeterCommand(ctx context.Context, id string) (*flows.MeterCommand, error) {
+	c, err := scanMeterCommand(s.pool.QueryRow(ctx, `SELECT `+meterCommandCols+` FROM flows.meter_commands c
+		JOIN flows.meter_registry m ON m.id = c.meter_id WHERE c.id = $1`, id))
+	if err != nil {
+		return nil, translate(err, "meter command "+id)
+	}
+	return c, nil
+}
+
+// QueueClockCorrections creates clock commands for active meters whose
+// last measured drift exceeds threshold, unless one is open or was made in
+// the last hour.
+func (s *Store) QueueClockCorrections(ctx context.Context, threshold time.Duration) (int, error) {
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO flows.meter_commands (meter_id, kind, requested_by)
+		SELECT r.id, 'clock', 'clock-drift'
+		FROM flows.meter_registry r JOIN flows.meter_shadows s ON s.id = r.id
+		WHERE r.mode = 'active' AND r.ip_address IS NOT NULL AND s.clock_time_diff_seconds > $1
+		  AND NOT EXISTS (SELECT 1 FROM flows.meter_commands c WHERE c.meter_id = r.id AND c.kind = 'clock'
+		                  AND (c.status IN ('pending', 'sending', 'sent') OR c.created_at > now() - interval '1 hour'))`,
+		int(threshold/time.Second))
+	if err != nil {
+		return 0, translate(err, "clock corrections")
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ClaimMeterCommands takes up to n due commands under a lease.
+func (s *Store) ClaimMeterCommands(ctx context.Context, n int, lease time.Duration, dueBy time.Time) ([]flows.MeterCommand, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH c AS (
+			UPDATE flows.meter_commands SET status = 'sending', attempts = attempts + 1, updated_at = now(), lease_until = now() + $2::interval
+			WHERE id IN (SELECT id FROM flows.meter_commands
+				WHERE (status = 'pending' AND next_attempt_at <= $3) OR (status = 'sending' AND lease_until < now())
+				ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+			RETURNING *)
+		SELECT `+meterCommandCols+` FROM c JOIN flows.meter_registry m ON m.id = c.meter_id`, n, lease.String(), dueBy)
+	if err != nil {
+		return nil, translate(err, "claim meter commands")
+	}
+	defer rows.Close()
+	var out []flows.MeterCommand
+	for rows.Next() {
+		c, err := scanMeterCommand(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *c)
+	}
+	return out, rows.Err()
+}
+
+// MoveMeterCommand changes a command's status if it is still in from.
+func (s *Store) MoveMeterCommand(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error) {
+	var next *time.Time
+	if !retryAt.IsZero() {
+		next = &retryAt
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE flows.meter_commands SET status = $3::text::flows.request_status, last_error = NULLIF($4, ''),
+			updated_at = now(), next_attempt_at = coalesce($5, next_attempt_at), lease_until = NULL,
+			verified_at = CASE WHEN $3::text = 'verified' THEN now() ELSE verified_at END
+		WHERE id = $1 AND status = $2::text::flows.request_status`, id, string(from), string(to), lastError, next)
+	if err != nil {
+		return false, translate(err, "meter command")
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// SetRegistryFlags writes registry flags a command verified.
+func (s *Store) SetRegistryFlags(ctx context.Context, meterID string, prepay, dst *bool) error {
+	_, err := s.pool.Exec(ctx, `UPDATE flows.meter_registry SET prepay_enabled = coalesce($2, prepay_enabled),
+		daylight_savings_correction_enabled = coalesce($3, daylight_savings_correction_enabled) WHERE id = $1`, meterID, prepay, dst)
+	return translate(err, "meter registry")
+}
