@@ -108,3 +108,17 @@ type MeterCommand struct {
 	RequestedBy string        `json:"requested_by"`
 	CreatedAt   time.Time     `json:"created_at"`
 }
+
+// Rollout is a bulk tariff change: one tariff, many meters.
+type Rollout struct {
+	ID              string         `json:"id"`
+	Tariff          Tariff         `json:"tariff"`
+	Status          string         `json:"status"` // running, completed, aborted
+	AbortFailurePct int            `json:"abort_failure_pct"`
+	RatePerMinute   *int           `json:"rate_per_minute"`
+	RequestedBy     string         `json:"requested_by"`
+	CreatedAt       time.Time      `json:"created_at"`
+	Note            string         `json:"note,omitempty"`
+	Progress        map[string]int `json:"progress"` // request status → meters
+	Meters          int            `json:"meters"`
+}

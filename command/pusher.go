@@ -159,6 +159,9 @@ func (p *Pusher) RunOnce(ctx context.Context) (int, error) {
 		wg.Wait()
 		n += len(trs) + len(tus) + len(cmds)
 	}
+	if err := p.cfg.Store.SettleRollouts(ctx); err != nil {
+		return n, err
+	}
 	due, err := p.cfg.Store.TariffRequestsAwaitingActivation(ctx, p.cfg.Now(), 100)
 	if err != nil {
 		return n, err

@@ -27,12 +27,14 @@ type rig struct {
 	ids   map[string]string
 }
 
-func newRig(t *testing.T, start time.Time, prefix string) *rig {
+func newRig(t *testing.T, start time.Time, prefix string) *rig { return newRigN(t, 4, start, prefix) }
+
+func newRigN(t *testing.T, n int, start time.Time, prefix string) *rig {
 	t.Helper()
 	ctx := context.Background()
 	store := postgres.NewStore(pgtest.NewPool(t))
 	clock := sim.NewManualClock(start)
-	specs := sim.GenerateFleet(4, sim.FleetOptions{AddressPrefix: prefix, Secret: []byte("cmd")})
+	specs := sim.GenerateFleet(n, sim.FleetOptions{AddressPrefix: prefix, Secret: []byte("cmd")})
 	var ms []*sim.Meter
 	for _, s := range specs {
 		ms = append(ms, sim.NewMeter(s, start))
