@@ -15,12 +15,15 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/command"
 	"github.com/flows-energy/flows/emop"
 	"github.com/flows-energy/flows/internal/pgembed"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
 	"github.com/flows-energy/flows/syncer"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/shopspring/decimal"
 	"github.com/spf13/cobra"
 )
 
@@ -43,7 +46,7 @@ func newBenchCmd() *cobra.Command {
 	syncCmd.Flags().IntVar(&workers, "workers", 400, "concurrent meter syncs")
 	syncCmd.Flags().DurationVar(&latency, "latency", 20*time.Millisecond, "simulated meter latency")
 	syncCmd.Flags().DurationVar(&rawFor, "raw-for", 5*time.Second, "how long to measure raw capacity")
-	bench.AddCommand(syncCmd)
+	bench.AddCommand(syncCmd, newBenchRolloutCmd())
 	return bench
 }
 
@@ -52,68 +55,102 @@ type countingObserver struct{ n atomic.Int64 }
 
 func (c *countingObserver) ObserveRequest(kind, result string, d time.Duration) { c.n.Add(1) }
 
-func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Duration) error {
-	ctx := cmd.Context()
-	out := cmd.OutOrStdout()
-	log := logger()
+// benchFleet is a benchmark's world: a private database with a simulated
+// fleet (in a child process) registered in it.
+type benchFleet struct {
+	pool    *pgxpool.Pool
+	store   *postgres.Store
+	targets []meterconn.Target
+	cleanup func()
+}
+
+func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Duration) (_ *benchFleet, err error) {
+	var cleanups []func()
+	f := &benchFleet{cleanup: func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}}
+	defer func() {
+		if err != nil {
+			f.cleanup()
+		}
+	}()
 	dir, err := os.MkdirTemp("", "flows-bench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
 	_ = os.Chmod(dir, 0o755)
-
 	cluster, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(dir, "pg")})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer cluster.Stop()
+	cleanups = append(cleanups, func() { _ = cluster.Stop() })
 	if err := createDatabase(ctx, cluster, "flows"); err != nil {
-		return err
+		return nil, err
 	}
-	pool, err := postgres.Open(ctx, cluster.URL("flows")+"&pool_max_conns="+strconv.Itoa(min(workers/4+10, 200)))
+	f.pool, err = postgres.Open(ctx, cluster.URL("flows")+"&pool_max_conns="+strconv.Itoa(poolSize))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		return err
+	cleanups = append(cleanups, f.pool.Close)
+	if _, err := postgres.Migrate(ctx, f.pool); err != nil {
+		return nil, err
 	}
-
-	// The fleet runs in its own process, so the figures below are the
-	// engine's alone.
+	// The fleet runs in its own process, so the figures measured here are
+	// the engine's alone.
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	reg := filepath.Join(dir, "fleet.json")
 	simProc := exec.Command(self, "sim", "--meters", strconv.Itoa(meters), "--listen", "127.91:0", "--faults=false",
 		"--latency", latency.String(), "--registry-out", reg)
 	simProc.Stderr = os.Stderr
 	if err := simProc.Start(); err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { _ = simProc.Process.Signal(syscall.SIGTERM); _ = simProc.Wait() }()
+	cleanups = append(cleanups, func() { _ = simProc.Process.Signal(syscall.SIGTERM); _ = simProc.Wait() })
 	var specs []sim.Spec
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if specs, err = sim.ReadRegistry(reg); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("simulator did not start: %w", err)
+			return nil, fmt.Errorf("simulator did not start: %w", err)
 		}
 	}
-	var targets []meterconn.Target
 	var nm []flows.NewMeter
 	var layouts []string
 	for _, s := range specs {
 		if s.Mode != "active" {
 			continue
 		}
-		targets = append(targets, meterconn.Target{Serial: s.Serial, Addr: net.JoinHostPort(s.IPAddress, strconv.Itoa(s.Port))})
+		f.targets = append(f.targets, meterconn.Target{Serial: s.Serial, Addr: net.JoinHostPort(s.IPAddress, strconv.Itoa(s.Port))})
 		nm = append(nm, flows.NewMeter{Serial: s.Serial, IPAddress: s.IPAddress, Port: s.Port, Hardware: s.Hardware, Mode: flows.ModeActive})
 		layouts = append(layouts, s.Layout)
 	}
+	f.store = postgres.NewStore(f.pool)
+	if _, err := f.store.CreateESCO(ctx, "BENCH", "Benchmark"); err != nil {
+		return nil, err
+	}
+	if _, err := f.store.ImportMeters(ctx, "BENCH", nm, layouts); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Duration) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	log := logger()
+	bf, err := startBenchFleet(ctx, meters, min(workers/4+10, 200), latency)
+	if err != nil {
+		return err
+	}
+	defer bf.cleanup()
+	pool, store, targets := bf.pool, bf.store, bf.targets
 
 	// Raw capacity: as many concurrent reads as the engine will run.
 	raw, err := meterconn.New(meterconn.Config{Attempts: 1, MaxConcurrent: workers})
@@ -141,13 +178,6 @@ func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Dur
 	wg.Wait()
 	rawRate := float64(rawN.Load()) / rawFor.Seconds()
 
-	store := postgres.NewStore(pool)
-	if _, err := store.CreateESCO(ctx, "BENCH", "Benchmark"); err != nil {
-		return err
-	}
-	if _, err := store.ImportMeters(ctx, "BENCH", nm, layouts); err != nil {
-		return err
-	}
 	if _, err := pool.Exec(ctx, `UPDATE flows.meter_metrics SET enabled = (run_frequency = 'hourly')`); err != nil {
 		return err
 	}
@@ -207,4 +237,59 @@ func peakMemory() string {
 		}
 	}
 	return "unknown"
+}
+
+func newBenchRolloutCmd() *cobra.Command {
+	var meters, workers int
+	var latency time.Duration
+	cmd := &cobra.Command{
+		Use:   "rollout",
+		Short: "Time a tariff rollout to a simulated fleet: pushed, read back and verified on every meter",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			bf, err := startBenchFleet(ctx, meters, min(workers+10, 200), latency)
+			if err != nil {
+				return err
+			}
+			defer bf.cleanup()
+			transport, err := meterconn.New(meterconn.Config{Attempts: 2, Backoff: 100 * time.Millisecond, MaxConcurrent: workers * 2})
+			if err != nil {
+				return err
+			}
+			act := time.Now().UTC().Add(7 * 24 * time.Hour).Format("2006-01-02T15:04:05")
+			d := func(s string) *decimal.Decimal { v := decimal.RequireFromString(s); return &v }
+			tariff := flows.Tariff{StandingCharge: d("0.55"), UnitRateElementA: d("0.28"), UnitRateElementB: d("0.16"),
+				PrepaymentEmergencyCredit: d("15"), PrepaymentECreditAvailability: d("10"), PrepaymentDebtRecoveryRate: d("0.25"), ActivationDatetime: &act}
+			start := time.Now()
+			ro, err := bf.store.CreateRollout(ctx, postgres.RolloutTargets{ESCOCode: "BENCH"}, tariff, 20, 0, "bench")
+			if err != nil {
+				return err
+			}
+			created := time.Since(start)
+			cpu0 := cpuSeconds()
+			pusher := command.New(command.Config{Store: bf.store, Meters: transport, Workers: workers, PollEvery: 200 * time.Millisecond, ClockThreshold: -1})
+			pusher.Start(ctx)
+			defer pusher.Stop()
+			for deadline := time.Now().Add(15 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+				if ro, err = bf.store.Rollout(ctx, ro.ID); err != nil {
+					return err
+				}
+				if ro.Status != "running" {
+					break
+				}
+			}
+			elapsed := time.Since(start)
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "rollout benchmark: %d meters, %v simulated latency, zero gap, %d workers\n", len(bf.targets), latency, workers)
+			fmt.Fprintf(out, "  requests recorded in:   %8.1f s\n", created.Seconds())
+			fmt.Fprintf(out, "  pushed and verified:    %8.1f s, status %s, progress %v (goal ≤ 600 s)\n", elapsed.Seconds(), ro.Status, ro.Progress)
+			fmt.Fprintf(out, "  pusher CPU:             %8.1f s; peak memory %s\n", cpuSeconds()-cpu0, peakMemory())
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&meters, "meters", 10000, "simulated meters")
+	cmd.Flags().IntVar(&workers, "workers", 100, "meters pushed at once")
+	cmd.Flags().DurationVar(&latency, "latency", 0, "simulated meter latency")
+	return cmd
 }
