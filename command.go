@@ -122,3 +122,11 @@ type Rollout struct {
 	Progress        map[string]int `json:"progress"` // request status → meters
 	Meters          int            `json:"meters"`
 }
+
+// RolloutTargets selects a rollout's meters: an ESCO's (by code) or a list
+// of serials. Only active meters with an address that take prepayment
+// tariffs are included.
+type RolloutTargets struct {
+	ESCOCode string   `json:"esco"`
+	Serials  []string `json:"serials"`
+}

@@ -254,9 +254,19 @@ type MeterFilter struct {
 	ESCOCode string
 	Mode     Mode
 	Health   Health
-	Query    string // substring of serial or name
+	Query    string           // substring of serial or name
+	Below    *decimal.Decimal // balance under this
+	Offline  bool             // in meters_offline_all
 	Limit    int
 	Offset   int
+}
+
+// MeterPatch changes registry fields; nil fields stay.
+type MeterPatch struct {
+	Name      *string `json:"name"`
+	IPAddress *string `json:"ip_address"`
+	Port      *int    `json:"port"`
+	Mode      *Mode   `json:"mode"`
 }
 
 // MeterStatus is a meter with its shadow and registers: what an operator sees.

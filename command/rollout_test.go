@@ -8,7 +8,6 @@ import (
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/command"
 	"github.com/flows-energy/flows/meterconn"
-	"github.com/flows-energy/flows/postgres"
 )
 
 func rolloutTariff(start time.Time) flows.Tariff {
@@ -34,7 +33,7 @@ func TestRolloutWithOfflineMeters(t *testing.T) {
 			_ = r.fleet.SetOffline(m.Spec.Serial, true)
 		}
 	}
-	ro, err := r.store.CreateRollout(ctx, postgres.RolloutTargets{Serials: serials}, rolloutTariff(start), 20, 0, "frank")
+	ro, err := r.store.CreateRollout(ctx, flows.RolloutTargets{Serials: serials}, rolloutTariff(start), 20, 0, "frank")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +77,7 @@ func TestRolloutAborts(t *testing.T) {
 			}
 		}
 	}
-	ro, err := r.store.CreateRollout(ctx, postgres.RolloutTargets{Serials: serials}, rolloutTariff(start), 30, 0, "frank")
+	ro, err := r.store.CreateRollout(ctx, flows.RolloutTargets{Serials: serials}, rolloutTariff(start), 30, 0, "frank")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,11 +95,11 @@ func TestRolloutAborts(t *testing.T) {
 		pct, rate int
 		field     string
 	}{{0, 0, "abort_failure_pct"}, {20, -1, "rate_per_minute"}} {
-		if _, err := r.store.CreateRollout(ctx, postgres.RolloutTargets{Serials: serials}, rolloutTariff(start), bad.pct, bad.rate, "x"); flows.ErrorField(err) != bad.field {
+		if _, err := r.store.CreateRollout(ctx, flows.RolloutTargets{Serials: serials}, rolloutTariff(start), bad.pct, bad.rate, "x"); flows.ErrorField(err) != bad.field {
 			t.Errorf("bad %s: %v", bad.field, err)
 		}
 	}
-	if _, err := r.store.CreateRollout(ctx, postgres.RolloutTargets{ESCOCode: "NOPE"}, rolloutTariff(start), 20, 0, "x"); flows.ErrorField(err) != "meters" {
+	if _, err := r.store.CreateRollout(ctx, flows.RolloutTargets{ESCOCode: "NOPE"}, rolloutTariff(start), 20, 0, "x"); flows.ErrorField(err) != "meters" {
 		t.Errorf("no meters: %v", err)
 	}
 }
@@ -114,7 +113,7 @@ func TestRolloutRateLimit(t *testing.T) {
 	for _, m := range r.fleet.Meters() {
 		serials = append(serials, m.Spec.Serial)
 	}
-	ro, err := r.store.CreateRollout(ctx, postgres.RolloutTargets{Serials: serials}, rolloutTariff(start), 20, 2, "frank")
+	ro, err := r.store.CreateRollout(ctx, flows.RolloutTargets{Serials: serials}, rolloutTariff(start), 20, 2, "frank")
 	if err != nil {
 		t.Fatal(err)
 	}

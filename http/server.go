@@ -7,29 +7,38 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
-)
 
-// Pinger reports whether a dependency is reachable.
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
+	"github.com/flows-energy/flows"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
 
 // Config configures a Server.
 type Config struct {
-	Addr   string // listen address; port 0 picks a free port
-	DB     Pinger
-	Logger *slog.Logger
+	Addr      string // listen address; port 0 picks a free port
+	Store     Store
+	JWTSecret []byte
+	// SyncNow queues an immediate sync of a meter (nil: not offered).
+	SyncNow func(ctx context.Context, meterID string) error
+	// Registry collects /metrics; nil makes a private one.
+	Registry *prometheus.Registry
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
-// Server is the HTTP front end of flows serve and flows demo.
+// Server is the HTTP front end of flows serve and flows demo: the JSON API
+// under /api/v1, /healthz, /metrics and /openapi.json.
 type Server struct {
-	cfg  Config
-	srv  *http.Server
-	ln   net.Listener
-	done chan struct{}
-	once sync.Once
+	cfg      Config
+	srv      *http.Server
+	ln       net.Listener
+	done     chan struct{}
+	once     sync.Once
+	requests *prometheus.HistogramVec
 }
 
 // NewServer returns a server; call Start to listen.
@@ -37,11 +46,75 @@ func NewServer(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
 	s := &Server{cfg: cfg, done: make(chan struct{})}
+	s.requests = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "flows_http_request_duration_seconds", Help: "HTTP requests by route and status code.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"route", "code"})
+	_ = cfg.Registry.Register(s.requests)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /openapi.json", s.openapi)
+	for _, rt := range s.routes() {
+		mux.Handle(rt.method+" "+rt.path, s.endpoint(rt))
+	}
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, cfg.Logger, flows.Errorf(flows.ENOTFOUND, "no such API resource: %s %s", r.Method, r.URL.Path))
+	})
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s
+}
+
+// statusWriter remembers the status for logs and metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+
+// endpoint authenticates, checks the role, runs the handler, renders any
+// error once, and records the request.
+func (s *Server) endpoint(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		err := func() error {
+			c, err := s.authenticate(r)
+			if err != nil {
+				return err
+			}
+			if roleRank[c.Role] < roleRank[rt.role] {
+				return flows.Errorf(flows.EFORBIDDEN, "role %s may not %s %s (needs %s)", c.Role, rt.method, rt.path, rt.role)
+			}
+			return rt.handle(sw, r, c)
+		}()
+		if err != nil {
+			writeError(sw, r, s.cfg.Logger, err)
+		}
+		d := time.Since(start)
+		s.requests.WithLabelValues(rt.method+" "+rt.path, strconv.Itoa(sw.status)).Observe(d.Seconds())
+		s.cfg.Logger.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration_ms", d.Milliseconds())
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (*Claims, error) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return nil, flows.Errorf(flows.EUNAUTHORIZED, "missing bearer token (Authorization: Bearer <JWT>)")
+	}
+	if len(s.cfg.JWTSecret) == 0 {
+		return nil, flows.Errorf(flows.EUNAUTHORIZED, "this server has no signing secret configured")
+	}
+	return ParseToken(s.cfg.JWTSecret, tok, s.cfg.Now())
 }
 
 // Start listens and serves in the background; it returns once listening.
@@ -79,10 +152,56 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	status, code := map[string]string{"status": "ok", "database": "ok"}, http.StatusOK
-	if err := s.cfg.DB.Ping(ctx); err != nil {
+	if err := s.cfg.Store.Ping(ctx); err != nil {
 		status["status"], status["database"], code = "unavailable", "unreachable", http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(status)
+}
+
+// openapi serves an OpenAPI 3 document built from the same route table
+// the server mounts, so every route is documented.
+func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
+	paths := map[string]map[string]any{}
+	for _, rt := range s.routes() {
+		op := map[string]any{
+			"summary":     rt.summary,
+			"description": "Role: " + string(rt.role) + " or above. A token limited to an ESCO sees only that ESCO's meters.",
+			"security":    []map[string][]string{{"bearer": {}}},
+			"responses": map[string]any{
+				"200": map[string]any{"description": "OK"}, "202": map[string]any{"description": "Accepted: a durable request"},
+				"400": map[string]any{"$ref": "#/components/responses/Problem"}, "401": map[string]any{"$ref": "#/components/responses/Problem"},
+				"403": map[string]any{"$ref": "#/components/responses/Problem"}, "404": map[string]any{"$ref": "#/components/responses/Problem"},
+				"409": map[string]any{"$ref": "#/components/responses/Problem"},
+			},
+		}
+		var params []map[string]any
+		for _, seg := range strings.Split(rt.path, "/") {
+			if strings.HasPrefix(seg, "{") {
+				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": map[string]string{"type": "string"}})
+			}
+		}
+		if params != nil {
+			op["parameters"] = params
+		}
+		if paths[rt.path] == nil {
+			paths[rt.path] = map[string]any{}
+		}
+		paths[rt.path][strings.ToLower(rt.method)] = op
+	}
+	doc := map[string]any{
+		"openapi": "3.0.3",
+		"info":    map[string]string{"title": "Flows API", "version": "1"},
+		"paths":   paths,
+		"components": map[string]any{
+			"securitySchemes": map[string]any{"bearer": map[string]string{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+			"responses": map[string]any{"Problem": map[string]any{"description": "RFC 9457 problem with a stable code and the offending field",
+				"content": map[string]any{"application/problem+json": map[string]any{"schema": map[string]any{"type": "object",
+					"properties": map[string]any{"type": map[string]string{"type": "string"}, "title": map[string]string{"type": "string"},
+						"status": map[string]string{"type": "integer"}, "detail": map[string]string{"type": "string"},
+						"code": map[string]string{"type": "string"}, "field": map[string]string{"type": "string"}}}}}}},
+		},
+	}
+	writeJSON(w, http.StatusOK, doc)
 }

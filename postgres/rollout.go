@@ -9,19 +9,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// RolloutTargets selects a rollout's meters: an ESCO's (by code) or a list
-// of serials. Only active meters with an address that take prepayment
-// tariffs are included.
-type RolloutTargets struct {
-	ESCOCode string
-	Serials  []string
-}
-
 // CreateRollout records a rollout and one tariff request per target meter,
 // in one transaction: either every meter gets its request or none does.
 // With ratePerMinute, requests are spread out at that rate. EINVALID names
 // the field of a bad tariff or setting.
-func (s *Store) CreateRollout(ctx context.Context, targets RolloutTargets, t flows.Tariff, abortPct int, ratePerMinute int, requestedBy string) (*flows.Rollout, error) {
+func (s *Store) CreateRollout(ctx context.Context, targets flows.RolloutTargets, t flows.Tariff, abortPct int, ratePerMinute int, requestedBy string) (*flows.Rollout, error) {
 	if err := t.ValidateAmounts("tariff"); err != nil {
 		return nil, err
 	}
@@ -50,7 +42,7 @@ func (s *Store) CreateRollout(ctx context.Context, targets RolloutTargets, t flo
 		}
 		rows, err := tx.Query(ctx, `SELECT r.id FROM flows.meter_registry r LEFT JOIN flows.escos e ON e.id = r.esco
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL AND coalesce(r.hardware, '') NOT IN ('P1.ax', 'P1.cx', 'THREE_PHASE_UNKNOWN')
-			  AND (($1 <> '' AND lower(e.code) = lower($1)) OR r.serial = ANY($2))
+			  AND ($1 = '' OR lower(e.code) = lower($1)) AND (coalesce(cardinality($2::text[]), 0) = 0 OR r.serial = ANY($2))
 			ORDER BY r.serial`, targets.ESCOCode, targets.Serials)
 		if err != nil {
 			return err

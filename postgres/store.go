@@ -161,6 +161,12 @@ func (s *Store) Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter,
 		}
 		where = append(where, "ms.health = "+arg(string(f.Health)))
 	}
+	if f.Below != nil {
+		where = append(where, "ms.balance < "+arg(*f.Below))
+	}
+	if f.Offline {
+		where = append(where, "mr.id IN (SELECT id FROM flows.meters_offline_all)")
+	}
 	if f.Query != "" {
 		p := arg("%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Query) + "%")
 		where = append(where, "(mr.serial ILIKE "+p+" OR mr.name ILIKE "+p+")")

@@ -262,7 +262,7 @@ func newBenchRolloutCmd() *cobra.Command {
 			tariff := flows.Tariff{StandingCharge: d("0.55"), UnitRateElementA: d("0.28"), UnitRateElementB: d("0.16"),
 				PrepaymentEmergencyCredit: d("15"), PrepaymentECreditAvailability: d("10"), PrepaymentDebtRecoveryRate: d("0.25"), ActivationDatetime: &act}
 			start := time.Now()
-			ro, err := bf.store.CreateRollout(ctx, postgres.RolloutTargets{ESCOCode: "BENCH"}, tariff, 20, 0, "bench")
+			ro, err := bf.store.CreateRollout(ctx, flows.RolloutTargets{ESCOCode: "BENCH"}, tariff, 20, 0, "bench")
 			if err != nil {
 				return err
 			}

@@ -185,7 +185,8 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 
 	// The simulated meters need only a short gap between requests.
 	svc, err := runServices(ctx, pool, serveConfig{httpAddr: cfg.httpAddr, grpcAddr: cfg.grpcAddr,
-		components: []string{"api", "sync", "commands", "mediator"}, meterGap: 100 * time.Millisecond, workers: 25}, log)
+		components: []string{"api", "sync", "commands", "mediator"}, meterGap: 100 * time.Millisecond, workers: 25,
+		jwtSecret: jwtSecretBytes}, log)
 	if err != nil {
 		return err
 	}

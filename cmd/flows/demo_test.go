@@ -212,6 +212,21 @@ func TestDemoEndToEnd(t *testing.T) {
 	if topup != "completed" || tariff != "verified" {
 		t.Errorf("top-up %q, tariff request %q; want completed and verified", topup, tariff)
 	}
+	// The API answers with the printed admin token.
+	areq, _ := http.NewRequest("GET", rf.HTTPURL+"/api/v1/meters?limit=500", nil)
+	areq.Header.Set("Authorization", "Bearer "+rf.AdminToken)
+	aresp, err := http.DefaultClient.Do(areq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed struct {
+		Meters []map[string]any `json:"meters"`
+	}
+	_ = json.NewDecoder(aresp.Body).Decode(&listed)
+	aresp.Body.Close()
+	if aresp.StatusCode != 200 || len(listed.Meters) != 12 {
+		t.Errorf("GET /api/v1/meters with the admin token: %d, %d meters", aresp.StatusCode, len(listed.Meters))
+	}
 	resp, err := http.Get(rf.HTTPURL + "/healthz")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v %v", resp, err)

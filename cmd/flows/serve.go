@@ -33,6 +33,7 @@ type serveConfig struct {
 	grpcCert   string
 	grpcKey    string
 	grpcCA     string
+	jwtSecret  []byte
 }
 
 var knownComponents = []string{"api", "sync", "commands", "mediator"}
@@ -51,6 +52,14 @@ func newServeCmd() *cobra.Command {
 			}
 			if cfg.components, err = parseComponents(components); err != nil {
 				return err
+			}
+			if slices.Contains(cfg.components, "api") {
+				if cfg.jwtSecret, err = jwtSecret(""); err != nil {
+					return err
+				}
+				if len(cfg.jwtSecret) < flowshttp.MinSecretLen {
+					return flows.FieldError("FLOWS_JWT_SECRET", "must be at least %d bytes", flowshttp.MinSecretLen)
+				}
 			}
 			log := logger()
 			pool, err := postgres.Open(cmd.Context(), url)
@@ -174,7 +183,9 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 	}
 	addr := ""
 	if has("api") {
-		srv := flowshttp.NewServer(flowshttp.Config{Addr: cfg.httpAddr, DB: pool, Logger: log.With("component", "http")})
+		srv := flowshttp.NewServer(flowshttp.Config{Addr: cfg.httpAddr, Store: store, JWTSecret: cfg.jwtSecret,
+			SyncNow: func(ctx context.Context, meterID string) error { return syncer.SyncNow(ctx, pool, meterID) },
+			Logger:  log.With("component", "http")})
 		if err := srv.Start(ctx); err != nil {
 			stopAll()
 			return nil, flows.FieldError("--http", "%v", err)

@@ -1,0 +1,551 @@
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/shopspring/decimal"
+)
+
+// Store is what the API reads and writes.
+type Store interface {
+	Ping(ctx context.Context) error
+	Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter, error)
+	MeterBySerial(ctx context.Context, serial string) (*flows.Meter, error)
+	MeterStatus(ctx context.Context, serial string) (*flows.MeterStatus, error)
+	CreateMeter(ctx context.Context, m flows.NewMeter) (*flows.Meter, error)
+	UpdateMeter(ctx context.Context, serial string, p flows.MeterPatch) (*flows.Meter, error)
+	BalanceHistory(ctx context.Context, meterID string, from, to time.Time, b flows.Bucket) ([]flows.BalancePoint, error)
+	MeterEvents(ctx context.Context, meterID string, limit int) ([]flows.MeterEvent, error)
+	TariffRequestsForMeter(ctx context.Context, meterID string, limit int) ([]flows.TariffRequest, error)
+	SetFutureTariff(ctx context.Context, meterID string, t flows.Tariff, source, requestedBy string) (*flows.TariffRequest, error)
+	TariffRequest(ctx context.Context, id string) (*flows.TariffRequest, error)
+	CreateTopup(ctx context.Context, meterID, token string, amount *decimal.Decimal, source, requestedBy string) (*flows.Topup, error)
+	Topup(ctx context.Context, id string) (*flows.Topup, error)
+	CreateMeterCommand(ctx context.Context, meterID string, kind flows.CommandKind, value, requestedBy string) (*flows.MeterCommand, error)
+	MeterCommand(ctx context.Context, id string) (*flows.MeterCommand, error)
+	LowBalance(ctx context.Context, threshold decimal.Decimal, escoCode string) ([]flows.LowBalance, error)
+	OfflineRecently(ctx context.Context, escoCode string) ([]flows.OfflineMeter, error)
+	OfflineAll(ctx context.Context, escoCode string) ([]flows.OfflineMeter, error)
+	ClockDrifts(ctx context.Context, escoCode string) ([]flows.ClockDrift, error)
+	CreateRollout(ctx context.Context, t flows.RolloutTargets, tariff flows.Tariff, abortPct, ratePerMinute int, requestedBy string) (*flows.Rollout, error)
+	Rollout(ctx context.Context, id string) (*flows.Rollout, error)
+}
+
+// route is one API endpoint: the mux pattern, the least role allowed, and
+// what the OpenAPI document says of it.
+type route struct {
+	method, path string
+	role         Role
+	summary      string
+	handle       func(w http.ResponseWriter, r *http.Request, c *Claims) error
+}
+
+var roleRank = map[Role]int{RoleReadonly: 1, RoleOperator: 2, RoleAdmin: 3}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/api/v1/meters", RoleReadonly, "List meters (filters: esco, mode, health, low_balance, offline, q; limit, offset)", s.listMeters},
+		{"POST", "/api/v1/meters", RoleAdmin, "Register a meter", s.createMeter},
+		{"GET", "/api/v1/meters/{serial}", RoleReadonly, "A meter: registry, shadow, registers, freshness", s.getMeter},
+		{"PATCH", "/api/v1/meters/{serial}", RoleAdmin, "Change registry fields (name, ip_address, port, mode)", s.patchMeter},
+		{"GET", "/api/v1/meters/{serial}/balance", RoleReadonly, "Balance history (from, to, bucket=raw|hour|day)", s.balance},
+		{"GET", "/api/v1/meters/{serial}/events", RoleReadonly, "The meter's event log, newest first", s.events},
+		{"GET", "/api/v1/meters/{serial}/tariffs", RoleReadonly, "Active and future tariffs as reported, and tariff requests", s.tariffs},
+		{"PUT", "/api/v1/meters/{serial}/tariffs/future", RoleOperator, "Schedule a future tariff (the seed's tariff JSON)", s.putFutureTariff},
+		{"GET", "/api/v1/tariff-requests/{id}", RoleReadonly, "A tariff request and its status", s.getTariffRequest},
+		{"POST", "/api/v1/meters/{serial}/tokens", RoleOperator, "Submit a 20-digit top-up token", s.postToken},
+		{"GET", "/api/v1/topups/{id}", RoleReadonly, "A top-up and its status", s.getTopup},
+		{"POST", "/api/v1/meters/{serial}/sync", RoleOperator, "Sync the meter now", s.syncMeter},
+		{"POST", "/api/v1/meters/{serial}/commands", RoleOperator, "Set the clock or a flag (kind: clock, prepay_enabled, daylight_savings_correction, backlight, load_switch)", s.postCommand},
+		{"GET", "/api/v1/commands/{id}", RoleReadonly, "A meter command and its status", s.getCommand},
+		{"POST", "/api/v1/rollouts", RoleOperator, "Roll a future tariff out to an ESCO's meters or a list", s.postRollout},
+		{"GET", "/api/v1/rollouts/{id}", RoleReadonly, "A rollout and its progress", s.getRollout},
+		{"GET", "/api/v1/views/low-balance", RoleReadonly, "Meters under a balance (threshold, default 5.00)", s.viewLowBalance},
+		{"GET", "/api/v1/views/offline", RoleReadonly, "Meters offline (scope=recent (3-24 h, default) or all)", s.viewOffline},
+		{"GET", "/api/v1/views/clock-drift", RoleReadonly, "Meters whose clock is a minute or more off", s.viewClockDrift},
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decode reads a JSON body strictly: unknown fields and trailing data are
+// errors naming what was wrong.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			return flows.FieldError(te.Field, "must be %s", te.Type)
+		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return flows.FieldError("body", "not valid JSON")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return flows.FieldError(f, "unknown field")
+		}
+		return flows.FieldError("body", "%v", err)
+	}
+	if dec.More() {
+		return flows.FieldError("body", "more than one JSON value")
+	}
+	return nil
+}
+
+// meterFor finds a meter the caller may see: another ESCO's meter is
+// reported as not found.
+func (s *Server) meterFor(r *http.Request, c *Claims) (*flows.Meter, error) {
+	serial := r.PathValue("serial")
+	if err := flows.ValidateSerial(serial); err != nil {
+		return nil, err
+	}
+	m, err := s.cfg.Store.MeterBySerial(r.Context(), serial)
+	if err != nil {
+		return nil, err
+	}
+	if !c.sees(m.ESCOCode) {
+		return nil, flows.Errorf(flows.ENOTFOUND, "meter %q not found", serial)
+	}
+	return m, nil
+}
+
+func (c *Claims) sees(escoCode string) bool {
+	return c.ESCO == "" || strings.EqualFold(c.ESCO, escoCode)
+}
+
+// scopeESCO returns the ESCO a query is limited to.
+func scopeESCO(r *http.Request, c *Claims) string {
+	if c.ESCO != "" {
+		return c.ESCO
+	}
+	return r.URL.Query().Get("esco")
+}
+
+func (s *Server) listMeters(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	q := r.URL.Query()
+	f := flows.MeterFilter{ESCOCode: scopeESCO(r, c), Mode: flows.Mode(q.Get("mode")), Health: flows.Health(q.Get("health")), Query: q.Get("q"), Limit: 100}
+	if v := q.Get("low_balance"); v != "" {
+		d, err := decimal.NewFromString(v)
+		if err != nil {
+			return flows.FieldError("low_balance", "%q is not a decimal amount", v)
+		}
+		f.Below = &d
+	}
+	if v := q.Get("offline"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return flows.FieldError("offline", "%q is not true or false", v)
+		}
+		f.Offline = b
+	}
+	for _, p := range []struct {
+		name string
+		dst  *int
+		max  int
+	}{{"limit", &f.Limit, 1000}, {"offset", &f.Offset, 1 << 30}} {
+		if v := q.Get(p.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > p.max {
+				return flows.FieldError(p.name, "%q is not a number 0-%d", v, p.max)
+			}
+			*p.dst = n
+		}
+	}
+	ms, err := s.cfg.Store.Meters(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	if ms == nil {
+		ms = []flows.Meter{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"meters": ms, "limit": f.Limit, "offset": f.Offset})
+	return nil
+}
+
+func (s *Server) createMeter(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	var body struct {
+		Serial    string     `json:"serial"`
+		Name      string     `json:"name"`
+		IPAddress string     `json:"ip_address"`
+		Port      int        `json:"port"`
+		Hardware  string     `json:"hardware"`
+		Mode      flows.Mode `json:"mode"`
+		ESCO      string     `json:"esco"`
+		DST       bool       `json:"daylight_savings_correction_enabled"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if c.ESCO != "" {
+		if body.ESCO != "" && !strings.EqualFold(body.ESCO, c.ESCO) {
+			return flows.FieldError("esco", "your token is limited to ESCO %s", c.ESCO)
+		}
+		body.ESCO = c.ESCO
+	}
+	m, err := s.cfg.Store.CreateMeter(r.Context(), flows.NewMeter{Serial: body.Serial, Name: body.Name, IPAddress: body.IPAddress, Port: body.Port,
+		Hardware: body.Hardware, Mode: body.Mode, ESCOCode: body.ESCO, DaylightSavingsCorrectionEnabled: body.DST})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/meters/"+m.Serial)
+	writeJSON(w, http.StatusCreated, m)
+	return nil
+}
+
+func (s *Server) getMeter(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	st, err := s.cfg.Store.MeterStatus(r.Context(), m.Serial)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (s *Server) patchMeter(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	var p flows.MeterPatch
+	if err := decode(r, &p); err != nil {
+		return err
+	}
+	updated, err := s.cfg.Store.UpdateMeter(r.Context(), m.Serial, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, updated)
+	return nil
+}
+
+func (s *Server) balance(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	to := s.cfg.Now().UTC()
+	from := to.Add(-7 * 24 * time.Hour)
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return flows.FieldError(p.name, "%q is not an RFC 3339 time", v)
+			}
+			*p.dst = t
+		}
+	}
+	bucket := flows.Bucket(q.Get("bucket"))
+	if bucket == "" {
+		bucket = flows.BucketRaw
+	}
+	pts, err := s.cfg.Store.BalanceHistory(r.Context(), m.ID, from, to, bucket)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "from": from, "to": to, "bucket": bucket, "points": pts})
+	return nil
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	evs, err := s.cfg.Store.MeterEvents(r.Context(), m.ID, 200)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "events": evs})
+	return nil
+}
+
+func (s *Server) tariffs(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	st, err := s.cfg.Store.MeterStatus(r.Context(), m.Serial)
+	if err != nil {
+		return err
+	}
+	reqs, err := s.cfg.Store.TariffRequestsForMeter(r.Context(), m.ID, 20)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "active": st.Shadow.TariffsActive, "future": st.Shadow.TariffsFuture, "requests": reqs})
+	return nil
+}
+
+func (s *Server) putFutureTariff(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	var t flows.Tariff
+	if err := decode(r, &t); err != nil {
+		return err
+	}
+	if t.ActivationDatetime == nil {
+		return flows.FieldError("activation_datetime", "required")
+	}
+	req, err := s.cfg.Store.SetFutureTariff(r.Context(), m.ID, t, "api", c.Subject)
+	if err != nil {
+		return trimPrefix(err, "tariffs_future.")
+	}
+	out := map[string]any{"id": req.ID, "status": req.Status, "request": req}
+	if req.ActivationAt.Sub(s.cfg.Now()) < 24*time.Hour {
+		out["warnings"] = []string{"activation is less than 24 hours ahead; the meter may not be reached in time"}
+	}
+	w.Header().Set("Location", "/api/v1/tariff-requests/"+req.ID)
+	writeJSON(w, http.StatusAccepted, out)
+	return nil
+}
+
+// trimPrefix names fields as the API body does (unit_rate_element_a, not
+// tariffs_future.unit_rate_element_a).
+func trimPrefix(err error, prefix string) error {
+	var fe *flows.Error
+	if errors.As(err, &fe) && strings.HasPrefix(fe.Field, prefix) {
+		return &flows.Error{Code: fe.Code, Field: strings.TrimPrefix(fe.Field, prefix), Message: fe.Message}
+	}
+	return err
+}
+
+// visible returns ENOTFOUND unless the caller may see the meter serial.
+func (s *Server) visible(r *http.Request, c *Claims, serial, what string) error {
+	if c.ESCO == "" {
+		return nil
+	}
+	m, err := s.cfg.Store.MeterBySerial(r.Context(), serial)
+	if err != nil || !c.sees(m.ESCOCode) {
+		return flows.Errorf(flows.ENOTFOUND, "%s not found", what)
+	}
+	return nil
+}
+
+func (s *Server) getTariffRequest(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	req, err := s.cfg.Store.TariffRequest(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return notFoundForBadID(err, "tariff request")
+	}
+	if err := s.visible(r, c, req.Serial, "tariff request"); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, req)
+	return nil
+}
+
+// notFoundForBadID reports a malformed id as not found, as a missing one.
+func notFoundForBadID(err error, what string) error {
+	if flows.ErrorCode(err) == flows.EINVALID || flows.ErrorCode(err) == flows.ENOTFOUND {
+		return flows.Errorf(flows.ENOTFOUND, "%s not found", what)
+	}
+	return err
+}
+
+func (s *Server) postToken(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Token  string           `json:"token"`
+		Amount *decimal.Decimal `json:"amount"`
+		Source string           `json:"source"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if len(body.Token) != 20 || strings.Trim(body.Token, "0123456789") != "" {
+		return flows.FieldError("token", "must be 20 digits")
+	}
+	switch body.Source {
+	case "", "payment", "gift", "solar_credit", "adjustment":
+	default:
+		return flows.FieldError("source", "%q is not payment, gift, solar_credit or adjustment", body.Source)
+	}
+	tu, err := s.cfg.Store.CreateTopup(r.Context(), m.ID, body.Token, body.Amount, body.Source, c.Subject)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/topups/"+tu.ID)
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": tu.ID, "status": tu.Status, "topup": tu})
+	return nil
+}
+
+func (s *Server) getTopup(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	tu, err := s.cfg.Store.Topup(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return notFoundForBadID(err, "top-up")
+	}
+	if err := s.visible(r, c, tu.Serial, "top-up"); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, tu)
+	return nil
+}
+
+func (s *Server) syncMeter(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	if m.Mode != flows.ModeActive {
+		return flows.Errorf(flows.EINVALID, "meter %s is passive: it is synced from the database where it is active", m.Serial)
+	}
+	if s.cfg.SyncNow == nil {
+		return flows.Errorf(flows.EUNAVAILABLE, "syncing is not available from this server")
+	}
+	if err := s.cfg.SyncNow(r.Context(), m.ID); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"serial": m.Serial, "status": "queued"})
+	return nil
+}
+
+func (s *Server) postCommand(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Kind  flows.CommandKind `json:"kind"`
+		Value string            `json:"value"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	cmd, err := s.cfg.Store.CreateMeterCommand(r.Context(), m.ID, body.Kind, body.Value, c.Subject)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/commands/"+cmd.ID)
+	writeJSON(w, http.StatusAccepted, cmd)
+	return nil
+}
+
+func (s *Server) getCommand(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	cmd, err := s.cfg.Store.MeterCommand(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return notFoundForBadID(err, "command")
+	}
+	if err := s.visible(r, c, cmd.Serial, "command"); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, cmd)
+	return nil
+}
+
+func (s *Server) postRollout(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	var body struct {
+		Tariff          flows.Tariff `json:"tariff"`
+		ESCO            string       `json:"esco"`
+		Serials         []string     `json:"serials"`
+		AbortFailurePct *int         `json:"abort_failure_pct"`
+		RatePerMinute   int          `json:"rate_per_minute"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if c.ESCO != "" {
+		if body.ESCO != "" && !strings.EqualFold(body.ESCO, c.ESCO) {
+			return flows.FieldError("esco", "your token is limited to ESCO %s", c.ESCO)
+		}
+		body.ESCO = c.ESCO // a scoped rollout never reaches another ESCO's meters
+	}
+	if body.Tariff.ActivationDatetime == nil {
+		return flows.FieldError("tariff.activation_datetime", "required")
+	}
+	pct := 20
+	if body.AbortFailurePct != nil {
+		pct = *body.AbortFailurePct
+	}
+	ro, err := s.cfg.Store.CreateRollout(r.Context(), flows.RolloutTargets{ESCOCode: body.ESCO, Serials: body.Serials}, body.Tariff, pct, body.RatePerMinute, c.Subject)
+	if err != nil {
+		var fe *flows.Error
+		if errors.As(err, &fe) && strings.HasPrefix(fe.Field, "tariffs_future.") {
+			return &flows.Error{Code: fe.Code, Field: "tariff." + strings.TrimPrefix(fe.Field, "tariffs_future."), Message: fe.Message}
+		}
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/rollouts/"+ro.ID)
+	writeJSON(w, http.StatusAccepted, ro)
+	return nil
+}
+
+func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	ro, err := s.cfg.Store.Rollout(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return notFoundForBadID(err, "rollout")
+	}
+	if c.ESCO != "" && ro.RequestedBy != c.Subject {
+		return flows.Errorf(flows.ENOTFOUND, "rollout not found")
+	}
+	writeJSON(w, http.StatusOK, ro)
+	return nil
+}
+
+func (s *Server) viewLowBalance(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	th := decimal.NewFromInt(5)
+	if v := r.URL.Query().Get("threshold"); v != "" {
+		d, err := decimal.NewFromString(v)
+		if err != nil {
+			return flows.FieldError("threshold", "%q is not a decimal amount", v)
+		}
+		th = d
+	}
+	rows, err := s.cfg.Store.LowBalance(r.Context(), th, scopeESCO(r, c))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"threshold": th, "meters": rows})
+	return nil
+}
+
+func (s *Server) viewOffline(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	var rows []flows.OfflineMeter
+	var err error
+	switch scope := r.URL.Query().Get("scope"); scope {
+	case "", "recent":
+		rows, err = s.cfg.Store.OfflineRecently(r.Context(), scopeESCO(r, c))
+	case "all":
+		rows, err = s.cfg.Store.OfflineAll(r.Context(), scopeESCO(r, c))
+	default:
+		return flows.FieldError("scope", "%q is not recent or all", scope)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"meters": rows})
+	return nil
+}
+
+func (s *Server) viewClockDrift(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	rows, err := s.cfg.Store.ClockDrifts(r.Context(), scopeESCO(r, c))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"meters": rows})
+	return nil
+}

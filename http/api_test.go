@@ -1,0 +1,290 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flows-energy/flows"
+	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/internal/pgtest"
+	"github.com/flows-energy/flows/postgres"
+	"github.com/flows-energy/flows/syncer"
+	"github.com/shopspring/decimal"
+)
+
+type api struct {
+	t     *testing.T
+	base  string
+	store *postgres.Store
+}
+
+func newAPI(t *testing.T) *api {
+	t.Helper()
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	store := postgres.NewStore(pool)
+	for _, e := range []string{"AAA", "BBB"} {
+		if _, err := store.CreateESCO(ctx, e, "ESCO "+e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, m := range []flows.NewMeter{
+		{Serial: "EML1100000001", Name: "A one", IPAddress: "127.110.0.1", ESCOCode: "AAA", Hardware: "EMA1.w"},
+		{Serial: "EML1100000002", Name: "A two", IPAddress: "127.110.0.2", ESCOCode: "AAA", Hardware: "C1.w"},
+		{Serial: "EML2200000001", Name: "B one", IPAddress: "127.110.1.1", ESCOCode: "BBB", Hardware: "EMA1.w"},
+	} {
+		nm, err := store.CreateMeter(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bal := decimal.NewFromInt(int64(3 + 10*i))
+		if err := store.UpdateShadow(ctx, nm.ID, flows.ShadowUpdate{Balance: &bal}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := flowshttp.NewServer(flowshttp.Config{Addr: "127.0.0.1:0", Store: store, JWTSecret: secret,
+		SyncNow: func(ctx context.Context, id string) error { return syncer.SyncNow(ctx, pool, id) }})
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return &api{t: t, base: "http://" + srv.Addr(), store: store}
+}
+
+func token(t *testing.T, role flowshttp.Role, esco string) string {
+	tok, err := flowshttp.IssueToken(secret, "tester-"+string(role), role, esco, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// do sends a request and decodes the JSON answer.
+func (a *api) do(method, path, tok string, body any) (int, map[string]any) {
+	a.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		js, _ := json.Marshal(b)
+		rd = bytes.NewReader(js)
+	}
+	req, _ := http.NewRequest(method, a.base+path, rd)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
+		a.t.Errorf("%s %s: error %d without problem+json", method, path, resp.StatusCode)
+	}
+	return resp.StatusCode, out
+}
+
+func futureTariff(at time.Time) map[string]any {
+	return map[string]any{"standing_charge": 0.5868, "unit_rate_element_a": "0.2843", "unit_rate_element_b": 0.15,
+		"prepayment_ecredit_availability": 10.00, "prepayment_debt_recovery_rate": 0.25, "prepayment_emergency_credit": 15.00,
+		"activation_datetime": at.UTC().Format(time.RFC3339)}
+}
+
+func TestAuthAndRoles(t *testing.T) {
+	a := newAPI(t)
+	ro, op, admin := token(t, flowshttp.RoleReadonly, ""), token(t, flowshttp.RoleOperator, ""), token(t, flowshttp.RoleAdmin, "")
+	expired, _ := flowshttp.IssueToken(secret, "old", flowshttp.RoleAdmin, "", time.Hour, time.Now().Add(-2*time.Hour))
+	forged, _ := flowshttp.IssueToken([]byte("another-secret-another-secret-xx"), "x", flowshttp.RoleAdmin, "", time.Hour, time.Now())
+	for _, tok := range []string{"", expired, forged, "garbage"} {
+		if code, p := a.do("GET", "/api/v1/meters", tok, nil); code != 401 || p["code"] != "unauthorized" {
+			t.Errorf("token %.10q: %d %v", tok, code, p)
+		}
+	}
+	at := time.Now().Add(72 * time.Hour)
+	if code, p := a.do("PUT", "/api/v1/meters/EML1100000001/tariffs/future", ro, futureTariff(at)); code != 403 {
+		t.Errorf("readonly tariff: %d %v", code, p)
+	}
+	if code, _ := a.do("POST", "/api/v1/meters", op, map[string]any{"serial": "EML3300000001"}); code != 403 {
+		t.Errorf("operator creating a meter: %d", code)
+	}
+	if code, p := a.do("POST", "/api/v1/meters", admin, map[string]any{"serial": "EML3300000001", "esco": "AAA", "ip_address": "127.110.3.1"}); code != 201 || p["serial"] != "EML3300000001" {
+		t.Errorf("admin creating a meter: %d %v", code, p)
+	}
+	code, p := a.do("PUT", "/api/v1/meters/EML1100000001/tariffs/future", op, futureTariff(at))
+	if code != 202 || p["status"] != "pending" {
+		t.Fatalf("operator tariff: %d %v", code, p)
+	}
+	if code, rq := a.do("GET", "/api/v1/tariff-requests/"+p["id"].(string), ro, nil); code != 200 || rq["status"] != "pending" || rq["requested_by"] != "tester-operator" {
+		t.Errorf("tariff request: %d %v", code, rq)
+	}
+	if code, p := a.do("GET", "/api/v1/meters/EML1100000001", ro, nil); code != 200 || p["shadow"] == nil || p["registers"] == nil {
+		t.Errorf("readonly meter: %d %v", code, p)
+	}
+	tok := "12345678901234567890"
+	if code, p := a.do("POST", "/api/v1/meters/EML1100000002/tokens", op, map[string]any{"token": tok, "amount": "10.00"}); code != 202 || p["status"] != "wait_token_push" {
+		t.Errorf("token: %d %v", code, p)
+	}
+	if code, p := a.do("POST", "/api/v1/meters/EML1100000002/tokens", op, map[string]any{"token": tok}); code != 409 || p["field"] != "token" {
+		t.Errorf("same token twice: %d %v", code, p)
+	}
+	if code, _ := a.do("POST", "/api/v1/meters/EML1100000001/sync", op, nil); code != 202 {
+		t.Errorf("sync: %d", code)
+	}
+	if code, p := a.do("POST", "/api/v1/meters/EML1100000001/commands", op, map[string]any{"kind": "backlight", "value": "always_on_sp"}); code != 202 || p["status"] != "pending" {
+		t.Errorf("command: %d %v", code, p)
+	}
+}
+
+// A token limited to ESCO AAA never sees or touches ESCO BBB's meters.
+func TestESCOScope(t *testing.T) {
+	a := newAPI(t)
+	opA := token(t, flowshttp.RoleOperator, "AAA")
+	at := time.Now().Add(72 * time.Hour)
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/api/v1/meters/EML2200000001", nil},
+		{"GET", "/api/v1/meters/EML2200000001/balance", nil},
+		{"GET", "/api/v1/meters/EML2200000001/events", nil},
+		{"GET", "/api/v1/meters/EML2200000001/tariffs", nil},
+		{"PUT", "/api/v1/meters/EML2200000001/tariffs/future", futureTariff(at)},
+		{"POST", "/api/v1/meters/EML2200000001/tokens", map[string]any{"token": "11111111111111111111"}},
+		{"POST", "/api/v1/meters/EML2200000001/sync", nil},
+		{"POST", "/api/v1/meters/EML2200000001/commands", map[string]any{"kind": "clock"}},
+	} {
+		if code, p := a.do(c.method, c.path, opA, c.body); code != 404 {
+			t.Errorf("%s %s with an AAA token: %d %v, want 404", c.method, c.path, code, p)
+		}
+	}
+	_, list := a.do("GET", "/api/v1/meters?esco=BBB", opA, nil)
+	for _, m := range list["meters"].([]any) {
+		if s := m.(map[string]any)["serial"].(string); strings.HasPrefix(s, "EML22") {
+			t.Errorf("AAA token listed %s", s)
+		}
+	}
+	if n := len(list["meters"].([]any)); n != 2 {
+		t.Errorf("AAA token lists %d meters, want its 2", n)
+	}
+	_, low := a.do("GET", "/api/v1/views/low-balance?threshold=100", opA, nil)
+	if n := len(low["meters"].([]any)); n != 2 {
+		t.Errorf("low-balance view for AAA: %d meters, want 2", n)
+	}
+	if code, p := a.do("POST", "/api/v1/rollouts", opA, map[string]any{"tariff": futureTariff(at), "esco": "BBB"}); code != 400 || p["field"] != "esco" {
+		t.Errorf("rollout into another ESCO: %d %v", code, p)
+	}
+	code, p := a.do("POST", "/api/v1/rollouts", opA, map[string]any{"tariff": futureTariff(at)})
+	if code != 202 || p["meters"].(float64) != 2 {
+		t.Errorf("rollout for AAA: %d %v, want its 2 meters", code, p)
+	}
+	// And another ESCO's request ids are not found either.
+	admin := token(t, flowshttp.RoleAdmin, "")
+	_, tr := a.do("PUT", "/api/v1/meters/EML2200000001/tariffs/future", admin, futureTariff(at))
+	if code, _ := a.do("GET", "/api/v1/tariff-requests/"+tr["id"].(string), opA, nil); code != 404 {
+		t.Errorf("BBB's tariff request through an AAA token: %d", code)
+	}
+}
+
+// Bad input is a 400 naming the field, and changes nothing.
+func TestBadInput(t *testing.T) {
+	a := newAPI(t)
+	op := token(t, flowshttp.RoleOperator, "")
+	at := time.Now().Add(72 * time.Hour)
+	over := futureTariff(at)
+	over["unit_rate_element_a"] = "1.5"
+	places := futureTariff(at)
+	places["standing_charge"] = "0.123456"
+	past := futureTariff(time.Now().Add(-time.Hour))
+	unknown := futureTariff(at)
+	unknown["discount"] = 1
+	for _, c := range []struct {
+		name, path string
+		body       any
+		field      string
+	}{
+		{"bad JSON", "/api/v1/meters/EML1100000001/tariffs/future", "{not json", "body"},
+		{"unknown field", "/api/v1/meters/EML1100000001/tariffs/future", unknown, "discount"},
+		{"rate above £1", "/api/v1/meters/EML1100000001/tariffs/future", over, "unit_rate_element_a"},
+		{"six decimal places", "/api/v1/meters/EML1100000001/tariffs/future", places, "standing_charge"},
+		{"past activation", "/api/v1/meters/EML1100000001/tariffs/future", past, "activation_datetime"},
+		{"bad serial", "/api/v1/meters/eml-1/tariffs/future", futureTariff(at), "serial"},
+		{"short token", "/api/v1/meters/EML1100000001/tokens", map[string]any{"token": "123"}, "token"},
+		{"token as number", "/api/v1/meters/EML1100000001/tokens", `{"token": 12345678901234567890}`, "token"},
+	} {
+		method := "PUT"
+		if strings.HasSuffix(c.path, "tokens") {
+			method = "POST"
+		}
+		code, p := a.do(method, c.path, op, c.body)
+		if code != 400 || p["field"] != c.field || p["code"] != "invalid" {
+			t.Errorf("%s: %d %v, want 400 naming %s", c.name, code, p, c.field)
+		}
+	}
+	var n int
+	_ = a.store.Pool().QueryRow(context.Background(), `SELECT (SELECT count(*) FROM flows.tariff_requests) + (SELECT count(*) FROM flows.topups)`).Scan(&n)
+	if n != 0 {
+		t.Errorf("rejected requests left %d rows", n)
+	}
+	st, _ := a.store.MeterStatus(context.Background(), "EML1100000001")
+	if st.Shadow.TariffsFuture != nil {
+		t.Errorf("tariffs_future changed: %+v", st.Shadow.TariffsFuture)
+	}
+	if code, _ := a.do("GET", "/api/v1/meters?limit=-4", op, nil); code != 400 {
+		t.Errorf("negative limit: %d", code)
+	}
+	if code, _ := a.do("GET", "/api/v1/meters/EML1100000001/balance?bucket=week", op, nil); code != 400 {
+		t.Errorf("bad bucket: %d", code)
+	}
+}
+
+// Every route in /openapi.json is served: none answers 404 or 405 for its
+// method (a route the mux lacks would).
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	a := newAPI(t)
+	admin := token(t, flowshttp.RoleAdmin, "")
+	resp, err := http.Get(a.base + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]any `json:"paths"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if len(doc.Paths) < 15 {
+		t.Fatalf("only %d paths documented", len(doc.Paths))
+	}
+	for path, ops := range doc.Paths {
+		concrete := strings.NewReplacer("{serial}", "EML1100000001", "{id}", "00000000-0000-0000-0000-000000000000").Replace(path)
+		for method := range ops {
+			req, _ := http.NewRequest(strings.ToUpper(method), a.base+concrete, strings.NewReader("{}"))
+			req.Header.Set("Authorization", "Bearer "+admin)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var p map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&p)
+			resp.Body.Close()
+			if resp.StatusCode == 405 || (resp.StatusCode == 404 && strings.Contains(p["detail"].(string), "no such API resource")) {
+				t.Errorf("%s %s documented but not served (%d)", method, path, resp.StatusCode)
+			}
+		}
+	}
+	if code, p := a.do("GET", "/api/v1/nothing-here", admin, nil); code != 404 || p["code"] != "not_found" {
+		t.Errorf("unknown route: %d %v", code, p)
+	}
+	if resp, err := http.Get(a.base + "/metrics"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("metrics: %v", err)
+	}
+}
