@@ -322,3 +322,34 @@ type MeterStore interface {
 	OfflineAll(ctx context.Context, escoCode string) ([]OfflineMeter, error)
 	ClockDrifts(ctx context.Context, escoCode string) ([]ClockDrift, error)
 }
+
+// MeterRow is a line of the meter list: registry fields and a shadow summary.
+type MeterRow struct {
+	Meter
+	Balance    *decimal.Decimal `json:"balance"`
+	Health     *Health          `json:"health"`
+	CSQ        *int             `json:"csq"`
+	BalanceAt  *time.Time       `json:"balance_synced_at"`
+	Stale      bool             `json:"stale"` // balance older than twice its interval
+	LastOnline *time.Time       `json:"last_online"`
+}
+
+// FleetSummary counts meters by state, for one ESCO or all.
+type FleetSummary struct {
+	ESCO       string `json:"esco"`
+	Meters     int    `json:"meters"`
+	Active     int    `json:"active"`
+	Passive    int    `json:"passive"`
+	Healthy    int    `json:"healthy"`
+	Unhealthy  int    `json:"unhealthy"`
+	Offline    int    `json:"offline"`
+	Stale      int    `json:"stale"`
+	LowBalance int    `json:"low_balance"`
+}
+
+// SignalPoint is one reading of signal or voltage history.
+type SignalPoint struct {
+	Timestamp time.Time        `json:"timestamp"`
+	CSQ       *int             `json:"csq,omitempty"`
+	Voltage   *decimal.Decimal `json:"voltage,omitempty"`
+}

@@ -18,6 +18,9 @@ import (
 type Store interface {
 	Ping(ctx context.Context) error
 	Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter, error)
+	MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.MeterRow, error)
+	FleetSummaries(ctx context.Context, escoCode string) ([]flows.FleetSummary, error)
+	SignalHistory(ctx context.Context, meterID string, from, to time.Time) ([]flows.SignalPoint, error)
 	MeterBySerial(ctx context.Context, serial string) (*flows.Meter, error)
 	MeterStatus(ctx context.Context, serial string) (*flows.MeterStatus, error)
 	CreateMeter(ctx context.Context, m flows.NewMeter) (*flows.Meter, error)
@@ -58,6 +61,8 @@ func (s *Server) routes() []route {
 		{"PATCH", "/api/v1/meters/{serial}", RoleAdmin, "Change registry fields (name, ip_address, port, mode)", s.patchMeter},
 		{"GET", "/api/v1/meters/{serial}/balance", RoleReadonly, "Balance history (from, to, bucket=raw|hour|day)", s.balance},
 		{"GET", "/api/v1/meters/{serial}/events", RoleReadonly, "The meter's event log, newest first", s.events},
+		{"GET", "/api/v1/meters/{serial}/signal", RoleReadonly, "CSQ and voltage history (from, to; default 7 days)", s.signal},
+		{"GET", "/api/v1/fleet", RoleReadonly, "Meter counts by state (healthy, unhealthy, offline, stale, low balance) per ESCO", s.fleet},
 		{"GET", "/api/v1/meters/{serial}/tariffs", RoleReadonly, "Active and future tariffs as reported, and tariff requests", s.tariffs},
 		{"PUT", "/api/v1/meters/{serial}/tariffs/future", RoleOperator, "Schedule a future tariff (the seed's tariff JSON)", s.putFutureTariff},
 		{"GET", "/api/v1/tariff-requests/{id}", RoleReadonly, "A tariff request and its status", s.getTariffRequest},
@@ -164,12 +169,9 @@ func (s *Server) listMeters(w http.ResponseWriter, r *http.Request, c *Claims) e
 			*p.dst = n
 		}
 	}
-	ms, err := s.cfg.Store.Meters(r.Context(), f)
+	ms, err := s.cfg.Store.MeterRows(r.Context(), f)
 	if err != nil {
 		return err
-	}
-	if ms == nil {
-		ms = []flows.Meter{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"meters": ms, "limit": f.Limit, "offset": f.Offset})
 	return nil
@@ -547,5 +549,29 @@ func (s *Server) viewClockDrift(w http.ResponseWriter, r *http.Request, c *Claim
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"meters": rows})
+	return nil
+}
+
+func (s *Server) signal(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	to := s.cfg.Now().UTC()
+	from := to.Add(-7 * 24 * time.Hour)
+	pts, err := s.cfg.Store.SignalHistory(r.Context(), m.ID, from, to.Add(time.Minute))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "points": pts})
+	return nil
+}
+
+func (s *Server) fleet(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	sums, err := s.cfg.Store.FleetSummaries(r.Context(), scopeESCO(r, c))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"escos": sums})
 	return nil
 }

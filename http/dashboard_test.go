@@ -1,0 +1,197 @@
+package http_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/command"
+	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/internal/pgtest"
+	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/postgres"
+	"github.com/flows-energy/flows/sim"
+	"github.com/flows-energy/flows/syncer"
+)
+
+// chromium finds Debian's chromium, installing it when missing and allowed.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Geteuid() == 0 {
+		out, err := exec.Command("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "chromium").CombinedOutput()
+		if err != nil {
+			_, _ = exec.Command("apt-get", "update", "-q").CombinedOutput()
+			out, err = exec.Command("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "chromium").CombinedOutput()
+		}
+		if err == nil {
+			return "/usr/bin/chromium"
+		}
+		t.Fatalf("installing chromium: %v\n%s", err, out)
+	}
+	t.Fatal("the dashboard test needs Debian's chromium: sudo apt-get install chromium")
+	return ""
+}
+
+// artifacts is where screenshots go ($FLOWS_TEST_ARTIFACTS, or a
+// directory under the system temp dir).
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("FLOWS_TEST_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "flows-test-artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestDashboardInBrowser(t *testing.T) {
+	browser := chromium(t)
+	ctx := context.Background()
+	pool := pgtest.NewPool(t)
+	store := postgres.NewStore(pool)
+	start := time.Now().UTC().Truncate(time.Second)
+	clock := sim.NewScaledClock(start, 1)
+	specs := sim.GenerateFleet(3, sim.FleetOptions{AddressPrefix: "127.111", Secret: []byte("ui")})
+	var ms []*sim.Meter
+	for _, s := range specs {
+		ms = append(ms, sim.NewMeter(s, start))
+	}
+	fleet := sim.NewFleet(ms, clock, nil)
+	if err := fleet.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer fleet.Stop()
+	if _, err := store.CreateESCO(ctx, "UI", "Dashboard"); err != nil {
+		t.Fatal(err)
+	}
+	var nm []flows.NewMeter
+	for _, m := range fleet.Meters() {
+		nm = append(nm, flows.NewMeter{Serial: m.Spec.Serial, Name: m.Spec.Name, IPAddress: m.Spec.IPAddress, Port: m.Spec.Port, Hardware: m.Spec.Hardware})
+	}
+	if _, err := store.ImportMeters(ctx, "UI", nm, nil); err != nil {
+		t.Fatal(err)
+	}
+	transport, _ := meterconn.New(meterconn.Config{Attempts: 1})
+	// A few syncs spread over the last hours give the charts points.
+	for i := 4; i >= 0; i-- {
+		at := start.Add(-time.Duration(i) * time.Hour)
+		eng, err := syncer.New(syncer.Config{Pool: pool, Store: store, Meters: transport, Now: func() time.Time { return at }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, _ := store.Meters(ctx, flows.MeterFilter{})
+		for _, m := range all {
+			if _, err := eng.SyncMeter(ctx, m.ID, syncer.OnDemand); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pusher := command.New(command.Config{Store: store, Meters: transport, PollEvery: 200 * time.Millisecond})
+	pusher.Start(ctx)
+	defer pusher.Stop()
+	srv := flowshttp.NewServer(flowshttp.Config{Addr: "127.0.0.1:0", Store: store, JWTSecret: secret,
+		SyncNow: func(ctx context.Context, id string) error { return syncer.SyncNow(ctx, pool, id) }})
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	base := "http://" + srv.Addr()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-quic", true),
+		chromedp.WindowSize(1400, 1800))
+	actx, cancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancel()
+	bctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	dir := artifacts(t)
+	// step runs actions with a time limit (the browser itself lives as long
+	// as bctx, which has none: see chromedp.Run).
+	step := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(bctx, 45*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
+		defer cancel()
+		v, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return v
+	}
+	shot := func(name string) {
+		t.Helper()
+		buf, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot %s", p)
+	}
+	poll := func(what, expr string) {
+		t.Helper()
+		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(40*time.Second))); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	tok := token(t, flowshttp.RoleOperator, "")
+	serial := fleet.Meters()[1].Spec.Serial
+	step("log in", chromedp.WaitVisible(chromedp.CSS("#login")), chromedp.SetValue(chromedp.CSS("#token"), tok), chromedp.Click(chromedp.CSS("#login-btn")),
+		chromedp.WaitVisible(chromedp.CSS(`#overview [data-count="meters"]`)), chromedp.WaitVisible(chromedp.CSS("a.meter-link")))
+	if m, h := text(`#overview [data-count="meters"] b`), text(`#overview [data-count="healthy"] b`); m != "3" || h != "3" {
+		t.Errorf("fleet counts: %s meters, %s healthy; want 3 and 3", m, h)
+	}
+	shot("dashboard-fleet.png")
+	step("open a meter", chromedp.Click(chromedp.CSS(fmt.Sprintf(`a.meter-link[href="#/meter/%s"]`, serial))),
+		chromedp.WaitVisible(chromedp.CSS("#balance-chart circle.pt")))
+	points, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#balance-chart circle.pt").length`))
+	if err != nil || points < 5 {
+		t.Errorf("balance chart has %d points (%v), want one per sync (5)", points, err)
+	}
+	shot("dashboard-meter.png")
+
+	// Schedule a future tariff through the form and watch its request
+	// move on as the pusher works.
+	act := time.Now().UTC().Add(72 * time.Hour).Format("2006-01-02T15:04:05")
+	step("schedule a tariff", chromedp.SetValue(chromedp.CSS("#unit_rate_element_a"), "0.31111"), chromedp.SetValue(chromedp.CSS("#activation_datetime"), act),
+		chromedp.Click(chromedp.CSS("#tariff-form button")), chromedp.WaitVisible(chromedp.CSS("#requests td.status")))
+	if msg := text("#tariff-msg"); !strings.Contains(msg, "pending") {
+		t.Errorf("form said %q, want the pending request", msg)
+	}
+	poll("request verified", `document.querySelector("#requests td.status") && document.querySelector("#requests td.status").textContent === "verified"`)
+	shot("dashboard-tariff.png")
+	if st := fleet.Meters()[1].State(clock.Now()); st.Future.RateA() != 31111 {
+		t.Errorf("the meter's future rate is %d, want 31111", st.Future.RateA())
+	}
+	// A bad value is refused with the field named, on the page.
+	step("bad rate", chromedp.SetValue(chromedp.CSS("#unit_rate_element_a"), "1.5"), chromedp.Click(chromedp.CSS("#tariff-form button")))
+	poll("error names the field", `document.querySelector("#tariff-msg").textContent.includes("unit_rate_element_a")`)
+	step("views", chromedp.Navigate(base+"/#/views"), chromedp.WaitVisible(chromedp.CSS("#low-balance")))
+	shot("dashboard-views.png")
+}

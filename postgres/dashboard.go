@@ -1,0 +1,117 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/shopspring/decimal"
+)
+
+// MeterRows lists meters with a shadow summary, filtered like Meters.
+// Staleness uses the balance syncer's interval (hourly unless configured).
+func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.MeterRow, error) {
+	ms, err := s.Meters(ctx, f)
+	if err != nil || len(ms) == 0 {
+		return []flows.MeterRow{}, err
+	}
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT s.id, s.balance, s.health::text, s.csq, (s.synced_at ->> 'balance')::timestamptz,
+		       (SELECT max(c."timestamp") FROM flows.meter_csq c WHERE c.meter_id = s.id AND c.csq IS NOT NULL),
+		       (SELECT run_frequency::text FROM flows.meter_metrics WHERE name = 'SyncerPrepayBalance' AND enabled)
+		FROM flows.meter_shadows s WHERE s.id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return nil, translate(err, "meters")
+	}
+	defer rows.Close()
+	type extra struct {
+		bal    *decimal.Decimal
+		health *string
+		csq    *int
+		balAt  *time.Time
+		online *time.Time
+		freq   *string
+	}
+	by := map[string]extra{}
+	for rows.Next() {
+		var id string
+		var e extra
+		if err := rows.Scan(&id, &e.bal, &e.health, &e.csq, &e.balAt, &e.online, &e.freq); err != nil {
+			return nil, err
+		}
+		by[id] = e
+	}
+	out := make([]flows.MeterRow, len(ms))
+	now := time.Now()
+	for i, m := range ms {
+		e := by[m.ID]
+		r := flows.MeterRow{Meter: m, Balance: e.bal, CSQ: e.csq, BalanceAt: e.balAt, LastOnline: e.online}
+		if e.health != nil {
+			h := flows.Health(*e.health)
+			r.Health = &h
+		}
+		if m.Mode == flows.ModeActive && e.freq != nil {
+			r.Stale = e.balAt == nil || now.Sub(*e.balAt) > 2*flows.Frequency(*e.freq).Interval()
+		}
+		out[i] = r
+	}
+	return out, rows.Err()
+}
+
+// FleetSummaries counts meters by state per ESCO (escoCode "" = every ESCO).
+func (s *Store) FleetSummaries(ctx context.Context, escoCode string) ([]flows.FleetSummary, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT coalesce(e.code, ''), count(*),
+		       count(*) FILTER (WHERE r.mode = 'active'), count(*) FILTER (WHERE r.mode = 'passive'),
+		       count(*) FILTER (WHERE r.mode = 'active' AND s.health = 'healthy'),
+		       count(*) FILTER (WHERE r.mode = 'active' AND s.health = 'unhealthy'),
+		       count(*) FILTER (WHERE r.id IN (SELECT id FROM flows.meters_offline_all)),
+		       count(*) FILTER (WHERE r.mode = 'active' AND r.ip_address IS NOT NULL AND
+		           coalesce((s.synced_at ->> 'balance')::timestamptz, '-infinity') < now() - 2 * coalesce(
+		               (SELECT CASE run_frequency WHEN 'hourly' THEN interval '1 hour' WHEN '12hourly' THEN interval '12 hours' ELSE interval '1 day' END
+		                FROM flows.meter_metrics WHERE name = 'SyncerPrepayBalance' AND enabled), interval '1 hour')),
+		       count(*) FILTER (WHERE s.balance < 5)
+		FROM flows.meter_registry r JOIN flows.meter_shadows s ON s.id = r.id LEFT JOIN flows.escos e ON e.id = r.esco
+		WHERE $1 = '' OR lower(e.code) = lower($1)
+		GROUP BY 1 ORDER BY 1`, escoCode)
+	if err != nil {
+		return nil, translate(err, "fleet summary")
+	}
+	defer rows.Close()
+	out := []flows.FleetSummary{}
+	for rows.Next() {
+		var f flows.FleetSummary
+		if err := rows.Scan(&f.ESCO, &f.Meters, &f.Active, &f.Passive, &f.Healthy, &f.Unhealthy, &f.Offline, &f.Stale, &f.LowBalance); err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// SignalHistory returns csq and voltage readings in [from, to), oldest first.
+func (s *Store) SignalHistory(ctx context.Context, meterID string, from, to time.Time) ([]flows.SignalPoint, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT "timestamp", csq, NULL::numeric FROM flows.meter_csq WHERE meter_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
+		UNION ALL
+		SELECT "timestamp", NULL, voltage FROM flows.meter_voltage WHERE meter_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
+		ORDER BY 1 LIMIT 20000`, meterID, from, to)
+	if err != nil {
+		return nil, translate(err, "signal history")
+	}
+	defer rows.Close()
+	out := []flows.SignalPoint{}
+	for rows.Next() {
+		var p flows.SignalPoint
+		if err := rows.Scan(&p.Timestamp, &p.CSQ, &p.Voltage); err != nil {
+			return nil, err
+		}
+		p.Timestamp = p.Timestamp.UTC()
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
