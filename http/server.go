@@ -3,9 +3,9 @@ package http
 import (
 	"context"
 	"embed"
-	"io/fs"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
