@@ -115,3 +115,42 @@ func (s *Store) SignalHistory(ctx context.Context, meterID string, from, to time
 	}
 	return out, rows.Err()
 }
+
+// HealthCounts counts active meters by health ("unknown" before a sync).
+func (s *Store) HealthCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT coalesce(s.health::text, 'unknown'), count(*) FROM flows.meter_registry r
+		JOIN flows.meter_shadows s ON s.id = r.id WHERE r.mode = 'active' GROUP BY 1`)
+	if err != nil {
+		return nil, translate(err, "health counts")
+	}
+	defer rows.Close()
+	out := map[string]int{"healthy": 0, "unhealthy": 0, "unknown": 0}
+	for rows.Next() {
+		var h string
+		var n int
+		if err := rows.Scan(&h, &n); err != nil {
+			return nil, err
+		}
+		out[h] = n
+	}
+	return out, rows.Err()
+}
+
+// QueueDepth counts job-queue jobs by state.
+func (s *Store) QueueDepth(ctx context.Context) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT state::text, count(*) FROM `+QueueSchema+`.river_job GROUP BY 1`)
+	if err != nil {
+		return nil, translate(err, "queue depth")
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
+}

@@ -67,8 +67,9 @@ type Engine struct {
 	cfg    Config
 	client *river.Client[pgx.Tx]
 	// OnSynced, when set before Start, is called after each applied sync
-	// with the meter id (metrics and tests).
-	OnSynced func(meterID string)
+	// with the meter id and the failure detail ("" when it succeeded), for
+	// metrics and tests.
+	OnSynced func(meterID, failure string)
 
 	mu      sync.Mutex
 	freqs   map[string]flows.Frequency
@@ -241,7 +242,7 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 		e.cfg.Logger.Info("meter unreachable", "meter_id", a.MeterID, "detail", res.Failure)
 	}
 	if e.OnSynced != nil {
-		e.OnSynced(a.MeterID)
+		e.OnSynced(a.MeterID, res.Failure)
 	}
 	return nil
 }

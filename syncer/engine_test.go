@@ -287,7 +287,7 @@ func TestTwoEnginesShareTheWork(t *testing.T) {
 	var counts [2]atomic.Int64
 	engines := []*syncer.Engine{r.newEngine(t, nil, "a", 4), r.newEngine(t, nil, "b", 4)}
 	for i, e := range engines {
-		e.OnSynced = func(string) { counts[i].Add(1) }
+		e.OnSynced = func(string, string) { counts[i].Add(1) }
 		if err := e.Start(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"io"
 	"context"
 	"encoding/json"
 	"net"
@@ -226,6 +227,19 @@ func TestDemoEndToEnd(t *testing.T) {
 	aresp.Body.Close()
 	if aresp.StatusCode != 200 || len(listed.Meters) != 12 {
 		t.Errorf("GET /api/v1/meters with the admin token: %d, %d meters", aresp.StatusCode, len(listed.Meters))
+	}
+	// Prometheus metrics: meters by health, EMOP requests, syncs, HTTP.
+	mresp, err := http.Get(rf.HTTPURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{`flows_meters{health="healthy"}`, `flows_meter_request_duration_seconds_count{kind="read",result="ok"}`,
+		`flows_syncs_total{outcome="ok"}`, `flows_http_request_duration_seconds_count{code="200",route="GET /api/v1/meters"}`, `flows_queue_jobs{state="completed"}`} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	resp, err := http.Get(rf.HTTPURL + "/healthz")
 	if err != nil || resp.StatusCode != 200 {

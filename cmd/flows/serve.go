@@ -18,6 +18,8 @@ import (
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/syncer"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 )
 
@@ -130,9 +132,12 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 	}
 	store := postgres.NewStore(pool)
 	has := func(c string) bool { return slices.Contains(cfg.components, c) }
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(store))
 	// One transport for the process: its per-meter queue and gap then hold
 	// across the sync engine and the mediator.
-	transport, err := meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn")})
+	transport, err := meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn"),
+		Observer: flowshttp.NewMeterRequests(reg)})
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +163,8 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 		if err != nil {
 			return nil, err
 		}
+		results := flowshttp.NewSyncResults(reg)
+		eng.OnSynced = func(_, failure string) { results.Observe(failure) }
 		if err := eng.Start(ctx); err != nil {
 			return nil, err
 		}
@@ -184,8 +191,8 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 	addr := ""
 	if has("api") {
 		srv := flowshttp.NewServer(flowshttp.Config{Addr: cfg.httpAddr, Store: store, JWTSecret: cfg.jwtSecret,
-			SyncNow: func(ctx context.Context, meterID string) error { return syncer.SyncNow(ctx, pool, meterID) },
-			Logger:  log.With("component", "http")})
+			SyncNow:  func(ctx context.Context, meterID string) error { return syncer.SyncNow(ctx, pool, meterID) },
+			Registry: reg, Logger: log.With("component", "http")})
 		if err := srv.Start(ctx); err != nil {
 			stopAll()
 			return nil, flows.FieldError("--http", "%v", err)
