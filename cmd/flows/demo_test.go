@@ -2,9 +2,9 @@ package main_test
 
 import (
 	"bytes"
-	"io"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
