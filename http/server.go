@@ -168,9 +168,14 @@ func (s *Server) Stop() {
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	status, code := map[string]string{"status": "ok", "database": "ok"}, http.StatusOK
+	status, code := map[string]string{"status": "ok", "database": "ok", "queue": "ok"}, http.StatusOK
 	if err := s.cfg.Store.Ping(ctx); err != nil {
 		status["status"], status["database"], code = "unavailable", "unreachable", http.StatusServiceUnavailable
+	}
+	if g, ok := s.cfg.Store.(Gauges); ok {
+		if _, err := g.QueueDepth(ctx); err != nil {
+			status["status"], status["queue"], code = "unavailable", "unreachable", http.StatusServiceUnavailable
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
