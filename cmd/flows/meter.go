@@ -114,18 +114,11 @@ func newMeterCmd() *cobra.Command {
 		Short: "Queue an immediate sync of one meter",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := flows.ValidateSerial(args[0]); err != nil {
-				return err
-			}
-			store, closeFn, err := openStore(cmd)
+			store, m, closeFn, err := meterArg(cmd, args[0])
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			m, err := store.MeterBySerial(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
 			if m.Mode != flows.ModeActive {
 				return flows.Errorf(flows.EINVALID, "meter %s is passive: it is synced from the database where it is active", m.Serial)
 			}
@@ -172,6 +165,24 @@ func readRegistryFile(path string) ([]registryEntry, error) {
 		return nil, flows.FieldError("meters", "%s lists no meters", path)
 	}
 	return doc.Meters, nil
+}
+
+// meterArg validates a serial argument and finds the meter; the caller
+// closes the store.
+func meterArg(cmd *cobra.Command, serial string) (*postgres.Store, *flows.Meter, func(), error) {
+	if err := flows.ValidateSerial(serial); err != nil {
+		return nil, nil, nil, err
+	}
+	store, closeFn, err := openStore(cmd)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m, err := store.MeterBySerial(cmd.Context(), serial)
+	if err != nil {
+		closeFn()
+		return nil, nil, nil, err
+	}
+	return store, m, closeFn, nil
 }
 
 func openStore(cmd *cobra.Command) (*postgres.Store, func(), error) {

@@ -26,9 +26,6 @@ func newTariffCmd() *cobra.Command {
 		Short: "Schedule a future tariff: a durable request, pushed and verified by the commands component",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := flows.ValidateSerial(args[0]); err != nil {
-				return err
-			}
 			if rateB == "" {
 				rateB = rateA
 			}
@@ -45,15 +42,11 @@ func newTariffCmd() *cobra.Command {
 				}
 				*v.dst = &d
 			}
-			store, closeFn, err := openStore(cmd)
+			store, m, closeFn, err := meterArg(cmd, args[0])
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			m, err := store.MeterBySerial(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
 			req, err := store.SetFutureTariff(cmd.Context(), m.ID, t, "cli", requester())
 			if err != nil {
 				return err
@@ -86,9 +79,6 @@ func newTopupCmd() *cobra.Command {
 		Short: "Add a top-up token to the ledger; the commands component pushes and confirms it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := flows.ValidateSerial(args[0]); err != nil {
-				return err
-			}
 			var amt *decimal.Decimal
 			if amount != "" {
 				d, err := decimal.NewFromString(amount)
@@ -97,15 +87,11 @@ func newTopupCmd() *cobra.Command {
 				}
 				amt = &d
 			}
-			store, closeFn, err := openStore(cmd)
+			store, m, closeFn, err := meterArg(cmd, args[0])
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			m, err := store.MeterBySerial(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
 			tu, err := store.CreateTopup(cmd.Context(), m.ID, token, amt, source, requester())
 			if err != nil {
 				return err

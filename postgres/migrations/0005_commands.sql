@@ -7,6 +7,20 @@ CREATE TYPE flows.request_status AS ENUM ('pending', 'sending', 'sent', 'verifie
 -- the seed's "Update Meter Tariff" says) records a request through the
 -- trigger below; the sync engine's own writes of what the meter reports
 -- (flows.writer = 'sync') do not.
+-- Bulk tariff rollouts: one tariff to many meters, each a tariff request.
+CREATE TABLE flows.tariff_rollouts (
+    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tariff            jsonb NOT NULL,
+    status            text NOT NULL DEFAULT 'running' CONSTRAINT tariff_rollouts_status_check CHECK (status IN ('running', 'completed', 'aborted')),
+    abort_failure_pct integer NOT NULL DEFAULT 20 CONSTRAINT tariff_rollouts_abort_failure_pct_range CHECK (abort_failure_pct BETWEEN 1 AND 100),
+    min_sample        integer NOT NULL DEFAULT 20,
+    rate_per_minute   integer CONSTRAINT tariff_rollouts_rate_per_minute_positive CHECK (rate_per_minute > 0),
+    requested_by      text NOT NULL DEFAULT current_user,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    note              text
+);
+
 CREATE TABLE flows.tariff_requests (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     meter_id        uuid NOT NULL REFERENCES flows.meter_registry (id) ON DELETE CASCADE,
@@ -19,6 +33,7 @@ CREATE TABLE flows.tariff_requests (
     last_error      text,
     requested_by    text NOT NULL DEFAULT current_user,
     source          text NOT NULL DEFAULT 'sql',
+    rollout_id      uuid REFERENCES flows.tariff_rollouts (id),
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     sent_at         timestamptz,
@@ -27,6 +42,7 @@ CREATE TABLE flows.tariff_requests (
 );
 CREATE INDEX tariff_requests_work_idx ON flows.tariff_requests (status, next_attempt_at);
 CREATE INDEX tariff_requests_meter_idx ON flows.tariff_requests (meter_id, created_at DESC);
+CREATE INDEX tariff_requests_rollout_idx ON flows.tariff_requests (rollout_id, status);
 
 -- Rejects a tariff a meter cannot hold, naming the field.
 CREATE FUNCTION flows.tariff_check(t jsonb, prefix text) RETURNS void LANGUAGE plpgsql AS $$
@@ -55,6 +71,8 @@ BEGIN
     END IF;
 END $$;
 
+-- Records an operator's future tariff as a request (with its rollout and
+-- earliest push time when a rollout sets them).
 CREATE FUNCTION flows.tariffs_future_request() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     m flows.meter_registry;
@@ -80,11 +98,12 @@ BEGIN
     IF at < now() + interval '24 hours' THEN
         RAISE WARNING 'tariffs_future.activation_datetime: less than 24 hours ahead; the meter may not be reached in time';
     END IF;
-    -- A newer request replaces any the meter has not yet confirmed.
     UPDATE flows.tariff_requests SET status = 'superseded', updated_at = now()
     WHERE meter_id = NEW.id AND status IN ('pending', 'sending', 'sent', 'verified');
-    INSERT INTO flows.tariff_requests (meter_id, tariff, activation_at, source)
-    VALUES (NEW.id, NEW.tariffs_future, at, coalesce(nullif(current_setting('flows.request_source', true), ''), 'sql'));
+    INSERT INTO flows.tariff_requests (meter_id, tariff, activation_at, source, rollout_id, next_attempt_at)
+    VALUES (NEW.id, NEW.tariffs_future, at, coalesce(nullif(current_setting('flows.request_source', true), ''), 'sql'),
+            nullif(current_setting('flows.rollout_id', true), '')::uuid,
+            coalesce(nullif(current_setting('flows.not_before', true), '')::timestamptz, now()));
     RETURN NEW;
 END $$;
 CREATE TRIGGER meter_shadows_40_tariffs_future_request BEFORE UPDATE OF tariffs_future ON flows.meter_shadows
