@@ -36,6 +36,7 @@ type serveConfig struct {
 	grpcKey    string
 	grpcCA     string
 	jwtSecret  []byte
+	lease      time.Duration // command lease
 }
 
 var knownComponents = []string{"api", "sync", "commands", "mediator"}
@@ -90,6 +91,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().IntVar(&cfg.workers, "sync-workers", 50, "meters synced at once by this process")
 	cmd.Flags().StringArrayVar(&cfg.replicas, "replica-database-url", nil, "mirror active meters' shadows into this database, where they are passive (repeatable)")
 	cmd.Flags().StringVar(&cfg.esco, "esco", os.Getenv("ESCO"), "mediator: serve only this ESCO's meters (default $ESCO)")
+	cmd.Flags().DurationVar(&cfg.lease, "command-lease", 5*time.Minute, "how long a claimed request is this process's before another may resume it")
 	cmd.Flags().StringVar(&cfg.grpcCert, "grpc-cert", "", "mediator TLS certificate (with --grpc-key and --grpc-ca: mutual TLS with roles)")
 	cmd.Flags().StringVar(&cfg.grpcKey, "grpc-key", "", "mediator TLS key")
 	cmd.Flags().StringVar(&cfg.grpcCA, "grpc-ca", "", "CA of client certificates")
@@ -184,7 +186,8 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 		}
 	}
 	if has("commands") {
-		pusher := command.New(command.Config{Store: store, Meters: transport, Logger: log.With("component", "commands")})
+		pusher := command.New(command.Config{Store: store, Meters: transport, Lease: cfg.lease, Logger: log.With("component", "commands"),
+			FailPoint: crashAt(os.Getenv("FLOWS_CRASH_AT"), log)})
 		pusher.Start(ctx)
 		stops = append(stops, pusher.Stop)
 	}
@@ -201,4 +204,20 @@ func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *
 		addr = srv.Addr()
 	}
 	return &services{stop: stopAll, httpAddr: addr, grpcAddr: cfg.grpcAddr}, nil
+}
+
+// crashAt is a test hook for crash-safety tests: with FLOWS_CRASH_AT set to
+// a push point (topup_before_send, topup_after_send, tariff_sent) the
+// process exits there with status 70, as if killed.
+func crashAt(point string, log *slog.Logger) func(string) error {
+	if point == "" {
+		return nil
+	}
+	return func(p string) error {
+		if p == point {
+			log.Warn("FLOWS_CRASH_AT: exiting", "point", p)
+			os.Exit(70)
+		}
+		return nil
+	}
 }
