@@ -55,11 +55,11 @@ func chromium(t *testing.T) string {
 }
 
 // artifacts is where screenshots go ($FLOWS_TEST_ARTIFACTS, or a
-// directory under the system temp dir).
+// per-user directory under the system temp dir).
 func artifacts(t *testing.T) string {
 	dir := os.Getenv("FLOWS_TEST_ARTIFACTS")
 	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "flows-test-artifacts")
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("flows-test-artifacts-%d", os.Getuid()))
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
