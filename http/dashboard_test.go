@@ -160,6 +160,15 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		t.Logf("screenshot %s", p)
 	}
+	// submit clicks a form's button and waits for the page it loads.
+	submit := func(what, sel string) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(bctx, 30*time.Second)
+		defer cancel()
+		if _, err := chromedp.RunResponse(sctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
 	poll := func(what, expr string) {
 		t.Helper()
 		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(40*time.Second))); err != nil {
@@ -172,27 +181,36 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	tok := token(t, flowshttp.RoleOperator, "")
 	serial := fleet.Meters()[1].Spec.Serial
-	step("log in", chromedp.WaitVisible(chromedp.CSS("#login")), chromedp.SetValue(chromedp.CSS("#token"), tok), chromedp.Click(chromedp.CSS("#login-btn")),
-		chromedp.WaitVisible(chromedp.CSS(`#overview [data-count="meters"]`)), chromedp.WaitVisible(chromedp.CSS("a.meter-link")))
+	step("login page", chromedp.WaitVisible(chromedp.CSS("#login")), chromedp.SetValue(chromedp.CSS("#token"), tok))
+	submit("log in", "#login-btn")
+	step("fleet page", chromedp.WaitVisible(chromedp.CSS(`#overview [data-count="meters"]`)), chromedp.WaitVisible(chromedp.CSS("a.meter-link")))
 	if m, h := text(`#overview [data-count="meters"] b`), text(`#overview [data-count="healthy"] b`); m != "3" || h != "3" {
 		t.Errorf("fleet counts: %s meters, %s healthy; want 3 and 3", m, h)
 	}
 	shot("dashboard-fleet.png")
-	step("open a meter", chromedp.Click(chromedp.CSS(fmt.Sprintf(`a.meter-link[href="#/meter/%s"]`, serial))),
-		chromedp.WaitVisible(chromedp.CSS("#balance-chart circle.pt")))
+	step("search terms", chromedp.SetValue(chromedp.CSS("#search"), serial))
+	submit("search", "#filters button")
+	// The filtered page replaces this one: one row, the meter searched for.
+	poll("search results", fmt.Sprintf(`location.search.includes("q=") && document.querySelectorAll("#meters tbody tr").length === 1 && !!document.querySelector('a.meter-link[href="/meters/%s"]')`, serial))
+	submit("open a meter", fmt.Sprintf(`a.meter-link[href="/meters/%s"]`, serial))
+	step("meter page", chromedp.WaitVisible(chromedp.CSS("#balance-chart circle.pt")))
 	points, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#balance-chart circle.pt").length`))
 	if err != nil || points < 5 {
 		t.Errorf("balance chart has %d points (%v), want one per sync (5)", points, err)
+	}
+	if n, _ := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#csq-chart circle.pt").length`)); n < 5 {
+		t.Errorf("signal chart has %d points", n)
 	}
 	shot("dashboard-meter.png")
 
 	// Schedule a future tariff through the form and watch its request
 	// move on as the pusher works.
 	act := time.Now().UTC().Add(72 * time.Hour).Format("2006-01-02T15:04:05")
-	step("schedule a tariff", chromedp.SetValue(chromedp.CSS("#unit_rate_element_a"), "0.31111"), chromedp.SetValue(chromedp.CSS("#activation_datetime"), act),
-		chromedp.Click(chromedp.CSS("#tariff-form button")), chromedp.WaitVisible(chromedp.CSS("#requests td.status")))
-	if msg := text("#tariff-msg"); !strings.Contains(msg, "pending") {
-		t.Errorf("form said %q, want the pending request", msg)
+	step("tariff form", chromedp.SetValue(chromedp.CSS("#unit_rate_element_a"), "0.31111"), chromedp.SetValue(chromedp.CSS("#activation_datetime"), act))
+	submit("schedule a tariff", "#tariff-form button")
+	step("tariff scheduled", chromedp.WaitVisible(chromedp.CSS("#flash")), chromedp.WaitVisible(chromedp.CSS("#requests td.status")))
+	if msg := text("#flash"); !strings.Contains(msg, "pending") {
+		t.Errorf("the page said %q, want the pending request", msg)
 	}
 	poll("request verified", `document.querySelector("#requests td.status") && document.querySelector("#requests td.status").textContent === "verified"`)
 	shot("dashboard-tariff.png")
@@ -200,8 +218,14 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("the meter's future rate is %d, want 31111", st.Future.RateA())
 	}
 	// A bad value is refused with the field named, on the page.
-	step("bad rate", chromedp.SetValue(chromedp.CSS("#unit_rate_element_a"), "1.5"), chromedp.Click(chromedp.CSS("#tariff-form button")))
-	poll("error names the field", `document.querySelector("#tariff-msg").textContent.includes("unit_rate_element_a")`)
-	step("views", chromedp.Navigate(base+"/#/views"), chromedp.WaitVisible(chromedp.CSS("#low-balance")))
+	step("bad rate", chromedp.SetValue(chromedp.CSS("#unit_rate_element_a"), "1.5"), chromedp.SetValue(chromedp.CSS("#activation_datetime"), act))
+	submit("submit a bad rate", "#tariff-form button")
+	step("refusal shown", chromedp.WaitVisible(chromedp.CSS("#flash")))
+	if msg := text("#flash"); !strings.Contains(msg, "unit_rate_element_a") {
+		t.Errorf("refusal says %q, want the field named", msg)
+	}
+	step("views", chromedp.Navigate(base+"/views"), chromedp.WaitVisible(chromedp.CSS("#low-balance")))
 	shot("dashboard-views.png")
+	submit("log out", "#logout")
+	step("logged out", chromedp.WaitVisible(chromedp.CSS("#login")))
 }

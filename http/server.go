@@ -2,10 +2,8 @@ package http
 
 import (
 	"context"
-	"embed"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,14 +29,6 @@ type Config struct {
 	Now      func() time.Time
 	Logger   *slog.Logger
 }
-
-// dashboardFS holds the dashboard's page, script and styles: embedded, so
-// it works with no internet access.
-//
-//go:embed dashboard
-var dashboardRoot embed.FS
-
-var dashboardFS, _ = fs.Sub(dashboardRoot, "dashboard")
 
 // Server is the HTTP front end of flows serve and flows demo: the JSON API
 // under /api/v1, the dashboard at /, /healthz, /metrics and /openapi.json.
@@ -72,13 +62,7 @@ func NewServer(cfg Config) *Server {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /openapi.json", s.openapi)
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(dashboardFS)))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
-		b, _ := fs.ReadFile(dashboardFS, "index.html")
-		_, _ = w.Write(b)
-	})
+	s.mountDashboard(mux)
 	for _, rt := range s.routes() {
 		mux.Handle(rt.method+" "+rt.path, s.endpoint(rt))
 	}

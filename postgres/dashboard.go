@@ -2,62 +2,54 @@ package postgres
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/flows-energy/flows"
-	"github.com/shopspring/decimal"
 )
 
-// MeterRows lists meters with a shadow summary, filtered like Meters.
-// Staleness uses the balance syncer's interval (hourly unless configured).
+// MeterRows lists meters with a shadow summary, filtered like Meters, in
+// one query. Staleness uses the balance syncer's interval.
 func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.MeterRow, error) {
-	ms, err := s.Meters(ctx, f)
-	if err != nil || len(ms) == 0 {
-		return []flows.MeterRow{}, err
+	where, args, err := meterWhere(f)
+	if err != nil {
+		return nil, err
 	}
-	ids := make([]string, len(ms))
-	for i, m := range ms {
-		ids[i] = m.ID
-	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT s.id, s.balance, s.health::text, s.csq, (s.synced_at ->> 'balance')::timestamptz,
-		       (SELECT max(c."timestamp") FROM flows.meter_csq c WHERE c.meter_id = s.id AND c.csq IS NOT NULL),
-		       (SELECT run_frequency::text FROM flows.meter_metrics WHERE name = 'SyncerPrepayBalance' AND enabled)
-		FROM flows.meter_shadows s WHERE s.id = ANY($1::uuid[])`, ids)
+	q := `SELECT ` + meterColumns + `, ms.balance, ms.health::text, ms.csq, (ms.synced_at ->> 'balance')::timestamptz,
+			(SELECT run_frequency::text FROM flows.meter_metrics WHERE name = 'SyncerPrepayBalance' AND enabled)
+		FROM flows.meter_registry mr
+		LEFT JOIN flows.escos e ON e.id = mr.esco
+		JOIN flows.meter_shadows ms ON ms.id = mr.id` + where + ` ORDER BY mr.name NULLS LAST, mr.serial` + pageClause(f, &args)
+	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, translate(err, "meters")
 	}
 	defer rows.Close()
-	type extra struct {
-		bal    *decimal.Decimal
-		health *string
-		csq    *int
-		balAt  *time.Time
-		online *time.Time
-		freq   *string
-	}
-	by := map[string]extra{}
+	out := []flows.MeterRow{}
+	now := time.Now()
 	for rows.Next() {
-		var id string
-		var e extra
-		if err := rows.Scan(&id, &e.bal, &e.health, &e.csq, &e.balAt, &e.online, &e.freq); err != nil {
+		var r flows.MeterRow
+		var ip, health, freq *string
+		var mode string
+		if err := rows.Scan(&r.ID, &r.Serial, &r.Name, &ip, &r.Port, &r.Hardware, &mode, &r.ESCO, &r.ESCOCode,
+			&r.SingleMeterApp, &r.DaylightSavingsCorrectionEnabled, &r.PrepayEnabled, &r.FirmwareVersion, &r.CreatedAt, &r.UpdatedAt,
+			&r.Balance, &health, &r.CSQ, &r.BalanceAt, &freq); err != nil {
 			return nil, err
 		}
-		by[id] = e
-	}
-	out := make([]flows.MeterRow, len(ms))
-	now := time.Now()
-	for i, m := range ms {
-		e := by[m.ID]
-		r := flows.MeterRow{Meter: m, Balance: e.bal, CSQ: e.csq, BalanceAt: e.balAt, LastOnline: e.online}
-		if e.health != nil {
-			h := flows.Health(*e.health)
+		r.Mode = flows.Mode(mode)
+		if ip != nil {
+			if a, err := netip.ParseAddr(*ip); err == nil {
+				r.IPAddress = &a
+			}
+		}
+		if health != nil {
+			h := flows.Health(*health)
 			r.Health = &h
 		}
-		if m.Mode == flows.ModeActive && e.freq != nil {
-			r.Stale = e.balAt == nil || now.Sub(*e.balAt) > 2*flows.Frequency(*e.freq).Interval()
+		if r.Mode == flows.ModeActive && freq != nil {
+			r.Stale = r.BalanceAt == nil || now.Sub(*r.BalanceAt) > 2*flows.Frequency(*freq).Interval()
 		}
-		out[i] = r
+		out = append(out, r)
 	}
 	return out, rows.Err()
 }

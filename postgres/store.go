@@ -143,47 +143,13 @@ func (s *Store) MeterBySerial(ctx context.Context, serial string) (*flows.Meter,
 // Meters lists registry rows matching f, ordered by name then serial. The
 // filter is built from bind parameters only.
 func (s *Store) Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter, error) {
-	var where []string
-	var args []any
-	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
-	if f.ESCOCode != "" {
-		where = append(where, "lower(e.code) = lower("+arg(f.ESCOCode)+")")
-	}
-	if f.Mode != "" {
-		if !f.Mode.Valid() {
-			return nil, flows.FieldError("mode", "%q is not active or passive", f.Mode)
-		}
-		where = append(where, "mr.mode = "+arg(string(f.Mode)))
-	}
-	if f.Health != "" {
-		if !f.Health.Valid() {
-			return nil, flows.FieldError("health", "%q is not healthy or unhealthy", f.Health)
-		}
-		where = append(where, "ms.health = "+arg(string(f.Health)))
-	}
-	if f.Below != nil {
-		where = append(where, "ms.balance < "+arg(*f.Below))
-	}
-	if f.Offline {
-		where = append(where, "mr.id IN (SELECT id FROM flows.meters_offline_all)")
-	}
-	if f.Query != "" {
-		p := arg("%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Query) + "%")
-		where = append(where, "(mr.serial ILIKE "+p+" OR mr.name ILIKE "+p+")")
+	where, args, err := meterWhere(f)
+	if err != nil {
+		return nil, err
 	}
 	q := `SELECT ` + meterColumns + ` FROM flows.meter_registry mr
 		LEFT JOIN flows.escos e ON e.id = mr.esco
-		JOIN flows.meter_shadows ms ON ms.id = mr.id`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY mr.name NULLS LAST, mr.serial"
-	if f.Limit > 0 {
-		q += " LIMIT " + arg(f.Limit)
-	}
-	if f.Offset > 0 {
-		q += " OFFSET " + arg(f.Offset)
-	}
+		JOIN flows.meter_shadows ms ON ms.id = mr.id` + where + ` ORDER BY mr.name NULLS LAST, mr.serial` + pageClause(f, &args)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, translate(err, "meters")
@@ -198,6 +164,57 @@ func (s *Store) Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter,
 		out = append(out, *m)
 	}
 	return out, translate(rows.Err(), "meters")
+}
+
+// meterWhere builds the WHERE clause of a meter filter (registry mr,
+// escos e, shadows ms) from bind parameters.
+func meterWhere(f flows.MeterFilter) (string, []any, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }
+	if f.ESCOCode != "" {
+		where = append(where, "lower(e.code) = lower("+arg(f.ESCOCode)+")")
+	}
+	if f.Mode != "" {
+		if !f.Mode.Valid() {
+			return "", nil, flows.FieldError("mode", "%q is not active or passive", f.Mode)
+		}
+		where = append(where, "mr.mode = "+arg(string(f.Mode)))
+	}
+	if f.Health != "" {
+		if !f.Health.Valid() {
+			return "", nil, flows.FieldError("health", "%q is not healthy or unhealthy", f.Health)
+		}
+		where = append(where, "ms.health = "+arg(string(f.Health)))
+	}
+	if f.Below != nil {
+		where = append(where, "ms.balance < "+arg(*f.Below))
+	}
+	if f.Offline {
+		where = append(where, "mr.id IN (SELECT id FROM flows.meters_offline_all)")
+	}
+	if f.Query != "" {
+		p := arg("%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Query) + "%")
+		where = append(where, "(mr.serial ILIKE "+p+" OR mr.name ILIKE "+p+")")
+	}
+	if len(where) == 0 {
+		return "", args, nil
+	}
+	return " WHERE " + strings.Join(where, " AND "), args, nil
+}
+
+// pageClause appends LIMIT/OFFSET parameters for f.
+func pageClause(f flows.MeterFilter, args *[]any) string {
+	q := ""
+	if f.Limit > 0 {
+		*args = append(*args, f.Limit)
+		q += " LIMIT $" + strconv.Itoa(len(*args))
+	}
+	if f.Offset > 0 {
+		*args = append(*args, f.Offset)
+		q += " OFFSET $" + strconv.Itoa(len(*args))
+	}
+	return q
 }
 
 // MeterStatus returns a meter's registry row, shadow and registers.

@@ -1,0 +1,398 @@
+package http
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/shopspring/decimal"
+)
+
+// The dashboard: server-rendered pages (html/template) with two small
+// scripts (charts drawn from data embedded in the page, and the tariff
+// request table kept current). Its session is the API token, kept in an
+// HttpOnly, SameSite=Strict cookie; form posts also check the Origin.
+// Everything is embedded: it works with no internet access.
+
+//go:embed dashboard
+var dashboardRoot embed.FS
+
+var dashboardFS, _ = fs.Sub(dashboardRoot, "dashboard")
+
+const sessionCookie = "flows_session"
+
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"money": func(d *decimal.Decimal) string {
+		if d == nil {
+			return "–"
+		}
+		return "£" + d.StringFixed(2)
+	},
+	"money2": func(d decimal.Decimal) string { return "£" + d.StringFixed(2) },
+	"dec": func(d *decimal.Decimal) string {
+		if d == nil {
+			return "–"
+		}
+		return d.String()
+	},
+	"intp": func(n *int) string {
+		if n == nil {
+			return "–"
+		}
+		return fmt.Sprint(*n)
+	},
+	"health": func(h *flows.Health) string {
+		if h == nil {
+			return "–"
+		}
+		return string(*h)
+	},
+	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"timep": func(t *time.Time) string {
+		if t == nil {
+			return "never"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05Z")
+	},
+}).ParseFS(dashboardFS, "templates/*.html"))
+
+// page is what every page template gets.
+type page struct {
+	Title  string
+	Claims *Claims
+	Flash  string
+}
+
+func (s *Server) mountDashboard(mux *http.ServeMux) {
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(dashboardFS)))
+	mux.HandleFunc("GET /{$}", s.dash(s.fleetPage))
+	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("POST /logout", s.logout)
+	mux.HandleFunc("GET /meters/{serial}", s.dash(s.meterPage))
+	mux.HandleFunc("GET /meters/{serial}/requests", s.dash(s.requestsFragment))
+	mux.HandleFunc("POST /meters/{serial}/tariff", s.dash(s.tariffForm))
+	mux.HandleFunc("POST /meters/{serial}/token", s.dash(s.tokenForm))
+	mux.HandleFunc("POST /meters/{serial}/sync", s.dash(s.syncForm))
+	mux.HandleFunc("GET /views", s.dash(s.viewsPage))
+	mux.HandleFunc("GET /rollouts/{id}", s.dash(s.rolloutPage))
+}
+
+// dash wraps a page handler: the session is required (without one the
+// login page is shown), form posts must come from this site, and errors
+// are shown on a page.
+func (s *Server) dash(h func(w http.ResponseWriter, r *http.Request, c *Claims) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
+		c, err := s.session(r)
+		if err != nil {
+			if r.Method != http.MethodGet {
+				http.Error(w, "log in first", http.StatusUnauthorized)
+				return
+			}
+			s.render(w, http.StatusOK, "login", page{Title: "Log in"})
+			return
+		}
+		if r.Method == http.MethodPost {
+			if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && o != "https://"+r.Host {
+				http.Error(w, "cross-site form post refused", http.StatusForbidden)
+				return
+			}
+		}
+		if err := h(w, r, c); err != nil {
+			status := httpStatus[flows.ErrorCode(err)]
+			if status == 0 {
+				status = http.StatusInternalServerError
+			}
+			if flows.ErrorCode(err) == flows.EINTERNAL {
+				s.cfg.Logger.Error("dashboard request failed", "path", r.URL.Path, "error", err)
+			}
+			s.render(w, status, "login", page{Title: "Error", Claims: c, Flash: flows.ErrorMessage(err)})
+		}
+	}
+}
+
+func (s *Server) session(r *http.Request) (*Claims, error) {
+	ck, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil, flows.Errorf(flows.EUNAUTHORIZED, "no session")
+	}
+	return ParseToken(s.cfg.JWTSecret, ck.Value, s.cfg.Now())
+}
+
+func (s *Server) render(w http.ResponseWriter, status int, name string, data any) {
+	var buf bytes.Buffer
+	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
+		s.cfg.Logger.Error("rendering a page", "page", name, "error", err)
+		http.Error(w, "page failed to render", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = buf.WriteTo(w)
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	c, err := ParseToken(s.cfg.JWTSecret, strings.TrimSpace(r.PostFormValue("token")), s.cfg.Now())
+	if err != nil {
+		s.render(w, http.StatusUnauthorized, "login", page{Title: "Log in", Flash: "Token refused: " + flows.ErrorMessage(err)})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: strings.TrimSpace(r.PostFormValue("token")), Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Expires: c.ExpiresAt.Time})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// back redirects to a meter's page with a message.
+func back(w http.ResponseWriter, r *http.Request, serial, msg string) {
+	http.Redirect(w, r, "/meters/"+url.PathEscape(serial)+"?msg="+url.QueryEscape(msg), http.StatusSeeOther)
+}
+
+func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	q := r.URL.Query()
+	f := flows.MeterFilter{ESCOCode: scopeESCO(r, c), Query: q.Get("q"), Health: flows.Health(q.Get("health")), Offline: q.Get("offline") == "1"}
+	if q.Get("low") == "1" {
+		five := decimal.NewFromInt(5)
+		f.Below = &five
+	}
+	rows, err := s.cfg.Store.MeterRows(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	escos, err := s.cfg.Store.FleetSummaries(r.Context(), scopeESCO(r, c))
+	if err != nil {
+		return err
+	}
+	var total flows.FleetSummary
+	for _, e := range escos {
+		total.Meters += e.Meters
+		total.Healthy += e.Healthy
+		total.Unhealthy += e.Unhealthy
+		total.Offline += e.Offline
+		total.Stale += e.Stale
+		total.LowBalance += e.LowBalance
+	}
+	s.render(w, http.StatusOK, "fleet", struct {
+		page
+		Total        flows.FleetSummary
+		ESCOs        []flows.FleetSummary
+		Rows         []flows.MeterRow
+		Q, Health    string
+		Low, Offline bool
+	}{page{Title: "Fleet", Claims: c, Flash: q.Get("msg")}, total, escos, rows, q.Get("q"), q.Get("health"), q.Get("low") == "1", f.Offline})
+	return nil
+}
+
+func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	st, err := s.cfg.Store.MeterStatus(ctx, m.Serial)
+	if err != nil {
+		return err
+	}
+	now := s.cfg.Now().UTC()
+	bal, err := s.cfg.Store.BalanceHistory(ctx, m.ID, now.Add(-7*24*time.Hour), now.Add(time.Minute), flows.BucketRaw)
+	if err != nil {
+		return err
+	}
+	sig, err := s.cfg.Store.SignalHistory(ctx, m.ID, now.Add(-7*24*time.Hour), now.Add(time.Minute))
+	if err != nil {
+		return err
+	}
+	evs, err := s.cfg.Store.MeterEvents(ctx, m.ID, 50)
+	if err != nil {
+		return err
+	}
+	reqs, err := s.cfg.Store.TariffRequestsForMeter(ctx, m.ID, 10)
+	if err != nil {
+		return err
+	}
+	// Chart series, oldest first; top-ups are where the balance jumps up.
+	balance, topups := [][2]string{}, []string{}
+	for i := len(bal) - 1; i >= 0; i-- {
+		if bal[i].Balance == nil {
+			continue
+		}
+		if n := len(balance); n > 0 {
+			if prev, _ := decimal.NewFromString(balance[n-1][1]); bal[i].Balance.Sub(prev).GreaterThan(decimal.RequireFromString("0.5")) {
+				topups = append(topups, bal[i].Timestamp.Format(time.RFC3339))
+			}
+		}
+		balance = append(balance, [2]string{bal[i].Timestamp.Format(time.RFC3339), bal[i].Balance.String()})
+	}
+	csq, volt := [][2]string{}, [][2]string{}
+	for _, p := range sig {
+		if p.CSQ != nil {
+			csq = append(csq, [2]string{p.Timestamp.Format(time.RFC3339), fmt.Sprint(*p.CSQ)})
+		}
+		if p.Voltage != nil {
+			volt = append(volt, [2]string{p.Timestamp.Format(time.RFC3339), p.Voltage.String()})
+		}
+	}
+	stale := map[string]bool{}
+	for _, g := range st.Stale {
+		stale[g] = true
+	}
+	s.render(w, http.StatusOK, "meter", struct {
+		page
+		Status                            *flows.MeterStatus
+		Stale                             map[string]bool
+		Events                            []flows.MeterEvent
+		Requests                          []flows.TariffRequest
+		BalanceJSON, CSQJSON, VoltageJSON [][2]string
+		TopupsJSON                        []string
+	}{page{Title: m.Serial, Claims: c, Flash: r.URL.Query().Get("msg")}, st, stale, evs, reqs, balance, csq, volt, topups})
+	return nil
+}
+
+func (s *Server) requestsFragment(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	reqs, err := s.cfg.Store.TariffRequestsForMeter(r.Context(), m.ID, 10)
+	if err != nil {
+		return err
+	}
+	s.render(w, http.StatusOK, "requests", reqs)
+	return nil
+}
+
+func (s *Server) needRole(c *Claims, role Role) error {
+	if roleRank[c.Role] < roleRank[role] {
+		return flows.Errorf(flows.EFORBIDDEN, "role %s may not do this (needs %s)", c.Role, role)
+	}
+	return nil
+}
+
+func (s *Server) tariffForm(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	if err := s.needRole(c, RoleOperator); err != nil {
+		back(w, r, m.Serial, err.Error())
+		return nil
+	}
+	var t flows.Tariff
+	for _, f := range []struct {
+		name string
+		dst  **decimal.Decimal
+	}{{"standing_charge", &t.StandingCharge}, {"unit_rate_element_a", &t.UnitRateElementA}, {"unit_rate_element_b", &t.UnitRateElementB},
+		{"prepayment_emergency_credit", &t.PrepaymentEmergencyCredit}, {"prepayment_ecredit_availability", &t.PrepaymentECreditAvailability},
+		{"prepayment_debt_recovery_rate", &t.PrepaymentDebtRecoveryRate}} {
+		d, err := decimal.NewFromString(strings.TrimSpace(r.PostFormValue(f.name)))
+		if err != nil {
+			back(w, r, m.Serial, f.name+": not a decimal amount")
+			return nil
+		}
+		*f.dst = &d
+	}
+	act := strings.TrimSpace(r.PostFormValue("activation_datetime"))
+	t.ActivationDatetime = &act
+	req, err := s.cfg.Store.SetFutureTariff(r.Context(), m.ID, t, "dashboard", c.Subject)
+	if err != nil {
+		if flows.ErrorCode(err) == flows.EINVALID {
+			back(w, r, m.Serial, "Refused: "+trimPrefix(err, "tariffs_future.").Error())
+			return nil
+		}
+		return err
+	}
+	back(w, r, m.Serial, "Tariff request "+string(req.Status))
+	return nil
+}
+
+func (s *Server) tokenForm(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	if err := s.needRole(c, RoleOperator); err != nil {
+		back(w, r, m.Serial, err.Error())
+		return nil
+	}
+	tu, err := s.cfg.Store.CreateTopup(r.Context(), m.ID, strings.TrimSpace(r.PostFormValue("token")), nil, "", c.Subject)
+	switch code := flows.ErrorCode(err); {
+	case code == flows.EINVALID || code == flows.ECONFLICT:
+		back(w, r, m.Serial, "Refused: "+err.Error())
+		return nil
+	case err != nil:
+		return err
+	}
+	back(w, r, m.Serial, "Top-up "+string(tu.Status))
+	return nil
+}
+
+func (s *Server) syncForm(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	if err := s.needRole(c, RoleOperator); err != nil || s.cfg.SyncNow == nil || m.Mode != flows.ModeActive {
+		back(w, r, m.Serial, "Sync not available for this meter or role")
+		return nil
+	}
+	if err := s.cfg.SyncNow(r.Context(), m.ID); err != nil {
+		return err
+	}
+	back(w, r, m.Serial, "Sync queued")
+	return nil
+}
+
+func (s *Server) viewsPage(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	ctx, esco := r.Context(), scopeESCO(r, c)
+	low, err := s.cfg.Store.LowBalance(ctx, decimal.NewFromInt(5), esco)
+	if err != nil {
+		return err
+	}
+	off, err := s.cfg.Store.OfflineAll(ctx, esco)
+	if err != nil {
+		return err
+	}
+	drift, err := s.cfg.Store.ClockDrifts(ctx, esco)
+	if err != nil {
+		return err
+	}
+	s.render(w, http.StatusOK, "views", struct {
+		page
+		Low     []flows.LowBalance
+		Offline []flows.OfflineMeter
+		Drift   []flows.ClockDrift
+	}{page{Title: "Attention", Claims: c}, low, off, drift})
+	return nil
+}
+
+func (s *Server) rolloutPage(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	ro, err := s.cfg.Store.Rollout(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return notFoundForBadID(err, "rollout")
+	}
+	if c.ESCO != "" && ro.RequestedBy != c.Subject {
+		return flows.Errorf(flows.ENOTFOUND, "rollout not found")
+	}
+	done := ro.Progress["verified"] + ro.Progress["active"]
+	pct := 0
+	if ro.Meters > 0 {
+		pct = 100 * done / ro.Meters
+	}
+	s.render(w, http.StatusOK, "rollout", struct {
+		page
+		Rollout       *flows.Rollout
+		Done, Percent int
+	}{page{Title: "Rollout", Claims: c}, ro, done, pct})
+	return nil
+}
