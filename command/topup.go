@@ -20,6 +20,30 @@ func txCount(ctx context.Context, m meterop.Meters, t meterconn.Target) (int, er
 	return int(n), err
 }
 
+// lastCreditTokenSet returns the newest credit-token-applied event's set
+// number in the meter's latest event-log block (0 when none).
+func lastCreditTokenSet(ctx context.Context, m meterop.Meters, t meterconn.Target) (int, error) {
+	req, _ := emop.EventLogRequest(0)
+	resp, err := m.Raw(ctx, t, req)
+	if err != nil {
+		return 0, err
+	}
+	_, evs, err := emop.ParseEventLogResponse(resp)
+	if err != nil {
+		return 0, err
+	}
+	set := 0
+	for _, e := range evs {
+		if e.EventID == creditTokenApplied && int(e.EventSet) > set {
+			set = int(e.EventSet)
+		}
+	}
+	return set, nil
+}
+
+// creditTokenApplied is the event type meters log when they credit a token.
+const creditTokenApplied = 48
+
 // pushTopup sends a token and confirms it by the meter's transaction
 // count and balance. A top-up whose earlier push may have reached the
 // meter is checked before anything is sent again.
@@ -76,6 +100,11 @@ func (p *Pusher) pushTopup(ctx context.Context, tu flows.Topup) {
 		retryOrFail(err, false)
 		return
 	}
+	set0, err := lastCreditTokenSet(ctx, p.cfg.Meters, t)
+	if err != nil {
+		retryOrFail(err, false)
+		return
+	}
 	if err := p.cfg.Store.MarkTopupPushing(ctx, tu.ID, b0, n0); err != nil {
 		log.Error("recording the push start", "error", err)
 		return
@@ -110,14 +139,27 @@ func (p *Pusher) pushTopup(ctx context.Context, tu flows.Topup) {
 		retryOrFail(err, false)
 		return
 	}
-	if n1 <= n0 && !b1.GreaterThan(b0) {
+	// Confirmed by the balance increase and the meter's own record of the
+	// credit: its credit-token event (type 48), or its transaction count
+	// when the event log cannot be read.
+	set1, evErr := lastCreditTokenSet(ctx, p.cfg.Meters, t)
+	eventSeen := evErr == nil && set1 > set0
+	if !b1.GreaterThan(b0) || !(eventSeen || n1 > n0) {
 		note := fmt.Sprintf("Balance did not increase: %s -> %s", b0.StringFixed(2), b1.StringFixed(2))
+		if b1.GreaterThan(b0) {
+			note = fmt.Sprintf("Balance increased (%s -> %s) but the meter recorded no credit", b0.StringFixed(2), b1.StringFixed(2))
+		}
 		if err := p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupFailed, note, &b1, time.Time{}, false); err != nil {
 			log.Error("recording a failed push", "error", err)
 		}
 		return
 	}
 	note := fmt.Sprintf("Balance increased: %s -> %s", b0.StringFixed(2), b1.StringFixed(2))
+	if eventSeen {
+		note += fmt.Sprintf("; credit-token event %d (set %d) logged", creditTokenApplied, set1)
+	} else {
+		note += "; transaction count rose (event log unreadable)"
+	}
 	if err := p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupCompleted, note, &b1, time.Time{}, false); err != nil {
 		log.Error("recording a completed push", "error", err)
 	}
