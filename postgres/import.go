@@ -43,18 +43,7 @@ func (s *Store) ImportMeters(ctx context.Context, escoCode string, meters []flow
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for i, m := range meters {
-			mode := m.Mode
-			if mode == "" {
-				mode = flows.ModeActive
-			}
-			port := m.Port
-			if port == 0 {
-				port = 8080
-			}
-			var ip *string
-			if m.IPAddress != "" {
-				ip = &m.IPAddress
-			}
+			ip, port, mode := insertDefaults(m)
 			var id string
 			var inserted bool
 			err := tx.QueryRow(ctx, `

@@ -71,18 +71,7 @@ func (s *Store) CreateMeter(ctx context.Context, m flows.NewMeter) (*flows.Meter
 		}
 		escoID = &e.ID
 	}
-	mode := m.Mode
-	if mode == "" {
-		mode = flows.ModeActive
-	}
-	port := m.Port
-	if port == 0 {
-		port = 8080
-	}
-	var ip *string
-	if m.IPAddress != "" {
-		ip = &m.IPAddress
-	}
+	ip, port, mode := insertDefaults(m)
 	var id string
 	err := s.pool.QueryRow(ctx, `
 		INSERT INTO flows.meter_registry (serial, name, ip_address, port, hardware, mode, esco,
@@ -95,6 +84,23 @@ func (s *Store) CreateMeter(ctx context.Context, m flows.NewMeter) (*flows.Meter
 		return nil, translate(err, "meter")
 	}
 	return s.meterWhere(ctx, "mr.id = $1", id)
+}
+
+// insertDefaults gives a new meter's address (nil when unknown), port
+// (8080, as every Emlite meter uses) and mode (active) as stored.
+func insertDefaults(m flows.NewMeter) (*string, int, flows.Mode) {
+	var ip *string
+	if m.IPAddress != "" {
+		ip = &m.IPAddress
+	}
+	port, mode := m.Port, m.Mode
+	if port == 0 {
+		port = 8080
+	}
+	if mode == "" {
+		mode = flows.ModeActive
+	}
+	return ip, port, mode
 }
 
 const meterColumns = `mr.id, mr.serial, coalesce(mr.name, ''), host(mr.ip_address), mr.port, coalesce(mr.hardware, ''),
