@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,7 +62,40 @@ type benchFleet struct {
 	pool    *pgxpool.Pool
 	store   *postgres.Store
 	targets []meterconn.Target
+	simPID  int
 	cleanup func()
+}
+
+// procCPU returns the CPU seconds (user + system) of the processes whose
+// command name is comm, or of pid when comm is empty, read from /proc.
+func procCPU(comm string, pid int) float64 {
+	var total float64
+	read := func(path string) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || (comm != "" && !strings.Contains(s[:i+1], "("+comm+")")) {
+			return
+		}
+		f := strings.Fields(s[i+2:])
+		if len(f) > 12 {
+			u, _ := strconv.ParseFloat(f[11], 64)
+			st, _ := strconv.ParseFloat(f[12], 64)
+			total += (u + st) / 100 // clock ticks (USER_HZ = 100 on Linux)
+		}
+	}
+	if comm == "" {
+		read(fmt.Sprintf("/proc/%d/stat", pid))
+		return total
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, d := range dirs {
+		read(d)
+	}
+	return total
 }
 
 func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Duration) (_ *benchFleet, err error) {
@@ -111,6 +145,7 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 	if err := simProc.Start(); err != nil {
 		return nil, err
 	}
+	f.simPID = simProc.Process.Pid
 	cleanups = append(cleanups, func() { _ = simProc.Process.Signal(syscall.SIGTERM); _ = simProc.Wait() })
 	var specs []sim.Spec
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
@@ -191,7 +226,7 @@ func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Dur
 	if err != nil {
 		return err
 	}
-	cpu0 := cpuSeconds()
+	cpu0, pg0, sim0 := cpuSeconds(), procCPU("postgres", 0), procCPU("", bf.simPID)
 	start := time.Now()
 	if err := eng.Start(ctx); err != nil {
 		return err
@@ -213,6 +248,7 @@ func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Dur
 	}
 	elapsed := time.Since(start)
 	cpu := cpuSeconds() - cpu0
+	pgCPU, simCPU := procCPU("postgres", 0)-pg0, procCPU("", bf.simPID)-sim0
 	achieved := float64(obs.n.Load()) / elapsed.Seconds()
 	fmt.Fprintf(out, "sync benchmark: %d meters, %v simulated latency, zero gap, %d workers\n", len(targets), latency, workers)
 	fmt.Fprintf(out, "  simulator raw capacity:   %8.0f requests/s (%d errors)\n", rawRate, rawErr.Load())
@@ -220,6 +256,8 @@ func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Dur
 	fmt.Fprintf(out, "  engine request rate:      %8.0f requests/s (%d requests)\n", achieved, obs.n.Load())
 	fmt.Fprintf(out, "  efficiency:               %8.2f (goal ≥ 0.5)\n", achieved/rawRate)
 	fmt.Fprintf(out, "  engine CPU:               %8.1f s; peak memory %s\n", cpu, peakMemory())
+	fmt.Fprintf(out, "  PostgreSQL CPU:           %8.1f s; simulator CPU %.1f s (%.1f s of CPU time on %d cores in the run)\n",
+		pgCPU, simCPU, elapsed.Seconds()*float64(runtime.NumCPU()), runtime.NumCPU())
 	return nil
 }
 
