@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -57,6 +58,30 @@ func (s *Store) AcquireSyncLease(ctx context.Context, meterID, owner string, ttl
 		return false, translate(err, "sync lease")
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// LeaseMeter takes a meter's sync lease and returns the meter in the same
+// statement (a sync is mostly round trips to the database). It returns
+// false when another owner holds the lease; ENOTFOUND when the meter is gone.
+func (s *Store) LeaseMeter(ctx context.Context, meterID, owner string, ttl time.Duration) (*flows.Meter, bool, error) {
+	m, err := scanMeter(s.pool.QueryRow(ctx, `
+		WITH l AS (
+			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until) VALUES ($1, $2, now() + $3::interval)
+			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $2, lease_until = now() + $3::interval
+			WHERE meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $2
+			RETURNING meter_id)
+		SELECT `+meterColumns+` FROM flows.meter_registry mr LEFT JOIN flows.escos e ON e.id = mr.esco
+		WHERE mr.id = $1 AND EXISTS (SELECT 1 FROM l)`, meterID, owner, ttl.String()))
+	if err == nil {
+		return m, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, translate(err, "sync lease")
+	}
+	if _, err := s.MeterByID(ctx, meterID); err != nil {
+		return nil, false, err // gone (ENOTFOUND) or unreadable
+	}
+	return nil, false, nil
 }
 
 // ReleaseSyncLease gives a lease back.
@@ -127,16 +152,16 @@ func (s *Store) ApplySync(ctx context.Context, r flows.SyncResult, freq string, 
 		INSERT INTO flows.meter_sync_state (meter_id, last_attempt_at, last_success_at, consecutive_failures, last_error, syncs, last_run)
 		VALUES ($1, $2, CASE WHEN $3 THEN $2::timestamptz END, CASE WHEN $3 THEN 0 ELSE 1 END, NULLIF($4, ''), 1, jsonb_build_object($5::text, $2::timestamptz))
 		ON CONFLICT (meter_id) DO UPDATE SET
+			-- The lease goes back with the result.
+			lease_owner = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN NULL ELSE meter_sync_state.lease_owner END,
+			lease_until = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN NULL ELSE meter_sync_state.lease_until END,
 			last_attempt_at = $2,
 			last_success_at = CASE WHEN $3 THEN $2::timestamptz ELSE meter_sync_state.last_success_at END,
 			consecutive_failures = CASE WHEN $3 THEN 0 ELSE meter_sync_state.consecutive_failures + 1 END,
 			last_error = NULLIF($4, ''),
 			syncs = meter_sync_state.syncs + 1,
 			last_run = meter_sync_state.last_run || jsonb_build_object($5::text, $2::timestamptz)`,
-		r.MeterID, r.At.UTC(), ok, r.Failure, freq)
-	if r.ReleaseLease != "" {
-		b.Queue(`UPDATE flows.meter_sync_state SET lease_owner = NULL, lease_until = NULL WHERE meter_id = $1 AND lease_owner = $2`, r.MeterID, r.ReleaseLease)
-	}
+		r.MeterID, r.At.UTC(), ok, r.Failure, freq, r.ReleaseLease)
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return translate(err, "sync of meter "+r.MeterID)

@@ -215,14 +215,17 @@ func (e *Engine) schedule(ctx context.Context) error {
 // workSync syncs one meter.
 func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 	a := job.Args
-	ok, err := e.cfg.Store.AcquireSyncLease(ctx, a.MeterID, e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second)
+	m, ok, err := e.cfg.Store.LeaseMeter(ctx, a.MeterID, e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second)
+	if flows.ErrorCode(err) == flows.ENOTFOUND {
+		return river.JobCancel(err)
+	}
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return river.JobSnooze(5 * time.Second) // another process is talking to this meter
 	}
-	res, err := e.SyncMeter(ctx, a.MeterID, a.Frequency)
+	res, err := e.syncMeter(ctx, m, a.Frequency)
 	if res == nil {
 		// Nothing applied (and so the lease not released with it).
 		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), a.MeterID, e.cfg.Owner); err != nil {
@@ -255,6 +258,10 @@ func (e *Engine) SyncMeter(ctx context.Context, meterID, freq string) (*flows.Sy
 	if err != nil {
 		return nil, err
 	}
+	return e.syncMeter(ctx, m, freq)
+}
+
+func (e *Engine) syncMeter(ctx context.Context, m *flows.Meter, freq string) (*flows.SyncResult, error) {
 	if m.Mode != flows.ModeActive || m.IPAddress == nil {
 		return nil, nil // passive twins are fed from their active database, never polled
 	}
