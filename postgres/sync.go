@@ -45,21 +45,6 @@ func (s *Store) LastEventTime(ctx context.Context, meterID string) (time.Time, e
 	return t.UTC(), nil
 }
 
-// AcquireSyncLease takes a meter's sync lease for owner until now+ttl.
-// It returns false when another owner holds an unexpired lease: two
-// processes must never sync one meter at once.
-func (s *Store) AcquireSyncLease(ctx context.Context, meterID, owner string, ttl time.Duration) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until) VALUES ($1, $2, now() + $3::interval)
-		ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $2, lease_until = now() + $3::interval
-		WHERE meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $2`,
-		meterID, owner, ttl.String())
-	if err != nil {
-		return false, translate(err, "sync lease")
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
 // LeaseMeter takes a meter's sync lease and returns the meter in the same
 // statement (a sync is mostly round trips to the database). It returns
 // false when another owner holds the lease; ENOTFOUND when the meter is gone.
