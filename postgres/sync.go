@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -82,6 +83,31 @@ func (s *Store) ReleaseSyncLease(ctx context.Context, meterID, owner string) err
 // an outbox entry for replica databases. A failure keeps the values that
 // were read and marks the meter unhealthy with csq NULL.
 func (s *Store) ApplySync(ctx context.Context, r flows.SyncResult, freq string, replicate bool) error {
+	return s.ApplySyncs(ctx, []flows.SyncResult{r}, freq, replicate)
+}
+
+// ApplySyncs writes several meters' results in one transaction, sent as
+// one batch: a group of syncs costs one round trip, not one per meter.
+func (s *Store) ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq string, replicate bool) error {
+	b := &pgx.Batch{}
+	// What meters report is not an operator's request (see the
+	// tariffs_future trigger).
+	b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
+	for _, r := range rs {
+		if err := queueSync(b, r, freq, replicate); err != nil {
+			return err
+		}
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return translate(err, "sync results")
+		}
+		return nil
+	})
+}
+
+// queueSync adds one meter's result to a batch.
+func queueSync(b *pgx.Batch, r flows.SyncResult, freq string, replicate bool) error {
 	u := r.Shadow
 	u.At = r.At
 	if r.TouchHealth {
@@ -96,11 +122,6 @@ func (s *Store) ApplySync(ctx context.Context, r flows.SyncResult, freq string, 
 	if err := u.Validate(); err != nil {
 		return fmt.Errorf("sync of %s read an invalid value: %w", r.MeterID, err)
 	}
-	// One transaction, sent as one batch: a sync is a round trip, not ten.
-	b := &pgx.Batch{}
-	// What the meter reports is not an operator's request (see the
-	// tariffs_future trigger).
-	b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
 	if sql, args := shadowUpdateSQL(r.MeterID, u, r.Groups); sql != "" {
 		b.Queue(sql, args...)
 		if replicate {
@@ -147,12 +168,7 @@ func (s *Store) ApplySync(ctx context.Context, r flows.SyncResult, freq string, 
 			syncs = meter_sync_state.syncs + 1,
 			last_run = meter_sync_state.last_run || jsonb_build_object($5::text, $2::timestamptz)`,
 		r.MeterID, r.At.UTC(), ok, r.Failure, freq, r.ReleaseLease)
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return translate(err, "sync of meter "+r.MeterID)
-		}
-		return nil
-	})
+	return nil
 }
 
 func isNilPtr(v any) bool {
@@ -184,7 +200,7 @@ func (s *Store) DueSyncs(ctx context.Context, f flows.Frequency, now, horizon ti
 		WITH m AS (
 			SELECT r.id, coalesce(st.consecutive_failures, 0) AS failures,
 			       (st.last_run ->> $1)::timestamptz AS last_run,
-			       to_timestamp(floor(extract(epoch FROM $3::timestamptz) / $2) * $2 + (abs(hashtext(r.id::text)::bigint) % $2)) AS slot
+			       `+slotSQL+` AS slot
 			FROM flows.meter_registry r
 			LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL
@@ -217,4 +233,64 @@ func (s *Store) SyncCount(ctx context.Context, meterID string) (int64, error) {
 	var n int64
 	err := s.pool.QueryRow(ctx, `SELECT coalesce((SELECT syncs FROM flows.meter_sync_state WHERE meter_id = $1), 0)`, meterID).Scan(&n)
 	return n, translate(err, "sync state")
+}
+
+// slotSQL is a meter's slot in the period of length $2 seconds containing
+// $3: the period start plus an offset derived from the meter id, so a
+// fleet's syncs are spread evenly over the period.
+const slotSQL = `to_timestamp(floor(extract(epoch FROM $3::timestamptz) / $2) * $2 + (abs(hashtext(r.id::text)::bigint) % $2))`
+
+// LeaseDueGroup leases, in one statement, the meters still due at
+// frequency f whose slot falls in the minute starting at minute (failing:
+// only meters that failed three times or more in a row, or only the
+// others), and returns them. Meters leased by someone else are left out.
+func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now time.Time, failing bool, owner string, ttl time.Duration) ([]flows.Meter, int, error) {
+	secs := int64(f.Interval() / time.Second)
+	rows, err := s.pool.Query(ctx, `
+		WITH m AS (
+			SELECT r.id, `+slotSQL+` AS slot, (st.last_run ->> $1)::timestamptz AS last_run,
+			       coalesce(st.consecutive_failures, 0) >= 3 AS failing
+			FROM flows.meter_registry r LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
+			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL),
+		due AS (
+			SELECT id FROM m WHERE date_trunc('minute', slot) = $4 AND (last_run IS NULL OR last_run < slot) AND failing = $5),
+		l AS (
+			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until)
+			SELECT id, $6, now() + $7::interval FROM due
+			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $6, lease_until = now() + $7::interval
+			WHERE meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $6
+			RETURNING meter_id)
+		SELECT `+meterColumns+`, (SELECT count(*) FROM due) FROM flows.meter_registry mr LEFT JOIN flows.escos e ON e.id = mr.esco
+		WHERE mr.id IN (SELECT meter_id FROM l)
+		UNION ALL SELECT NULL, '', '', NULL, 0, '', 'active', NULL, '', false, false, NULL, '', now(), now(), (SELECT count(*) FROM due)
+		WHERE NOT EXISTS (SELECT 1 FROM l)`,
+		string(f), secs, now, minute.UTC(), failing, owner, ttl.String())
+	if err != nil {
+		return nil, 0, translate(err, "lease sync group")
+	}
+	defer rows.Close()
+	var out []flows.Meter
+	due := 0
+	for rows.Next() {
+		var m flows.Meter
+		var id, ip *string
+		var mode string
+		if err := rows.Scan(&id, &m.Serial, &m.Name, &ip, &m.Port, &m.Hardware, &mode, &m.ESCO, &m.ESCOCode, &m.SingleMeterApp,
+			&m.DaylightSavingsCorrectionEnabled, &m.PrepayEnabled, &m.FirmwareVersion, &m.CreatedAt, &m.UpdatedAt, &due); err != nil {
+			return nil, 0, err
+		}
+		if id == nil {
+			continue // no meter leased: the row only carries the count
+		}
+		m.ID, m.Mode = *id, flows.Mode(mode)
+		if ip != nil {
+			if a, err := netip.ParseAddr(*ip); err == nil {
+				m.IPAddress = &a
+			}
+		}
+		out = append(out, m)
+	}
+	// Due meters held by another sync (another frequency, or an
+	// on-demand sync) are left for a later attempt.
+	return out, due - len(out), rows.Err()
 }

@@ -1,15 +1,21 @@
 // Package syncer keeps meter_shadows true for every active meter.
 //
-// A scheduler (a River periodic job, run by the elected leader of all
-// flows processes sharing the database) queues one sync job per meter and
-// frequency at the meter's slot in each period: slots are derived from the
-// meter id, so a fleet's hourly work is spread over the hour. A meter that
-// missed its previous slot (never synced, or the process was down) is
-// queued at once. Jobs are unique per meter, frequency and slot, so no
-// meter is synced twice in a run, and a per-meter lease in the database
-// stops two processes (or an on-demand sync) from talking to one meter at
-// the same time. Meters that keep failing are queued at a lower priority
-// so they do not starve healthy ones; they are still tried once per slot.
+// Every meter has a slot in each period of each frequency, derived from its
+// id, so a fleet's hourly work is spread over the hour. A scheduler (a River
+// periodic job, run by the elected leader of all flows processes sharing
+// the database, and once at start) queues one job per frequency and slot
+// minute; a meter that missed its previous slot (never synced, or the
+// process was down) is due at once. When a group job runs it leases, in
+// one statement, the meters of its minute that are still due, reads them in
+// parallel, and writes all their results in one transaction: per-meter
+// database work is what limits a fleet sync on a small machine. Jobs are
+// unique per frequency, minute and failing flag and members are chosen
+// when the job runs, so no meter is synced twice in a run; the per-meter
+// lease stops two processes (or an on-demand sync, which is a per-meter
+// job) from talking to one meter at the same time, and a group that found
+// members busy snoozes and comes back for them. Meters that keep failing
+// are grouped apart at a lower priority so they do not hold up healthy
+// ones; they are still tried once per slot.
 //
 // A sync runs the frequency's syncers (meter_metrics) in one sequence over
 // the transport (which keeps the meter's gap), and applies everything it
@@ -85,6 +91,20 @@ type syncArgs struct {
 
 func (syncArgs) Kind() string { return "flows_sync_meter" }
 
+// groupArgs is a scheduled sync of every meter due at one frequency whose
+// slot falls in one minute: its members are found, and leased, when it
+// runs, so the same minute queued twice syncs nobody twice.
+type groupArgs struct {
+	Frequency string `json:"frequency" river:"unique"`
+	Minute    int64  `json:"minute" river:"unique"` // unix seconds of the slot minute
+	Failing   bool   `json:"failing" river:"unique"`
+}
+
+func (groupArgs) Kind() string { return "flows_sync_group" }
+
+// GroupQueue is the River queue of scheduled group syncs.
+const GroupQueue = "sync_group"
+
 type scheduleArgs struct{}
 
 func (scheduleArgs) Kind() string { return "flows_sync_schedule" }
@@ -110,9 +130,11 @@ func New(cfg Config) (*Engine, error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(e.workSync))
 	river.AddWorker(workers, river.WorkFunc(e.workSchedule))
+	river.AddWorker(workers, river.WorkFunc(e.workGroup))
 	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
-		Schema:  postgres.QueueSchema,
-		Queues:  map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Workers}, river.QueueDefault: {MaxWorkers: 2}},
+		Schema: postgres.QueueSchema,
+		Queues: map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Workers}, GroupQueue: {MaxWorkers: groupJobs},
+			river.QueueDefault: {MaxWorkers: 2}},
 		Workers: workers,
 		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.ScheduleEvery),
 			func() (river.JobArgs, *river.InsertOpts) { return scheduleArgs{}, nil },
@@ -185,19 +207,32 @@ func (e *Engine) schedule(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// One job per slot minute (and failing or not): the meters of a
+		// minute are synced together and their results written at once.
+		type key struct {
+			minute  int64
+			failing bool
+		}
+		runAt := map[key]time.Time{}
 		for _, d := range due {
+			k := key{d.Slot.Truncate(time.Minute).Unix(), d.Failures >= 3}
+			if at, ok := runAt[k]; !ok || d.RunAt.Before(at) {
+				runAt[k] = d.RunAt
+			}
+		}
+		for k, at := range runAt {
 			prio := 2
-			if d.Failures >= 3 {
+			if k.failing {
 				prio = 4 // keep trying, behind the healthy meters
 			}
-			opts := &river.InsertOpts{Queue: Queue, Priority: prio, UniqueOpts: river.UniqueOpts{ByArgs: true}}
-			if d.RunAt.After(now) {
+			opts := &river.InsertOpts{Queue: GroupQueue, Priority: prio, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+			if at.After(now) {
 				// A future slot; one due now is inserted ready to run
 				// (a past ScheduledAt waits for River's scheduler).
-				opts.ScheduledAt = d.RunAt
+				opts.ScheduledAt = at
 			}
 			params = append(params, river.InsertManyParams{
-				Args:       syncArgs{MeterID: d.MeterID, Frequency: string(f), Slot: d.Slot.Unix()},
+				Args:       groupArgs{Frequency: string(f), Minute: k.minute, Failing: k.failing},
 				InsertOpts: opts,
 			})
 		}
@@ -250,6 +285,66 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 	return nil
 }
 
+// groupJobs is how many group syncs one process runs at once; each reads
+// its meters with Workers/groupJobs in parallel.
+const groupJobs = 4
+
+// workGroup syncs the meters of one slot minute: leases them, reads them
+// in parallel, and writes every result in one transaction.
+func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error {
+	a := job.Args
+	meters, busy, err := e.cfg.Store.LeaseDueGroup(ctx, flows.Frequency(a.Frequency), time.Unix(a.Minute, 0), e.cfg.Now().UTC(), a.Failing,
+		e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second)
+	if err != nil {
+		return err
+	}
+	results := make([]*flows.SyncResult, len(meters))
+	sem := make(chan struct{}, max(1, e.cfg.Workers/groupJobs))
+	var wg sync.WaitGroup
+	for i := range meters {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			res, err := e.readMeter(ctx, &meters[i], a.Frequency)
+			if err != nil {
+				e.cfg.Logger.Warn("sync failed", "meter_serial", meters[i].Serial, "error", err)
+				return
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	var apply []flows.SyncResult
+	var released []string
+	for i, r := range results {
+		if r == nil {
+			released = append(released, meters[i].ID)
+			continue
+		}
+		r.ReleaseLease = e.cfg.Owner
+		apply = append(apply, *r)
+	}
+	if err := e.cfg.Store.ApplySyncs(context.WithoutCancel(ctx), apply, a.Frequency, e.cfg.Replicate); err != nil {
+		return err
+	}
+	for _, id := range released {
+		_ = e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), id, e.cfg.Owner)
+	}
+	for _, r := range apply {
+		if r.Failure != "" {
+			e.cfg.Logger.Info("meter unreachable", "meter_id", r.MeterID, "detail", r.Failure)
+		}
+		if e.OnSynced != nil {
+			e.OnSynced(r.MeterID, r.Failure)
+		}
+	}
+	if busy > 0 {
+		return river.JobSnooze(5 * time.Second) // come back for the meters that were busy
+	}
+	return nil
+}
+
 // SyncMeter runs one frequency's syncers against a meter and applies the
 // result. It returns nil (and does nothing) for passive meters and meters
 // without an address.
@@ -262,6 +357,20 @@ func (e *Engine) SyncMeter(ctx context.Context, meterID, freq string) (*flows.Sy
 }
 
 func (e *Engine) syncMeter(ctx context.Context, m *flows.Meter, freq string) (*flows.SyncResult, error) {
+	res, err := e.readMeter(ctx, m, freq)
+	if err != nil || res == nil {
+		return res, err
+	}
+	res.ReleaseLease = e.cfg.Owner
+	if err := e.cfg.Store.ApplySync(context.WithoutCancel(ctx), *res, freq, e.cfg.Replicate); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// readMeter runs a frequency's syncers against a meter and returns what
+// they read, without writing it (nil for meters that are not synced).
+func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*flows.SyncResult, error) {
 	if m.Mode != flows.ModeActive || m.IPAddress == nil {
 		return nil, nil // passive twins are fed from their active database, never polled
 	}
@@ -311,10 +420,6 @@ func (e *Engine) syncMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 		e.cfg.Logger.Warn("syncer failed", "meter_serial", m.Serial, "syncer", name, "error", err)
 	}
 	res.At = e.cfg.Now().UTC()
-	res.ReleaseLease = e.cfg.Owner
-	if err := e.cfg.Store.ApplySync(context.WithoutCancel(ctx), *res, freq, e.cfg.Replicate); err != nil {
-		return nil, err
-	}
 	return res, nil
 }
 
