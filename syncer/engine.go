@@ -287,7 +287,7 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 
 // groupJobs is how many group syncs one process runs at once; each reads
 // its meters with Workers/groupJobs in parallel.
-const groupJobs = 4
+const groupJobs = 8
 
 // workGroup syncs the meters of one slot minute: leases them, reads them
 // in parallel, and writes every result in one transaction.
