@@ -68,15 +68,7 @@ func (s *Store) ImportMeters(ctx context.Context, escoCode string, meters []flow
 			if i < len(layouts) {
 				layout = layouts[i]
 			}
-			switch layout {
-			case "twin":
-				_, err = tx.Exec(ctx, `INSERT INTO flows.meter_registers (meter_id, element) VALUES ($1, 'A'), ($1, 'B')`, id)
-			case "solar":
-				_, err = tx.Exec(ctx, `INSERT INTO flows.meter_registers (meter_id, element, direction_reversed, nature) VALUES ($1, 'SINGLE', true, 'solar')`, id)
-			default:
-				_, err = tx.Exec(ctx, `INSERT INTO flows.meter_registers (meter_id, element) VALUES ($1, 'SINGLE')`, id)
-			}
-			if err != nil {
+			if err := InsertRegisters(ctx, tx, id, layout); err != nil {
 				return prefixField(translate(err, "registers of "+m.Serial), fmt.Sprintf("meters[%d].", i))
 			}
 		}
@@ -91,6 +83,24 @@ func (s *Store) ImportMeters(ctx context.Context, escoCode string, meters []flow
 func prefixField(err error, prefix string) error {
 	if e, ok := err.(*flows.Error); ok && e.Field != "" {
 		return &flows.Error{Code: e.Code, Field: prefix + e.Field, Message: e.Message}
+	}
+	return err
+}
+
+// InsertRegisters adds the registers a meter's layout implies, inside the
+// caller's transaction: "twin" → elements A and B, "solar" → one SINGLE
+// register with its direction reversed, anything else → one SINGLE
+// register. The importer and the demo seed share it so that a layout means
+// the same wherever a meter comes from.
+func InsertRegisters(ctx context.Context, tx pgx.Tx, meterID, layout string) error {
+	var err error
+	switch layout {
+	case "twin":
+		_, err = tx.Exec(ctx, `INSERT INTO flows.meter_registers (meter_id, element) VALUES ($1, 'A'), ($1, 'B')`, meterID)
+	case "solar":
+		_, err = tx.Exec(ctx, `INSERT INTO flows.meter_registers (meter_id, element, direction_reversed, nature) VALUES ($1, 'SINGLE', true, 'solar')`, meterID)
+	default:
+		_, err = tx.Exec(ctx, `INSERT INTO flows.meter_registers (meter_id, element) VALUES ($1, 'SINGLE')`, meterID)
 	}
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -52,15 +53,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, fleet []sim.Spec, now time.Ti
 			if err != nil {
 				return fmt.Errorf("meter %s: %w", m.Serial, err)
 			}
-			switch m.Layout {
-			case "twin":
-				_, err = tx.Exec(ctx, `INSERT INTO flows.meter_registers (meter_id, element) VALUES ($1, 'A'), ($1, 'B')`, id)
-			case "solar":
-				_, err = tx.Exec(ctx, `INSERT INTO flows.meter_registers (meter_id, element, direction_reversed, nature) VALUES ($1, 'SINGLE', true, 'solar')`, id)
-			default:
-				_, err = tx.Exec(ctx, `INSERT INTO flows.meter_registers (meter_id, element) VALUES ($1, 'SINGLE')`, id)
-			}
-			if err != nil {
+			if err := postgres.InsertRegisters(ctx, tx, id, m.Layout); err != nil {
 				return fmt.Errorf("registers of %s: %w", m.Serial, err)
 			}
 			if err := seedShadow(ctx, tx, id, i, m, now); err != nil {
