@@ -87,7 +87,7 @@ func (s *Store) TariffRequestsForMeter(ctx context.Context, meterID string, limi
 	if err != nil {
 		return nil, translate(err, "tariff requests")
 	}
-	out, err := collectTariffRequests(rows)
+	out, err := collect(rows, "tariff requests", scanTariffRequest)
 	if out == nil {
 		out = []flows.TariffRequest{}
 	}

@@ -107,20 +107,7 @@ func (s *Store) ClaimTariffRequests(ctx context.Context, n int, lease time.Durat
 	if err != nil {
 		return nil, translate(err, "claim tariff requests")
 	}
-	return collectTariffRequests(rows)
-}
-
-func collectTariffRequests(rows pgx.Rows) ([]flows.TariffRequest, error) {
-	defer rows.Close()
-	var out []flows.TariffRequest
-	for rows.Next() {
-		r, err := scanTariffRequest(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *r)
-	}
-	return out, rows.Err()
+	return collect(rows, "tariff requests", scanTariffRequest)
 }
 
 // TariffRequestsAwaitingActivation lists verified requests whose
@@ -133,7 +120,7 @@ func (s *Store) TariffRequestsAwaitingActivation(ctx context.Context, now time.T
 	if err != nil {
 		return nil, translate(err, "tariff requests")
 	}
-	return collectTariffRequests(rows)
+	return collect(rows, "tariff requests", scanTariffRequest)
 }
 
 // MoveTariffRequest changes a request's status only if it is still in
@@ -223,16 +210,7 @@ func (s *Store) ClaimTopups(ctx context.Context, n int, lease time.Duration, due
 	if err != nil {
 		return nil, translate(err, "claim top-ups")
 	}
-	defer rows.Close()
-	var out []flows.Topup
-	for rows.Next() {
-		t, err := scanTopup(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *t)
-	}
-	return out, rows.Err()
+	return collect(rows, "claim top-ups", scanTopup)
 }
 
 // MarkTopupPushing records, before the token is sent, what the meter

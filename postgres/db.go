@@ -63,6 +63,21 @@ var constraintFields = map[string][2]string{
 	"meter_registers_element_layout":             {"element", "a meter cannot have both SINGLE and A/B registers"},
 }
 
+// collect scans every row with scan, closing rows; errors are translated
+// and named after what.
+func collect[T any](rows pgx.Rows, what string, scan func(pgx.Row) (*T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, translate(err, what)
+		}
+		out = append(out, *v)
+	}
+	return out, translate(rows.Err(), what)
+}
+
 // translate turns driver errors into flows errors: no rows → ENOTFOUND,
 // constraint violations → EINVALID/ECONFLICT naming the field.
 func translate(err error, what string) error {

@@ -116,16 +116,7 @@ func (s *Store) ClaimMeterCommands(ctx context.Context, n int, lease time.Durati
 	if err != nil {
 		return nil, translate(err, "claim meter commands")
 	}
-	defer rows.Close()
-	var out []flows.MeterCommand
-	for rows.Next() {
-		c, err := scanMeterCommand(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *c)
-	}
-	return out, rows.Err()
+	return collect(rows, "claim meter commands", scanMeterCommand)
 }
 
 // MoveMeterCommand changes a command's status if it is still in from.

@@ -160,16 +160,7 @@ func (s *Store) Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter,
 	if err != nil {
 		return nil, translate(err, "meters")
 	}
-	defer rows.Close()
-	var out []flows.Meter
-	for rows.Next() {
-		m, err := scanMeter(rows)
-		if err != nil {
-			return nil, translate(err, "meters")
-		}
-		out = append(out, *m)
-	}
-	return out, translate(rows.Err(), "meters")
+	return collect(rows, "meters", scanMeter)
 }
 
 // meterWhere builds the WHERE clause of a meter filter (registry mr,
