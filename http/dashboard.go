@@ -77,9 +77,9 @@ func (s *Server) mountDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /meters/{serial}", s.dash(s.meterPage))
 	mux.HandleFunc("GET /meters/{serial}/requests", s.dash(s.requestsFragment))
-	mux.HandleFunc("POST /meters/{serial}/tariff", s.dash(s.tariffForm))
-	mux.HandleFunc("POST /meters/{serial}/token", s.dash(s.tokenForm))
-	mux.HandleFunc("POST /meters/{serial}/sync", s.dash(s.syncForm))
+	mux.HandleFunc("POST /meters/{serial}/tariff", s.dash(s.meterForm(s.tariffForm)))
+	mux.HandleFunc("POST /meters/{serial}/token", s.dash(s.meterForm(s.tokenForm)))
+	mux.HandleFunc("POST /meters/{serial}/sync", s.dash(s.meterForm(s.syncForm)))
 	mux.HandleFunc("GET /views", s.dash(s.viewsPage))
 	mux.HandleFunc("GET /rollouts/{id}", s.dash(s.rolloutPage))
 }
@@ -279,15 +279,34 @@ func (s *Server) needRole(c *Claims, role Role) error {
 	return nil
 }
 
-func (s *Server) tariffForm(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	m, err := s.meterFor(r, c)
-	if err != nil {
-		return err
-	}
-	if err := s.needRole(c, RoleOperator); err != nil {
-		back(w, r, m.Serial, err.Error())
+// meterForm turns a meter page form's action into a handler. It finds the
+// meter (404 outside the caller's scope) and checks the operator role, then
+// sends the browser back to the meter page with the action's message. A
+// refusal (EINVALID, ECONFLICT, EFORBIDDEN) is shown there as "Refused: …";
+// any other error is a failure and renders the error page.
+func (s *Server) meterForm(action func(r *http.Request, c *Claims, m *flows.Meter) (string, error)) func(http.ResponseWriter, *http.Request, *Claims) error {
+	return func(w http.ResponseWriter, r *http.Request, c *Claims) error {
+		m, err := s.meterFor(r, c)
+		if err != nil {
+			return err
+		}
+		msg, err := "", s.needRole(c, RoleOperator)
+		if err == nil {
+			msg, err = action(r, c, m)
+		}
+		switch flows.ErrorCode(err) {
+		case "":
+		case flows.EINVALID, flows.ECONFLICT, flows.EFORBIDDEN:
+			msg = "Refused: " + err.Error()
+		default:
+			return err
+		}
+		back(w, r, m.Serial, msg)
 		return nil
 	}
+}
+
+func (s *Server) tariffForm(r *http.Request, c *Claims, m *flows.Meter) (string, error) {
 	var t flows.Tariff
 	for _, f := range []struct {
 		name string
@@ -297,8 +316,7 @@ func (s *Server) tariffForm(w http.ResponseWriter, r *http.Request, c *Claims) e
 		{"prepayment_debt_recovery_rate", &t.PrepaymentDebtRecoveryRate}} {
 		d, err := decimal.NewFromString(strings.TrimSpace(r.PostFormValue(f.name)))
 		if err != nil {
-			back(w, r, m.Serial, f.name+": not a decimal amount")
-			return nil
+			return "", flows.FieldError(f.name, "not a decimal amount")
 		}
 		*f.dst = &d
 	}
@@ -306,51 +324,27 @@ func (s *Server) tariffForm(w http.ResponseWriter, r *http.Request, c *Claims) e
 	t.ActivationDatetime = &act
 	req, err := s.cfg.Store.SetFutureTariff(r.Context(), m.ID, t, "dashboard", c.Subject)
 	if err != nil {
-		if flows.ErrorCode(err) == flows.EINVALID {
-			back(w, r, m.Serial, "Refused: "+trimPrefix(err, "tariffs_future.").Error())
-			return nil
-		}
-		return err
+		return "", trimPrefix(err, "tariffs_future.")
 	}
-	back(w, r, m.Serial, "Tariff request "+string(req.Status))
-	return nil
+	return "Tariff request " + string(req.Status), nil
 }
 
-func (s *Server) tokenForm(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	m, err := s.meterFor(r, c)
-	if err != nil {
-		return err
-	}
-	if err := s.needRole(c, RoleOperator); err != nil {
-		back(w, r, m.Serial, err.Error())
-		return nil
-	}
+func (s *Server) tokenForm(r *http.Request, c *Claims, m *flows.Meter) (string, error) {
 	tu, err := s.cfg.Store.CreateTopup(r.Context(), m.ID, strings.TrimSpace(r.PostFormValue("token")), nil, "", c.Subject)
-	switch code := flows.ErrorCode(err); {
-	case code == flows.EINVALID || code == flows.ECONFLICT:
-		back(w, r, m.Serial, "Refused: "+err.Error())
-		return nil
-	case err != nil:
-		return err
+	if err != nil {
+		return "", err
 	}
-	back(w, r, m.Serial, "Top-up "+string(tu.Status))
-	return nil
+	return "Top-up " + string(tu.Status), nil
 }
 
-func (s *Server) syncForm(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	m, err := s.meterFor(r, c)
-	if err != nil {
-		return err
-	}
-	if err := s.needRole(c, RoleOperator); err != nil || s.cfg.SyncNow == nil || m.Mode != flows.ModeActive {
-		back(w, r, m.Serial, "Sync not available for this meter or role")
-		return nil
+func (s *Server) syncForm(r *http.Request, _ *Claims, m *flows.Meter) (string, error) {
+	if s.cfg.SyncNow == nil || m.Mode != flows.ModeActive {
+		return "", flows.Errorf(flows.EINVALID, "sync is not available for this meter")
 	}
 	if err := s.cfg.SyncNow(r.Context(), m.ID); err != nil {
-		return err
+		return "", err
 	}
-	back(w, r, m.Serial, "Sync queued")
-	return nil
+	return "Sync queued", nil
 }
 
 func (s *Server) viewsPage(w http.ResponseWriter, r *http.Request, c *Claims) error {

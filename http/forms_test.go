@@ -1,0 +1,73 @@
+package http_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	flowshttp "github.com/flows-energy/flows/http"
+)
+
+// post submits a dashboard form with a session cookie for tok and returns
+// the status and the redirect target, without following it.
+func (a *api) post(path, tok string, form url.Values) (int, string) {
+	a.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, a.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: "flows_session", Value: tok})
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if loc == nil {
+		return resp.StatusCode, ""
+	}
+	return resp.StatusCode, loc.Query().Get("msg")
+}
+
+// TestDashboardFormsRefuse: the meter page's forms refuse what the API
+// refuses — the wrong role, a bad amount, a meter outside the ESCO — with a
+// message on the page and nothing written; an allowed form is written.
+func TestDashboardFormsRefuse(t *testing.T) {
+	a := newAPI(t)
+	requests := func() int {
+		_, out := a.do("GET", "/api/v1/meters/EML1100000001/tariffs", token(t, flowshttp.RoleReadonly, ""), nil)
+		rs, _ := out["requests"].([]any)
+		return len(rs)
+	}
+	form := url.Values{"standing_charge": {"0.5868"}, "unit_rate_element_a": {"0.2843"}, "unit_rate_element_b": {"0.15"},
+		"prepayment_emergency_credit": {"15"}, "prepayment_ecredit_availability": {"10"}, "prepayment_debt_recovery_rate": {"0.25"},
+		"activation_datetime": {time.Now().Add(72 * time.Hour).UTC().Format("2006-01-02T15:04")}}
+	const path = "/meters/EML1100000001/tariff"
+
+	status, msg := a.post(path, token(t, flowshttp.RoleReadonly, ""), form)
+	if status != http.StatusSeeOther || !strings.HasPrefix(msg, "Refused: ") || !strings.Contains(msg, "operator") {
+		t.Errorf("readonly tariff form: %d %q, want a refusal naming the operator role", status, msg)
+	}
+	bad := url.Values{}
+	for k, v := range form {
+		bad[k] = v
+	}
+	bad.Set("standing_charge", "12p")
+	op := token(t, flowshttp.RoleOperator, "")
+	if status, msg := a.post(path, op, bad); status != http.StatusSeeOther || msg != "Refused: standing_charge: not a decimal amount" {
+		t.Errorf("bad amount: %d %q, want the field named", status, msg)
+	}
+	if status, _ := a.post(path, token(t, flowshttp.RoleOperator, "BBB"), form); status != http.StatusNotFound {
+		t.Errorf("another ESCO's meter: %d, want 404", status)
+	}
+	if n := requests(); n != 0 {
+		t.Fatalf("%d tariff requests written by refused forms", n)
+	}
+	if status, msg := a.post(path, op, form); status != http.StatusSeeOther || msg != "Tariff request pending" {
+		t.Errorf("operator tariff form: %d %q", status, msg)
+	}
+	if n := requests(); n != 1 {
+		t.Errorf("%d tariff requests after one accepted form, want 1", n)
+	}
+}
