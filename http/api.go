@@ -65,12 +65,12 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/fleet", RoleReadonly, "Meter counts by state (healthy, unhealthy, offline, stale, low balance) per ESCO", s.fleet},
 		{"GET", "/api/v1/meters/{serial}/tariffs", RoleReadonly, "Active and future tariffs as reported, and tariff requests", s.tariffs},
 		{"PUT", "/api/v1/meters/{serial}/tariffs/future", RoleOperator, "Schedule a future tariff (the seed's tariff JSON)", s.putFutureTariff},
-		{"GET", "/api/v1/tariff-requests/{id}", RoleReadonly, "A tariff request and its status", s.getTariffRequest},
+		{"GET", "/api/v1/tariff-requests/{id}", RoleReadonly, "A tariff request and its status", getRequest(s, "tariff request", s.cfg.Store.TariffRequest, func(v *flows.TariffRequest) string { return v.Serial })},
 		{"POST", "/api/v1/meters/{serial}/tokens", RoleOperator, "Submit a 20-digit top-up token", s.postToken},
-		{"GET", "/api/v1/topups/{id}", RoleReadonly, "A top-up and its status", s.getTopup},
+		{"GET", "/api/v1/topups/{id}", RoleReadonly, "A top-up and its status", getRequest(s, "top-up", s.cfg.Store.Topup, func(v *flows.Topup) string { return v.Serial })},
 		{"POST", "/api/v1/meters/{serial}/sync", RoleOperator, "Sync the meter now", s.syncMeter},
 		{"POST", "/api/v1/meters/{serial}/commands", RoleOperator, "Set the clock or a flag (kind: clock, prepay_enabled, daylight_savings_correction, backlight, load_switch)", s.postCommand},
-		{"GET", "/api/v1/commands/{id}", RoleReadonly, "A meter command and its status", s.getCommand},
+		{"GET", "/api/v1/commands/{id}", RoleReadonly, "A meter command and its status", getRequest(s, "command", s.cfg.Store.MeterCommand, func(v *flows.MeterCommand) string { return v.Serial })},
 		{"POST", "/api/v1/rollouts", RoleOperator, "Roll a future tariff out to an ESCO's meters or a list", s.postRollout},
 		{"GET", "/api/v1/rollouts/{id}", RoleReadonly, "A rollout and its progress", s.getRollout},
 		{"GET", "/api/v1/views/low-balance", RoleReadonly, "Meters under a balance (threshold, default 5.00)", s.viewLowBalance},
@@ -346,16 +346,21 @@ func (s *Server) visible(r *http.Request, c *Claims, serial, what string) error 
 	return nil
 }
 
-func (s *Server) getTariffRequest(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	req, err := s.cfg.Store.TariffRequest(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return notFoundForBadID(err, "tariff request")
+// getRequest serves a request (tariff request, top-up, command) by the id
+// in the path. A malformed id, a missing one and one whose meter is outside
+// the caller's ESCO all answer 404, so ids cannot be probed.
+func getRequest[T any](s *Server, what string, fetch func(context.Context, string) (*T, error), serial func(*T) string) func(http.ResponseWriter, *http.Request, *Claims) error {
+	return func(w http.ResponseWriter, r *http.Request, c *Claims) error {
+		v, err := fetch(r.Context(), r.PathValue("id"))
+		if err != nil {
+			return notFoundForBadID(err, what)
+		}
+		if err := s.visible(r, c, serial(v), what); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, v)
+		return nil
 	}
-	if err := s.visible(r, c, req.Serial, "tariff request"); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, req)
-	return nil
 }
 
 // notFoundForBadID reports a malformed id as not found, as a missing one.
@@ -396,18 +401,6 @@ func (s *Server) postToken(w http.ResponseWriter, r *http.Request, c *Claims) er
 	return nil
 }
 
-func (s *Server) getTopup(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	tu, err := s.cfg.Store.Topup(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return notFoundForBadID(err, "top-up")
-	}
-	if err := s.visible(r, c, tu.Serial, "top-up"); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, tu)
-	return nil
-}
-
 func (s *Server) syncMeter(w http.ResponseWriter, r *http.Request, c *Claims) error {
 	m, err := s.meterFor(r, c)
 	if err != nil {
@@ -444,18 +437,6 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request, c *Claims) 
 	}
 	w.Header().Set("Location", "/api/v1/commands/"+cmd.ID)
 	writeJSON(w, http.StatusAccepted, cmd)
-	return nil
-}
-
-func (s *Server) getCommand(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	cmd, err := s.cfg.Store.MeterCommand(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return notFoundForBadID(err, "command")
-	}
-	if err := s.visible(r, c, cmd.Serial, "command"); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, cmd)
 	return nil
 }
 

@@ -190,8 +190,21 @@ func TestESCOScope(t *testing.T) {
 	// And another ESCO's request ids are not found either.
 	admin := token(t, flowshttp.RoleAdmin, "")
 	_, tr := a.do("PUT", "/api/v1/meters/EML2200000001/tariffs/future", admin, futureTariff(at))
-	if code, _ := a.do("GET", "/api/v1/tariff-requests/"+tr["id"].(string), opA, nil); code != 404 {
-		t.Errorf("BBB's tariff request through an AAA token: %d", code)
+	_, tu := a.do("POST", "/api/v1/meters/EML2200000001/tokens", admin, map[string]any{"token": "11111111111111111111"})
+	_, cmd := a.do("POST", "/api/v1/meters/EML2200000001/commands", admin, map[string]any{"kind": "clock"})
+	opB := token(t, flowshttp.RoleReadonly, "BBB")
+	for _, path := range []string{"/api/v1/tariff-requests/" + tr["id"].(string), "/api/v1/topups/" + tu["id"].(string), "/api/v1/commands/" + cmd["id"].(string)} {
+		if code, _ := a.do("GET", path, opA, nil); code != 404 {
+			t.Errorf("GET %s (BBB's) through an AAA token: %d, want 404", path, code)
+		}
+		if code, p := a.do("GET", path, opB, nil); code != 200 || p["id"] == nil {
+			t.Errorf("GET %s through a BBB token: %d %v", path, code, p)
+		}
+	}
+	for _, path := range []string{"/api/v1/topups/not-a-uuid", "/api/v1/commands/00000000-0000-0000-0000-000000000000"} {
+		if code, _ := a.do("GET", path, admin, nil); code != 404 {
+			t.Errorf("GET %s: %d, want 404", path, code)
+		}
 	}
 }
 
