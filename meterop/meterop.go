@@ -33,7 +33,10 @@ func Money(ctx context.Context, m Reader, t meterconn.Target, id emop.ObjectID) 
 		return nil, err
 	}
 	d, err := emop.DecodeMoney(p)
-	return &d, err
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
 }
 
 // U8 reads a one-byte value.

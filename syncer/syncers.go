@@ -39,31 +39,19 @@ func (c *call) Read(ctx context.Context, t meterconn.Target, id emop.ObjectID) (
 }
 
 func (c *call) read(ctx context.Context, id emop.ObjectID) ([]byte, error) {
-	p, err := c.meters.Read(ctx, c.target, id)
-	if err == nil {
-		c.res.Reached = true
-	}
-	return p, err
+	return c.Read(ctx, c.target, id)
 }
 
-func (c *call) money(ctx context.Context, id emop.ObjectID) (*decimal.Decimal, error) {
-	p, err := c.read(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	d, err := emop.DecodeMoney(p)
-	return &d, err
+// flag reads a one-byte on/off setting (1 = on).
+func (c *call) flag(ctx context.Context, id emop.ObjectID) (bool, error) {
+	v, err := meterop.U8(ctx, c, c.target, id)
+	return v == 1, err
 }
 
-func (c *call) u8(ctx context.Context, id emop.ObjectID) (uint8, error) {
-	p, err := c.read(ctx, id)
-	if err != nil {
-		return 0, err
-	}
-	return emop.DecodeU8(p)
-}
-
-// syncer is one named sync step (the names of meter_metrics).
+// syncer is one named sync step (the names of meter_metrics). run sets a
+// field of c.res only once its object has been read and decoded: a meter
+// that refuses or garbles one object must not overwrite the value stored
+// for it with a zero.
 type syncer struct {
 	registryOnly bool
 	singlePhase  bool // skipped on three-phase meters
@@ -79,8 +67,11 @@ var syncers = map[string]syncer{
 			return err
 		}
 		s, err := emop.DecodeCSQ(p)
+		if err != nil {
+			return err
+		}
 		c.res.Shadow.CSQ, c.res.Shadow.NetworkOperator = &s.CSQ, &s.NetworkOperator
-		return err
+		return nil
 	}},
 	"SyncerVoltage": {singlePhase: true, run: func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjVoltage)
@@ -89,8 +80,11 @@ var syncers = map[string]syncer{
 		}
 		// Volts, like three-phase voltages (the reference stored tenths).
 		v, err := emop.DecodeVoltage(p)
+		if err != nil {
+			return err
+		}
 		c.res.Shadow.Voltage = &v
-		return err
+		return nil
 	}},
 	"SyncerPrepayBalance": {singlePhase: true, run: func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjPrepayBalance)
@@ -102,7 +96,7 @@ var syncers = map[string]syncer{
 			return err
 		}
 		c.res.Shadow.Balance = &b
-		ec, err := c.money(ctx, emop.ObjActiveEmergencyCredit)
+		ec, err := meterop.Money(ctx, c, c.target, emop.ObjActiveEmergencyCredit)
 		c.res.Shadow.EmergencyCredit = ec
 		return err
 	}},
@@ -144,8 +138,11 @@ var syncers = map[string]syncer{
 			return err
 		}
 		b, err := emop.DecodeReading(p)
+		if err != nil {
+			return err
+		}
 		c.res.Shadow.ImportB, c.res.Shadow.ExportB = kwh(b.ImportActive), kwh(b.ExportActive)
-		return err
+		return nil
 	}},
 	"SyncerTariffsActive": {singlePhase: true, run: func(ctx context.Context, c *call) error {
 		t, err := meterop.ReadTariff(ctx, c, c.target, false)
@@ -158,7 +155,7 @@ var syncers = map[string]syncer{
 		return err
 	}},
 	"SyncerBacklight": {run: func(ctx context.Context, c *call) error {
-		v, err := c.u8(ctx, emop.ObjBacklight)
+		v, err := meterop.U8(ctx, c, c.target, emop.ObjBacklight)
 		if err != nil {
 			return err
 		}
@@ -173,7 +170,7 @@ var syncers = map[string]syncer{
 		return nil
 	}},
 	"SyncerLoadSwitch": {singlePhase: true, run: func(ctx context.Context, c *call) error {
-		v, err := c.u8(ctx, emop.ObjLoadSwitch)
+		v, err := meterop.U8(ctx, c, c.target, emop.ObjLoadSwitch)
 		if err != nil {
 			return err
 		}
@@ -227,16 +224,20 @@ var syncers = map[string]syncer{
 		return nil
 	}},
 	"SyncerPrepayEnabled": {registryOnly: true, singlePhase: true, run: func(ctx context.Context, c *call) error {
-		v, err := c.u8(ctx, emop.ObjPrepayEnabled)
-		on := v == 1
+		on, err := c.flag(ctx, emop.ObjPrepayEnabled)
+		if err != nil {
+			return err
+		}
 		c.res.Registry.PrepayEnabled = &on
-		return err
+		return nil
 	}},
 	"SyncerDaylightSavingsEnabled": {registryOnly: true, singlePhase: true, run: func(ctx context.Context, c *call) error {
-		v, err := c.u8(ctx, emop.ObjDSTFlag)
-		on := v == 1
+		on, err := c.flag(ctx, emop.ObjDSTFlag)
+		if err != nil {
+			return err
+		}
 		c.res.Registry.DaylightSavingsCorrectionEnabled = &on
-		return err
+		return nil
 	}},
 }
 
