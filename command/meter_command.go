@@ -95,8 +95,12 @@ func (p *Pusher) pushCommand(ctx context.Context, c flows.MeterCommand) {
 	switch c.Kind {
 	case flows.CommandClock:
 		mt, err := emop.DecodeClock(back)
+		if err != nil {
+			p.moveCommand(ctx, c, flows.RequestSent, flows.RequestPending, "clock read back undecodable: "+err.Error(), p.retryAt(c.Attempts))
+			return
+		}
 		diff := p.cfg.Now().Sub(mt).Abs()
-		if err != nil || diff > 5*time.Second {
+		if diff > 5*time.Second {
 			p.moveCommand(ctx, c, flows.RequestSent, flows.RequestPending, fmt.Sprintf("clock read back %v off", diff.Round(time.Second)), p.retryAt(c.Attempts))
 			return
 		}
