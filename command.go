@@ -130,3 +130,10 @@ type RolloutTargets struct {
 	ESCOCode string   `json:"esco"`
 	Serials  []string `json:"serials"`
 }
+
+// MinPrepayBalance is the balance below which a meter is not switched into
+// prepay mode: the reference refuses, and so do the meters, so a customer
+// is never put on prepayment with too little credit to keep the supply on.
+// The command pusher, the emop CLI and the simulator all apply this one
+// value.
+var MinPrepayBalance = decimal.NewFromInt(10)
