@@ -2,8 +2,10 @@ package flows
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -103,6 +105,36 @@ type Meter struct {
 	FirmwareVersion                  string      `json:"firmware_version"`
 	CreatedAt                        time.Time   `json:"created_at"`
 	UpdatedAt                        time.Time   `json:"updated_at"`
+}
+
+// Address returns the host:port at which Flows talks to the meter's
+// hardware. A passive meter (a digital twin, fed from another database)
+// and a meter without an IP address have none: EINVALID, saying which.
+// This is the one rule for "may Flows talk to this meter"; the sync
+// engine, the command pusher and the mediator all ask it.
+func (m *Meter) Address() (string, error) {
+	if m.Mode != ModeActive {
+		return "", Errorf(EINVALID, "meter %s is passive (a digital twin): it has no hardware here", m.Serial)
+	}
+	if m.IPAddress == nil {
+		return "", Errorf(EINVALID, "meter %s has no IP address yet", m.Serial)
+	}
+	return net.JoinHostPort(m.IPAddress.String(), strconv.Itoa(m.Port)), nil
+}
+
+// CLIMeter is a row of flows.get_meters_for_cli: what `emop list` and the
+// mediator's GetMeters show.
+type CLIMeter struct {
+	ID             string  `json:"id"`
+	IPAddress      *string `json:"ip_address"`
+	Serial         string  `json:"serial"`
+	Name           *string `json:"name"`
+	SingleMeterApp bool    `json:"single_meter_app"`
+	ESCO           *string `json:"esco"`
+	CSQ            *int    `json:"csq"`
+	Health         *string `json:"health"`
+	Hardware       *string `json:"hardware"`
+	Feeder         *string `json:"feeder"`
 }
 
 // NewMeter is the input for registering a meter.

@@ -66,23 +66,90 @@ type SyncResult struct {
 	Failure string
 	// TouchHealth is false when only registry fields were synced.
 	TouchHealth bool
-	// ReleaseLease names the sync lease owner to release with the result.
-	ReleaseLease string
 }
 
-// SyncerGroups maps each syncer (meter_metrics.name) to the value group it
-// fills in meter_shadows.synced_at. Registry-only syncers have none.
-var SyncerGroups = map[string]string{
-	"SyncerCsq":           "csq",
-	"SyncerVoltage":       "voltage",
-	"SyncerPrepayBalance": "balance",
-	"SyncerClockDiff":     "clock",
-	"SyncerReads":         "reads",
-	"SyncerTariffsActive": "tariffs_active",
-	"SyncerTariffsFuture": "tariffs_future",
-	"SyncerEventLog":      "events",
-	"SyncerBacklight":     "backlight",
-	"SyncerLoadSwitch":    "load_switch",
+// DueSync is a meter whose sync for one frequency should be queued.
+type DueSync struct {
+	MeterID  string
+	Slot     time.Time // this period's slot (the uniqueness key)
+	RunAt    time.Time // when to run: the slot, or now to catch up
+	Failures int
+}
+
+// FailingAfter is the number of consecutive failed syncs after which a
+// meter is synced with the failing ones, behind the healthy.
+const FailingAfter = 3
+
+// SyncerSpec describes one syncer: a named sync step, a row of
+// meter_metrics. The syncer package implements each one by name.
+type SyncerSpec struct {
+	// Name is meter_metrics.name, exactly as the reference spells it.
+	Name string
+	// Group is the value group the syncer fills in meter_shadows.synced_at
+	// (for freshness); "" for a syncer that writes only registry fields.
+	Group string
+	// SinglePhaseOnly syncers read objects three-phase meters do not have.
+	SinglePhaseOnly bool
+	// Default is the run_frequency migration 0001 seeds for it.
+	Default Frequency
+}
+
+// RegistryOnly reports whether the syncer writes registry fields only, and
+// so says nothing about the meter's health.
+func (s SyncerSpec) RegistryOnly() bool { return s.Group == "" }
+
+// Syncers is the one table of syncers, in the order one sync runs them:
+// cheap signal first, then money, then slow-changing settings. Migration
+// 0001 seeds meter_metrics with these names and defaults (a test checks
+// that they agree).
+var Syncers = []SyncerSpec{
+	{Name: "SyncerCsq", Group: "csq", Default: Hourly},
+	{Name: "SyncerPrepayBalance", Group: "balance", SinglePhaseOnly: true, Default: Hourly},
+	{Name: "SyncerClockDiff", Group: "clock", Default: Hourly},
+	{Name: "SyncerVoltage", Group: "voltage", SinglePhaseOnly: true, Default: Hourly},
+	{Name: "SyncerReads", Group: "reads", SinglePhaseOnly: true, Default: Hourly},
+	{Name: "SyncerTariffsActive", Group: "tariffs_active", SinglePhaseOnly: true, Default: TwelveHour},
+	{Name: "SyncerTariffsFuture", Group: "tariffs_future", SinglePhaseOnly: true, Default: TwelveHour},
+	{Name: "SyncerEventLog", Group: "events", SinglePhaseOnly: true, Default: TwelveHour},
+	{Name: "SyncerBacklight", Group: "backlight", Default: Daily},
+	{Name: "SyncerLoadSwitch", Group: "load_switch", SinglePhaseOnly: true, Default: Daily},
+	{Name: "SyncerHardware", Default: Daily},
+	{Name: "SyncerSerial", Default: Daily},
+	{Name: "SyncerFirmwareVersion", Default: Daily},
+	{Name: "SyncerPrepayEnabled", SinglePhaseOnly: true, Default: Daily},
+	{Name: "SyncerDaylightSavingsEnabled", SinglePhaseOnly: true, Default: Daily},
+}
+
+// SyncerByName returns the syncer named name (case-sensitive, as
+// meter_metrics is).
+func SyncerByName(name string) (SyncerSpec, bool) {
+	for _, s := range Syncers {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return SyncerSpec{}, false
+}
+
+// GroupSyncer returns the syncer that fills value group g ("" if none).
+func GroupSyncer(g string) string {
+	for _, s := range Syncers {
+		if s.Group == g && g != "" {
+			return s.Name
+		}
+	}
+	return ""
+}
+
+// StaleAfter is how old a value read at frequency f may be before it is
+// stale: twice its interval, so one missed run does not raise an alarm.
+func (f Frequency) StaleAfter() time.Duration { return 2 * f.Interval() }
+
+// Stale reports whether a value group last read at syncedAt (nil: never)
+// by a syncer running at f is stale at now. This is the one staleness
+// rule: the store, the API and the dashboard all ask it.
+func Stale(syncedAt *time.Time, f Frequency, now time.Time) bool {
+	return syncedAt == nil || now.Sub(*syncedAt) > f.StaleAfter()
 }
 
 // ValueFreshness says when a group of shadow values was last read and
@@ -102,17 +169,25 @@ type ValueFreshness struct {
 func Freshness(syncedAt map[string]time.Time, freqs map[string]Frequency, now time.Time) map[string]ValueFreshness {
 	out := map[string]ValueFreshness{}
 	for syncer, f := range freqs {
-		g := SyncerGroups[syncer]
-		if g == "" || !f.Valid() {
+		s, ok := SyncerByName(syncer)
+		if !ok || s.RegistryOnly() || !f.Valid() {
 			continue
 		}
-		v := ValueFreshness{Interval: string(f), Stale: true}
-		if t, ok := syncedAt[g]; ok {
-			t := t
+		v := ValueFreshness{Interval: string(f)}
+		if t, ok := syncedAt[s.Group]; ok {
 			v.SyncedAt = &t
-			v.Stale = now.Sub(t) > 2*f.Interval()
 		}
-		out[g] = v
+		v.Stale = Stale(v.SyncedAt, f, now)
+		out[s.Group] = v
 	}
 	return out
+}
+
+// OutboxEntry is one shadow update waiting in the replica outbox: the
+// columns a sync wrote, keyed by the meter's serial (the id differs in
+// each database; the serial does not).
+type OutboxEntry struct {
+	ID      int64
+	Serial  string
+	Changes map[string]any
 }

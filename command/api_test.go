@@ -23,7 +23,7 @@ func TestTariffThroughAPIBecomesActive(t *testing.T) {
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Stop()
+	defer func() { _ = srv.Stop(context.Background()) }()
 	tok, _ := flowshttp.IssueToken(secret, "grace", flowshttp.RoleOperator, "", time.Hour, time.Now())
 	m := r.fleet.Meters()[2]
 	act := start.Add(30 * time.Hour).Truncate(time.Hour)

@@ -7,140 +7,100 @@ import (
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
-	"github.com/shopspring/decimal"
 )
 
-// MinPrepayBalance is the balance below which prepay mode is not switched
-// on (the reference's rule).
-var MinPrepayBalance = decimal.NewFromInt(10)
+func commandPushed(c flows.MeterCommand) pushed {
+	return pushed{kind: string(c.Kind), id: c.ID, meterID: c.MeterID, attempts: c.Attempts}
+}
+
+// moveCommand writes a decision to a meter command.
+func (p *Pusher) moveCommand(c flows.MeterCommand) func(ctx context.Context, from flows.RequestStatus, d decision) error {
+	return func(ctx context.Context, from flows.RequestStatus, d decision) error {
+		_, err := p.cfg.Store.MoveMeterCommand(ctx, c.ID, from, d.to, d.detail, d.next)
+		return err
+	}
+}
 
 // pushCommand sets a clock or a flag, reads it back and verifies it.
-func (p *Pusher) pushCommand(ctx context.Context, c flows.MeterCommand) {
-	log := p.cfg.Logger.With("command_id", c.ID, "meter_serial", c.Serial, "kind", c.Kind)
-	finish := func(to flows.RequestStatus, msg string, at time.Time) {
-		if c.Attempts >= p.cfg.MaxAttempts && to == flows.RequestPending {
-			to, at = flows.RequestFailed, time.Time{}
-		}
-		if _, err := p.cfg.Store.MoveMeterCommand(ctx, c.ID, flows.RequestSending, to, msg, at); err != nil {
-			log.Error("moving meter command", "error", err)
-		}
-	}
-	fail := func(err error) {
-		kind, detail := outcome(err)
-		if detail == "" {
-			detail = err.Error()
-		}
-		if kind != "nak" && isComm(err) {
-			finish(flows.RequestPending, detail, p.retryAt(c.Attempts))
-			return
-		}
-		finish(flows.RequestFailed, detail, time.Time{})
-	}
+func (p *Pusher) pushCommand(ctx context.Context, c flows.MeterCommand) outcome {
+	req := commandPushed(c)
 	_, t, err := p.target(ctx, c.MeterID)
 	if err != nil {
-		fail(err)
-		return
+		return p.noTarget(req, err)
 	}
-	var id emop.ObjectID
-	var payload []byte
-	switch c.Kind {
-	case flows.CommandClock:
-		id = emop.ObjTime
-		payload, _ = emop.EncodeClock(p.cfg.Now())
-	case flows.CommandPrepay, flows.CommandDST:
-		id = map[flows.CommandKind]emop.ObjectID{flows.CommandPrepay: emop.ObjPrepayEnabled, flows.CommandDST: emop.ObjDSTFlag}[c.Kind]
-		payload = []byte{0}
-		if c.Value == "on" {
-			payload[0] = 1
+	id, payload, err := meterop.CommandWrite(c.Kind, c.Value, p.cfg.Now())
+	if err != nil {
+		return failed(err.Error())
+	}
+	if c.Kind == flows.CommandPrepay && c.Value == "on" {
+		if o, ok := p.checkPrepayBalance(ctx, t); !ok {
+			return o
 		}
-		if c.Kind == flows.CommandPrepay && c.Value == "on" {
-			b, err := meterop.Balance(ctx, p.cfg.Meters, t)
-			if err != nil {
-				fail(err)
-				return
-			}
-			if b.LessThan(MinPrepayBalance) {
-				finish(flows.RequestFailed, fmt.Sprintf("balance £%s is below £%s: add credit before enabling prepay mode", b.StringFixed(2), MinPrepayBalance), time.Time{})
-				return
-			}
-		}
-	case flows.CommandBacklight:
-		code, _ := emop.SettingCode(emop.BacklightSettings, c.Value)
-		id, payload = emop.ObjBacklight, []byte{code}
-	case flows.CommandLoadSwitch:
-		code, _ := emop.SettingCode(emop.LoadSwitchSettings, c.Value)
-		id, payload = emop.ObjLoadSwitch, []byte{code}
-	default:
-		finish(flows.RequestFailed, "unknown command kind", time.Time{})
-		return
 	}
-	werr := p.cfg.Meters.Write(ctx, t, id, payload)
-	o, _ := emop.Lookup(id)
-	kind, detail := outcome(werr)
-	p.audit(ctx, flows.AuditEntry{MeterID: c.MeterID, RequestKind: string(c.Kind), RequestID: c.ID, RequestedBy: c.RequestedBy,
-		Object: o.Name, Value: fmt.Sprintf("% x", payload), Outcome: kind, Detail: detail})
-	if werr != nil {
-		fail(werr)
-		return
+	if err := p.write(ctx, t, req, c.RequestedBy, meterop.Write{Object: id, Payload: payload}, fmt.Sprintf("% x", payload)); err != nil {
+		return fromError("", err)
 	}
-	if ok, _ := p.cfg.Store.MoveMeterCommand(ctx, c.ID, flows.RequestSending, flows.RequestSent, "", time.Time{}); !ok {
-		return
+	ok, err := p.cfg.Store.MoveMeterCommand(ctx, c.ID, flows.RequestSending, flows.RequestSent, "", time.Time{})
+	if err != nil {
+		return p.storeFailed(req, "recording the command sent", err)
 	}
+	if !ok {
+		return stopped() // superseded meanwhile
+	}
+	return p.verifyCommand(ctx, c, t, id, payload).at(flows.RequestSent)
+}
+
+// checkPrepayBalance refuses prepay mode below flows.MinPrepayBalance, as
+// the meter itself would.
+func (p *Pusher) checkPrepayBalance(ctx context.Context, t meterconn.Target) (outcome, bool) {
+	b, err := meterop.Balance(ctx, p.cfg.Meters, t)
+	if err != nil {
+		return fromError("", err), false
+	}
+	if b.LessThan(flows.MinPrepayBalance) {
+		return failed(fmt.Sprintf("balance £%s is below £%s: add credit before enabling prepay mode", b.StringFixed(2), flows.MinPrepayBalance)), false
+	}
+	return outcome{}, true
+}
+
+// verifyCommand reads the object back: verified when it holds what was
+// written, with the value recorded where Flows shows it.
+func (p *Pusher) verifyCommand(ctx context.Context, c flows.MeterCommand, t meterconn.Target, id emop.ObjectID, payload []byte) outcome {
 	back, err := p.cfg.Meters.Read(ctx, t, id)
 	if err != nil {
-		p.moveCommand(ctx, c, flows.RequestSent, flows.RequestPending, "read back failed: "+detailOf(err), p.retryAt(c.Attempts))
-		return
+		o := fromError("read back failed", err)
+		o.result = resultRetry // the write was accepted: reading again may well work
+		return o
 	}
-	switch c.Kind {
-	case flows.CommandClock:
+	o := done(flows.RequestVerified, "")
+	if c.Kind == flows.CommandClock {
 		mt, err := emop.DecodeClock(back)
 		if err != nil {
-			p.moveCommand(ctx, c, flows.RequestSent, flows.RequestPending, "clock read back undecodable: "+err.Error(), p.retryAt(c.Attempts))
-			return
+			return retry("clock read back undecodable: " + err.Error())
 		}
 		diff := p.cfg.Now().Sub(mt).Abs()
 		if diff > 5*time.Second {
-			p.moveCommand(ctx, c, flows.RequestSent, flows.RequestPending, fmt.Sprintf("clock read back %v off", diff.Round(time.Second)), p.retryAt(c.Attempts))
-			return
+			return retry(fmt.Sprintf("clock read back %v off", diff.Round(time.Second)))
 		}
 		secs := int(diff / time.Second)
-		_ = p.cfg.Store.UpdateShadow(ctx, c.MeterID, flows.ShadowUpdate{ClockTimeDiffSeconds: &secs, At: p.cfg.Now()})
-	default:
-		if len(back) != 1 || back[0] != payload[0] {
-			p.moveCommand(ctx, c, flows.RequestSent, flows.RequestPending, fmt.Sprintf("read back % x, wrote % x", back, payload), p.retryAt(c.Attempts))
-			return
-		}
-		on := payload[0] == 1
-		switch c.Kind {
-		case flows.CommandPrepay:
-			_ = p.cfg.Store.SetRegistryFlags(ctx, c.MeterID, &on, nil)
-		case flows.CommandDST:
-			_ = p.cfg.Store.SetRegistryFlags(ctx, c.MeterID, nil, &on)
-		case flows.CommandBacklight:
-			v := c.Value
-			_ = p.cfg.Store.UpdateShadow(ctx, c.MeterID, flows.ShadowUpdate{Backlight: &v, At: p.cfg.Now()})
-		case flows.CommandLoadSwitch:
-			v := c.Value
-			_ = p.cfg.Store.UpdateShadow(ctx, c.MeterID, flows.ShadowUpdate{LoadSwitch: &v, At: p.cfg.Now()})
-		}
+		o.observed = &flows.ShadowUpdate{ClockTimeDiffSeconds: &secs, At: p.cfg.Now()}
+		return o
 	}
-	p.moveCommand(ctx, c, flows.RequestSent, flows.RequestVerified, "", time.Time{})
-}
-
-func (p *Pusher) moveCommand(ctx context.Context, c flows.MeterCommand, from, to flows.RequestStatus, msg string, at time.Time) {
-	if c.Attempts >= p.cfg.MaxAttempts && to == flows.RequestPending {
-		to, at = flows.RequestFailed, time.Time{}
+	if len(back) != 1 || back[0] != payload[0] {
+		return retry(fmt.Sprintf("read back % x, wrote % x", back, payload))
 	}
-	if _, err := p.cfg.Store.MoveMeterCommand(ctx, c.ID, from, to, msg, at); err != nil {
-		p.cfg.Logger.Error("moving meter command", "command_id", c.ID, "error", err)
+	on, v := payload[0] == 1, c.Value
+	switch c.Kind {
+	case flows.CommandPrepay:
+		o.prepay = &on
+	case flows.CommandDST:
+		o.dst = &on
+	case flows.CommandBacklight:
+		o.observed = &flows.ShadowUpdate{Backlight: &v, At: p.cfg.Now()}
+	case flows.CommandLoadSwitch:
+		o.observed = &flows.ShadowUpdate{LoadSwitch: &v, At: p.cfg.Now()}
 	}
-}
-
-func detailOf(err error) string {
-	_, d := outcome(err)
-	if d == "" {
-		return err.Error()
-	}
-	return d
+	return o
 }

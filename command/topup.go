@@ -3,13 +3,168 @@ package command
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
+	"github.com/shopspring/decimal"
 )
+
+// creditTokenApplied is the event type meters log when they credit a token.
+const creditTokenApplied = 48
+
+func topupPushed(tu flows.Topup) pushed {
+	return pushed{kind: "topup", id: tu.ID, meterID: tu.MeterID, attempts: tu.Attempts}
+}
+
+// finishTopup writes a decision to the top-up ledger, in its own status
+// names: waiting (to retry), completed, failed.
+func (p *Pusher) finishTopup(tu flows.Topup) func(ctx context.Context, from flows.RequestStatus, d decision) error {
+	return func(ctx context.Context, _ flows.RequestStatus, d decision) error {
+		switch d.to {
+		case flows.RequestPending:
+			return p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupWaiting, "Meter unreachable, will retry: "+d.detail, nil, d.next, false)
+		case flows.RequestVerified:
+			return p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupCompleted, d.detail, d.balance, d.next, false)
+		}
+		return p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupFailed, d.detail, d.balance, d.next, false)
+	}
+}
+
+// meterCounts are the meter's own records of credit, read around a send.
+type meterCounts struct {
+	balance decimal.Decimal
+	txCount int
+	// tokenSet is the newest credit-token event's set number in the latest
+	// event-log block (0 when none); eventErr says it could not be read.
+	tokenSet int
+	eventErr error
+}
+
+// readCounts reads the balance, the transaction count and (unless
+// withEvents is false) the newest credit-token event.
+func (p *Pusher) readCounts(ctx context.Context, t meterconn.Target, withEvents bool) (meterCounts, error) {
+	var c meterCounts
+	var err error
+	if c.balance, err = meterop.Balance(ctx, p.cfg.Meters, t); err != nil {
+		return c, err
+	}
+	if c.txCount, err = txCount(ctx, p.cfg.Meters, t); err != nil {
+		return c, err
+	}
+	if withEvents {
+		c.tokenSet, c.eventErr = lastCreditTokenSet(ctx, p.cfg.Meters, t)
+	}
+	return c, nil
+}
+
+// pushTopup sends a token and confirms it by the meter's transaction
+// count and balance. A top-up whose earlier push may have reached the
+// meter is checked before anything is sent again.
+func (p *Pusher) pushTopup(ctx context.Context, tu flows.Topup) outcome {
+	_, t, err := p.target(ctx, tu.MeterID)
+	if err != nil {
+		o := p.noTarget(topupPushed(tu), err)
+		if o.result == resultFailed {
+			o.detail = "Error: " + o.detail
+		}
+		return o
+	}
+	if tu.PushStartedAt != nil && tu.TxCountBefore != nil {
+		// An earlier attempt got as far as sending, maybe further: ask the
+		// meter whether the token was applied before sending it again.
+		now, err := p.readCounts(ctx, t, false)
+		if err != nil {
+			return topupError("", err)
+		}
+		if now.txCount > *tu.TxCountBefore {
+			note := fmt.Sprintf("Token applied (confirmed after an interrupted push): %s -> %s", tu.BalanceBefore.StringFixed(2), now.balance.StringFixed(2))
+			return credited(note, now.balance)
+		}
+	}
+	before, err := p.readCounts(ctx, t, true)
+	if err != nil {
+		return topupError("failed to check initial balance", err)
+	}
+	if before.eventErr != nil {
+		return topupError("", before.eventErr)
+	}
+	if err := p.cfg.Store.MarkTopupPushing(ctx, tu.ID, before.balance, before.txCount); err != nil {
+		return p.storeFailed(topupPushed(tu), "recording the push start", err)
+	}
+	if err := p.fail("topup_before_send"); err != nil {
+		return stopped()
+	}
+	return p.sendToken(ctx, t, tu, before)
+}
+
+// sendToken sends the token and confirms it against before.
+func (p *Pusher) sendToken(ctx context.Context, t meterconn.Target, tu flows.Topup, before meterCounts) outcome {
+	payload, err := emop.EncodeToken(tu.Token)
+	if err != nil {
+		return failed("Error: the token is not 20 digits")
+	}
+	w := meterop.Write{Object: emop.ObjTokenSend, Payload: payload}
+	if err := p.write(ctx, t, topupPushed(tu), tu.RequestedBy, w, emop.RedactToken(tu.Token)); err != nil {
+		if meterconn.Classify(err) == meterconn.FailureRefused {
+			return failed("Meter refused the token: " + meterconn.Detail(err))
+		}
+		return topupError("", err) // it may have arrived: the next attempt checks first
+	}
+	if err := p.fail("topup_after_send"); err != nil {
+		return stopped()
+	}
+	after, err := p.readCounts(ctx, t, true)
+	if err != nil {
+		return topupError("failed to check updated balance", err)
+	}
+	return confirmTopup(before, after)
+}
+
+// confirmTopup decides a sent token by the balance increase and the
+// meter's own record of the credit: its credit-token event (type 48), or
+// its transaction count when the event log cannot be read.
+func confirmTopup(before, after meterCounts) outcome {
+	b0, b1 := before.balance.StringFixed(2), after.balance.StringFixed(2)
+	eventSeen := after.eventErr == nil && after.tokenSet > before.tokenSet
+	if !after.balance.GreaterThan(before.balance) || !(eventSeen || after.txCount > before.txCount) {
+		note := fmt.Sprintf("Balance did not increase: %s -> %s", b0, b1)
+		if after.balance.GreaterThan(before.balance) {
+			note = fmt.Sprintf("Balance increased (%s -> %s) but the meter recorded no credit", b0, b1)
+		}
+		o := failed(note)
+		o.balance = &after.balance
+		o.observed = &flows.ShadowUpdate{Balance: &after.balance}
+		return o
+	}
+	note := fmt.Sprintf("Balance increased: %s -> %s", b0, b1)
+	if eventSeen {
+		note += fmt.Sprintf("; credit-token event %d (set %d) logged", creditTokenApplied, after.tokenSet)
+	} else {
+		note += "; transaction count rose (event log unreadable)"
+	}
+	return credited(note, after.balance)
+}
+
+// credited is a completed top-up: the confirmed balance goes to the
+// ledger and to the shadow.
+func credited(note string, balance decimal.Decimal) outcome {
+	o := done(flows.RequestVerified, note)
+	o.balance = &balance
+	o.observed = &flows.ShadowUpdate{Balance: &balance}
+	return o
+}
+
+// topupError is fromError in the ledger's words: a failure that is not
+// the meter's refusal reads "Error: …".
+func topupError(what string, err error) outcome {
+	o := fromError(what, err)
+	if o.result == resultFailed {
+		o.detail = "Error: " + o.detail
+	}
+	return o
+}
 
 func txCount(ctx context.Context, m meterop.Meters, t meterconn.Target) (int, error) {
 	p, err := m.Read(ctx, t, emop.ObjTransactionCount)
@@ -23,7 +178,10 @@ func txCount(ctx context.Context, m meterop.Meters, t meterconn.Target) (int, er
 // lastCreditTokenSet returns the newest credit-token-applied event's set
 // number in the meter's latest event-log block (0 when none).
 func lastCreditTokenSet(ctx context.Context, m meterop.Meters, t meterconn.Target) (int, error) {
-	req, _ := emop.EventLogRequest(0)
+	req, err := emop.EventLogRequest(0)
+	if err != nil {
+		return 0, err
+	}
 	resp, err := m.Raw(ctx, t, req)
 	if err != nil {
 		return 0, err
@@ -39,128 +197,4 @@ func lastCreditTokenSet(ctx context.Context, m meterop.Meters, t meterconn.Targe
 		}
 	}
 	return set, nil
-}
-
-// creditTokenApplied is the event type meters log when they credit a token.
-const creditTokenApplied = 48
-
-// pushTopup sends a token and confirms it by the meter's transaction
-// count and balance. A top-up whose earlier push may have reached the
-// meter is checked before anything is sent again.
-func (p *Pusher) pushTopup(ctx context.Context, tu flows.Topup) {
-	log := p.cfg.Logger.With("topup_id", tu.ID, "meter_serial", tu.Serial, "token", emop.RedactToken(tu.Token))
-	retryOrFail := func(err error, clearPush bool) {
-		_, detail := outcome(err)
-		if detail == "" {
-			detail = err.Error()
-		}
-		if isComm(err) && tu.Attempts < p.cfg.MaxAttempts {
-			if err := p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupWaiting, "Meter unreachable, will retry: "+detail, nil, p.retryAt(tu.Attempts), clearPush); err != nil {
-				log.Error("recording a failed push", "error", err)
-			}
-			return
-		}
-		note := "Error: " + detail
-		if isComm(err) {
-			note = fmt.Sprintf("Gave up after %d attempts: %s", tu.Attempts, detail)
-		}
-		if err := p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupFailed, note, nil, time.Time{}, false); err != nil {
-			log.Error("recording a failed push", "error", err)
-		}
-	}
-	_, t, err := p.target(ctx, tu.MeterID)
-	if err != nil {
-		retryOrFail(err, false)
-		return
-	}
-	if tu.PushStartedAt != nil && tu.TxCountBefore != nil {
-		// An earlier attempt got as far as sending, maybe further: ask the
-		// meter whether the token was applied before sending it again.
-		n, err := txCount(ctx, p.cfg.Meters, t)
-		if err != nil {
-			retryOrFail(err, false)
-			return
-		}
-		if n > *tu.TxCountBefore {
-			b, _ := meterop.Balance(ctx, p.cfg.Meters, t)
-			note := fmt.Sprintf("Token applied (confirmed after an interrupted push): %s -> %s", tu.BalanceBefore.StringFixed(2), b.StringFixed(2))
-			if err := p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupCompleted, note, &b, time.Time{}, false); err != nil {
-				log.Error("recording a completed push", "error", err)
-			}
-			return
-		}
-	}
-	b0, err := meterop.Balance(ctx, p.cfg.Meters, t)
-	if err != nil {
-		retryOrFail(fmt.Errorf("failed to check initial balance: %w", err), false)
-		return
-	}
-	n0, err := txCount(ctx, p.cfg.Meters, t)
-	if err != nil {
-		retryOrFail(err, false)
-		return
-	}
-	set0, err := lastCreditTokenSet(ctx, p.cfg.Meters, t)
-	if err != nil {
-		retryOrFail(err, false)
-		return
-	}
-	if err := p.cfg.Store.MarkTopupPushing(ctx, tu.ID, b0, n0); err != nil {
-		log.Error("recording the push start", "error", err)
-		return
-	}
-	if err := p.fail("topup_before_send"); err != nil {
-		return
-	}
-	serr := meterop.SendToken(ctx, p.cfg.Meters, t, tu.Token)
-	kind, detail := outcome(serr)
-	p.audit(ctx, flows.AuditEntry{MeterID: tu.MeterID, RequestKind: "topup", RequestID: tu.ID, RequestedBy: tu.RequestedBy,
-		Object: "prepay_token_send", Value: emop.RedactToken(tu.Token), Outcome: kind, Detail: detail})
-	if serr != nil {
-		if kind == "nak" {
-			if err := p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupFailed, "Meter refused the token: "+detail, nil, time.Time{}, false); err != nil {
-				log.Error("recording a refused token", "error", err)
-			}
-			return
-		}
-		retryOrFail(serr, false) // it may have arrived: the next attempt checks first
-		return
-	}
-	if err := p.fail("topup_after_send"); err != nil {
-		return
-	}
-	b1, err := meterop.Balance(ctx, p.cfg.Meters, t)
-	if err != nil {
-		retryOrFail(fmt.Errorf("failed to check updated balance: %w", err), false)
-		return
-	}
-	n1, err := txCount(ctx, p.cfg.Meters, t)
-	if err != nil {
-		retryOrFail(err, false)
-		return
-	}
-	// Confirmed by the balance increase and the meter's own record of the
-	// credit: its credit-token event (type 48), or its transaction count
-	// when the event log cannot be read.
-	set1, evErr := lastCreditTokenSet(ctx, p.cfg.Meters, t)
-	eventSeen := evErr == nil && set1 > set0
-	if !b1.GreaterThan(b0) || !(eventSeen || n1 > n0) {
-		note := fmt.Sprintf("Balance did not increase: %s -> %s", b0.StringFixed(2), b1.StringFixed(2))
-		if b1.GreaterThan(b0) {
-			note = fmt.Sprintf("Balance increased (%s -> %s) but the meter recorded no credit", b0.StringFixed(2), b1.StringFixed(2))
-		}
-		if err := p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupFailed, note, &b1, time.Time{}, false); err != nil {
-			log.Error("recording a failed push", "error", err)
-		}
-		return
-	}
-	note := fmt.Sprintf("Balance increased: %s -> %s", b0.StringFixed(2), b1.StringFixed(2))
-	if eventSeen {
-		note += fmt.Sprintf("; credit-token event %d (set %d) logged", creditTokenApplied, set1)
-	} else {
-		note += "; transaction count rose (event log unreadable)"
-	}
-	if err := p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupCompleted, note, &b1, time.Time{}, false); err != nil {
-		log.Error("recording a completed push", "error", err)
-	}
 }

@@ -219,6 +219,41 @@ const (
 	ObjNoStandingChargeInPowerFail ObjectID = 0xFE0005
 	ObjEventLog                    ObjectID = 0xFE0006
 	ObjThreePhaseHardwareConfig    ObjectID = 0xFE0007
+	ObjThreePhaseSerial            ObjectID = 0xD7FF10
+
+	// Instantaneous and average values, and energy registers.
+	ObjInstantaneousCurrent                   ObjectID = 0x0B0700
+	ObjInstantaneousActivePower               ObjectID = 0x010700
+	ObjInstantaneousReactivePower             ObjectID = 0x030700
+	ObjInstantaneousPowerFactor               ObjectID = 0x0D0700
+	ObjInstantaneousFrequency                 ObjectID = 0x0E0700
+	ObjAverageVoltage                         ObjectID = 0x0C1800
+	ObjAverageCurrent                         ObjectID = 0x0B1800
+	ObjAverageFrequency                       ObjectID = 0x0E1800
+	ObjTotalActiveImportEnergy                ObjectID = 0x010800
+	ObjTotalActiveExportEnergy                ObjectID = 0x020800
+	ObjElementAInstantaneousActivePowerImport ObjectID = 0x150700
+	ObjElementBInstantaneousActivePowerImport ObjectID = 0x290700
+
+	// Tariff time switches and active-tariff objects.
+	ObjTimeSwitchElementAOrSingle      ObjectID = 0x0D0000
+	ObjTimeSwitchElementB              ObjectID = 0x0D00FF
+	ObjActiveTouFlag                   ObjectID = 0xFFFF4E
+	ObjActiveGas                       ObjectID = 0xFFC964
+	ObjActivePriceIndexCurrent         ObjectID = 0xFFFF2D
+	ObjActiveElementBPriceIndexCurrent ObjectID = 0xFFFF4C
+
+	// First and last ids of the regular rate families (registered in init):
+	// block rates run block 1 rate 1 .. block 8 rate 8 contiguously, and
+	// element-B TOU rates 1..4. These are the money rates, not the
+	// ObjActiveElementBTouRate index above.
+	ObjActiveBlock1Rate1      ObjectID = 0xFFF901
+	ObjActiveBlock8Rate8      ObjectID = 0xFFF940
+	ObjFutureBlock1Rate1      ObjectID = 0xFFF801
+	ObjFutureBlock8Rate8      ObjectID = 0xFFF840
+	ObjActiveElementBTouRate1 ObjectID = 0xFFF701
+	ObjActiveElementBTouRate4 ObjectID = 0xFFF704
+	ObjFutureElementBTouRate4 ObjectID = 0xFFF604
 )
 
 // Lookup returns the object with id.

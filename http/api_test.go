@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/riverqueue/river"
 	"io"
 	"net/http"
 	"strings"
@@ -49,11 +50,11 @@ func newAPI(t *testing.T) *api {
 		}
 	}
 	srv := flowshttp.NewServer(flowshttp.Config{Addr: "127.0.0.1:0", Store: store, JWTSecret: secret,
-		SyncNow: func(ctx context.Context, id string) error { return syncer.SyncNow(ctx, pool, id) }})
+		SyncNow: syncNow(t, store)})
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Stop)
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
 	return &api{t: t, base: "http://" + srv.Addr(), store: store}
 }
 
@@ -300,4 +301,16 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if resp, err := http.Get(a.base + "/metrics"); err != nil || resp.StatusCode != 200 {
 		t.Errorf("metrics: %v", err)
 	}
+}
+
+// syncNow is an API server's on-demand sync: an engine that queues the
+// job and leaves it to whichever engine works the queue.
+func syncNow(t testing.TB, store *postgres.Store) func(ctx context.Context, meterID string) error {
+	t.Helper()
+	eng, err := syncer.New(syncer.Config{Store: store,
+		NewQueue: func(c *river.Config) (syncer.JobQueue, error) { return store.NewQueueClient(c) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng.SyncNow
 }

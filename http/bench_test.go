@@ -40,7 +40,7 @@ func BenchmarkAPI(b *testing.B) {
 	if err := srv.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	defer srv.Stop()
+	defer func() { _ = srv.Stop(context.Background()) }()
 	tok, err := flowshttp.IssueToken(secret, "bench", flowshttp.RoleReadonly, "", time.Hour, time.Now())
 	if err != nil {
 		b.Fatal(err)

@@ -3,6 +3,7 @@ package http_test
 import (
 	"context"
 	"fmt"
+	"github.com/riverqueue/river"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,7 +99,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	// A few syncs spread over the last hours give the charts points.
 	for i := 4; i >= 0; i-- {
 		at := start.Add(-time.Duration(i) * time.Hour)
-		eng, err := syncer.New(syncer.Config{Pool: pool, Store: store, Meters: transport, Now: func() time.Time { return at }})
+		eng, err := syncer.New(syncer.Config{Store: store, Meters: transport, Now: func() time.Time { return at },
+			NewQueue: func(c *river.Config) (syncer.JobQueue, error) { return store.NewQueueClient(c) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,14 +112,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 	}
 	pusher := command.New(command.Config{Store: store, Meters: transport, PollEvery: 200 * time.Millisecond})
-	pusher.Start(ctx)
-	defer pusher.Stop()
+	if err := pusher.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pusher.Stop(context.Background()) }()
 	srv := flowshttp.NewServer(flowshttp.Config{Addr: "127.0.0.1:0", Store: store, JWTSecret: secret,
-		SyncNow: func(ctx context.Context, id string) error { return syncer.SyncNow(ctx, pool, id) }})
+		SyncNow: syncNow(t, store)})
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Stop()
+	defer func() { _ = srv.Stop(context.Background()) }()
 	base := "http://" + srv.Addr()
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,

@@ -137,16 +137,17 @@ func (s *Server) Start(ctx context.Context) error {
 // Addr returns the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Stop shuts the server down gracefully, waiting up to 10 s for requests.
-func (s *Server) Stop() {
+// Stop shuts the server down gracefully: requests in flight finish,
+// until ctx ends.
+func (s *Server) Stop(ctx context.Context) error {
+	var err error
 	s.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.srv.Shutdown(ctx)
+		err = s.srv.Shutdown(ctx)
 		if s.ln != nil {
 			<-s.done
 		}
 	})
+	return err
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

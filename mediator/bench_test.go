@@ -71,8 +71,8 @@ func memoryPerMeter(b *testing.B, r *rig) int {
 	}
 	before := heap()
 	transport, _ := meterconn.New(meterconn.Config{Attempts: 1})
-	srv := mediator.New(mediator.Config{Store: r.store, Meters: transport})
-	if err := srv.Start(context.Background(), "127.0.0.1:0"); err != nil {
+	srv := mediator.New(mediator.Config{Addr: "127.0.0.1:0", Store: r.store, Meters: transport})
+	if err := srv.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	c := dial(b, srv.Addr(), nil)
@@ -84,6 +84,6 @@ func memoryPerMeter(b *testing.B, r *rig) int {
 		}
 	}
 	after := heap()
-	srv.Stop()
+	_ = srv.Stop(context.Background())
 	return int(after-before) / n
 }

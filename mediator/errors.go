@@ -32,29 +32,39 @@ var flowsCodes = map[string]codes.Code{
 
 // toStatus maps an error to the status a caller receives.
 func toStatus(serial string, err error) error {
-	var nak *emop.NakError
+	var fe *flows.Error
+	switch meterconn.Classify(err) {
+	case meterconn.FailureNone:
+		return nil
+	case meterconn.FailureComm:
+		return commStatus(serial, err)
+	case meterconn.FailureRefused:
+		var nak *emop.NakError
+		errors.As(err, &nak)
+		return status.Errorf(codes.FailedPrecondition, "NAK %d: %s", nak.Code, emop.NakMeaning(nak.Code))
+	case meterconn.FailureCanceled:
+		return status.Error(codes.Canceled, "canceled by the caller")
+	}
+	if errors.As(err, &fe) {
+		return status.Error(flowsCodes[fe.Code], fe.Error())
+	}
+	return status.Errorf(codes.Internal, "Meter communication failed: %v", err)
+}
+
+// commStatus maps a communication failure (meterconn.FailureComm) to the
+// reference mediator's status for it.
+func commStatus(serial string, err error) error {
 	var ce *meterconn.CommError
 	var pe *meterconn.ProtocolError
-	var fe *flows.Error
 	switch {
-	case err == nil:
-		return nil
 	case errors.Is(err, meterconn.ErrBusy):
 		return status.Errorf(codes.ResourceExhausted, "Meter %s is busy (timeout)", serial)
 	case errors.As(err, &ce):
 		return status.Errorf(codes.Unavailable, "failed to connect after retries: %s (meter %s, %d attempts)", ce.Kind, serial, ce.Attempts)
-	case errors.As(err, &nak):
-		return status.Errorf(codes.FailedPrecondition, "NAK %d: %s", nak.Code, emop.NakMeaning(nak.Code))
 	case errors.As(err, &pe):
 		return status.Errorf(codes.Unavailable, "failed to connect after retries: protocol (meter %s: %s)", serial, pe.Msg)
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded before the meter answered")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "canceled by the caller")
-	case errors.As(err, &fe):
-		return status.Error(flowsCodes[fe.Code], fe.Error())
 	}
-	return status.Errorf(codes.Internal, "Meter communication failed: %v", err)
+	return status.Error(codes.DeadlineExceeded, "deadline exceeded before the meter answered")
 }
 
 var (

@@ -58,11 +58,11 @@ func newRig(t testing.TB, n int, prefix string, transport meterconn.Config, tlsC
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := mediator.New(mediator.Config{Store: store, Meters: client, TLS: tlsCfg})
-	if err := srv.Start(ctx, "127.0.0.1:0"); err != nil {
+	srv := mediator.New(mediator.Config{Addr: "127.0.0.1:0", Store: store, Meters: client, TLS: tlsCfg})
+	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Stop)
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
 	return &rig{store: store, fleet: fleet, server: srv}
 }
 

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -23,7 +22,6 @@ import (
 	"github.com/flows-energy/flows/mediator/pb"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
-	"github.com/flows-energy/flows/postgres"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -34,12 +32,13 @@ import (
 type Store interface {
 	Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter, error)
 	MeterStatus(ctx context.Context, serial string) (*flows.MeterStatus, error)
-	MetersForCLI(ctx context.Context, esco string) ([]postgres.CLIMeter, error)
+	MetersForCLI(ctx context.Context, esco string) ([]flows.CLIMeter, error)
 	ListenRegistry(ctx context.Context, changed func()) error
 }
 
 // Config configures a Server.
 type Config struct {
+	Addr    string // listen address (host:port; port 0 picks one)
 	Store   Store
 	Meters  meterop.Meters // meterconn.Client: per-meter queue, gap, retries
 	ESCO    string         // serve only this ESCO's meters ("" = all)
@@ -76,12 +75,13 @@ func New(cfg Config) *Server {
 	return &Server{cfg: cfg, meters: map[string]flows.Meter{}}
 }
 
-// Start loads the registry, listens on addr and serves in the background.
-func (s *Server) Start(ctx context.Context, addr string) error {
+// Start loads the registry, listens on the configured address and serves
+// in the background.
+func (s *Server) Start(ctx context.Context) error {
 	if err := s.refresh(ctx); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return err
 	}
@@ -108,20 +108,24 @@ func (s *Server) Start(ctx context.Context, addr string) error {
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Stop stops serving: in-flight calls finish (up to 10 s).
-func (s *Server) Stop() {
+// Stop stops serving: in-flight calls finish, until ctx ends; then the
+// rest are cut off.
+func (s *Server) Stop(ctx context.Context) error {
 	if s.cancel == nil {
-		return
+		return nil
 	}
 	s.cancel()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
+	var err error
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
+	case <-ctx.Done():
 		s.grpc.Stop()
+		err = ctx.Err()
 	}
 	s.wg.Wait()
+	return err
 }
 
 func (s *Server) refresh(ctx context.Context) error {
@@ -185,10 +189,11 @@ func (s *Server) target(serial string) (meterconn.Target, error) {
 	if !ok {
 		return meterconn.Target{}, status.Errorf(codes.NotFound, "Meter '%s' not known", serial)
 	}
-	if m.Mode == flows.ModePassive || m.IPAddress == nil {
-		return meterconn.Target{}, status.Errorf(codes.FailedPrecondition, "Meter '%s' is passive (a digital twin): it has no hardware here", serial)
+	t, err := meterconn.TargetOf(&m)
+	if err != nil {
+		return meterconn.Target{}, status.Errorf(codes.FailedPrecondition, "Meter '%s': %s", serial, flows.ErrorMessage(err))
 	}
-	return meterconn.Target{Serial: m.Serial, Addr: net.JoinHostPort(m.IPAddress.String(), strconv.Itoa(m.Port))}, nil
+	return t, nil
 }
 
 func objectID(id int32) (emop.ObjectID, error) {

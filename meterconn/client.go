@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
 	"golang.org/x/net/proxy"
 )
@@ -388,4 +389,57 @@ func Detail(err error) string {
 		return "timeout"
 	}
 	return "protocol error"
+}
+
+// Failure is what a meter request's error means for whoever asked: the
+// one classification the sync engine, the command pusher and the mediator
+// share.
+type Failure int
+
+// Failure classes.
+const (
+	// FailureNone: the request succeeded.
+	FailureNone Failure = iota
+	// FailureComm: the meter could not be reached, or its answers were
+	// unusable (timeouts, CRC errors, malformed or mismatched frames, a
+	// meter busy with earlier requests). Retrying later may work.
+	FailureComm
+	// FailureRefused: the meter answered and said no (NAK). Asking again
+	// gets the same answer.
+	FailureRefused
+	// FailureCanceled: the caller gave up (shutdown). Nothing is known
+	// about the meter.
+	FailureCanceled
+	// FailureOther: anything else, such as an input that cannot be
+	// encoded. Not the meter's doing; retrying does not help.
+	FailureOther
+)
+
+// Classify says what err means. A CommError whose last attempt was a NAK
+// is still a communication failure: the attempts ran out.
+func Classify(err error) Failure {
+	var ce *CommError
+	var pe *ProtocolError
+	var nak *emop.NakError
+	switch {
+	case err == nil:
+		return FailureNone
+	case errors.As(err, &ce), errors.As(err, &pe), errors.Is(err, ErrBusy), errors.Is(err, context.DeadlineExceeded):
+		return FailureComm
+	case errors.As(err, &nak):
+		return FailureRefused
+	case errors.Is(err, context.Canceled):
+		return FailureCanceled
+	}
+	return FailureOther
+}
+
+// TargetOf returns where to reach a meter's hardware, or the EINVALID
+// error of flows.Meter.Address when Flows may not talk to it.
+func TargetOf(m *flows.Meter) (Target, error) {
+	addr, err := m.Address()
+	if err != nil {
+		return Target{}, err
+	}
+	return Target{Serial: m.Serial, Addr: addr}, nil
 }

@@ -172,19 +172,36 @@ func FutureTariffWrites(f FutureTariff) ([]Write, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
-	money := func(d decimal.Decimal) []byte { b, _ := emop.EncodeMoney(d); return b }
-	act, _ := emop.EncodeEpoch(f.ActivationWall)
+	// Every object is encoded before the first is sent: a value that
+	// cannot be encoded must not leave the meter half-written.
+	enc := map[string][]byte{}
+	for _, a := range []struct {
+		field string
+		v     decimal.Decimal
+	}{{"unit_rate_element_a", f.UnitRateA}, {"unit_rate_element_b", f.UnitRateB}, {"prepayment_emergency_credit", f.EmergencyCredit},
+		{"prepayment_ecredit_availability", f.ECreditAvailability}, {"prepayment_debt_recovery_rate", f.DebtRecoveryRate},
+		{"standing_charge", f.StandingCharge}} {
+		b, err := emop.EncodeMoney(a.v)
+		if err != nil {
+			return nil, flows.FieldError(a.field, "%v", err)
+		}
+		enc[a.field] = b
+	}
+	act, err := emop.EncodeEpoch(f.ActivationWall)
+	if err != nil {
+		return nil, flows.FieldError("activation_datetime", "%v", err)
+	}
 	return []Write{
 		{emop.ObjFutureThresholdMask, []byte{0}},
 		{emop.ObjFutureThresholdValues, make([]byte, 14)},
 		{emop.ObjFutureTouFlag, []byte{0}},
-		{emop.ObjFutureBlock8Rate1, money(f.UnitRateA)},
-		{emop.ObjFutureElementBTouRate1, money(f.UnitRateB)},
-		{emop.ObjFutureEmergencyCredit, money(f.EmergencyCredit)},
-		{emop.ObjFutureECreditAvailability, money(f.ECreditAvailability)},
-		{emop.ObjFutureDebtRecoveryRate, money(f.DebtRecoveryRate)},
+		{emop.ObjFutureBlock8Rate1, enc["unit_rate_element_a"]},
+		{emop.ObjFutureElementBTouRate1, enc["unit_rate_element_b"]},
+		{emop.ObjFutureEmergencyCredit, enc["prepayment_emergency_credit"]},
+		{emop.ObjFutureECreditAvailability, enc["prepayment_ecredit_availability"]},
+		{emop.ObjFutureDebtRecoveryRate, enc["prepayment_debt_recovery_rate"]},
 		{emop.ObjFutureGas, make([]byte, 4)},
-		{emop.ObjFutureStandingCharge, money(f.StandingCharge)},
+		{emop.ObjFutureStandingCharge, enc["standing_charge"]},
 		{emop.ObjFutureActivation, act},
 	}, nil
 }

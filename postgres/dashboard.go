@@ -15,8 +15,11 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 	if err != nil {
 		return nil, err
 	}
-	q := `SELECT ` + meterColumns + `, ms.balance, ms.health::text, ms.csq, (ms.synced_at ->> 'balance')::timestamptz,
-			(SELECT run_frequency::text FROM flows.meter_metrics WHERE name = 'SyncerPrepayBalance' AND enabled)
+	freq, balanceSynced, err := s.balanceFrequency(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := `SELECT ` + meterColumns + `, ms.balance, ms.health::text, ms.csq, (ms.synced_at ->> 'balance')::timestamptz
 		FROM flows.meter_registry mr
 		LEFT JOIN flows.escos e ON e.id = mr.esco
 		JOIN flows.meter_shadows ms ON ms.id = mr.id` + where + ` ORDER BY mr.name NULLS LAST, mr.serial` + pageClause(f, &args)
@@ -26,14 +29,14 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 	}
 	defer rows.Close()
 	out := []flows.MeterRow{}
-	now := time.Now()
+	now := s.now()
 	for rows.Next() {
 		var r flows.MeterRow
-		var ip, health, freq *string
+		var ip, health *string
 		var mode string
 		if err := rows.Scan(&r.ID, &r.Serial, &r.Name, &ip, &r.Port, &r.Hardware, &mode, &r.ESCO, &r.ESCOCode,
 			&r.SingleMeterApp, &r.DaylightSavingsCorrectionEnabled, &r.PrepayEnabled, &r.FirmwareVersion, &r.CreatedAt, &r.UpdatedAt,
-			&r.Balance, &health, &r.CSQ, &r.BalanceAt, &freq); err != nil {
+			&r.Balance, &health, &r.CSQ, &r.BalanceAt); err != nil {
 			return nil, err
 		}
 		r.Mode = flows.Mode(mode)
@@ -46,16 +49,38 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 			h := flows.Health(*health)
 			r.Health = &h
 		}
-		if r.Mode == flows.ModeActive && freq != nil {
-			r.Stale = r.BalanceAt == nil || now.Sub(*r.BalanceAt) > 2*flows.Frequency(*freq).Interval()
+		if r.Mode == flows.ModeActive && balanceSynced {
+			r.Stale = flows.Stale(r.BalanceAt, freq, now)
 		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
 }
 
-// FleetSummaries counts meters by state per ESCO (escoCode "" = every ESCO).
+// balanceFrequency returns how often balances are read, and false when
+// the balance syncer is disabled (then no balance is stale: none is due).
+func (s *Store) balanceFrequency(ctx context.Context) (flows.Frequency, bool, error) {
+	freqs, err := s.SyncerFrequencies(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	f, ok := freqs[flows.GroupSyncer("balance")]
+	return f, ok, nil
+}
+
+// FleetSummaries counts meters by state per ESCO (escoCode "" = every
+// ESCO). A meter is stale by the rule of flows.Stale, applied to its
+// balance: the cut-off is computed here and compared in SQL.
 func (s *Store) FleetSummaries(ctx context.Context, escoCode string) ([]flows.FleetSummary, error) {
+	freq, balanceSynced, err := s.balanceFrequency(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var cutoff *time.Time
+	if balanceSynced {
+		c := s.now().Add(-freq.StaleAfter())
+		cutoff = &c
+	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT coalesce(e.code, ''), count(*),
 		       count(*) FILTER (WHERE r.mode = 'active'), count(*) FILTER (WHERE r.mode = 'passive'),
@@ -63,13 +88,11 @@ func (s *Store) FleetSummaries(ctx context.Context, escoCode string) ([]flows.Fl
 		       count(*) FILTER (WHERE r.mode = 'active' AND s.health = 'unhealthy'),
 		       count(*) FILTER (WHERE r.id IN (SELECT id FROM flows.meters_offline_all)),
 		       count(*) FILTER (WHERE r.mode = 'active' AND r.ip_address IS NOT NULL AND
-		           coalesce((s.synced_at ->> 'balance')::timestamptz, '-infinity') < now() - 2 * coalesce(
-		               (SELECT CASE run_frequency WHEN 'hourly' THEN interval '1 hour' WHEN '12hourly' THEN interval '12 hours' ELSE interval '1 day' END
-		                FROM flows.meter_metrics WHERE name = 'SyncerPrepayBalance' AND enabled), interval '1 hour')),
+		           coalesce((s.synced_at ->> 'balance')::timestamptz, '-infinity') < $2::timestamptz),
 		       count(*) FILTER (WHERE s.balance < 5)
 		FROM flows.meter_registry r JOIN flows.meter_shadows s ON s.id = r.id LEFT JOIN flows.escos e ON e.id = r.esco
 		WHERE $1 = '' OR lower(e.code) = lower($1)
-		GROUP BY 1 ORDER BY 1`, escoCode)
+		GROUP BY 1 ORDER BY 1`, escoCode, cutoff)
 	if err != nil {
 		return nil, translate(err, "fleet summary")
 	}

@@ -3,24 +3,12 @@ package postgres
 import (
 	"context"
 	"fmt"
+
+	"github.com/flows-energy/flows"
 )
 
-// CLIMeter is a row of get_meters_for_cli: what emop list shows.
-type CLIMeter struct {
-	ID             string  `json:"id"`
-	IPAddress      *string `json:"ip_address"`
-	Serial         string  `json:"serial"`
-	Name           *string `json:"name"`
-	SingleMeterApp bool    `json:"single_meter_app"`
-	ESCO           *string `json:"esco"`
-	CSQ            *int    `json:"csq"`
-	Health         *string `json:"health"`
-	Hardware       *string `json:"hardware"`
-	Feeder         *string `json:"feeder"`
-}
-
 // MetersForCLI returns get_meters_for_cli(esco) for an ESCO code ("" = all).
-func (s *Store) MetersForCLI(ctx context.Context, esco string) ([]CLIMeter, error) {
+func (s *Store) MetersForCLI(ctx context.Context, esco string) ([]flows.CLIMeter, error) {
 	var arg *string
 	if esco != "" {
 		arg = &esco
@@ -31,9 +19,9 @@ func (s *Store) MetersForCLI(ctx context.Context, esco string) ([]CLIMeter, erro
 		return nil, translate(err, "meters")
 	}
 	defer rows.Close()
-	out := []CLIMeter{}
+	out := []flows.CLIMeter{}
 	for rows.Next() {
-		var m CLIMeter
+		var m flows.CLIMeter
 		if err := rows.Scan(&m.ID, &m.IPAddress, &m.Serial, &m.Name, &m.SingleMeterApp, &m.ESCO, &m.CSQ, &m.Health, &m.Hardware, &m.Feeder); err != nil {
 			return nil, err
 		}

@@ -2,45 +2,17 @@ package postgres
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/flows-energy/flows"
-	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/meterop"
 	"github.com/jackc/pgx/v5"
 )
-
-// ValidateCommand checks a command's value: on/off for the prepay and
-// daylight-savings flags, a setting name for backlight and load switch,
-// nothing for the clock (it is set to the time of the push).
-func ValidateCommand(kind flows.CommandKind, value string) error {
-	switch kind {
-	case flows.CommandClock:
-		if value != "" {
-			return flows.FieldError("value", "the clock is set to the time of the push; give no value")
-		}
-	case flows.CommandPrepay, flows.CommandDST:
-		if value != "on" && value != "off" {
-			return flows.FieldError("value", "%q: want on or off", value)
-		}
-	case flows.CommandBacklight:
-		if _, ok := emop.SettingCode(emop.BacklightSettings, value); !ok {
-			return flows.FieldError("value", "%q is not a backlight setting (%v)", value, emop.BacklightSettings)
-		}
-	case flows.CommandLoadSwitch:
-		if !slices.Contains(emop.LoadSwitchSettings, value) {
-			return flows.FieldError("value", "%q is not a load switch setting (%v)", value, emop.LoadSwitchSettings)
-		}
-	default:
-		return flows.FieldError("kind", "%q is not clock, prepay_enabled, daylight_savings_correction, backlight or load_switch", kind)
-	}
-	return nil
-}
 
 // CreateMeterCommand records a command, superseding any of the same kind
 // for the meter that is not yet verified. EINVALID names a bad value.
 func (s *Store) CreateMeterCommand(ctx context.Context, meterID string, kind flows.CommandKind, value, requestedBy string) (*flows.MeterCommand, error) {
-	if err := ValidateCommand(kind, value); err != nil {
+	if err := meterop.ValidateCommand(kind, value); err != nil {
 		return nil, err
 	}
 	var id string

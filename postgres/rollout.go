@@ -57,7 +57,7 @@ func (s *Store) CreateRollout(ctx context.Context, targets flows.RolloutTargets,
 		if _, err := tx.Exec(ctx, `SELECT set_config('flows.rollout_id', $1, true), set_config('flows.request_source', 'rollout', true)`, id); err != nil {
 			return err
 		}
-		start := time.Now()
+		start := s.now()
 		for i, mid := range ids {
 			notBefore := start
 			if ratePerMinute > 0 {

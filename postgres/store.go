@@ -18,13 +18,35 @@ import (
 
 // Store implements flows.MeterStore on a pgx pool.
 type Store struct {
-	pool *pgxpool.Pool
+	pool      *pgxpool.Pool
+	now       func() time.Time
+	replicate bool
 }
 
 var _ flows.MeterStore = (*Store)(nil)
 
-// NewStore returns a store using pool.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+// Config configures a Store.
+type Config struct {
+	Pool *pgxpool.Pool
+	// Now is the clock of the rules the store applies in Go (staleness,
+	// observation times left zero); default time.Now.
+	Now func() time.Time
+	// Replicate appends every applied sync to flows.shadow_outbox, from
+	// which a replica shipper feeds databases where the meters are passive.
+	Replicate bool
+}
+
+// New returns a store configured by cfg.
+func New(cfg Config) *Store {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Store{pool: cfg.Pool, now: cfg.Now, replicate: cfg.Replicate}
+}
+
+// NewStore returns a store using pool, with the wall clock and no
+// replication.
+func NewStore(pool *pgxpool.Pool) *Store { return New(Config{Pool: pool}) }
 
 // Pool returns the underlying pool (for components sharing the connection).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -235,7 +257,7 @@ func (s *Store) MeterStatus(ctx context.Context, serial string) (*flows.MeterSta
 		if err != nil {
 			return nil, err
 		}
-		st.Freshness = flows.Freshness(sh.SyncedAt, freqs, time.Now())
+		st.Freshness = flows.Freshness(sh.SyncedAt, freqs, s.now())
 		for g, f := range st.Freshness {
 			if f.Stale {
 				st.Stale = append(st.Stale, g)
@@ -292,7 +314,7 @@ func (s *Store) UpdateShadow(ctx context.Context, meterID string, u flows.Shadow
 	if err := u.Validate(); err != nil {
 		return err
 	}
-	sql, args := shadowUpdateSQL(meterID, u, nil)
+	sql, args := shadowUpdateSQL(meterID, u, nil, s.now())
 	if sql == "" {
 		return nil
 	}
@@ -315,10 +337,10 @@ func (s *Store) UpdateShadow(ctx context.Context, meterID string, u flows.Shadow
 
 // shadowUpdateSQL builds the UPDATE for u (and freshness groups), or "" when
 // there is nothing to write. $1 is the meter id, $2 the observation time.
-func shadowUpdateSQL(meterID string, u flows.ShadowUpdate, groups []string) (string, []any) {
+func shadowUpdateSQL(meterID string, u flows.ShadowUpdate, groups []string, now time.Time) (string, []any) {
 	at := u.At
 	if at.IsZero() {
-		at = time.Now()
+		at = now
 	}
 	args := []any{meterID, at.UTC()}
 	var sets []string

@@ -79,22 +79,23 @@ func (s *Store) ReleaseSyncLease(ctx context.Context, meterID, owner string) err
 
 // ApplySync writes one sync's results in one transaction: the shadow
 // values (history through the triggers), health, freshness, the registry
-// fields that changed, new events, the sync state, and — when replicate —
-// an outbox entry for replica databases. A failure keeps the values that
-// were read and marks the meter unhealthy with csq NULL.
-func (s *Store) ApplySync(ctx context.Context, r flows.SyncResult, freq string, replicate bool) error {
-	return s.ApplySyncs(ctx, []flows.SyncResult{r}, freq, replicate)
+// fields that changed, new events, the sync state, and — when the store
+// replicates — an outbox entry for replica databases. A failure keeps the
+// values that were read and marks the meter unhealthy with csq NULL. The
+// sync lease held by owner ("" for none) is released with the result.
+func (s *Store) ApplySync(ctx context.Context, r flows.SyncResult, freq, owner string) error {
+	return s.ApplySyncs(ctx, []flows.SyncResult{r}, freq, owner)
 }
 
 // ApplySyncs writes several meters' results in one transaction, sent as
 // one batch: a group of syncs costs one round trip, not one per meter.
-func (s *Store) ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq string, replicate bool) error {
+func (s *Store) ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq, owner string) error {
 	b := &pgx.Batch{}
 	// What meters report is not an operator's request (see the
 	// tariffs_future trigger).
 	b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
 	for _, r := range rs {
-		if err := queueSync(b, r, freq, replicate); err != nil {
+		if err := s.queueSync(b, r, freq, owner); err != nil {
 			return err
 		}
 	}
@@ -107,7 +108,7 @@ func (s *Store) ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq stri
 }
 
 // queueSync adds one meter's result to a batch.
-func queueSync(b *pgx.Batch, r flows.SyncResult, freq string, replicate bool) error {
+func (s *Store) queueSync(b *pgx.Batch, r flows.SyncResult, freq, owner string) error {
 	u := r.Shadow
 	u.At = r.At
 	if r.TouchHealth {
@@ -122,9 +123,9 @@ func queueSync(b *pgx.Batch, r flows.SyncResult, freq string, replicate bool) er
 	if err := u.Validate(); err != nil {
 		return fmt.Errorf("sync of %s read an invalid value: %w", r.MeterID, err)
 	}
-	if sql, args := shadowUpdateSQL(r.MeterID, u, r.Groups); sql != "" {
+	if sql, args := shadowUpdateSQL(r.MeterID, u, r.Groups, s.now()); sql != "" {
 		b.Queue(sql, args...)
-		if replicate {
+		if s.replicate {
 			changes := shadowChanges(u)
 			changes["updated_at"] = r.At.UTC()
 			js, err := json.Marshal(changes)
@@ -167,7 +168,7 @@ func queueSync(b *pgx.Batch, r flows.SyncResult, freq string, replicate bool) er
 			last_error = NULLIF($4, ''),
 			syncs = meter_sync_state.syncs + 1,
 			last_run = meter_sync_state.last_run || jsonb_build_object($5::text, $2::timestamptz)`,
-		r.MeterID, r.At.UTC(), ok, r.Failure, freq, r.ReleaseLease)
+		r.MeterID, r.At.UTC(), ok, r.Failure, freq, owner)
 	return nil
 }
 
@@ -181,20 +182,12 @@ func isNilPtr(v any) bool {
 	return v == nil
 }
 
-// DueSync is a meter whose sync for one frequency should be queued.
-type DueSync struct {
-	MeterID  string
-	Slot     time.Time // this period's slot (the uniqueness key)
-	RunAt    time.Time // when to run: the slot, or now to catch up
-	Failures int
-}
-
 // DueSyncs lists active meters (with an address) whose sync at frequency f
 // falls due by horizon: each meter has a fixed slot within every period,
 // derived from its id, so a fleet's work is spread evenly over the period.
 // A meter that missed its previous slot too (never synced, or the process
 // was down) is due at once.
-func (s *Store) DueSyncs(ctx context.Context, f flows.Frequency, now, horizon time.Time) ([]DueSync, error) {
+func (s *Store) DueSyncs(ctx context.Context, f flows.Frequency, now, horizon time.Time) ([]flows.DueSync, error) {
 	secs := int64(f.Interval() / time.Second)
 	rows, err := s.pool.Query(ctx, `
 		WITH m AS (
@@ -214,9 +207,9 @@ func (s *Store) DueSyncs(ctx context.Context, f flows.Frequency, now, horizon ti
 		return nil, translate(err, "due syncs")
 	}
 	defer rows.Close()
-	var out []DueSync
+	var out []flows.DueSync
 	for rows.Next() {
-		var d DueSync
+		var d flows.DueSync
 		if err := rows.Scan(&d.MeterID, &d.Slot, &d.RunAt, &d.Failures); err != nil {
 			return nil, err
 		}
@@ -242,14 +235,14 @@ const slotSQL = `to_timestamp(floor(extract(epoch FROM $3::timestamptz) / $2) * 
 
 // LeaseDueGroup leases, in one statement, the meters still due at
 // frequency f whose slot falls in the minute starting at minute (failing:
-// only meters that failed three times or more in a row, or only the
-// others), and returns them. Meters leased by someone else are left out.
+// only meters that failed flows.FailingAfter times or more in a row, or
+// only the others), and returns them. Meters leased by someone else are left out.
 func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now time.Time, failing bool, owner string, ttl time.Duration) ([]flows.Meter, int, error) {
 	secs := int64(f.Interval() / time.Second)
 	rows, err := s.pool.Query(ctx, `
 		WITH m AS (
 			SELECT r.id, `+slotSQL+` AS slot, (st.last_run ->> $1)::timestamptz AS last_run,
-			       coalesce(st.consecutive_failures, 0) >= 3 AS failing
+			       coalesce(st.consecutive_failures, 0) >= $8 AS failing
 			FROM flows.meter_registry r LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL),
 		due AS (
@@ -264,7 +257,7 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 		WHERE mr.id IN (SELECT meter_id FROM l)
 		UNION ALL SELECT NULL, '', '', NULL, 0, '', 'active', NULL, '', false, false, NULL, '', now(), now(), (SELECT count(*) FROM due)
 		WHERE NOT EXISTS (SELECT 1 FROM l)`,
-		string(f), secs, now, minute.UTC(), failing, owner, ttl.String())
+		string(f), secs, now, minute.UTC(), failing, owner, ttl.String(), flows.FailingAfter)
 	if err != nil {
 		return nil, 0, translate(err, "lease sync group")
 	}

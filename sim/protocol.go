@@ -4,8 +4,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
-	"github.com/shopspring/decimal"
 )
 
 // nak is a refusal with an EMOP ack/nak code.
@@ -140,139 +140,221 @@ func flag(b bool) []byte {
 	return []byte{0}
 }
 
+// A reader answers the reads of one family of objects; ok is false when id
+// is not in its family.
+type reader func(m *Meter, id emop.ObjectID, now time.Time) (p []byte, ok bool, err error)
+
+// readers are tried in turn; the families do not overlap.
+var readers = []reader{
+	(*Meter).readRateFamily,
+	(*Meter).readIdentity,
+	(*Meter).readRegister,
+	(*Meter).readActiveTariff,
+	(*Meter).readFutureTariff,
+	(*Meter).readSetting,
+}
+
 // read returns the payload of object id.
 func (m *Meter) read(id emop.ObjectID, now time.Time) ([]byte, error) {
-	st := &m.st
-	a, f := &st.Active, &st.Future
-	pa, pb, _ := m.power(now)
-	if !st.Connected {
-		pa, pb = 0, 0
+	for _, r := range readers {
+		if p, ok, err := r(m, id, now); ok {
+			return p, err
+		}
 	}
+	// Three-phase objects, event_log through the default format, and ids
+	// the meter does not know.
+	return nil, nak(emop.NakUnknownObject)
+}
+
+// readRateFamily reads the block rates and element-B TOU rates, active and
+// future.
+func (m *Meter) readRateFamily(id emop.ObjectID, _ time.Time) ([]byte, bool, error) {
+	a, f := &m.st.Active, &m.st.Future
 	switch {
-	case id >= 0xFFF901 && id <= 0xFFF940:
-		return u32(a.Blocks[id-0xFFF901]), nil
-	case id >= 0xFFF801 && id <= 0xFFF840:
-		return u32(f.Blocks[id-0xFFF801]), nil
-	case id >= 0xFFF701 && id <= 0xFFF704:
-		return u32(a.ElementBTou[id-0xFFF701]), nil
-	case id >= 0xFFF601 && id <= 0xFFF604:
-		return u32(f.ElementBTou[id-0xFFF601]), nil
+	case id >= emop.ObjActiveBlock1Rate1 && id <= emop.ObjActiveBlock8Rate8:
+		return u32(a.Blocks[id-emop.ObjActiveBlock1Rate1]), true, nil
+	case id >= emop.ObjFutureBlock1Rate1 && id <= emop.ObjFutureBlock8Rate8:
+		return u32(f.Blocks[id-emop.ObjFutureBlock1Rate1]), true, nil
+	case id >= emop.ObjActiveElementBTouRate1 && id <= emop.ObjActiveElementBTouRate4:
+		return u32(a.ElementBTou[id-emop.ObjActiveElementBTouRate1]), true, nil
+	case id >= emop.ObjFutureElementBTouRate1 && id <= emop.ObjFutureElementBTouRate4:
+		return u32(f.ElementBTou[id-emop.ObjFutureElementBTouRate1]), true, nil
 	}
+	return nil, false, nil
+}
+
+// readIdentity reads the clock, identity, prepay and transaction objects.
+func (m *Meter) readIdentity(id emop.ObjectID, now time.Time) ([]byte, bool, error) {
+	st := &m.st
+	var p []byte
+	var err error
 	switch id {
 	case emop.ObjTokenSend:
-		return nil, nak(emop.NakSecurity) // write-only: a token is never read back
+		err = nak(emop.NakSecurity) // write-only: a token is never read back
 	case emop.ObjTime:
-		return emop.EncodeClock(m.meterTime(now))
+		p, err = emop.EncodeClock(m.meterTime(now))
 	case emop.ObjSerial:
-		return emop.EncodeString(m.Spec.Serial, 16), nil
+		p = emop.EncodeString(m.Spec.Serial, 16)
 	case emop.ObjHardware:
 		hw := emop.ReportedHardware(m.Spec.Hardware)
-		return append([]byte(hw), make([]byte, 4-min(4, len(hw)))...), nil
+		p = append([]byte(hw), make([]byte, 4-min(4, len(hw)))...)
 	case emop.ObjFirmware:
 		fw := m.Spec.Firmware
 		if len(fw) != 4 {
 			fw = "3028"
 		}
-		return []byte(fw), nil
+		p = []byte(fw)
 	case emop.ObjPrepayBalance:
-		return emop.EncodeBalance(money(st.Balance))
+		p, err = emop.EncodeBalance(money(st.Balance))
 	case emop.ObjPrepayEnabled:
-		return flag(st.PrepayOn), nil
-	case emop.ObjElementA:
-		return emop.Reading{ImportActive: uint32(st.ImportJ[0] / 3600), ExportActive: uint32(st.ExportJ[0] / 3600),
-			ImportReactive: uint32(st.ImportJ[0] / 36000)}.Encode(), nil
-	case emop.ObjElementB:
-		return emop.Reading{ImportActive: uint32(st.ImportJ[1] / 3600), ExportActive: uint32(st.ExportJ[1] / 3600),
-			ImportReactive: uint32(st.ImportJ[1] / 36000)}.Encode(), nil
+		p = flag(st.PrepayOn)
 	case emop.ObjCSQ:
-		return emop.EncodeCSQ(m.csq(now))
-	case emop.ObjVoltage, 0x0C1800: // instantaneous, average
-		return u16(int(m.voltage(now))), nil
-	case 0x0B0700, 0x0B1800: // current, tenths of an amp
-		return u16(int((pa + pb) * 10 * 10 / int64(m.voltage(now)))), nil
-	case 0x010700, 0x150700: // active power, W
-		return u16(int(min(pa+pb, 65535))), nil
-	case 0x290700:
-		return u16(int(min(pb, 65535))), nil
-	case 0x030700:
-		return u16(int((pa + pb) / 10)), nil
-	case 0x0D0700:
-		return u16(95), nil
-	case 0x0E0700, 0x0E1800:
-		return u16(500), nil
-	case 0x010800:
-		return u32((st.ImportJ[0] + st.ImportJ[1]) / 3600), nil
-	case 0x020800:
-		return u32((st.ExportJ[0] + st.ExportJ[1]) / 3600), nil
+		p, err = emop.EncodeCSQ(m.csq(now))
 	case emop.ObjTransactionCount:
-		return u16(int(st.TxCount)), nil
+		p = u16(int(st.TxCount))
 	case emop.ObjTransactionDetails:
 		if st.TxCount == 0 {
-			return make([]byte, 16), nil
+			return make([]byte, 16), true, nil
 		}
-		return st.LastTx.Encode()
-	case 0x0D0000:
-		return append([]byte(nil), st.TimeSwitchA...), nil
-	case 0x0D00FF:
-		return append([]byte(nil), st.TimeSwitchB...), nil
-	case 0xFFFF4E:
-		return []byte{a.TouFlag}, nil
-	case emop.ObjActiveStandingCharge:
-		return u32(a.StandingCharge), nil
-	case emop.ObjActiveThresholdMask:
-		return []byte{a.ThresholdMask}, nil
-	case emop.ObjActiveThresholdValues:
-		return emop.ThresholdValues(a.ThresholdValues).Encode(), nil
-	case 0xFFC964:
-		return u32(int64(a.Gas)), nil
-	case emop.ObjActiveTouRate, 0xFFFF4B:
-		return []byte{0}, nil
-	case emop.ObjActiveBlockRate:
-		return []byte{7}, nil // block 8
-	case 0xFFFF2D, 0xFFFF4C:
-		return []byte{0}, nil
-	case emop.ObjActivePrice:
-		return u32(a.RateA()), nil
-	case emop.ObjActiveEmergencyCredit:
-		return u32(a.EmergencyCredit), nil
-	case emop.ObjActiveECreditAvailability:
-		return u32(a.ECreditAvailability), nil
-	case emop.ObjActiveDebtRecoveryRate:
-		return u32(a.DebtRecoveryRate), nil
-	case emop.ObjActiveElementBPrice:
-		return u32(a.RateB()), nil
-	case emop.ObjFutureTouFlag:
-		return []byte{f.TouFlag}, nil
-	case emop.ObjFutureStandingCharge:
-		return u32(f.StandingCharge), nil
-	case emop.ObjFutureThresholdMask:
-		return []byte{f.ThresholdMask}, nil
-	case emop.ObjFutureThresholdValues:
-		return emop.ThresholdValues(f.ThresholdValues).Encode(), nil
-	case emop.ObjFutureActivation:
-		return u32(int64(f.Activation)), nil
-	case emop.ObjFutureGas:
-		return u32(int64(f.Gas)), nil
-	case emop.ObjFutureEmergencyCredit:
-		return u32(f.EmergencyCredit), nil
-	case emop.ObjFutureECreditAvailability:
-		return u32(f.ECreditAvailability), nil
-	case emop.ObjFutureDebtRecoveryRate:
-		return u32(f.DebtRecoveryRate), nil
-	case emop.ObjDSTFlag:
-		return flag(st.DST), nil
-	case emop.ObjBacklight:
-		return []byte{st.Backlight}, nil
-	case emop.ObjLoadSwitch:
-		return []byte{st.LoadSwitch}, nil
-	case emop.ObjNoDebtRecoveryInECreditFlag:
-		return flag(st.NoDebtInEC), nil
-	case emop.ObjNoStandingChargeInPowerFail:
-		return flag(st.NoSCPowerOff), nil
+		p, err = st.LastTx.Encode()
+	default:
+		return nil, false, nil
 	}
-	// Three-phase objects, event_log through the default format, and ids
-	// the meter does not know.
-	return nil, nak(emop.NakUnknownObject)
+	return p, true, err
+}
+
+// readRegister reads the energy registers and instantaneous and average
+// values.
+func (m *Meter) readRegister(id emop.ObjectID, now time.Time) ([]byte, bool, error) {
+	st := &m.st
+	pa, pb, _ := m.power(now)
+	if !st.Connected {
+		pa, pb = 0, 0
+	}
+	var p []byte
+	switch id {
+	case emop.ObjElementA:
+		p = emop.Reading{ImportActive: uint32(st.ImportJ[0] / 3600), ExportActive: uint32(st.ExportJ[0] / 3600),
+			ImportReactive: uint32(st.ImportJ[0] / 36000)}.Encode()
+	case emop.ObjElementB:
+		p = emop.Reading{ImportActive: uint32(st.ImportJ[1] / 3600), ExportActive: uint32(st.ExportJ[1] / 3600),
+			ImportReactive: uint32(st.ImportJ[1] / 36000)}.Encode()
+	case emop.ObjVoltage, emop.ObjAverageVoltage:
+		p = u16(int(m.voltage(now)))
+	case emop.ObjInstantaneousCurrent, emop.ObjAverageCurrent: // tenths of an amp
+		p = u16(int((pa + pb) * 10 * 10 / int64(m.voltage(now))))
+	case emop.ObjInstantaneousActivePower, emop.ObjElementAInstantaneousActivePowerImport: // W
+		p = u16(int(min(pa+pb, 65535)))
+	case emop.ObjElementBInstantaneousActivePowerImport:
+		p = u16(int(min(pb, 65535)))
+	case emop.ObjInstantaneousReactivePower:
+		p = u16(int((pa + pb) / 10))
+	case emop.ObjInstantaneousPowerFactor:
+		p = u16(95)
+	case emop.ObjInstantaneousFrequency, emop.ObjAverageFrequency:
+		p = u16(500)
+	case emop.ObjTotalActiveImportEnergy:
+		p = u32((st.ImportJ[0] + st.ImportJ[1]) / 3600)
+	case emop.ObjTotalActiveExportEnergy:
+		p = u32((st.ExportJ[0] + st.ExportJ[1]) / 3600)
+	default:
+		return nil, false, nil
+	}
+	return p, true, nil
+}
+
+// readActiveTariff reads the time switches and the active tariff.
+func (m *Meter) readActiveTariff(id emop.ObjectID, _ time.Time) ([]byte, bool, error) {
+	st := &m.st
+	a := &st.Active
+	var p []byte
+	switch id {
+	case emop.ObjTimeSwitchElementAOrSingle:
+		p = append([]byte(nil), st.TimeSwitchA...)
+	case emop.ObjTimeSwitchElementB:
+		p = append([]byte(nil), st.TimeSwitchB...)
+	case emop.ObjActiveTouFlag:
+		p = []byte{a.TouFlag}
+	case emop.ObjActiveStandingCharge:
+		p = u32(a.StandingCharge)
+	case emop.ObjActiveThresholdMask:
+		p = []byte{a.ThresholdMask}
+	case emop.ObjActiveThresholdValues:
+		p = emop.ThresholdValues(a.ThresholdValues).Encode()
+	case emop.ObjActiveGas:
+		p = u32(int64(a.Gas))
+	case emop.ObjActiveTouRate, emop.ObjActiveElementBTouRate:
+		p = []byte{0}
+	case emop.ObjActiveBlockRate:
+		p = []byte{7} // block 8
+	case emop.ObjActivePriceIndexCurrent, emop.ObjActiveElementBPriceIndexCurrent:
+		p = []byte{0}
+	case emop.ObjActivePrice:
+		p = u32(a.RateA())
+	case emop.ObjActiveEmergencyCredit:
+		p = u32(a.EmergencyCredit)
+	case emop.ObjActiveECreditAvailability:
+		p = u32(a.ECreditAvailability)
+	case emop.ObjActiveDebtRecoveryRate:
+		p = u32(a.DebtRecoveryRate)
+	case emop.ObjActiveElementBPrice:
+		p = u32(a.RateB())
+	default:
+		return nil, false, nil
+	}
+	return p, true, nil
+}
+
+// readFutureTariff reads the future tariff.
+func (m *Meter) readFutureTariff(id emop.ObjectID, _ time.Time) ([]byte, bool, error) {
+	f := &m.st.Future
+	var p []byte
+	switch id {
+	case emop.ObjFutureTouFlag:
+		p = []byte{f.TouFlag}
+	case emop.ObjFutureStandingCharge:
+		p = u32(f.StandingCharge)
+	case emop.ObjFutureThresholdMask:
+		p = []byte{f.ThresholdMask}
+	case emop.ObjFutureThresholdValues:
+		p = emop.ThresholdValues(f.ThresholdValues).Encode()
+	case emop.ObjFutureActivation:
+		p = u32(int64(f.Activation))
+	case emop.ObjFutureGas:
+		p = u32(int64(f.Gas))
+	case emop.ObjFutureEmergencyCredit:
+		p = u32(f.EmergencyCredit)
+	case emop.ObjFutureECreditAvailability:
+		p = u32(f.ECreditAvailability)
+	case emop.ObjFutureDebtRecoveryRate:
+		p = u32(f.DebtRecoveryRate)
+	default:
+		return nil, false, nil
+	}
+	return p, true, nil
+}
+
+// readSetting reads the meter settings.
+func (m *Meter) readSetting(id emop.ObjectID, _ time.Time) ([]byte, bool, error) {
+	st := &m.st
+	switch id {
+	case emop.ObjDSTFlag:
+		return flag(st.DST), true, nil
+	case emop.ObjBacklight:
+		return []byte{st.Backlight}, true, nil
+	case emop.ObjLoadSwitch:
+		return []byte{st.LoadSwitch}, true, nil
+	case emop.ObjNoDebtRecoveryInECreditFlag:
+		return flag(st.NoDebtInEC), true, nil
+	case emop.ObjNoStandingChargeInPowerFail:
+		return flag(st.NoSCPowerOff), true, nil
+	}
+	return nil, false, nil
+}
+
+// le32 decodes a u32le payload.
+func le32(p []byte) int64 {
+	return int64(uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16 | uint32(p[3])<<24)
 }
 
 // write applies a write of payload to object id.
@@ -287,25 +369,62 @@ func (m *Meter) write(id emop.ObjectID, p []byte, now time.Time) error {
 	if o.Size > 0 && len(p) != o.Size {
 		return nak(emop.NakLength)
 	}
-	st := &m.st
-	f := &st.Future
-	le32 := func() int64 { return int64(uint32(p[0]) | uint32(p[1])<<8 | uint32(p[2])<<16 | uint32(p[3])<<24) }
-	futureChanged := func() { st.FutureDone = false }
-	switch {
-	case id >= 0xFFF801 && id <= 0xFFF840:
-		f.Blocks[id-0xFFF801] = le32()
-		futureChanged()
-		return nil
-	case id >= 0xFFF601 && id <= 0xFFF604:
-		f.ElementBTou[id-0xFFF601] = le32()
-		futureChanged()
-		return nil
+	if ok, err := m.writeFutureTariff(id, p); ok {
+		return err
 	}
+	if ok, err := m.writeClockPrepay(id, p, now); ok {
+		return err
+	}
+	if ok, err := m.writeSetting(id, p); ok {
+		return err
+	}
+	return nak(emop.NakUnknownObject)
+}
+
+// writeFutureTariff writes the future tariff; any change re-arms its
+// activation. ok is false when id is not a future-tariff object.
+func (m *Meter) writeFutureTariff(id emop.ObjectID, p []byte) (ok bool, err error) {
+	f := &m.st.Future
+	switch {
+	case id >= emop.ObjFutureBlock1Rate1 && id <= emop.ObjFutureBlock8Rate8:
+		f.Blocks[id-emop.ObjFutureBlock1Rate1] = le32(p)
+	case id >= emop.ObjFutureElementBTouRate1 && id <= emop.ObjFutureElementBTouRate4:
+		f.ElementBTou[id-emop.ObjFutureElementBTouRate1] = le32(p)
+	case id == emop.ObjFutureTouFlag:
+		f.TouFlag = p[0]
+	case id == emop.ObjFutureStandingCharge:
+		f.StandingCharge = le32(p)
+	case id == emop.ObjFutureThresholdMask:
+		f.ThresholdMask = p[0]
+	case id == emop.ObjFutureThresholdValues:
+		v, _ := emop.DecodeThresholdValues(p)
+		f.ThresholdValues = v
+	case id == emop.ObjFutureActivation:
+		f.Activation = uint32(le32(p))
+	case id == emop.ObjFutureGas:
+		f.Gas = uint32(le32(p))
+	case id == emop.ObjFutureEmergencyCredit:
+		f.EmergencyCredit = le32(p)
+	case id == emop.ObjFutureECreditAvailability:
+		f.ECreditAvailability = le32(p)
+	case id == emop.ObjFutureDebtRecoveryRate:
+		f.DebtRecoveryRate = le32(p)
+	default:
+		return false, nil
+	}
+	m.st.FutureDone = false
+	return true, nil
+}
+
+// writeClockPrepay writes the clock, the prepay flag, a token and the time
+// switches. ok is false when id is none of these.
+func (m *Meter) writeClockPrepay(id emop.ObjectID, p []byte, now time.Time) (ok bool, err error) {
+	st := &m.st
 	switch id {
 	case emop.ObjTime:
 		t, err := emop.DecodeClock(p)
 		if err != nil {
-			return nak(emop.NakFormat)
+			return true, nak(emop.NakFormat)
 		}
 		st.ClockOffset = t.Sub(now.Truncate(time.Second))
 		st.DriftFrom = now
@@ -313,55 +432,38 @@ func (m *Meter) write(id emop.ObjectID, p []byte, now time.Time) error {
 	case emop.ObjPrepayEnabled:
 		on := p[0] == 1
 		if p[0] > 1 {
-			return nak(emop.NakFormat)
+			return true, nak(emop.NakFormat)
 		}
-		if on && !st.PrepayOn && st.Balance < units(decimal.NewFromInt(10)) {
-			return nak(emop.NakSecurity) // the reference refuses prepay mode under £10
+		if on && !st.PrepayOn && st.Balance < units(flows.MinPrepayBalance) {
+			return true, nak(emop.NakSecurity) // the reference refuses prepay mode under £10
 		}
 		st.PrepayOn = on
 	case emop.ObjTokenSend:
 		_, err := m.applyToken(string(p), now)
 		switch {
 		case errors.Is(err, ErrTokenMalformed):
-			return nak(emop.NakFormat)
+			return true, nak(emop.NakFormat)
 		case err != nil:
-			return nak(emop.NakSecurity)
+			return true, nak(emop.NakSecurity)
 		}
-	case 0x0D0000:
+	case emop.ObjTimeSwitchElementAOrSingle:
 		st.TimeSwitchA = append([]byte(nil), p...)
-	case 0x0D00FF:
+	case emop.ObjTimeSwitchElementB:
 		st.TimeSwitchB = append([]byte(nil), p...)
-	case emop.ObjFutureTouFlag:
-		f.TouFlag = p[0]
-		futureChanged()
-	case emop.ObjFutureStandingCharge:
-		f.StandingCharge = le32()
-		futureChanged()
-	case emop.ObjFutureThresholdMask:
-		f.ThresholdMask = p[0]
-		futureChanged()
-	case emop.ObjFutureThresholdValues:
-		v, _ := emop.DecodeThresholdValues(p)
-		f.ThresholdValues = v
-		futureChanged()
-	case emop.ObjFutureActivation:
-		f.Activation = uint32(le32())
-		futureChanged()
-	case emop.ObjFutureGas:
-		f.Gas = uint32(le32())
-		futureChanged()
-	case emop.ObjFutureEmergencyCredit:
-		f.EmergencyCredit = le32()
-		futureChanged()
-	case emop.ObjFutureECreditAvailability:
-		f.ECreditAvailability = le32()
-		futureChanged()
-	case emop.ObjFutureDebtRecoveryRate:
-		f.DebtRecoveryRate = le32()
-		futureChanged()
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// writeSetting writes the meter settings. ok is false when id is not a
+// setting.
+func (m *Meter) writeSetting(id emop.ObjectID, p []byte) (ok bool, err error) {
+	st := &m.st
+	switch id {
 	case emop.ObjDSTFlag, emop.ObjNoDebtRecoveryInECreditFlag, emop.ObjNoStandingChargeInPowerFail:
 		if p[0] > 1 {
-			return nak(emop.NakFormat)
+			return true, nak(emop.NakFormat)
 		}
 		switch id {
 		case emop.ObjDSTFlag:
@@ -373,16 +475,16 @@ func (m *Meter) write(id emop.ObjectID, p []byte, now time.Time) error {
 		}
 	case emop.ObjBacklight:
 		if int(p[0]) >= len(emop.BacklightSettings) {
-			return nak(emop.NakFormat)
+			return true, nak(emop.NakFormat)
 		}
 		st.Backlight = p[0]
 	case emop.ObjLoadSwitch:
 		if int(p[0]) >= len(emop.LoadSwitchSettings) {
-			return nak(emop.NakFormat)
+			return true, nak(emop.NakFormat)
 		}
 		st.LoadSwitch = p[0]
 	default:
-		return nak(emop.NakUnknownObject)
+		return false, nil
 	}
-	return nil
+	return true, nil
 }

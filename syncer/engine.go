@@ -29,19 +29,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
 	"github.com/flows-energy/flows/meterconn"
-	"github.com/flows-energy/flows/postgres"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // Queue is the River queue of sync jobs.
@@ -50,28 +45,51 @@ const Queue = "sync"
 // OnDemand is the frequency of an on-demand sync: every enabled syncer.
 const OnDemand = "on_demand"
 
+// Store is what the engine needs of the database (postgres.Store).
+type Store interface {
+	MeterByID(ctx context.Context, id string) (*flows.Meter, error)
+	SyncerFrequencies(ctx context.Context) (map[string]flows.Frequency, error)
+	DueSyncs(ctx context.Context, f flows.Frequency, now, horizon time.Time) ([]flows.DueSync, error)
+	LeaseMeter(ctx context.Context, meterID, owner string, ttl time.Duration) (*flows.Meter, bool, error)
+	LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now time.Time, failing bool, owner string, ttl time.Duration) ([]flows.Meter, int, error)
+	ReleaseSyncLease(ctx context.Context, meterID, owner string) error
+	// ApplySync(s) write results and release owner's leases with them.
+	ApplySync(ctx context.Context, r flows.SyncResult, freq, owner string) error
+	ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq, owner string) error
+	LastEventTime(ctx context.Context, meterID string) (time.Time, error)
+}
+
+// JobQueue is the job queue the engine works: a River client
+// (postgres.NewQueueClient).
+type JobQueue interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	InsertMany(ctx context.Context, params []river.InsertManyParams) ([]*rivertype.JobInsertResult, error)
+}
+
 // Config configures an Engine.
 type Config struct {
-	Pool    *pgxpool.Pool
-	Store   *postgres.Store
-	Meters  Meters
-	Workers int    // concurrent meter syncs in this process (50)
+	Store Store
+	// NewQueue builds the engine's queue client from the River
+	// configuration the engine makes (its workers, queues, periodic job).
+	NewQueue func(cfg *river.Config) (JobQueue, error)
+	Meters   Meters
+	Workers  int    // concurrent meter syncs in this process (50)
 	Owner   string // this process's name in leases (hostname:pid)
 	// ScheduleEvery is how often the scheduler queues due syncs (30 s); it
 	// looks this far ahead too.
 	ScheduleEvery time.Duration
 	// SyncTimeout bounds one meter's sync (3 min).
 	SyncTimeout time.Duration
-	// Replicate writes an outbox entry per shadow update for replicas.
-	Replicate bool
-	Now       func() time.Time
-	Logger    *slog.Logger
+	Now         func() time.Time
+	Logger      *slog.Logger
 }
 
 // Engine runs scheduled and on-demand syncs.
 type Engine struct {
 	cfg    Config
-	client *river.Client[pgx.Tx]
+	client JobQueue
 	// OnSynced, when set before Start, is called after each applied sync
 	// with the meter id and the failure detail ("" when it succeeded), for
 	// metrics and tests.
@@ -131,8 +149,10 @@ func New(cfg Config) (*Engine, error) {
 	river.AddWorker(workers, river.WorkFunc(e.workSync))
 	river.AddWorker(workers, river.WorkFunc(e.workSchedule))
 	river.AddWorker(workers, river.WorkFunc(e.workGroup))
-	client, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
-		Schema: postgres.QueueSchema,
+	if cfg.Store == nil || cfg.NewQueue == nil {
+		return nil, flows.Errorf(flows.EINVALID, "sync engine: Store and NewQueue are required")
+	}
+	client, err := cfg.NewQueue(&river.Config{
 		Queues: map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Workers}, GroupQueue: {MaxWorkers: groupJobs},
 			river.QueueDefault: {MaxWorkers: 2}},
 		Workers: workers,
@@ -172,14 +192,16 @@ func (e *Engine) Start(ctx context.Context) error {
 func (e *Engine) Stop(ctx context.Context) error { return e.client.Stop(ctx) }
 
 // SyncNow queues an immediate sync of one meter ahead of scheduled work.
-func SyncNow(ctx context.Context, pool *pgxpool.Pool, meterID string) error {
-	c, err := river.NewClient[pgx.Tx](riverpgxv5.New(pool), &river.Config{Schema: postgres.QueueSchema})
-	if err != nil {
-		return err
-	}
-	_, err = c.Insert(ctx, syncArgs{MeterID: meterID, Frequency: OnDemand, Slot: time.Now().Unix()},
+// It works on an engine that was built but not started (a process that
+// serves the API and leaves syncing to others): the job waits in the
+// shared queue for whichever process works it.
+func (e *Engine) SyncNow(ctx context.Context, meterID string) error {
+	_, err := e.client.Insert(ctx, syncArgs{MeterID: meterID, Frequency: OnDemand, Slot: e.cfg.Now().Unix()},
 		&river.InsertOpts{Queue: Queue, Priority: 1})
-	return err
+	if err != nil {
+		return fmt.Errorf("queue a sync of meter %s: %w", meterID, err)
+	}
+	return nil
 }
 
 // workSchedule queues the syncs that fall due before the next run.
@@ -215,7 +237,7 @@ func (e *Engine) schedule(ctx context.Context) error {
 		}
 		runAt := map[key]time.Time{}
 		for _, d := range due {
-			k := key{d.Slot.Truncate(time.Minute).Unix(), d.Failures >= 3}
+			k := key{d.Slot.Truncate(time.Minute).Unix(), d.Failures >= flows.FailingAfter}
 			if at, ok := runAt[k]; !ok || d.RunAt.Before(at) {
 				runAt[k] = d.RunAt
 			}
@@ -322,14 +344,15 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 			released = append(released, meters[i].ID)
 			continue
 		}
-		r.ReleaseLease = e.cfg.Owner
 		apply = append(apply, *r)
 	}
-	if err := e.cfg.Store.ApplySyncs(context.WithoutCancel(ctx), apply, a.Frequency, e.cfg.Replicate); err != nil {
+	if err := e.cfg.Store.ApplySyncs(context.WithoutCancel(ctx), apply, a.Frequency, e.cfg.Owner); err != nil {
 		return err
 	}
 	for _, id := range released {
-		_ = e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), id, e.cfg.Owner)
+		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), id, e.cfg.Owner); err != nil {
+			e.cfg.Logger.Warn("releasing sync lease", "meter_id", id, "error", err)
+		}
 	}
 	for _, r := range apply {
 		if r.Failure != "" {
@@ -361,8 +384,7 @@ func (e *Engine) syncMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 	if err != nil || res == nil {
 		return res, err
 	}
-	res.ReleaseLease = e.cfg.Owner
-	if err := e.cfg.Store.ApplySync(context.WithoutCancel(ctx), *res, freq, e.cfg.Replicate); err != nil {
+	if err := e.cfg.Store.ApplySync(context.WithoutCancel(ctx), *res, freq, e.cfg.Owner); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -371,53 +393,50 @@ func (e *Engine) syncMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 // readMeter runs a frequency's syncers against a meter and returns what
 // they read, without writing it (nil for meters that are not synced).
 func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*flows.SyncResult, error) {
-	if m.Mode != flows.ModeActive || m.IPAddress == nil {
+	target, err := meterconn.TargetOf(m)
+	if err != nil {
 		return nil, nil // passive twins are fed from their active database, never polled
 	}
 	freqs, err := e.syncerFrequencies(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	for _, name := range syncOrder {
-		if f, ok := freqs[name]; ok && (freq == OnDemand || string(f) == freq) {
-			names = append(names, name)
-		}
-	}
 	res := &flows.SyncResult{MeterID: m.ID}
 	c := &call{
 		meters: e.cfg.Meters,
-		target: meterconn.Target{Serial: m.Serial, Addr: net.JoinHostPort(m.IPAddress.String(), strconv.Itoa(m.Port))},
+		target: target,
 		meter:  m,
 		res:    res,
 		lastEvent: func() (time.Time, error) {
 			return e.cfg.Store.LastEventTime(ctx, m.ID)
 		},
 	}
-	for _, name := range names {
-		s := syncers[name]
-		if s.singlePhase && emop.IsThreePhase(m.Hardware) {
+	for _, s := range flows.Syncers {
+		if f, ok := freqs[s.Name]; !ok || (freq != OnDemand && string(f) != freq) {
 			continue
 		}
-		if !s.registryOnly {
+		if s.SinglePhaseOnly && emop.IsThreePhase(m.Hardware) {
+			continue
+		}
+		if !s.RegistryOnly() {
 			res.TouchHealth = true
 		}
 		c.now = e.cfg.Now().UTC()
-		err := s.run(ctx, c)
+		err := runs[s.Name](ctx, c)
 		if err == nil {
-			if g := flows.SyncerGroups[name]; g != "" {
-				res.Groups = append(res.Groups, g)
+			if !s.RegistryOnly() {
+				res.Groups = append(res.Groups, s.Group)
 			}
 			continue
 		}
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return nil, err // shutting down: the next slot will do it
 		}
-		if detail, unreachable := meterFailure(err); unreachable {
-			res.Failure = detail
+		if meterconn.Classify(err) == meterconn.FailureComm {
+			res.Failure = meterconn.Detail(err)
 			break // the meter is not answering: do not keep knocking
 		}
-		e.cfg.Logger.Warn("syncer failed", "meter_serial", m.Serial, "syncer", name, "error", err)
+		e.cfg.Logger.Warn("syncer failed", "meter_serial", m.Serial, "syncer", s.Name, "error", err)
 	}
 	res.At = e.cfg.Now().UTC()
 	return res, nil
@@ -438,9 +457,3 @@ func (e *Engine) syncerFrequencies(ctx context.Context) (map[string]flows.Freque
 	return f, nil
 }
 
-// syncOrder is the order syncers run in: cheap signal first, then money.
-var syncOrder = []string{
-	"SyncerCsq", "SyncerPrepayBalance", "SyncerClockDiff", "SyncerVoltage", "SyncerReads",
-	"SyncerTariffsActive", "SyncerTariffsFuture", "SyncerEventLog", "SyncerBacklight", "SyncerLoadSwitch",
-	"SyncerHardware", "SyncerSerial", "SyncerFirmwareVersion", "SyncerPrepayEnabled", "SyncerDaylightSavingsEnabled",
-}

@@ -2,6 +2,7 @@ package syncer_test
 
 import (
 	"context"
+	"github.com/riverqueue/river"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -73,7 +74,7 @@ func (r *rig) newEngine(t *testing.T, pool interface{}, owner string, workers in
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := syncer.New(syncer.Config{Pool: r.store.Pool(), Store: r.store, Meters: client, Owner: owner, Workers: workers,
+	e, err := syncer.New(syncer.Config{Store: r.store, NewQueue: queue(r.store), Meters: client, Owner: owner, Workers: workers,
 		Now: r.clock.Now, ScheduleEvery: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -317,4 +318,9 @@ func TestTwoEnginesShareTheWork(t *testing.T) {
 			t.Errorf("%s synced %d times, want 3", serial, n)
 		}
 	}
+}
+
+// queue builds engines' job queues on the test database.
+func queue(s *postgres.Store) func(*river.Config) (syncer.JobQueue, error) {
+	return func(c *river.Config) (syncer.JobQueue, error) { return s.NewQueueClient(c) }
 }

@@ -56,7 +56,7 @@ func TestRefusedReadKeepsStoredValue(t *testing.T) {
 		nak:    map[emop.ObjectID]bool{emop.ObjPrepayEnabled: true, emop.ObjDSTFlag: true},
 		garble: map[emop.ObjectID]bool{emop.ObjCSQ: true, emop.ObjVoltage: true, emop.ObjActiveEmergencyCredit: true},
 	}
-	eng, err := syncer.New(syncer.Config{Pool: r.store.Pool(), Store: r.store, Meters: meters, Owner: "refusing", Now: r.clock.Now})
+	eng, err := syncer.New(syncer.Config{Store: r.store, NewQueue: queue(r.store), Meters: meters, Owner: "refusing", Now: r.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,25 +2,33 @@ package syncer
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"log/slog"
-	"sort"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/flows-energy/flows/postgres"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/internal/lifecycle"
 )
+
+// Outbox is the primary's side of replication: the entries waiting for a
+// replica, and the replica's cursor (postgres.Store).
+type Outbox interface {
+	OutboxBatch(ctx context.Context, replica string, n int) ([]flows.OutboxEntry, error)
+	AdvanceReplicaCursor(ctx context.Context, replica string, lastID int64) error
+}
+
+// Replica is a database where the primary's meters are passive
+// (postgres.Replica). Apply writes a batch of entries, all or none.
+type Replica interface {
+	Apply(ctx context.Context, entries []flows.OutboxEntry) error
+	Close()
+}
 
 // ReplicatorConfig configures a Replicator.
 type ReplicatorConfig struct {
-	Primary    *pgxpool.Pool
-	ReplicaURL string
-	// Name identifies the replica's cursor; default: its host, port and
-	// database (never the password).
+	Primary Outbox
+	// Open connects to the replica; it is called again after a failure.
+	Open func(ctx context.Context) (Replica, error)
+	// Name identifies the replica's cursor (postgres.ReplicaName).
 	Name     string
 	Interval time.Duration // how often to look for new entries (1 s)
 	Logger   *slog.Logger
@@ -32,27 +40,17 @@ type ReplicatorConfig struct {
 // everything when it comes back. Delivery is at least once and applying an
 // entry twice changes nothing (history rows are keyed by their time).
 type Replicator struct {
-	cfg    ReplicatorConfig
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	cfg  ReplicatorConfig
+	loop lifecycle.Loop
 }
 
-// replicatedColumns are the shadow columns a replica accepts from the outbox.
-var replicatedColumns = map[string]bool{
-	"balance": true, "emergency_credit": true, "voltage": true, "import_a": true, "import_b": true, "export_a": true,
-	"export_b": true, "tariffs_active": true, "tariffs_future": true, "csq": true, "network_operator": true, "health": true,
-	"health_details": true, "clock_time_diff_seconds": true, "backlight": true, "load_switch": true, "updated_at": true,
-}
+// outboxBatch is how many entries one replica transaction carries.
+const outboxBatch = 500
 
 // NewReplicator checks the configuration; Start runs it.
 func NewReplicator(cfg ReplicatorConfig) (*Replicator, error) {
-	pc, err := pgx.ParseConfig(cfg.ReplicaURL)
-	if err != nil {
-		return nil, fmt.Errorf("--replica-database-url: %w", err)
-	}
-	if cfg.Name == "" {
-		cfg.Name = fmt.Sprintf("%s:%d/%s", pc.Host, pc.Port, pc.Database)
+	if cfg.Primary == nil || cfg.Open == nil || cfg.Name == "" {
+		return nil, flows.Errorf(flows.EINVALID, "replicator: Primary, Open and Name are required")
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
@@ -60,28 +58,20 @@ func NewReplicator(cfg ReplicatorConfig) (*Replicator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Replicator{cfg: cfg, done: make(chan struct{})}, nil
+	return &Replicator{cfg: cfg}, nil
 }
 
-// Start ships entries in the background until Stop.
-func (r *Replicator) Start(ctx context.Context) {
-	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	go r.loop(ctx)
+// Start ships entries in the background until Stop. It returns at once.
+func (r *Replicator) Start(ctx context.Context) error {
+	r.loop.Start(ctx, r.run)
+	return nil
 }
 
-// Stop stops shipping and waits for the current batch.
-func (r *Replicator) Stop() {
-	r.once.Do(func() {
-		if r.cancel != nil {
-			r.cancel()
-			<-r.done
-		}
-	})
-}
+// Stop stops shipping and waits for the current batch (bounded by ctx).
+func (r *Replicator) Stop(ctx context.Context) error { return r.loop.Stop(ctx) }
 
-func (r *Replicator) loop(ctx context.Context) {
-	defer close(r.done)
-	var replica *pgxpool.Pool
+func (r *Replicator) run(ctx context.Context) {
+	var replica Replica
 	defer func() {
 		if replica != nil {
 			replica.Close()
@@ -91,7 +81,7 @@ func (r *Replicator) loop(ctx context.Context) {
 	for {
 		err := func() error {
 			if replica == nil {
-				p, err := postgres.Open(ctx, r.cfg.ReplicaURL)
+				p, err := r.cfg.Open(ctx)
 				if err != nil {
 					return err
 				}
@@ -120,97 +110,18 @@ func (r *Replicator) loop(ctx context.Context) {
 	}
 }
 
-type outboxEntry struct {
-	id      int64
-	serial  string
-	changes map[string]any
-}
-
 // shipBatch applies the next entries to the replica in one transaction and
 // then advances the cursor on the primary. It returns how many it shipped.
-func (r *Replicator) shipBatch(ctx context.Context, replica *pgxpool.Pool) (int, error) {
-	if _, err := r.cfg.Primary.Exec(ctx, `INSERT INTO flows.replica_cursor (replica) VALUES ($1) ON CONFLICT DO NOTHING`, r.cfg.Name); err != nil {
+func (r *Replicator) shipBatch(ctx context.Context, replica Replica) (int, error) {
+	batch, err := r.cfg.Primary.OutboxBatch(ctx, r.cfg.Name, outboxBatch)
+	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
-	rows, err := r.cfg.Primary.Query(ctx, `
-		SELECT o.id, o.serial, o.changes FROM flows.shadow_outbox o
-		WHERE o.id > (SELECT last_id FROM flows.replica_cursor WHERE replica = $1)
-		ORDER BY o.id LIMIT 500`, r.cfg.Name)
-	if err != nil {
+	if err := replica.Apply(ctx, batch); err != nil {
 		return 0, err
 	}
-	var batch []outboxEntry
-	for rows.Next() {
-		var e outboxEntry
-		var raw []byte
-		if err := rows.Scan(&e.id, &e.serial, &raw); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		dec := json.NewDecoder(strings.NewReader(string(raw)))
-		dec.UseNumber()
-		if err := dec.Decode(&e.changes); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		batch = append(batch, e)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(batch) == 0 {
+	if err := r.cfg.Primary.AdvanceReplicaCursor(ctx, r.cfg.Name, batch[len(batch)-1].ID); err != nil {
 		return 0, err
-	}
-	err = pgx.BeginFunc(ctx, replica, func(tx pgx.Tx) error {
-		for _, e := range batch {
-			sql, args := replicaUpdate(e)
-			if sql == "" {
-				continue
-			}
-			if _, err := tx.Exec(ctx, sql, args...); err != nil {
-				return fmt.Errorf("outbox entry %d (%s): %w", e.id, e.serial, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	last := batch[len(batch)-1].id
-	if _, err := r.cfg.Primary.Exec(ctx, `UPDATE flows.replica_cursor SET last_id = $2, updated_at = now() WHERE replica = $1`, r.cfg.Name, last); err != nil {
-		return 0, err
-	}
-	// Entries every replica has are no longer needed.
-	if _, err := r.cfg.Primary.Exec(ctx, `DELETE FROM flows.shadow_outbox WHERE id <= (SELECT min(last_id) FROM flows.replica_cursor)`); err != nil {
-		r.cfg.Logger.Warn("pruning outbox", "error", err)
 	}
 	return len(batch), nil
-}
-
-// replicaUpdate builds the UPDATE of the passive meter with the entry's serial.
-func replicaUpdate(e outboxEntry) (string, []any) {
-	cols := make([]string, 0, len(e.changes))
-	for c := range e.changes {
-		if replicatedColumns[c] {
-			cols = append(cols, c)
-		}
-	}
-	sort.Strings(cols)
-	args := []any{e.serial}
-	var sets []string
-	for _, c := range cols {
-		v := e.changes[c]
-		if n, ok := v.(json.Number); ok {
-			v = n.String()
-		}
-		args = append(args, v)
-		cast := ""
-		if c == "tariffs_active" || c == "tariffs_future" {
-			cast = "::jsonb"
-		}
-		sets = append(sets, fmt.Sprintf("%s = $%d%s", c, len(args), cast))
-	}
-	if len(sets) == 0 {
-		return "", nil
-	}
-	return `UPDATE flows.meter_shadows s SET ` + strings.Join(sets, ", ") + `
-		FROM flows.meter_registry r WHERE r.id = s.id AND r.serial = $1 AND r.mode = 'passive'`, args
 }

@@ -18,7 +18,7 @@ import (
 // order, when it comes back; the primary never waits for it.
 func TestReplicaReceivesEverythingInOrder(t *testing.T) {
 	ctx := context.Background()
-	primary := postgres.NewStore(pgtest.NewPool(t))
+	primary := postgres.New(postgres.Config{Pool: pgtest.NewPool(t), Replicate: true})
 	replicaURL := pgtest.NewDB(t)
 	replicaPool, err := postgres.Open(ctx, replicaURL)
 	if err != nil {
@@ -34,12 +34,19 @@ func TestReplicaReceivesEverythingInOrder(t *testing.T) {
 	if _, err := replica.CreateMeter(ctx, flows.NewMeter{Serial: serial, Mode: flows.ModePassive}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := syncer.NewReplicator(syncer.ReplicatorConfig{Primary: primary.Pool(), ReplicaURL: replicaURL, Interval: 50 * time.Millisecond})
+	name, err := postgres.ReplicaName(replicaURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep.Start(ctx)
-	defer rep.Stop()
+	rep, err := syncer.NewReplicator(syncer.ReplicatorConfig{Primary: primary, Name: name, Interval: 50 * time.Millisecond,
+		Open: func(ctx context.Context) (syncer.Replica, error) { return postgres.OpenReplica(ctx, replicaURL) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rep.Stop(ctx) }()
 
 	t0 := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
 	apply := func(i int, bal string) {
@@ -50,7 +57,7 @@ func TestReplicaReceivesEverythingInOrder(t *testing.T) {
 		res := flows.SyncResult{MeterID: pm.ID, At: t0.Add(time.Duration(i) * time.Hour), Reached: true, TouchHealth: true,
 			Shadow: flows.ShadowUpdate{Balance: &b, CSQ: &csq, TariffsActive: &flows.Tariff{UnitRateElementA: &tar}}, Groups: []string{"balance", "csq"}}
 		start := time.Now()
-		if err := primary.ApplySync(ctx, res, "hourly", true); err != nil {
+		if err := primary.ApplySync(ctx, res, "hourly", ""); err != nil {
 			t.Fatal(err)
 		}
 		if d := time.Since(start); d > 2*time.Second {

@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -48,20 +47,12 @@ func (c *call) flag(ctx context.Context, id emop.ObjectID) (bool, error) {
 	return v == 1, err
 }
 
-// syncer is one named sync step (the names of meter_metrics). run sets a
-// field of c.res only once its object has been read and decoded: a meter
-// that refuses or garbles one object must not overwrite the value stored
-// for it with a zero.
-type syncer struct {
-	registryOnly bool
-	singlePhase  bool // skipped on three-phase meters
-	run          func(ctx context.Context, c *call) error
-}
-
-// syncers are the reference's syncers, by their exact (case-sensitive)
-// meter_metrics names.
-var syncers = map[string]syncer{
-	"SyncerCsq": {run: func(ctx context.Context, c *call) error {
+// runs implement the syncers of flows.Syncers, by name (a test checks
+// that every one has its run). A run sets a field of c.res only once its
+// object has been read and decoded: a meter that refuses or garbles one
+// object must not overwrite the value stored for it with a zero.
+var runs = map[string]func(ctx context.Context, c *call) error{
+	"SyncerCsq": func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjCSQ)
 		if err != nil {
 			return err
@@ -72,8 +63,8 @@ var syncers = map[string]syncer{
 		}
 		c.res.Shadow.CSQ, c.res.Shadow.NetworkOperator = &s.CSQ, &s.NetworkOperator
 		return nil
-	}},
-	"SyncerVoltage": {singlePhase: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerVoltage": func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjVoltage)
 		if err != nil {
 			return err
@@ -85,8 +76,8 @@ var syncers = map[string]syncer{
 		}
 		c.res.Shadow.Voltage = &v
 		return nil
-	}},
-	"SyncerPrepayBalance": {singlePhase: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerPrepayBalance": func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjPrepayBalance)
 		if err != nil {
 			return err
@@ -99,8 +90,8 @@ var syncers = map[string]syncer{
 		ec, err := meterop.Money(ctx, c, c.target, emop.ObjActiveEmergencyCredit)
 		c.res.Shadow.EmergencyCredit = ec
 		return err
-	}},
-	"SyncerClockDiff": {run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerClockDiff": func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjTime)
 		if err != nil {
 			return err
@@ -118,8 +109,8 @@ var syncers = map[string]syncer{
 		secs := int(d.Round(time.Second) / time.Second)
 		c.res.Shadow.ClockTimeDiffSeconds = &secs
 		return nil
-	}},
-	"SyncerReads": {singlePhase: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerReads": func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjElementA)
 		if err != nil {
 			return err
@@ -143,18 +134,18 @@ var syncers = map[string]syncer{
 		}
 		c.res.Shadow.ImportB, c.res.Shadow.ExportB = kwh(b.ImportActive), kwh(b.ExportActive)
 		return nil
-	}},
-	"SyncerTariffsActive": {singlePhase: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerTariffsActive": func(ctx context.Context, c *call) error {
 		t, err := meterop.ReadTariff(ctx, c, c.target, false)
 		c.res.Shadow.TariffsActive = t
 		return err
-	}},
-	"SyncerTariffsFuture": {singlePhase: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerTariffsFuture": func(ctx context.Context, c *call) error {
 		t, err := meterop.ReadTariff(ctx, c, c.target, true)
 		c.res.Shadow.TariffsFuture = t
 		return err
-	}},
-	"SyncerBacklight": {run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerBacklight": func(ctx context.Context, c *call) error {
 		v, err := meterop.U8(ctx, c, c.target, emop.ObjBacklight)
 		if err != nil {
 			return err
@@ -168,8 +159,8 @@ var syncers = map[string]syncer{
 		}
 		c.res.Shadow.Backlight = &name
 		return nil
-	}},
-	"SyncerLoadSwitch": {singlePhase: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerLoadSwitch": func(ctx context.Context, c *call) error {
 		v, err := meterop.U8(ctx, c, c.target, emop.ObjLoadSwitch)
 		if err != nil {
 			return err
@@ -178,9 +169,9 @@ var syncers = map[string]syncer{
 			c.res.Shadow.LoadSwitch = &name
 		}
 		return nil
-	}},
-	"SyncerEventLog": {singlePhase: true, run: syncEvents},
-	"SyncerHardware": {registryOnly: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerEventLog": syncEvents,
+	"SyncerHardware": func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjHardware)
 		if err != nil {
 			return err
@@ -197,11 +188,11 @@ var syncers = map[string]syncer{
 		}
 		c.res.Registry.Hardware = &hw
 		return nil
-	}},
-	"SyncerSerial": {registryOnly: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerSerial": func(ctx context.Context, c *call) error {
 		id := emop.ObjSerial
 		if emop.IsThreePhase(c.meter.Hardware) {
-			id = 0xD7FF10
+			id = emop.ObjThreePhaseSerial
 		}
 		p, err := c.read(ctx, id)
 		if err != nil {
@@ -213,8 +204,8 @@ var syncers = map[string]syncer{
 		}
 		c.res.Registry.Serial = &s
 		return nil
-	}},
-	"SyncerFirmwareVersion": {registryOnly: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerFirmwareVersion": func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjFirmware)
 		if err != nil {
 			return err
@@ -222,32 +213,23 @@ var syncers = map[string]syncer{
 		fw := emop.FormatFirmware(p)
 		c.res.Registry.FirmwareVersion = &fw
 		return nil
-	}},
-	"SyncerPrepayEnabled": {registryOnly: true, singlePhase: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerPrepayEnabled": func(ctx context.Context, c *call) error {
 		on, err := c.flag(ctx, emop.ObjPrepayEnabled)
 		if err != nil {
 			return err
 		}
 		c.res.Registry.PrepayEnabled = &on
 		return nil
-	}},
-	"SyncerDaylightSavingsEnabled": {registryOnly: true, singlePhase: true, run: func(ctx context.Context, c *call) error {
+	},
+	"SyncerDaylightSavingsEnabled": func(ctx context.Context, c *call) error {
 		on, err := c.flag(ctx, emop.ObjDSTFlag)
 		if err != nil {
 			return err
 		}
 		c.res.Registry.DaylightSavingsCorrectionEnabled = &on
 		return nil
-	}},
-}
-
-// SyncerNames lists every syncer the engine knows.
-func SyncerNames() []string {
-	out := make([]string, 0, len(syncers))
-	for n := range syncers {
-		out = append(out, n)
-	}
-	return out
+	},
 }
 
 // syncEvents fetches event-log blocks newest first until it reaches events
@@ -280,17 +262,4 @@ func syncEvents(ctx context.Context, c *call) error {
 		}
 	}
 	return nil
-}
-
-// meterFailure reports whether err means the meter could not be reached
-// (as opposed to refusing or garbling one object), with the actionable
-// detail for health_details.
-func meterFailure(err error) (string, bool) {
-	var ce *meterconn.CommError
-	var pe *meterconn.ProtocolError
-	switch {
-	case errors.As(err, &ce), errors.As(err, &pe), errors.Is(err, meterconn.ErrBusy), errors.Is(err, context.DeadlineExceeded):
-		return meterconn.Detail(err), true
-	}
-	return "", false
 }

@@ -128,21 +128,41 @@ type frameJSON struct {
 }
 
 func describeFrame(b []byte) (*frameJSON, error) {
+	f, crcErr, err := decodeOneFrame(b)
+	if err != nil {
+		return nil, err
+	}
+	out := frameHeader(f, b, crcErr)
+	verr := describeData(f, out)
+	if verr != nil {
+		out.Value, out.ValueError = nil, verr.Error()
+	}
+	return out, nil
+}
+
+// decodeOneFrame decodes b, which must hold exactly one frame. A bad CRC is
+// not an error: it is returned for the output to report.
+func decodeOneFrame(b []byte) (emop.Frame, *emop.CRCError, error) {
 	f, n, err := emop.DecodeFrame(b)
 	var crcErr *emop.CRCError
 	switch {
 	case errors.Is(err, emop.ErrTruncated):
 		if len(b) >= 2 {
-			return nil, fmt.Errorf("truncated frame: the length byte says %d bytes on the wire, %d given", int(b[1])+1, len(b))
+			return f, nil, fmt.Errorf("truncated frame: the length byte says %d bytes on the wire, %d given", int(b[1])+1, len(b))
 		}
-		return nil, fmt.Errorf("truncated frame: %d bytes", len(b))
+		return f, nil, fmt.Errorf("truncated frame: %d bytes", len(b))
 	case errors.As(err, &crcErr):
 	case err != nil:
-		return nil, err
+		return f, nil, err
 	}
 	if n != len(b) {
-		return nil, fmt.Errorf("%d bytes follow the frame (the length byte says %d bytes on the wire): paste one frame", len(b)-n, n)
+		return f, nil, fmt.Errorf("%d bytes follow the frame (the length byte says %d bytes on the wire): paste one frame", len(b)-n, n)
 	}
+	return f, crcErr, nil
+}
+
+// frameHeader fills in everything but the decoded data.
+func frameHeader(f emop.Frame, b []byte, crcErr *emop.CRCError) *frameJSON {
 	out := &frameJSON{
 		Length: f.Length(), DestType: f.DestType, DestAddress: fmt.Sprintf("%06x", f.DestAddr),
 		SrcType: f.SrcType, SrcAddress: fmt.Sprintf("%06x", f.SrcAddr), Control: f.Control,
@@ -153,59 +173,80 @@ func describeFrame(b []byte) (*frameJSON, error) {
 	if crcErr != nil {
 		out.CRCExpected = fmt.Sprintf("%04x", crcErr.Want)
 	}
-	setObject := func(id emop.ObjectID) *emop.Object {
-		s := id.String()
-		out.ObjectID = &s
-		o, ok := emop.Lookup(id)
-		if ok {
-			out.ObjectName = &o.Name
-			return o
-		}
-		return nil
+	return out
+}
+
+// setObject records id, and its name when known, in out.
+func (out *frameJSON) setObject(id emop.ObjectID) *emop.Object {
+	s := id.String()
+	out.ObjectID = &s
+	o, ok := emop.Lookup(id)
+	if ok {
+		out.ObjectName = &o.Name
+		return o
 	}
-	var verr error
+	return nil
+}
+
+// describeData decodes the data field by its format into out, returning
+// why the value could not be decoded.
+func describeData(f emop.Frame, out *frameJSON) error {
 	switch f.Data[0] {
 	case emop.FormatDefault:
-		rec, err := emop.ParseRecord(f.Data)
-		if err != nil {
-			verr = err
-			break
-		}
-		o := setObject(rec.Object)
-		rw := byte(0)
-		if rec.Write {
-			rw = 1
-		}
-		out.RW, out.PayloadHex = &rw, hex.EncodeToString(rec.Payload)
-		if o != nil && f.AckNak() == 0 {
-			out.Value, verr = emop.DecodeValue(o, rec.Payload)
-		}
+		return describeRecord(f, out)
 	case emop.FormatEventLog:
-		if len(f.Data) == 5 {
-			idx, err := emop.ParseEventLogRequest(f.Data)
-			setObject(emop.ObjEventLog)
-			out.Value, verr = map[string]any{"index": idx}, err
-		} else {
-			idx, evs, err := emop.ParseEventLogResponse(f.Data)
-			out.Value, verr = map[string]any{"index": idx, "events": evs}, err
-		}
+		return describeEventLog(f, out)
 	case emop.FormatProfileLog1, emop.FormatProfileLog2:
-		if len(f.Data) == 5 {
-			_, ts, err := emop.ParseProfileLogRequest(f.Data)
-			out.Value, verr = map[string]any{"from": ts.Format(time.RFC3339)}, err
-		} else if f.Data[0] == emop.FormatProfileLog1 {
-			ts, recs, err := emop.ParseProfileLog1Response(f.Data)
-			out.Value, verr = map[string]any{"from": ts.Format(time.RFC3339), "records": recs}, err
-		} else {
-			// Single or twin element layout cannot be told from the bytes;
-			// show both readings.
-			ts, single, err := emop.ParseProfileLog2Response(f.Data, false)
-			_, twin, _ := emop.ParseProfileLog2Response(f.Data, true)
-			out.Value, verr = map[string]any{"from": ts.Format(time.RFC3339), "records_single_element": single, "records_twin_element": twin}, err
-		}
+		return describeProfileLog(f, out)
 	}
-	if verr != nil {
-		out.Value, out.ValueError = nil, verr.Error()
+	return nil
+}
+
+func describeRecord(f emop.Frame, out *frameJSON) error {
+	rec, err := emop.ParseRecord(f.Data)
+	if err != nil {
+		return err
 	}
-	return out, nil
+	o := out.setObject(rec.Object)
+	rw := byte(0)
+	if rec.Write {
+		rw = 1
+	}
+	out.RW, out.PayloadHex = &rw, hex.EncodeToString(rec.Payload)
+	var verr error
+	if o != nil && f.AckNak() == 0 {
+		out.Value, verr = emop.DecodeValue(o, rec.Payload)
+	}
+	return verr
+}
+
+func describeEventLog(f emop.Frame, out *frameJSON) error {
+	var verr error
+	if len(f.Data) == 5 {
+		idx, err := emop.ParseEventLogRequest(f.Data)
+		out.setObject(emop.ObjEventLog)
+		out.Value, verr = map[string]any{"index": idx}, err
+	} else {
+		idx, evs, err := emop.ParseEventLogResponse(f.Data)
+		out.Value, verr = map[string]any{"index": idx, "events": evs}, err
+	}
+	return verr
+}
+
+func describeProfileLog(f emop.Frame, out *frameJSON) error {
+	var verr error
+	if len(f.Data) == 5 {
+		_, ts, err := emop.ParseProfileLogRequest(f.Data)
+		out.Value, verr = map[string]any{"from": ts.Format(time.RFC3339)}, err
+	} else if f.Data[0] == emop.FormatProfileLog1 {
+		ts, recs, err := emop.ParseProfileLog1Response(f.Data)
+		out.Value, verr = map[string]any{"from": ts.Format(time.RFC3339), "records": recs}, err
+	} else {
+		// Single or twin element layout cannot be told from the bytes;
+		// show both readings.
+		ts, single, err := emop.ParseProfileLog2Response(f.Data, false)
+		_, twin, _ := emop.ParseProfileLog2Response(f.Data, true)
+		out.Value, verr = map[string]any{"from": ts.Format(time.RFC3339), "records_single_element": single, "records_twin_element": twin}, err
+	}
+	return verr
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/flows-energy/flows/mediator"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
-	"github.com/shopspring/decimal"
 	"github.com/spf13/cobra"
 )
 
@@ -154,51 +153,85 @@ func flagText(p []byte) (string, error) {
 }
 
 func addMeterCommands(root *cobra.Command, g *globals) {
-	add := func(name, short string, nargs cobra.PositionalArgs, record bool, run runFunc) *cobra.Command {
+	add := newAdder(root, g)
+	addReadCommands(add)
+	addRegisterCommands(add)
+	addTariffReadCommands(add)
+	addLogCommands(add)
+	addObisCommands(add)
+	addClockWriteCommands(add)
+	addPrepayCommands(add)
+	addSettingCommands(add)
+	addTariffWrite(add)
+	addManagement(root, g)
+}
+
+// any0 takes an optional serial after the command.
+var any0 = cobra.MaximumNArgs(1)
+
+// newAdder returns the add helper: it registers one meter command on root
+// that runs on every target meter and prints each result.
+func newAdder(root *cobra.Command, g *globals) addFunc {
+	return func(name, short string, nargs cobra.PositionalArgs, record bool, run runFunc) *cobra.Command {
 		c := &cobra.Command{Use: name, Short: short, Args: nargs, RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := g.meters()
-			if err != nil {
-				return err
-			}
-			ts, err := g.targets(args)
-			if err != nil {
-				return err
-			}
-			if len(args) > 0 && flows.ValidateSerial(args[0]) == nil && g.serial == "" && len(g.serials) == 0 {
-				args = args[1:]
-			}
-			var firstErr error
-			for _, t := range ts {
-				v, err := run(cmd.Context(), m, t, args)
-				if err != nil {
-					if len(ts) == 1 {
-						return err
-					}
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", t.Serial, explain(err))
-					firstErr = err
-					continue
-				}
-				prefix := ""
-				if len(ts) > 1 {
-					prefix = t.Serial + " "
-				}
-				if s, ok := v.(string); ok && !record {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s%s=%s\n", prefix, name, s)
-					continue
-				}
-				if v == nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s%s: done\n", prefix, name)
-					continue
-				}
-				b, _ := json.MarshalIndent(v, "", "  ")
-				fmt.Fprintf(cmd.OutOrStdout(), "%s%s\n", prefix, b)
-			}
-			return firstErr
+			return runOnTargets(cmd, g, name, record, run, args)
 		}}
 		root.AddCommand(c)
 		return c
 	}
-	any0 := cobra.MaximumNArgs(1)
+}
+
+// runOnTargets runs one meter command on each target. With one target its
+// error is returned; with several, each is reported and the first returned.
+func runOnTargets(cmd *cobra.Command, g *globals, name string, record bool, run runFunc, args []string) error {
+	m, err := g.meters()
+	if err != nil {
+		return err
+	}
+	ts, err := g.targets(args)
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 && flows.ValidateSerial(args[0]) == nil && g.serial == "" && len(g.serials) == 0 {
+		args = args[1:]
+	}
+	var firstErr error
+	for _, t := range ts {
+		v, err := run(cmd.Context(), m, t, args)
+		if err != nil {
+			if len(ts) == 1 {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s\n", t.Serial, explain(err))
+			firstErr = err
+			continue
+		}
+		prefix := ""
+		if len(ts) > 1 {
+			prefix = t.Serial + " "
+		}
+		printResult(cmd, prefix, name, record, v)
+	}
+	return firstErr
+}
+
+// printResult prints one meter's result: name=value for a plain read,
+// "done" for a write, JSON for a record.
+func printResult(cmd *cobra.Command, prefix, name string, record bool, v any) {
+	if s, ok := v.(string); ok && !record {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s%s=%s\n", prefix, name, s)
+		return
+	}
+	if v == nil {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s%s: done\n", prefix, name)
+		return
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	fmt.Fprintf(cmd.OutOrStdout(), "%s%s\n", prefix, b)
+}
+
+// addReadCommands adds the reads printed as name=value.
+func addReadCommands(add addFunc) {
 	add("prepay_balance", "credit balance (GBP)", any0, false, simple(emop.ObjPrepayBalance, decoded(emop.ObjPrepayBalance)))
 	add("csq", "signal quality 0-31", any0, false, simple(emop.ObjCSQ, func(p []byte) (string, error) {
 		s, err := emop.DecodeCSQ(p)
@@ -226,37 +259,51 @@ func addMeterCommands(root *cobra.Command, g *globals) {
 		v, err := emop.DecodeU8(p)
 		return emop.SettingName(emop.LoadSwitchSettings, v), err
 	}))
-	readEl := func(id emop.ObjectID) runFunc {
-		return func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
-			p, err := m.Read(ctx, t, id)
-			if err != nil {
-				return nil, err
-			}
-			return emop.DecodeReading(p)
+}
+
+// readElement reads one element's registers.
+func readElement(id emop.ObjectID) runFunc {
+	return func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
+		p, err := m.Read(ctx, t, id)
+		if err != nil {
+			return nil, err
 		}
+		return emop.DecodeReading(p)
 	}
-	add("read_element_a", "element A registers (Wh)", any0, true, readEl(emop.ObjElementA))
-	add("read_element_b", "element B registers (Wh)", any0, true, readEl(emop.ObjElementB))
+}
+
+// addRegisterCommands adds the element register reads.
+func addRegisterCommands(add addFunc) {
+	add("read_element_a", "element A registers (Wh)", any0, true, readElement(emop.ObjElementA))
+	add("read_element_b", "element B registers (Wh)", any0, true, readElement(emop.ObjElementB))
 	add("read", "registers: element A, and B on twin-element meters (Wh)", any0, true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
-		a, err := readEl(emop.ObjElementA)(ctx, m, t, nil)
+		a, err := readElement(emop.ObjElementA)(ctx, m, t, nil)
 		if err != nil {
 			return nil, err
 		}
 		out := map[string]any{"element_a": a}
 		p, err := m.Read(ctx, t, emop.ObjHardware)
 		if hw, _ := emop.DecodeString(p); err == nil && emop.IsTwinElement(emop.RegistryHardware(hw, -1)) {
-			if out["element_b"], err = readEl(emop.ObjElementB)(ctx, m, t, nil); err != nil {
+			if out["element_b"], err = readElement(emop.ObjElementB)(ctx, m, t, nil); err != nil {
 				return nil, err
 			}
 		}
 		return out, nil
 	})
+}
+
+// addTariffReadCommands adds the active and future tariff reads.
+func addTariffReadCommands(add addFunc) {
 	add("tariffs_active_read", "the active tariff (JSON)", any0, true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
 		return meterop.ReadTariff(ctx, m, t, false)
 	})
 	add("tariffs_future_read", "the future tariff (JSON)", any0, true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
 		return meterop.ReadTariff(ctx, m, t, true)
 	})
+}
+
+// addLogCommands adds the event log and the two profile logs.
+func addLogCommands(add addFunc) {
 	add("event_log", "ten events, block 0 (newest) to 9 (oldest)", cobra.RangeArgs(1, 2), true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
 		var idx uint8
 		if _, err := fmt.Sscan(args[0], &idx); err != nil || idx > 9 {
@@ -275,33 +322,42 @@ func addMeterCommands(root *cobra.Command, g *globals) {
 		name   string
 		format byte
 	}{{"profile_log_1", emop.FormatProfileLog1}, {"profile_log_2", emop.FormatProfileLog2}} {
-		c := add(pl.name, "half-hourly profile records from --timestamp", any0, true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
-			at, err := parseTime(ts)
-			if err != nil {
-				return nil, fmt.Errorf("--timestamp: %w", err)
-			}
-			req, err := emop.ProfileLogRequest(pl.format, at)
-			if err != nil {
-				return nil, err
-			}
-			resp, err := m.Raw(ctx, t, req)
-			if err != nil {
-				return nil, err
-			}
-			if pl.format == emop.FormatProfileLog1 {
-				_, recs, err := emop.ParseProfileLog1Response(resp)
-				return recs, err
-			}
-			p, err := m.Read(ctx, t, emop.ObjHardware)
-			hw, _ := emop.DecodeString(p)
-			if err != nil {
-				return nil, err
-			}
-			_, recs, err := emop.ParseProfileLog2Response(resp, emop.IsTwinElement(emop.RegistryHardware(hw, -1)))
-			return recs, err
-		})
+		c := add(pl.name, "half-hourly profile records from --timestamp", any0, true, profileLog(pl.format, &ts))
 		c.Flags().StringVar(&ts, "timestamp", "", "first half hour wanted (ISO 8601; no offset means UTC)")
 	}
+}
+
+// profileLog reads the profile log in format from the time *ts holds.
+func profileLog(format byte, ts *string) runFunc {
+	return func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
+		at, err := parseTime(*ts)
+		if err != nil {
+			return nil, fmt.Errorf("--timestamp: %w", err)
+		}
+		req, err := emop.ProfileLogRequest(format, at)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := m.Raw(ctx, t, req)
+		if err != nil {
+			return nil, err
+		}
+		if format == emop.FormatProfileLog1 {
+			_, recs, err := emop.ParseProfileLog1Response(resp)
+			return recs, err
+		}
+		p, err := m.Read(ctx, t, emop.ObjHardware)
+		hw, _ := emop.DecodeString(p)
+		if err != nil {
+			return nil, err
+		}
+		_, recs, err := emop.ParseProfileLog2Response(resp, emop.IsTwinElement(emop.RegistryHardware(hw, -1)))
+		return recs, err
+	}
+}
+
+// addObisCommands adds the reads and writes of any object.
+func addObisCommands(add addFunc) {
 	add("obis_read", "read any object: name, hex id (ffc802) or decimal id", cobra.RangeArgs(1, 2), true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
 		id, o, err := emop.ParseObject(args[0])
 		if err != nil {
@@ -331,59 +387,77 @@ func addMeterCommands(root *cobra.Command, g *globals) {
 		}
 		return nil, m.Write(ctx, t, id, p)
 	})
+}
+
+// addClockWriteCommands adds the clock write.
+func addClockWriteCommands(add addFunc) {
 	add("clock_time_write", "set the meter's clock to now (UTC)", any0, false, func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
 		p, _ := emop.EncodeClock(time.Now().UTC())
 		return nil, m.Write(ctx, t, emop.ObjTime, p)
 	})
+}
+
+// addPrepayCommands adds the token top-up and the on/off flag writes.
+func addPrepayCommands(add addFunc) {
 	add("prepay_send_token", "apply a 20-digit top-up token", cobra.RangeArgs(1, 2), false, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
 		return nil, meterop.SendToken(ctx, m, t, args[0])
 	})
-	onOff := func(id emop.ObjectID, check func(ctx context.Context, m meterop.Meters, t meterconn.Target, on bool) error) runFunc {
-		return func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
-			if args[0] != "on" && args[0] != "off" {
-				return nil, fmt.Errorf("%q: want on or off", args[0])
-			}
-			on := args[0] == "on"
-			if check != nil {
-				if err := check(ctx, m, t, on); err != nil {
-					return nil, err
-				}
-			}
-			b := byte(0)
-			if on {
-				b = 1
-			}
-			return nil, m.Write(ctx, t, id, []byte{b})
-		}
-	}
-	add("prepay_enabled_write", "on (prepay mode; needs a balance of £10 or more) or off (credit mode)", cobra.RangeArgs(1, 2), false,
-		onOff(emop.ObjPrepayEnabled, func(ctx context.Context, m meterop.Meters, t meterconn.Target, on bool) error {
-			if !on {
-				return nil
-			}
-			b, err := meterop.Balance(ctx, m, t)
-			if err != nil {
-				return err
-			}
-			if b.LessThan(decimal.NewFromInt(10)) {
-				return fmt.Errorf("balance is £%s: prepay mode needs at least £10; add more credit and try again", b.StringFixed(2))
-			}
-			return nil
-		}))
+	minimum := flows.MinPrepayBalance.StringFixed(0)
+	add("prepay_enabled_write", fmt.Sprintf("on (prepay mode; needs a balance of £%s or more) or off (credit mode)", minimum), cobra.RangeArgs(1, 2), false,
+		onOff(emop.ObjPrepayEnabled, checkPrepayBalance))
 	add("daylight_savings_correction_enabled_write", "on or off", cobra.RangeArgs(1, 2), false, onOff(emop.ObjDSTFlag, nil))
-	setting := func(id emop.ObjectID, names []string) runFunc {
-		return func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
-			code, ok := emop.SettingCode(names, args[0])
-			if !ok {
-				return nil, fmt.Errorf("%q: want one of %s", args[0], strings.Join(names, ", "))
-			}
-			return nil, m.Write(ctx, t, id, []byte{code})
-		}
+}
+
+// checkPrepayBalance refuses prepay mode below flows.MinPrepayBalance.
+func checkPrepayBalance(ctx context.Context, m meterop.Meters, t meterconn.Target, on bool) error {
+	if !on {
+		return nil
 	}
+	b, err := meterop.Balance(ctx, m, t)
+	if err != nil {
+		return err
+	}
+	if b.LessThan(flows.MinPrepayBalance) {
+		return fmt.Errorf("balance is £%s: prepay mode needs at least £%s; add more credit and try again", b.StringFixed(2), flows.MinPrepayBalance.StringFixed(0))
+	}
+	return nil
+}
+
+// onOff writes a flag from "on" or "off", after check (when not nil).
+func onOff(id emop.ObjectID, check func(ctx context.Context, m meterop.Meters, t meterconn.Target, on bool) error) runFunc {
+	return func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+		if args[0] != "on" && args[0] != "off" {
+			return nil, fmt.Errorf("%q: want on or off", args[0])
+		}
+		on := args[0] == "on"
+		if check != nil {
+			if err := check(ctx, m, t, on); err != nil {
+				return nil, err
+			}
+		}
+		b := byte(0)
+		if on {
+			b = 1
+		}
+		return nil, m.Write(ctx, t, id, []byte{b})
+	}
+}
+
+// setting writes one of names, as its code.
+func setting(id emop.ObjectID, names []string) runFunc {
+	return func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+		code, ok := emop.SettingCode(names, args[0])
+		if !ok {
+			return nil, fmt.Errorf("%q: want one of %s", args[0], strings.Join(names, ", "))
+		}
+		return nil, m.Write(ctx, t, id, []byte{code})
+	}
+}
+
+// addSettingCommands adds the backlight and load switch writes.
+func addSettingCommands(add addFunc) {
 	add("backlight_write", "backlight setting", cobra.RangeArgs(1, 2), false, setting(emop.ObjBacklight, emop.BacklightSettings))
 	add("load_switch_write", "load switch setting", cobra.RangeArgs(1, 2), false, setting(emop.ObjLoadSwitch, emop.LoadSwitchSettings))
-	addTariffWrite(add)
-	addManagement(root, g)
 }
 
 func parseTime(s string) (time.Time, error) {

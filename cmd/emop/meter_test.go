@@ -41,11 +41,11 @@ func startMediated(t *testing.T) (*sim.Fleet, string) {
 		t.Fatal(err)
 	}
 	transport, _ := meterconn.New(meterconn.Config{Attempts: 1})
-	srv := mediator.New(mediator.Config{Store: store, Meters: transport})
-	if err := srv.Start(ctx, "127.0.0.1:0"); err != nil {
+	srv := mediator.New(mediator.Config{Addr: "127.0.0.1:0", Store: store, Meters: transport})
+	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Stop)
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
 	return fleet, srv.Addr()
 }
 

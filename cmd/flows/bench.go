@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -23,7 +24,6 @@ import (
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
 	"github.com/flows-energy/flows/syncer"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 	"github.com/spf13/cobra"
 )
@@ -59,7 +59,6 @@ func (c *countingObserver) ObserveRequest(kind, result string, d time.Duration) 
 // benchFleet is a benchmark's world: a private database with a simulated
 // fleet (in a child process) registered in it.
 type benchFleet struct {
-	pool    *pgxpool.Pool
 	store   *postgres.Store
 	targets []meterconn.Target
 	simPID  int
@@ -121,15 +120,15 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 		return nil, err
 	}
 	cleanups = append(cleanups, func() { _ = cluster.Stop() })
-	if err := createDatabase(ctx, cluster, "flows"); err != nil {
+	if err := postgres.CreateDatabase(ctx, cluster.URL("postgres"), "flows"); err != nil {
 		return nil, err
 	}
-	f.pool, err = postgres.Open(ctx, cluster.URL("flows")+"&pool_max_conns="+strconv.Itoa(poolSize))
+	pool, err := postgres.Open(ctx, cluster.URL("flows")+"&pool_max_conns="+strconv.Itoa(poolSize))
 	if err != nil {
 		return nil, err
 	}
-	cleanups = append(cleanups, f.pool.Close)
-	if _, err := postgres.Migrate(ctx, f.pool); err != nil {
+	cleanups = append(cleanups, pool.Close)
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
 		return nil, err
 	}
 	// The fleet runs in its own process, so the figures measured here are
@@ -166,7 +165,7 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 		nm = append(nm, flows.NewMeter{Serial: s.Serial, IPAddress: s.IPAddress, Port: s.Port, Hardware: s.Hardware, Mode: flows.ModeActive})
 		layouts = append(layouts, s.Layout)
 	}
-	f.store = postgres.NewStore(f.pool)
+	f.store = postgres.NewStore(pool)
 	if _, err := f.store.CreateESCO(ctx, "BENCH", "Benchmark"); err != nil {
 		return nil, err
 	}
@@ -178,23 +177,61 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 
 func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Duration) error {
 	ctx := cmd.Context()
-	out := cmd.OutOrStdout()
 	log := logger()
 	bf, err := startBenchFleet(ctx, meters, min(workers/4+10, 200), latency)
 	if err != nil {
 		return err
 	}
 	defer bf.cleanup()
-	pool, store, targets := bf.pool, bf.store, bf.targets
+	store, targets := bf.store, bf.targets
 
 	// Raw capacity: as many concurrent reads as the engine will run.
-	raw, err := meterconn.New(meterconn.Config{Attempts: 1, MaxConcurrent: workers})
+	r := syncBenchFigures{meters: len(targets), workers: workers, latency: latency}
+	if r.rawRate, r.rawErrors, err = benchRawCapacity(ctx, targets, workers, rawFor); err != nil {
+		return err
+	}
+
+	if err := store.EnableOnlySyncersAt(ctx, flows.Hourly); err != nil {
+		return err
+	}
+	obs := &countingObserver{}
+	transport, err := meterconn.New(meterconn.Config{Attempts: 2, Backoff: 100 * time.Millisecond, MaxConcurrent: workers * 2, Observer: obs})
 	if err != nil {
 		return err
 	}
+	eng, err := syncer.New(syncer.Config{Store: store, NewQueue: queueOf(store), Meters: transport, Workers: workers, Owner: "bench",
+		ScheduleEvery: 5 * time.Second, Logger: log.With("component", "sync")})
+	if err != nil {
+		return err
+	}
+	cpu0, pg0, sim0 := cpuSeconds(), procCPU("postgres", 0), procCPU("", bf.simPID)
+	start := time.Now()
+	if err := eng.Start(ctx); err != nil {
+		return err
+	}
+	defer func() { _ = eng.Stop(context.Background()) }()
+	if r.fresh, err = waitFreshBalances(ctx, cmd.OutOrStdout(), store, start, len(targets)); err != nil {
+		return err
+	}
+	r.elapsed = time.Since(start)
+	r.cpu = cpuSeconds() - cpu0
+	r.pgCPU, r.simCPU = procCPU("postgres", 0)-pg0, procCPU("", bf.simPID)-sim0
+	r.requests = obs.n.Load()
+	r.print(cmd.OutOrStdout())
+	return nil
+}
+
+// benchRawCapacity measures the simulator's raw capacity: workers
+// concurrent balance reads, round-robin over targets, for d. It returns
+// the successful reads per second and the number of failed reads.
+func benchRawCapacity(ctx context.Context, targets []meterconn.Target, workers int, d time.Duration) (float64, int64, error) {
+	raw, err := meterconn.New(meterconn.Config{Attempts: 1, MaxConcurrent: workers})
+	if err != nil {
+		return 0, 0, err
+	}
 	var rawN, rawErr atomic.Int64
 	var wg sync.WaitGroup
-	stopRaw := time.Now().Add(rawFor)
+	stopRaw := time.Now().Add(d)
 	var next atomic.Int64
 	for range workers {
 		wg.Add(1)
@@ -211,54 +248,52 @@ func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Dur
 		}()
 	}
 	wg.Wait()
-	rawRate := float64(rawN.Load()) / rawFor.Seconds()
+	return float64(rawN.Load()) / d.Seconds(), rawErr.Load(), nil
+}
 
-	if _, err := pool.Exec(ctx, `UPDATE flows.meter_metrics SET enabled = (run_frequency = 'hourly')`); err != nil {
-		return err
-	}
-	obs := &countingObserver{}
-	transport, err := meterconn.New(meterconn.Config{Attempts: 2, Backoff: 100 * time.Millisecond, MaxConcurrent: workers * 2, Observer: obs})
-	if err != nil {
-		return err
-	}
-	eng, err := syncer.New(syncer.Config{Pool: pool, Store: store, Meters: transport, Workers: workers, Owner: "bench",
-		ScheduleEvery: 5 * time.Second, Logger: log.With("component", "sync")})
-	if err != nil {
-		return err
-	}
-	cpu0, pg0, sim0 := cpuSeconds(), procCPU("postgres", 0), procCPU("", bf.simPID)
-	start := time.Now()
-	if err := eng.Start(ctx); err != nil {
-		return err
-	}
-	defer eng.Stop(context.Background())
+// waitFreshBalances polls until want meters have a synced balance (or ten
+// minutes from start have passed) and returns how many have. With
+// FLOWS_BENCH_TRACE set it prints progress and the job queue's states.
+func waitFreshBalances(ctx context.Context, out io.Writer, store *postgres.Store, start time.Time, want int) (int, error) {
 	var fresh int
 	for deadline := start.Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM flows.meter_shadows WHERE synced_at ? 'balance'`).Scan(&fresh); err != nil {
-			return err
+		var err error
+		if fresh, err = store.CountFreshBalances(ctx); err != nil {
+			return 0, err
 		}
 		if os.Getenv("FLOWS_BENCH_TRACE") != "" {
-			var jobs string
-			_ = pool.QueryRow(ctx, `SELECT string_agg(state || '=' || n, ' ') FROM (SELECT state::text, count(*) n FROM flows_queue.river_job GROUP BY 1) x`).Scan(&jobs)
+			jobs, _ := store.QueueJobStates(ctx)
 			fmt.Fprintf(out, "  %5.1fs fresh %d, jobs %s\n", time.Since(start).Seconds(), fresh, jobs)
 		}
-		if fresh >= len(targets) {
+		if fresh >= want {
 			break
 		}
 	}
-	elapsed := time.Since(start)
-	cpu := cpuSeconds() - cpu0
-	pgCPU, simCPU := procCPU("postgres", 0)-pg0, procCPU("", bf.simPID)-sim0
-	achieved := float64(obs.n.Load()) / elapsed.Seconds()
-	fmt.Fprintf(out, "sync benchmark: %d meters, %v simulated latency, zero gap, %d workers\n", len(targets), latency, workers)
-	fmt.Fprintf(out, "  simulator raw capacity:   %8.0f requests/s (%d errors)\n", rawRate, rawErr.Load())
-	fmt.Fprintf(out, "  hourly set, whole fleet:  %8.1f s for %d/%d meters (goal ≤ 60 s)\n", elapsed.Seconds(), fresh, len(targets))
-	fmt.Fprintf(out, "  engine request rate:      %8.0f requests/s (%d requests)\n", achieved, obs.n.Load())
-	fmt.Fprintf(out, "  efficiency:               %8.2f (goal ≥ 0.5)\n", achieved/rawRate)
-	fmt.Fprintf(out, "  engine CPU:               %8.1f s; peak memory %s\n", cpu, peakMemory())
+	return fresh, nil
+}
+
+// syncBenchFigures are what flows bench sync measured.
+type syncBenchFigures struct {
+	meters, workers    int
+	latency            time.Duration
+	rawRate            float64 // raw reads per second
+	rawErrors          int64
+	fresh              int // meters synced
+	elapsed            time.Duration
+	requests           int64 // engine transport requests
+	cpu, pgCPU, simCPU float64
+}
+
+func (r syncBenchFigures) print(out io.Writer) {
+	achieved := float64(r.requests) / r.elapsed.Seconds()
+	fmt.Fprintf(out, "sync benchmark: %d meters, %v simulated latency, zero gap, %d workers\n", r.meters, r.latency, r.workers)
+	fmt.Fprintf(out, "  simulator raw capacity:   %8.0f requests/s (%d errors)\n", r.rawRate, r.rawErrors)
+	fmt.Fprintf(out, "  hourly set, whole fleet:  %8.1f s for %d/%d meters (goal ≤ 60 s)\n", r.elapsed.Seconds(), r.fresh, r.meters)
+	fmt.Fprintf(out, "  engine request rate:      %8.0f requests/s (%d requests)\n", achieved, r.requests)
+	fmt.Fprintf(out, "  efficiency:               %8.2f (goal ≥ 0.5)\n", achieved/r.rawRate)
+	fmt.Fprintf(out, "  engine CPU:               %8.1f s; peak memory %s\n", r.cpu, peakMemory())
 	fmt.Fprintf(out, "  PostgreSQL CPU:           %8.1f s; simulator CPU %.1f s (%.1f s of CPU time on %d cores in the run)\n",
-		pgCPU, simCPU, elapsed.Seconds()*float64(runtime.NumCPU()), runtime.NumCPU())
-	return nil
+		r.pgCPU, r.simCPU, r.elapsed.Seconds()*float64(runtime.NumCPU()), runtime.NumCPU())
 }
 
 func cpuSeconds() float64 {
@@ -307,8 +342,10 @@ func newBenchRolloutCmd() *cobra.Command {
 			created := time.Since(start)
 			cpu0 := cpuSeconds()
 			pusher := command.New(command.Config{Store: bf.store, Meters: transport, Workers: workers, PollEvery: 200 * time.Millisecond, ClockThreshold: -1})
-			pusher.Start(ctx)
-			defer pusher.Stop()
+			if err := pusher.Start(ctx); err != nil {
+				return err
+			}
+			defer func() { _ = pusher.Stop(context.Background()) }()
 			for deadline := time.Now().Add(15 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
 				if ro, err = bf.store.Rollout(ctx, ro.ID); err != nil {
 					return err

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,78 +102,21 @@ type readyInfo struct {
 
 func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 	log := logger()
-	dataDir, err := filepath.Abs(cfg.dataDir)
+	dataDir, unlock, err := lockDataDir(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	pgDir := filepath.Join(dataDir, "pg")
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return flows.FieldError("--data", "%v", err)
-	}
-	// One demo per data directory at a time; the lock dies with the process.
-	lock, err := os.OpenFile(filepath.Join(dataDir, "demo.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return flows.FieldError("--data", "%v", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return flows.FieldError("--data", "%s is in use by another flows demo", dataDir)
-	}
-	if cfg.fresh {
-		if err := removeCluster(ctx, pgDir); err != nil {
-			return err
-		}
-		_ = os.Remove(filepath.Join(dataDir, "sim-state.json"))
-	}
-	cluster, err := pgembed.Start(ctx, pgembed.Config{Dir: pgDir, Durable: true, Logger: log})
+	defer unlock()
+	db, err := startDemoDatabase(ctx, filepath.Join(dataDir, "pg"), log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := cluster.Stop(); err != nil {
-			log.Error("stopping PostgreSQL", "error", err)
-		}
-	}()
-	if err := createDatabase(ctx, cluster, "flows"); err != nil {
-		return err
-	}
-	dbURL := cluster.URL("flows")
-	pool, err := postgres.Open(ctx, dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		return err
-	}
-	simSecret, err := keepSecret(filepath.Join(dataDir, "sim-secret"))
-	if err != nil {
-		return err
-	}
-	prefix, port, err := parseListen(cfg.simListen)
-	if err != nil {
-		return err
-	}
-	fleetSpecs := sim.GenerateFleet(cfg.meters, sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: simSecret, Faults: true})
-	simulator, err := startSim(ctx, simConfig{meters: cfg.meters, listen: cfg.simListen, speed: cfg.speed,
-		state: filepath.Join(dataDir, "sim-state.json")}, fleetSpecs, log)
+	defer db.stop(log)
+	simulator, fleet, escoID, err := startDemoFleet(ctx, cfg, dataDir, db.store, log)
 	if err != nil {
 		return err
 	}
 	defer simulator.stop()
-	var fleet []sim.Spec
-	for _, m := range simulator.fleet.Meters() {
-		fleet = append(fleet, m.Spec)
-	}
-	escoID, err := demo.Seed(ctx, pool, fleet, time.Now().UTC())
-	if err != nil {
-		return fmt.Errorf("seed demo fleet: %w", err)
-	}
-	// Free ports (--sim-listen PREFIX:0) differ between runs: keep the
-	// registry pointing at where the meters listen now.
-	if err := syncFleetAddresses(ctx, pool, fleet); err != nil {
-		return err
-	}
 	jwtSecretBytes := []byte(os.Getenv("FLOWS_JWT_SECRET"))
 	if len(jwtSecretBytes) == 0 {
 		if jwtSecretBytes, err = keepSecret(filepath.Join(dataDir, "jwt-secret")); err != nil {
@@ -182,58 +127,149 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 	if err != nil {
 		return err
 	}
-
 	// The simulated meters need only a short gap between requests.
-	svc, err := runServices(ctx, pool, serveConfig{httpAddr: cfg.httpAddr, grpcAddr: cfg.grpcAddr,
+	svc, err := runServices(ctx, db.pool, serveConfig{httpAddr: cfg.httpAddr, grpcAddr: cfg.grpcAddr,
 		components: []string{"api", "sync", "commands", "mediator"}, meterGap: 100 * time.Millisecond, workers: 25,
 		jwtSecret: jwtSecretBytes}, log)
 	if err != nil {
 		return err
 	}
 	defer svc.stop()
-
-	info := readyInfo{
-		DatabaseURL: dbURL,
-		HTTPURL:     "http://" + svc.httpAddr,
-		GRPCAddr:    svc.grpcAddr,
-		AdminToken:  adminToken,
-		ESCO:        demo.ESCOCode,
-		ESCOID:      escoID,
-		Meters:      fleet,
-	}
+	info := readyInfo{DatabaseURL: db.url, HTTPURL: "http://" + svc.httpAddr, GRPCAddr: svc.grpcAddr, AdminToken: adminToken,
+		ESCO: demo.ESCOCode, ESCOID: escoID, Meters: fleet}
 	if cfg.readyFile != "" {
 		if err := writeFileAtomic(cfg.readyFile, info); err != nil {
 			return flows.FieldError("--ready-file", "%v", err)
 		}
 	}
-	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "Flows demo ready: %d simulated meters of ESCO %s (speed %gx)\n", len(fleet), demo.ESCOCode, cfg.speed)
-	fmt.Fprintf(out, "  dashboard:   %s/\n", info.HTTPURL)
-	fmt.Fprintf(out, "  database:    %s\n", dbURL)
-	fmt.Fprintf(out, "  mediator:    %s (emop --mediator %s -s EML2137580826 prepay_balance)\n", svc.grpcAddr, svc.grpcAddr)
-	fmt.Fprintf(out, "  admin token: %s\n", adminToken)
-	fmt.Fprintln(out, "Press Ctrl-C to stop.")
+	printReady(cmd.OutOrStdout(), cfg, info)
 	<-ctx.Done()
-	fmt.Fprintln(out, "stopping")
+	fmt.Fprintln(cmd.OutOrStdout(), "stopping")
 	return nil
 }
 
-// createDatabase creates db on the cluster unless it exists.
-func createDatabase(ctx context.Context, c *pgembed.Cluster, db string) error {
-	pool, err := postgres.Open(ctx, c.URL("postgres"))
+// lockDataDir makes the data directory, takes its lock (one demo per
+// directory at a time; the lock dies with the process) and, with --fresh,
+// empties it.
+func lockDataDir(ctx context.Context, cfg demoConfig) (string, func(), error) {
+	dataDir, err := filepath.Abs(cfg.dataDir)
 	if err != nil {
-		return err
+		return "", nil, flows.FieldError("--data", "%v", err)
 	}
-	defer pool.Close()
-	var exists bool
-	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", db).Scan(&exists); err != nil {
-		return err
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", nil, flows.FieldError("--data", "%v", err)
 	}
-	if exists {
-		return nil
+	lock, err := os.OpenFile(filepath.Join(dataDir, "demo.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", nil, flows.FieldError("--data", "%v", err)
 	}
-	_, err = pool.Exec(ctx, "CREATE DATABASE "+db)
-	return err
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return "", nil, flows.FieldError("--data", "%s is in use by another flows demo", dataDir)
+	}
+	unlock := func() { lock.Close() }
+	if cfg.fresh {
+		if err := removeCluster(ctx, filepath.Join(dataDir, "pg")); err != nil {
+			unlock()
+			return "", nil, err
+		}
+		if err := os.Remove(filepath.Join(dataDir, "sim-state.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			unlock()
+			return "", nil, err
+		}
+	}
+	return dataDir, unlock, nil
+}
+
+// demoDatabase is the demo's embedded PostgreSQL and its migrated database.
+type demoDatabase struct {
+	cluster *pgembed.Cluster
+	url     string
+	pool    *pgxpool.Pool
+	store   *postgres.Store
+}
+
+func startDemoDatabase(ctx context.Context, pgDir string, log *slog.Logger) (_ *demoDatabase, err error) {
+	cluster, err := pgembed.Start(ctx, pgembed.Config{Dir: pgDir, Durable: true, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	db := &demoDatabase{cluster: cluster, url: cluster.URL("flows")}
+	defer func() {
+		if err != nil {
+			db.stop(log)
+		}
+	}()
+	if err := postgres.CreateDatabase(ctx, cluster.URL("postgres"), "flows"); err != nil {
+		return nil, err
+	}
+	if db.pool, err = postgres.Open(ctx, db.url); err != nil {
+		return nil, err
+	}
+	if _, err := postgres.Migrate(ctx, db.pool); err != nil {
+		return nil, err
+	}
+	db.store = postgres.NewStore(db.pool)
+	return db, nil
+}
+
+func (db *demoDatabase) stop(log *slog.Logger) {
+	if db.pool != nil {
+		db.pool.Close()
+	}
+	if err := db.cluster.Stop(); err != nil {
+		log.Error("stopping PostgreSQL", "error", err)
+	}
+}
+
+// startDemoFleet starts the simulated meters and registers them: seeded
+// the first time, and pointed at where they listen now (free ports,
+// --sim-listen PREFIX:0, differ between runs).
+func startDemoFleet(ctx context.Context, cfg demoConfig, dataDir string, store *postgres.Store, log *slog.Logger) (_ *runningSim, _ []sim.Spec, escoID string, err error) {
+	simSecret, err := keepSecret(filepath.Join(dataDir, "sim-secret"))
+	if err != nil {
+		return nil, nil, "", err
+	}
+	prefix, port, err := parseListen(cfg.simListen)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	specs := sim.GenerateFleet(cfg.meters, sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: simSecret, Faults: true})
+	simulator, err := startSim(ctx, simConfig{meters: cfg.meters, listen: cfg.simListen, speed: cfg.speed,
+		state: filepath.Join(dataDir, "sim-state.json")}, specs, log)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer func() {
+		if err != nil {
+			simulator.stop()
+		}
+	}()
+	var fleet []sim.Spec
+	for _, m := range simulator.fleet.Meters() {
+		fleet = append(fleet, m.Spec)
+	}
+	if escoID, err = demo.Seed(ctx, store, fleet, time.Now().UTC()); err != nil {
+		return nil, nil, "", fmt.Errorf("seed demo fleet: %w", err)
+	}
+	for _, m := range fleet {
+		if m.IPAddress == "" {
+			continue
+		}
+		if err := store.SetMeterAddress(ctx, m.Serial, m.IPAddress, m.Port); err != nil {
+			return nil, nil, "", fmt.Errorf("register %s: %w", m.Serial, err)
+		}
+	}
+	return simulator, fleet, escoID, nil
+}
+
+func printReady(out io.Writer, cfg demoConfig, info readyInfo) {
+	fmt.Fprintf(out, "Flows demo ready: %d simulated meters of ESCO %s (speed %gx)\n", len(info.Meters), demo.ESCOCode, cfg.speed)
+	fmt.Fprintf(out, "  dashboard:   %s/\n", info.HTTPURL)
+	fmt.Fprintf(out, "  database:    %s\n", info.DatabaseURL)
+	fmt.Fprintf(out, "  mediator:    %s (emop --mediator %s -s EML2137580826 prepay_balance)\n", info.GRPCAddr, info.GRPCAddr)
+	fmt.Fprintf(out, "  admin token: %s\n", info.AdminToken)
+	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 }
 
 // keepSecret returns the hex secret stored in path, creating a random one
@@ -282,18 +318,4 @@ func writeFileAtomic(path string, v any) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// syncFleetAddresses points each registry row at its simulated meter.
-func syncFleetAddresses(ctx context.Context, pool *pgxpool.Pool, fleet []sim.Spec) error {
-	for _, m := range fleet {
-		if m.IPAddress == "" {
-			continue
-		}
-		if _, err := pool.Exec(ctx, `UPDATE flows.meter_registry SET ip_address = $2::inet, port = $3
-			WHERE serial = $1 AND (ip_address IS DISTINCT FROM $2::inet OR port <> $3)`, m.Serial, m.IPAddress, m.Port); err != nil {
-			return fmt.Errorf("register %s: %w", m.Serial, err)
-		}
-	}
-	return nil
 }

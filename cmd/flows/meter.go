@@ -14,6 +14,11 @@ import (
 
 func newMeterCmd() *cobra.Command {
 	meter := &cobra.Command{Use: "meter", Short: "Registry commands: import, list, show, sync"}
+	meter.AddCommand(newMeterImportCmd(), newMeterListCmd(), newMeterShowCmd(), newMeterSyncCmd(), newTariffCmd(), newTopupCmd())
+	return meter
+}
+
+func newMeterImportCmd() *cobra.Command {
 	var esco string
 	imp := &cobra.Command{
 		Use:   "import FILE",
@@ -46,7 +51,10 @@ func newMeterCmd() *cobra.Command {
 	}
 	imp.Flags().StringVar(&esco, "esco", "", "ESCO code the meters belong to")
 	addDatabaseFlag(imp)
+	return imp
+}
 
+func newMeterListCmd() *cobra.Command {
 	var filter flows.MeterFilter
 	var mode, health string
 	var asJSON bool
@@ -68,16 +76,7 @@ func newMeterCmd() *cobra.Command {
 			if asJSON {
 				return writeJSON(cmd, ms)
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "SERIAL\tNAME\tMODE\tHARDWARE\tIP\tESCO")
-			for _, m := range ms {
-				ip := ""
-				if m.IPAddress != nil {
-					ip = m.IPAddress.String()
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Serial, m.Name, m.Mode, m.Hardware, ip, m.ESCOCode)
-			}
-			return w.Flush()
+			return writeMeterTable(cmd, ms)
 		},
 	}
 	list.Flags().StringVar(&filter.ESCOCode, "esco", "", "only this ESCO")
@@ -86,7 +85,24 @@ func newMeterCmd() *cobra.Command {
 	list.Flags().StringVarP(&filter.Query, "query", "q", "", "serial or name contains")
 	list.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	addDatabaseFlag(list)
+	return list
+}
 
+// writeMeterTable prints meters as flows meter list's table.
+func writeMeterTable(cmd *cobra.Command, ms []flows.Meter) error {
+	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SERIAL\tNAME\tMODE\tHARDWARE\tIP\tESCO")
+	for _, m := range ms {
+		ip := ""
+		if m.IPAddress != nil {
+			ip = m.IPAddress.String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Serial, m.Name, m.Mode, m.Hardware, ip, m.ESCOCode)
+	}
+	return w.Flush()
+}
+
+func newMeterShowCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show SERIAL",
 		Short: "Show a meter's registry row, shadow and registers as JSON",
@@ -108,7 +124,10 @@ func newMeterCmd() *cobra.Command {
 		},
 	}
 	addDatabaseFlag(show)
+	return show
+}
 
+func newMeterSyncCmd() *cobra.Command {
 	sync := &cobra.Command{
 		Use:   "sync SERIAL",
 		Short: "Queue an immediate sync of one meter",
@@ -122,7 +141,11 @@ func newMeterCmd() *cobra.Command {
 			if m.Mode != flows.ModeActive {
 				return flows.Errorf(flows.EINVALID, "meter %s is passive: it is synced from the database where it is active", m.Serial)
 			}
-			if err := syncer.SyncNow(cmd.Context(), store.Pool(), m.ID); err != nil {
+			eng, err := syncer.New(syncer.Config{Store: store, NewQueue: queueOf(store)})
+			if err != nil {
+				return err
+			}
+			if err := eng.SyncNow(cmd.Context(), m.ID); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "sync of %s queued ahead of scheduled work\n", m.Serial)
@@ -130,8 +153,7 @@ func newMeterCmd() *cobra.Command {
 		},
 	}
 	addDatabaseFlag(sync)
-	meter.AddCommand(imp, list, show, sync, newTariffCmd(), newTopupCmd())
-	return meter
+	return sync
 }
 
 // registryEntry is one meter of a registry file (flows sim --registry-out,

@@ -13,6 +13,7 @@ import (
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/command"
 	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/internal/lifecycle"
 	"github.com/flows-energy/flows/mediator"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
@@ -20,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/riverqueue/river"
 	"github.com/spf13/cobra"
 )
 
@@ -116,94 +118,141 @@ func parseComponents(s string) ([]string, error) {
 	return out, nil
 }
 
-// runServices starts the chosen components and returns a function that
-// stops them in reverse order, and the HTTP address.
-// services are the running components of a process.
+// services are the running components of a process, owned by one
+// lifecycle group: started in order, stopped in reverse.
 type services struct {
-	stop     func() // stops them in reverse order
+	group    lifecycle.Group
 	httpAddr string
 	grpcAddr string
 }
 
-func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *slog.Logger) (*services, error) {
-	var stops []func()
-	stopAll := func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
-		}
+// stop stops every component, in reverse order, within 30 s.
+func (s *services) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.group.Stop(ctx); err != nil {
+		slog.Default().Error("stopping services", "error", err)
 	}
-	store := postgres.NewStore(pool)
+}
+
+// wiring is what the components of one process share.
+type wiring struct {
+	cfg       serveConfig
+	log       *slog.Logger
+	store     *postgres.Store
+	reg       *prometheus.Registry
+	transport *meterconn.Client
+}
+
+// runServices starts the chosen components. When one fails to start, the
+// ones already started are stopped, in reverse, before it returns.
+func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *slog.Logger) (*services, error) {
 	has := func(c string) bool { return slices.Contains(cfg.components, c) }
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(store))
+	w := &wiring{cfg: cfg, log: log, reg: prometheus.NewRegistry(),
+		store: postgres.New(postgres.Config{Pool: pool, Replicate: has("sync") && len(cfg.replicas) > 0})}
+	w.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(w.store))
 	// One transport for the process: its per-meter queue and gap then hold
 	// across the sync engine and the mediator.
-	transport, err := meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn"),
-		Observer: flowshttp.NewMeterRequests(reg)})
-	if err != nil {
+	var err error
+	if w.transport, err = meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn"),
+		Observer: flowshttp.NewMeterRequests(w.reg)}); err != nil {
 		return nil, err
 	}
-	if has("mediator") {
-		var tlsCfg *tls.Config
-		if cfg.grpcCert != "" || cfg.grpcKey != "" || cfg.grpcCA != "" {
-			if tlsCfg, err = mediator.ServerTLS(cfg.grpcCert, cfg.grpcKey, cfg.grpcCA); err != nil {
-				return nil, flows.FieldError("--grpc-cert", "%v", err)
-			}
+	svc := &services{grpcAddr: cfg.grpcAddr}
+	var eng *syncer.Engine
+	if has("sync") || has("api") {
+		// An API without the sync component still queues on-demand syncs
+		// for the processes that run it.
+		if eng, err = w.engine(); err != nil {
+			return nil, err
 		}
-		med := mediator.New(mediator.Config{Store: store, Meters: transport, ESCO: cfg.esco, TLS: tlsCfg, Logger: log.With("component", "mediator")})
-		if err := med.Start(ctx, cfg.grpcAddr); err != nil {
-			return nil, flows.FieldError("--grpc", "%v", err)
-		}
-		stops = append(stops, med.Stop)
-		log.Info("mediator listening", "addr", med.Addr(), "mutual_tls", tlsCfg != nil)
-		cfg.grpcAddr = med.Addr()
 	}
-	if has("sync") {
-		host, _ := os.Hostname()
-		eng, err := syncer.New(syncer.Config{Pool: pool, Store: store, Meters: transport, Workers: cfg.workers,
-			Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Replicate: len(cfg.replicas) > 0, Logger: log.With("component", "sync")})
+	start := func(name string, s lifecycle.Service) error { return svc.group.Start(ctx, name, s) }
+	if has("mediator") {
+		med, err := w.mediator()
 		if err != nil {
 			return nil, err
 		}
-		results := flowshttp.NewSyncResults(reg)
-		eng.OnSynced = func(_, failure string) { results.Observe(failure) }
-		if err := eng.Start(ctx); err != nil {
-			return nil, err
+		if err := start("mediator", med); err != nil {
+			return nil, flows.FieldError("--grpc", "%v", err)
 		}
-		stops = append(stops, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_ = eng.Stop(sctx)
-		})
-		for _, url := range cfg.replicas {
-			rep, err := syncer.NewReplicator(syncer.ReplicatorConfig{Primary: pool, ReplicaURL: url, Logger: log.With("component", "replica")})
-			if err != nil {
-				stopAll()
-				return nil, err
-			}
-			rep.Start(ctx)
-			stops = append(stops, rep.Stop)
+		svc.grpcAddr = med.Addr()
+		log.Info("mediator listening", "addr", svc.grpcAddr, "mutual_tls", cfg.grpcCert != "" || cfg.grpcKey != "" || cfg.grpcCA != "")
+	}
+	if has("sync") {
+		if err := w.startSync(start, eng); err != nil {
+			return nil, err
 		}
 	}
 	if has("commands") {
-		pusher := command.New(command.Config{Store: store, Meters: transport, Lease: cfg.lease, Logger: log.With("component", "commands"),
+		pusher := command.New(command.Config{Store: w.store, Meters: w.transport, Lease: cfg.lease, Logger: log.With("component", "commands"),
 			FailPoint: crashAt(os.Getenv("FLOWS_CRASH_AT"), log)})
-		pusher.Start(ctx)
-		stops = append(stops, pusher.Stop)
+		if err := start("commands", pusher); err != nil {
+			return nil, err
+		}
 	}
-	addr := ""
 	if has("api") {
-		srv := flowshttp.NewServer(flowshttp.Config{Addr: cfg.httpAddr, Store: store, JWTSecret: cfg.jwtSecret,
-			SyncNow:  func(ctx context.Context, meterID string) error { return syncer.SyncNow(ctx, pool, meterID) },
-			Registry: reg, Logger: log.With("component", "http")})
-		if err := srv.Start(ctx); err != nil {
-			stopAll()
+		srv := flowshttp.NewServer(flowshttp.Config{Addr: cfg.httpAddr, Store: w.store, JWTSecret: cfg.jwtSecret,
+			SyncNow: eng.SyncNow, Registry: w.reg, Logger: log.With("component", "http")})
+		if err := start("api", srv); err != nil {
 			return nil, flows.FieldError("--http", "%v", err)
 		}
-		stops = append(stops, srv.Stop)
-		addr = srv.Addr()
+		svc.httpAddr = srv.Addr()
 	}
-	return &services{stop: stopAll, httpAddr: addr, grpcAddr: cfg.grpcAddr}, nil
+	return svc, nil
+}
+
+// engine builds the sync engine (started only with the sync component).
+func (w *wiring) engine() (*syncer.Engine, error) {
+	host, _ := os.Hostname()
+	eng, err := syncer.New(syncer.Config{Store: w.store, Meters: w.transport, Workers: w.cfg.workers,
+		NewQueue: queueOf(w.store), Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Logger: w.log.With("component", "sync")})
+	if err != nil {
+		return nil, err
+	}
+	results := flowshttp.NewSyncResults(w.reg)
+	eng.OnSynced = func(_, failure string) { results.Observe(failure) }
+	return eng, nil
+}
+
+// queueOf gives a sync engine its River client on store's database.
+func queueOf(store *postgres.Store) func(*river.Config) (syncer.JobQueue, error) {
+	return func(c *river.Config) (syncer.JobQueue, error) { return store.NewQueueClient(c) }
+}
+
+// startSync starts the engine and a replica shipper per replica.
+func (w *wiring) startSync(start func(string, lifecycle.Service) error, eng *syncer.Engine) error {
+	if err := start("sync", eng); err != nil {
+		return err
+	}
+	for _, url := range w.cfg.replicas {
+		name, err := postgres.ReplicaName(url)
+		if err != nil {
+			return err
+		}
+		rep, err := syncer.NewReplicator(syncer.ReplicatorConfig{Primary: w.store, Name: name, Logger: w.log.With("component", "replica"),
+			Open: func(ctx context.Context) (syncer.Replica, error) { return postgres.OpenReplica(ctx, url) }})
+		if err != nil {
+			return err
+		}
+		if err := start("replica "+name, rep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mediator builds the gRPC mediator, with mutual TLS when configured.
+func (w *wiring) mediator() (*mediator.Server, error) {
+	var tlsCfg *tls.Config
+	if w.cfg.grpcCert != "" || w.cfg.grpcKey != "" || w.cfg.grpcCA != "" {
+		var err error
+		if tlsCfg, err = mediator.ServerTLS(w.cfg.grpcCert, w.cfg.grpcKey, w.cfg.grpcCA); err != nil {
+			return nil, flows.FieldError("--grpc-cert", "%v", err)
+		}
+	}
+	return mediator.New(mediator.Config{Addr: w.cfg.grpcAddr, Store: w.store, Meters: w.transport, ESCO: w.cfg.esco, TLS: tlsCfg,
+		Logger: w.log.With("component", "mediator")}), nil
 }
 
 // crashAt is a test hook for crash-safety tests: with FLOWS_CRASH_AT set to

@@ -1,0 +1,156 @@
+package command
+
+import (
+	"context"
+	"encoding/hex"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/meterop"
+	"github.com/shopspring/decimal"
+)
+
+func tariffPushed(r flows.TariffRequest) pushed {
+	return pushed{kind: "tariff", id: r.ID, meterID: r.MeterID, attempts: r.Attempts}
+}
+
+// moveTariff writes a decision to a tariff request.
+func (p *Pusher) moveTariff(r flows.TariffRequest) func(ctx context.Context, from flows.RequestStatus, d decision) error {
+	return func(ctx context.Context, from flows.RequestStatus, d decision) error {
+		_, err := p.cfg.Store.MoveTariffRequest(ctx, r.ID, from, d.to, d.detail, d.next)
+		return err
+	}
+}
+
+// pushTariff writes a future tariff, reads it back and verifies it.
+func (p *Pusher) pushTariff(ctx context.Context, r flows.TariffRequest) outcome {
+	req := tariffPushed(r)
+	m, t, err := p.target(ctx, r.MeterID)
+	if err != nil {
+		return p.noTarget(req, err)
+	}
+	f, err := futureTariff(r, m.DaylightSavingsCorrectionEnabled)
+	if err != nil {
+		return failed(err.Error())
+	}
+	writes, err := meterop.FutureTariffWrites(f)
+	if err != nil {
+		return failed(err.Error())
+	}
+	for _, w := range writes {
+		// A request superseded meanwhile is not pushed any further.
+		st, err := p.cfg.Store.TariffRequestStatus(ctx, r.ID)
+		if err != nil {
+			return p.storeFailed(req, "reading the request's status", err)
+		}
+		if st != flows.RequestSending {
+			p.cfg.Logger.Info("tariff push stopped", "request_id", r.ID, "status", st)
+			return stopped()
+		}
+		if err := p.write(ctx, t, req, r.RequestedBy, w, hex.EncodeToString(w.Payload)); err != nil {
+			return fromError("", err)
+		}
+	}
+	if err := p.fail("tariff_sent"); err != nil {
+		return stopped() // a crash after the writes: the lease runs out, the next process pushes again
+	}
+	ok, err := p.cfg.Store.MoveTariffRequest(ctx, r.ID, flows.RequestSending, flows.RequestSent, "", time.Time{})
+	if err != nil {
+		return p.storeFailed(req, "recording the tariff sent", err)
+	}
+	if !ok {
+		return stopped() // superseded after the last write
+	}
+	return p.verifyTariff(ctx, r, t, f).at(flows.RequestSent)
+}
+
+// verifyTariff reads the future tariff back: verified when it is what was
+// written, then checked for activation at the activation time.
+func (p *Pusher) verifyTariff(ctx context.Context, r flows.TariffRequest, t meterconn.Target, f meterop.FutureTariff) outcome {
+	back, err := meterop.ReadTariff(ctx, p.cfg.Meters, t, true)
+	if err != nil {
+		o := fromError("read back failed", err)
+		o.result = resultRetry // the writes were accepted: reading again may well work
+		return o
+	}
+	if diff := tariffDiff(f, back, true); diff != "" {
+		return retry("read back differs: " + diff)
+	}
+	o := done(flows.RequestVerified, "")
+	o.next = r.ActivationAt
+	o.observed = &flows.ShadowUpdate{TariffsFuture: back, At: p.cfg.Now()}
+	return o
+}
+
+// checkActivation confirms that a verified tariff became the meter's
+// active tariff once its activation time passed.
+func (p *Pusher) checkActivation(ctx context.Context, r flows.TariffRequest) outcome {
+	_, t, err := p.target(ctx, r.MeterID)
+	if err != nil {
+		// Made passive or lost its address since: look again later.
+		return outcome{result: resultWait, to: flows.RequestVerified, detail: err.Error(), next: p.cfg.Now().Add(time.Minute)}
+	}
+	f, err := futureTariff(r, false)
+	if err != nil {
+		return failed(err.Error())
+	}
+	active, err := meterop.ReadTariff(ctx, p.cfg.Meters, t, false)
+	if err == nil && tariffDiff(f, active, false) == "" {
+		o := done(flows.RequestActive, "")
+		o.observed = &flows.ShadowUpdate{TariffsActive: active, At: p.cfg.Now()}
+		return o
+	}
+	msg := "not active yet on the meter"
+	if err != nil {
+		msg = "active tariff read failed: " + meterconn.Detail(err)
+	}
+	if p.cfg.Now().Sub(r.ActivationAt) > 48*time.Hour {
+		return failed("meter did not activate the tariff within 48 hours: " + msg)
+	}
+	return outcome{result: resultWait, to: flows.RequestVerified, detail: msg, next: p.cfg.Now().Add(time.Minute)}
+}
+
+// futureTariff converts a request into the meter's write: the activation
+// instant shown in the meter's clock zone.
+func futureTariff(r flows.TariffRequest, dst bool) (meterop.FutureTariff, error) {
+	t := r.Tariff
+	if t.StandingCharge == nil || t.UnitRateElementA == nil || t.PrepaymentEmergencyCredit == nil ||
+		t.PrepaymentECreditAvailability == nil || t.PrepaymentDebtRecoveryRate == nil {
+		return meterop.FutureTariff{}, flows.Errorf(flows.EINVALID, "tariff request %s lacks an amount", r.ID)
+	}
+	b := t.UnitRateElementA
+	if t.UnitRateElementB != nil {
+		b = t.UnitRateElementB
+	}
+	w := r.ActivationAt.In(flows.MeterClockZone(dst))
+	return meterop.FutureTariff{
+		StandingCharge: *t.StandingCharge, UnitRateA: *t.UnitRateElementA, UnitRateB: *b,
+		EmergencyCredit: *t.PrepaymentEmergencyCredit, ECreditAvailability: *t.PrepaymentECreditAvailability,
+		DebtRecoveryRate: *t.PrepaymentDebtRecoveryRate,
+		ActivationWall:   time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), 0, time.UTC),
+	}, nil
+}
+
+// tariffDiff names the first field where the meter's tariff differs from
+// what was written ("" when every field matches).
+func tariffDiff(f meterop.FutureTariff, got *flows.Tariff, withActivation bool) string {
+	eq := func(a decimal.Decimal, b *decimal.Decimal) bool { return b != nil && a.Equal(*b) }
+	switch {
+	case !eq(f.StandingCharge, got.StandingCharge):
+		return "standing_charge"
+	case !eq(f.UnitRateA, got.UnitRateElementA):
+		return "unit_rate_element_a"
+	case !eq(f.UnitRateB, got.UnitRateElementB):
+		return "unit_rate_element_b"
+	case !eq(f.EmergencyCredit, got.PrepaymentEmergencyCredit):
+		return "prepayment_emergency_credit"
+	case !eq(f.ECreditAvailability, got.PrepaymentECreditAvailability):
+		return "prepayment_ecredit_availability"
+	case !eq(f.DebtRecoveryRate, got.PrepaymentDebtRecoveryRate):
+		return "prepayment_debt_recovery_rate"
+	case withActivation && (got.ActivationDatetime == nil || *got.ActivationDatetime != f.ActivationWall.Format("2006-01-02T15:04:05")):
+		return "activation_datetime"
+	}
+	return ""
+}
