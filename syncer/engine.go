@@ -76,7 +76,7 @@ type Config struct {
 	NewQueue func(cfg *river.Config) (JobQueue, error)
 	Meters   Meters
 	Workers  int    // concurrent meter syncs in this process (50)
-	Owner   string // this process's name in leases (hostname:pid)
+	Owner    string // this process's name in leases (hostname:pid)
 	// ScheduleEvery is how often the scheduler queues due syncs (30 s); it
 	// looks this far ahead too.
 	ScheduleEvery time.Duration
@@ -456,4 +456,3 @@ func (e *Engine) syncerFrequencies(ctx context.Context) (map[string]flows.Freque
 	e.freqs, e.freqsAt = f, time.Now()
 	return f, nil
 }
-

@@ -245,7 +245,7 @@ func addReadCommands(add addFunc) {
 	}))
 	add("firmware_version", "firmware version", any0, false, simple(emop.ObjFirmware, decoded(emop.ObjFirmware)))
 	add("instantaneous_voltage", "voltage (V)", any0, false, simple(emop.ObjVoltage, decoded(emop.ObjVoltage)))
-	add("instantaneous_active_power", "active power (W)", any0, false, simple(0x010700, decoded(0x010700)))
+	add("instantaneous_active_power", "active power (W)", any0, false, simple(emop.ObjInstantaneousActivePower, decoded(emop.ObjInstantaneousActivePower)))
 	add("prepay_enabled", "prepay mode (true) or credit mode (false)", any0, false, simple(emop.ObjPrepayEnabled, flagText))
 	add("daylight_savings_correction_enabled", "UK local time (BST) correction", any0, false, simple(emop.ObjDSTFlag, flagText))
 	add("prepay_no_debt_recovery_when_emergency_credit_enabled", "flag", any0, false, simple(emop.ObjNoDebtRecoveryInECreditFlag, flagText))
