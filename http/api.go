@@ -406,8 +406,8 @@ func (s *Server) syncMeter(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if err != nil {
 		return err
 	}
-	if m.Mode != flows.ModeActive {
-		return flows.Errorf(flows.EINVALID, "meter %s is passive: it is synced from the database where it is active", m.Serial)
+	if _, err := m.Address(); err != nil {
+		return err // a twin is fed from the database where it is active
 	}
 	if s.cfg.SyncNow == nil {
 		return flows.Errorf(flows.EUNAVAILABLE, "syncing is not available from this server")

@@ -338,8 +338,11 @@ func (s *Server) tokenForm(r *http.Request, c *Claims, m *flows.Meter) (string, 
 }
 
 func (s *Server) syncForm(r *http.Request, _ *Claims, m *flows.Meter) (string, error) {
-	if s.cfg.SyncNow == nil || m.Mode != flows.ModeActive {
-		return "", flows.Errorf(flows.EINVALID, "sync is not available for this meter")
+	if s.cfg.SyncNow == nil {
+		return "", flows.Errorf(flows.EUNAVAILABLE, "syncing is not available from this server")
+	}
+	if _, err := m.Address(); err != nil {
+		return "", err
 	}
 	if err := s.cfg.SyncNow(r.Context(), m.ID); err != nil {
 		return "", err

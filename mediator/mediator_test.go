@@ -16,8 +16,6 @@ import (
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 type rig struct {
@@ -74,15 +72,6 @@ func dial(t testing.TB, addr string, tlsCfg *tls.Config) *mediator.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-func code(err error) codes.Code {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if s, ok := status.FromError(e); ok {
-			return s.Code()
-		}
-	}
-	return codes.Unknown
 }
 
 func TestRelayAndStatusCodes(t *testing.T) {

@@ -122,6 +122,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
 	for {
 		var applied int
 		err = pgx.BeginFunc(ctx, conn.Conn(), func(tx pgx.Tx) error {
+			//lint:ignore SA1019 Migrate would take another pool connection while this one holds the lock (see above); one step per transaction avoids the batching the deprecation warns of.
 			res, err := migrator.MigrateTx(ctx, tx, rivermigrate.DirectionUp, &rivermigrate.MigrateOpts{MaxSteps: 1})
 			if res != nil {
 				applied = len(res.Versions)

@@ -48,6 +48,17 @@ func New(cfg Config) *Store {
 // replication.
 func NewStore(pool *pgxpool.Pool) *Store { return New(Config{Pool: pool}) }
 
+// WithReplication returns a store on the same pool that also appends
+// every applied sync to the replica outbox.
+func (s *Store) WithReplication() *Store {
+	c := *s
+	c.replicate = true
+	return &c
+}
+
+// Close closes the store's pool.
+func (s *Store) Close() { s.pool.Close() }
+
 // Pool returns the underlying pool (for components sharing the connection).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 

@@ -26,7 +26,6 @@ type Fleet struct {
 	wg       sync.WaitGroup
 	ctx      context.Context
 	cancel   context.CancelFunc
-	requests uint64
 }
 
 // NewFleet makes a fleet from meters already built (NewMeter or a state file).

@@ -21,7 +21,6 @@ import (
 	"github.com/flows-energy/flows/internal/pgembed"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 )
 
@@ -128,7 +127,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 		return err
 	}
 	// The simulated meters need only a short gap between requests.
-	svc, err := runServices(ctx, db.pool, serveConfig{httpAddr: cfg.httpAddr, grpcAddr: cfg.grpcAddr,
+	svc, err := runServices(ctx, db.store, serveConfig{httpAddr: cfg.httpAddr, grpcAddr: cfg.grpcAddr,
 		components: []string{"api", "sync", "commands", "mediator"}, meterGap: 100 * time.Millisecond, workers: 25,
 		jwtSecret: jwtSecretBytes}, log)
 	if err != nil {
@@ -185,7 +184,6 @@ func lockDataDir(ctx context.Context, cfg demoConfig) (string, func(), error) {
 type demoDatabase struct {
 	cluster *pgembed.Cluster
 	url     string
-	pool    *pgxpool.Pool
 	store   *postgres.Store
 }
 
@@ -203,19 +201,20 @@ func startDemoDatabase(ctx context.Context, pgDir string, log *slog.Logger) (_ *
 	if err := postgres.CreateDatabase(ctx, cluster.URL("postgres"), "flows"); err != nil {
 		return nil, err
 	}
-	if db.pool, err = postgres.Open(ctx, db.url); err != nil {
+	pool, err := postgres.Open(ctx, db.url)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := postgres.Migrate(ctx, db.pool); err != nil {
+	db.store = postgres.NewStore(pool)
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
 		return nil, err
 	}
-	db.store = postgres.NewStore(db.pool)
 	return db, nil
 }
 
 func (db *demoDatabase) stop(log *slog.Logger) {
-	if db.pool != nil {
-		db.pool.Close()
+	if db.store != nil {
+		db.store.Close()
 	}
 	if err := db.cluster.Stop(); err != nil {
 		log.Error("stopping PostgreSQL", "error", err)

@@ -138,8 +138,8 @@ func newMeterSyncCmd() *cobra.Command {
 				return err
 			}
 			defer closeFn()
-			if m.Mode != flows.ModeActive {
-				return flows.Errorf(flows.EINVALID, "meter %s is passive: it is synced from the database where it is active", m.Serial)
+			if _, err := m.Address(); err != nil {
+				return err // a twin is fed from the database where it is active
 			}
 			eng, err := syncer.New(syncer.Config{Store: store, NewQueue: queueOf(store)})
 			if err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/syncer"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/riverqueue/river"
@@ -75,7 +74,7 @@ func newServeCmd() *cobra.Command {
 			if _, err := postgres.Migrate(cmd.Context(), pool); err != nil {
 				return err
 			}
-			svc, err := runServices(cmd.Context(), pool, cfg, log)
+			svc, err := runServices(cmd.Context(), postgres.NewStore(pool), cfg, log)
 			if err != nil {
 				return err
 			}
@@ -146,10 +145,12 @@ type wiring struct {
 
 // runServices starts the chosen components. When one fails to start, the
 // ones already started are stopped, in reverse, before it returns.
-func runServices(ctx context.Context, pool *pgxpool.Pool, cfg serveConfig, log *slog.Logger) (*services, error) {
+func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, log *slog.Logger) (*services, error) {
 	has := func(c string) bool { return slices.Contains(cfg.components, c) }
-	w := &wiring{cfg: cfg, log: log, reg: prometheus.NewRegistry(),
-		store: postgres.New(postgres.Config{Pool: pool, Replicate: has("sync") && len(cfg.replicas) > 0})}
+	if has("sync") && len(cfg.replicas) > 0 {
+		store = store.WithReplication()
+	}
+	w := &wiring{cfg: cfg, log: log, reg: prometheus.NewRegistry(), store: store}
 	w.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(w.store))
 	// One transport for the process: its per-meter queue and gap then hold
 	// across the sync engine and the mediator.
