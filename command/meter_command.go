@@ -15,14 +15,6 @@ func commandPushed(c flows.MeterCommand) pushed {
 	return pushed{kind: string(c.Kind), id: c.ID, meterID: c.MeterID, attempts: c.Attempts}
 }
 
-// moveCommand writes a decision to a meter command.
-func (p *Pusher) moveCommand(c flows.MeterCommand) func(ctx context.Context, from flows.RequestStatus, d decision) error {
-	return func(ctx context.Context, from flows.RequestStatus, d decision) error {
-		_, err := p.cfg.Store.MoveMeterCommand(ctx, c.ID, from, d.to, d.detail, d.next)
-		return err
-	}
-}
-
 // pushCommand sets a clock or a flag, reads it back and verifies it.
 func (p *Pusher) pushCommand(ctx context.Context, c flows.MeterCommand) outcome {
 	req := commandPushed(c)

@@ -170,3 +170,15 @@ func (r *recorder) observe(ctx context.Context, meterID string, o outcome, log *
 		}
 	}
 }
+
+// moveFunc is a store's conditional status change of one kind of request
+// (MoveTariffRequest, MoveMeterCommand).
+type moveFunc func(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error)
+
+// writeWith writes decisions to request id with move.
+func writeWith(move moveFunc, id string) func(ctx context.Context, from flows.RequestStatus, d decision) error {
+	return func(ctx context.Context, from flows.RequestStatus, d decision) error {
+		_, err := move(ctx, id, from, d.to, d.detail, d.next)
+		return err
+	}
+}

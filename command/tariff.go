@@ -15,13 +15,6 @@ func tariffPushed(r flows.TariffRequest) pushed {
 	return pushed{kind: "tariff", id: r.ID, meterID: r.MeterID, attempts: r.Attempts}
 }
 
-// moveTariff writes a decision to a tariff request.
-func (p *Pusher) moveTariff(r flows.TariffRequest) func(ctx context.Context, from flows.RequestStatus, d decision) error {
-	return func(ctx context.Context, from flows.RequestStatus, d decision) error {
-		_, err := p.cfg.Store.MoveTariffRequest(ctx, r.ID, from, d.to, d.detail, d.next)
-		return err
-	}
-}
 
 // pushTariff writes a future tariff, reads it back and verifies it.
 func (p *Pusher) pushTariff(ctx context.Context, r flows.TariffRequest) outcome {

@@ -6,19 +6,12 @@ import (
 	"sort"
 	"text/tabwriter"
 
+	"github.com/flows-energy/flows"
 	"github.com/spf13/cobra"
 )
 
 func printMeterTable(cmd *cobra.Command, js string) error {
-	var rows []struct {
-		Serial   string  `json:"serial"`
-		Name     *string `json:"name"`
-		ESCO     *string `json:"esco"`
-		CSQ      *int    `json:"csq"`
-		Health   *string `json:"health"`
-		Hardware *string `json:"hardware"`
-		Feeder   *string `json:"feeder"`
-	}
+	var rows []flows.CLIMeter // the mediator's GetMeters JSON
 	if err := json.Unmarshal([]byte(js), &rows); err != nil {
 		return err
 	}
