@@ -181,13 +181,17 @@ func (p *Pusher) pushDue(ctx context.Context) (int, error) {
 		}
 		var wg sync.WaitGroup
 		for _, r := range trs {
-			wg.Go(func() { p.rec.record(ctx, tariffPushed(r), p.pushTariff(ctx, r), writeWith(p.cfg.Store.MoveTariffRequest, r.ID)) })
+			wg.Go(func() {
+				p.rec.record(ctx, tariffPushed(r), p.pushTariff(ctx, r), writeWith(p.cfg.Store.MoveTariffRequest, r.ID))
+			})
 		}
 		for _, t := range tus {
 			wg.Go(func() { p.rec.record(ctx, topupPushed(t), p.pushTopup(ctx, t), p.finishTopup(t)) })
 		}
 		for _, c := range cmds {
-			wg.Go(func() { p.rec.record(ctx, commandPushed(c), p.pushCommand(ctx, c), writeWith(p.cfg.Store.MoveMeterCommand, c.ID)) })
+			wg.Go(func() {
+				p.rec.record(ctx, commandPushed(c), p.pushCommand(ctx, c), writeWith(p.cfg.Store.MoveMeterCommand, c.ID))
+			})
 		}
 		wg.Wait()
 		n += len(trs) + len(tus) + len(cmds)

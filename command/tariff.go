@@ -15,7 +15,6 @@ func tariffPushed(r flows.TariffRequest) pushed {
 	return pushed{kind: "tariff", id: r.ID, meterID: r.MeterID, attempts: r.Attempts}
 }
 
-
 // pushTariff writes a future tariff, reads it back and verifies it.
 func (p *Pusher) pushTariff(ctx context.Context, r flows.TariffRequest) outcome {
 	req := tariffPushed(r)
