@@ -251,6 +251,36 @@ func (u *ShadowUpdate) Validate() error {
 	return nil
 }
 
+// DropInvalid removes from u every value that fails the checks of
+// Validate, one field at a time, and returns what was wrong with each:
+// one bad value reported by a meter must not stop the rest of its update
+// (or its group's) from being stored.
+func (u *ShadowUpdate) DropInvalid() []string {
+	var out []string
+	drop := func(err error, clear func()) {
+		if err != nil {
+			out = append(out, err.Error())
+			clear()
+		}
+	}
+	if u.CSQ != nil && (*u.CSQ < 0 || *u.CSQ > 31) {
+		drop(FieldError("csq", "%d is outside 0-31", *u.CSQ), func() { u.CSQ, u.NetworkOperator = nil, nil })
+	}
+	if u.EmergencyCredit != nil && u.EmergencyCredit.IsNegative() {
+		drop(FieldError("emergency_credit", "must not be negative"), func() { u.EmergencyCredit = nil })
+	}
+	if u.Health != nil && !u.Health.Valid() {
+		drop(FieldError("health", "%q is not healthy or unhealthy", *u.Health), func() { u.Health = nil })
+	}
+	if u.TariffsActive != nil {
+		drop(u.TariffsActive.ValidateAmounts("tariffs_active"), func() { u.TariffsActive = nil })
+	}
+	if u.TariffsFuture != nil {
+		drop(u.TariffsFuture.ValidateAmounts("tariffs_future"), func() { u.TariffsFuture = nil })
+	}
+	return out
+}
+
 // Register maps a metering register to a meter element.
 type Register struct {
 	RegisterID        string         `json:"register_id"`

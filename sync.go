@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"strings"
 	"time"
 )
 
@@ -61,11 +62,67 @@ type SyncResult struct {
 	// "voltage", "clock", "reads", "tariffs_active", ...).
 	Groups []string
 	// Reached says whether the meter answered at all; Failure is the
-	// actionable detail when it did not.
+	// actionable detail when it could not be reached (then csq is
+	// written NULL, marking an offline period).
 	Reached bool
 	Failure string
+	// Refused names the reads the meter answered but refused or garbled
+	// ("SyncerVoltage: NAK 4 (…)"); their stored values are kept.
+	Refused []string
+	// Invalid names the values the meter reported that Flows cannot
+	// store ("tariffs_active.unit_rate_element_a: …"); they were dropped
+	// from Shadow, the rest is written.
+	Invalid []string
 	// TouchHealth is false when only registry fields were synced.
 	TouchHealth bool
+}
+
+// Verdict is what a sync says about a meter: its health and the detail
+// for health_details, and whether the sync counts as a success (failures
+// in a row move a meter to the failing group). It is the one health rule.
+//
+//   - unreachable: unhealthy, the communication failure;
+//   - a value that cannot be stored: unhealthy, naming the field;
+//   - every read refused: unhealthy ("NAK 4 (…) on every read");
+//   - some reads refused: healthy, naming what was refused.
+func (r *SyncResult) Verdict() (h Health, details string, ok bool) {
+	switch {
+	case r.Failure != "":
+		return HealthUnhealthy, r.Failure, false
+	case len(r.Invalid) > 0:
+		return HealthUnhealthy, "not stored: " + strings.Join(r.Invalid, "; "), false
+	case r.TouchHealth && len(r.Groups) == 0 && len(r.Refused) > 0:
+		return HealthUnhealthy, refusedEverything(r.Refused), false
+	case len(r.Refused) > 0:
+		return HealthHealthy, "refused: " + strings.Join(r.Refused, "; "), true
+	}
+	return HealthHealthy, "", r.Reached
+}
+
+// refusedEverything words a sync in which every read was refused: one
+// reason for all when they agree.
+func refusedEverything(refused []string) string {
+	reason := func(s string) string {
+		if _, after, ok := strings.Cut(s, ": "); ok {
+			return after
+		}
+		return s
+	}
+	first := reason(refused[0])
+	for _, s := range refused[1:] {
+		if reason(s) != first {
+			return "refused every read: " + strings.Join(refused, "; ")
+		}
+	}
+	return first + " on every read"
+}
+
+// SkippedSync is a meter whose sync result could not be stored at all
+// (its reported serial belongs to another meter, it was deleted while its
+// group ran); the other meters of its group were written.
+type SkippedSync struct {
+	MeterID string
+	Err     error
 }
 
 // DueSync is a meter whose sync for one frequency should be queued.

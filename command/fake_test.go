@@ -14,13 +14,8 @@ type fakeStore struct {
 	calls *[]string
 }
 
-func (f *fakeStore) UpdateShadow(_ context.Context, meterID string, _ flows.ShadowUpdate) error {
-	*f.calls = append(*f.calls, "shadow "+meterID)
-	return nil
-}
-
-func (f *fakeStore) SetRegistryFlags(_ context.Context, meterID string, _, _ *bool) error {
-	*f.calls = append(*f.calls, "flags "+meterID)
+func (f *fakeStore) ApplyObservation(_ context.Context, r flows.SyncResult) error {
+	*f.calls = append(*f.calls, "shadow "+r.MeterID)
 	return nil
 }
 

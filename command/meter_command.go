@@ -63,7 +63,9 @@ func (p *Pusher) verifyCommand(ctx context.Context, c flows.MeterCommand, t mete
 	back, err := p.cfg.Meters.Read(ctx, t, id)
 	if err != nil {
 		o := fromError("read back failed", err)
-		o.result = resultRetry // the write was accepted: reading again may well work
+		if o.result == resultFailed {
+			o.result = resultRetry // the write was accepted: reading again may well work
+		}
 		return o
 	}
 	o := done(flows.RequestVerified, "")
@@ -77,7 +79,7 @@ func (p *Pusher) verifyCommand(ctx context.Context, c flows.MeterCommand, t mete
 			return retry(fmt.Sprintf("clock read back %v off", diff.Round(time.Second)))
 		}
 		secs := int(diff / time.Second)
-		o.observed = &flows.ShadowUpdate{ClockTimeDiffSeconds: &secs, At: p.cfg.Now()}
+		o.saw("clock", flows.ShadowUpdate{ClockTimeDiffSeconds: &secs, At: p.cfg.Now()})
 		return o
 	}
 	if len(back) != 1 || back[0] != payload[0] {
@@ -90,9 +92,9 @@ func (p *Pusher) verifyCommand(ctx context.Context, c flows.MeterCommand, t mete
 	case flows.CommandDST:
 		o.dst = &on
 	case flows.CommandBacklight:
-		o.observed = &flows.ShadowUpdate{Backlight: &v, At: p.cfg.Now()}
+		o.saw("backlight", flows.ShadowUpdate{Backlight: &v, At: p.cfg.Now()})
 	case flows.CommandLoadSwitch:
-		o.observed = &flows.ShadowUpdate{LoadSwitch: &v, At: p.cfg.Now()}
+		o.saw("load_switch", flows.ShadowUpdate{LoadSwitch: &v, At: p.cfg.Now()})
 	}
 	return o
 }

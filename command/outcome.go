@@ -44,9 +44,10 @@ type outcome struct {
 	// next is when to look again, for resultDone and resultWait (zero:
 	// never).
 	next time.Time
-	// observed is what the push read back from the meter; only values
-	// that were read are set.
+	// observed is what the push read back from the meter (only values
+	// that were read are set), and group the value group it fills.
 	observed *flows.ShadowUpdate
+	group    string
 	// prepay and dst are registry flags read back.
 	prepay, dst *bool
 	// balance is a top-up's confirmed balance after the credit.
@@ -76,11 +77,19 @@ func fromError(what string, err error) outcome {
 	}
 	switch class {
 	case meterconn.FailureCanceled:
-		return retry("interrupted before the meter answered")
+		// Shutting down: nothing is known about the meter. The lease runs
+		// out and the next pass resumes the push, as after a crash, without
+		// using up an attempt.
+		return stopped()
 	case meterconn.FailureComm:
 		return retry(detail)
 	}
 	return failed(detail)
+}
+
+// saw notes a value the push read back from the meter.
+func (o *outcome) saw(group string, u flows.ShadowUpdate) {
+	o.observed, o.group = &u, group
 }
 
 // at returns o moved to the from-status from.
@@ -136,20 +145,27 @@ type recorder struct {
 }
 
 // record applies o to the request req, writing the decision with write.
-func (r *recorder) record(ctx context.Context, req pushed, o outcome, write func(ctx context.Context, from flows.RequestStatus, d decision) error) {
+func (r *recorder) record(ctx context.Context, req pushed, o outcome, write writeFunc) {
 	if o.result == resultStopped {
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // a push that ended is recorded, even at shutdown
 	log := r.log.With("request_kind", req.kind, "request_id", req.id)
-	r.observe(ctx, req.meterID, o, log)
+	if !r.observe(ctx, req.meterID, o, log) {
+		return
+	}
 	d := r.policy.decide(o, req.attempts, r.now())
 	from := o.from
 	if from == "" {
 		from = flows.RequestSending
 	}
-	if err := write(ctx, from, d); err != nil {
+	moved, err := write(ctx, from, d)
+	if err != nil {
 		log.Error("recording a push", "status", d.to, "detail", d.detail, "error", err)
+		return
+	}
+	if !moved {
+		log.Info("request moved on meanwhile (superseded?); outcome not recorded", "status", d.to)
 		return
 	}
 	if d.to == flows.RequestFailed {
@@ -157,28 +173,43 @@ func (r *recorder) record(ctx context.Context, req pushed, o outcome, write func
 	}
 }
 
-// observe writes what a push read back to the shadow and the registry.
-func (r *recorder) observe(ctx context.Context, meterID string, o outcome, log *slog.Logger) {
+// observe records what a push read back exactly as a sync's reads are
+// (flows.SyncResult through the store's one observation path): history,
+// the value group's freshness, health (the meter answered), the registry
+// flags and the replica outbox. It reports false when that could not be
+// written: then the request is not moved on either, so that no request
+// says done while Flows does not show what the meter confirmed.
+func (r *recorder) observe(ctx context.Context, meterID string, o outcome, log *slog.Logger) bool {
+	if o.observed == nil && o.prepay == nil && o.dst == nil {
+		return true
+	}
+	res := flows.SyncResult{MeterID: meterID, At: r.now().UTC(), Reached: true, TouchHealth: true,
+		Registry: flows.RegistryUpdate{PrepayEnabled: o.prepay, DaylightSavingsCorrectionEnabled: o.dst}}
 	if o.observed != nil {
-		if err := r.store.UpdateShadow(ctx, meterID, *o.observed); err != nil {
-			log.Error("recording what the meter reported", "error", err)
+		res.Shadow = *o.observed
+		if !o.observed.At.IsZero() {
+			res.At = o.observed.At.UTC()
 		}
+		res.Groups = []string{o.group}
 	}
-	if o.prepay != nil || o.dst != nil {
-		if err := r.store.SetRegistryFlags(ctx, meterID, o.prepay, o.dst); err != nil {
-			log.Error("recording the meter's flags", "error", err)
-		}
+	if err := r.store.ApplyObservation(ctx, res); err != nil {
+		log.Error("recording what the meter reported; the request stays as it is until the push is resumed", "error", err)
+		return flows.ErrorCode(err) == flows.EINVALID // a value that can never be stored must not hold the request forever
 	}
+	return true
 }
 
 // moveFunc is a store's conditional status change of one kind of request
 // (MoveTariffRequest, MoveMeterCommand).
 type moveFunc func(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error)
 
+// writeFunc writes a decision to a request held in status from; false
+// when the request was no longer in from (moved on by someone else).
+type writeFunc func(ctx context.Context, from flows.RequestStatus, d decision) (bool, error)
+
 // writeWith writes decisions to request id with move.
-func writeWith(move moveFunc, id string) func(ctx context.Context, from flows.RequestStatus, d decision) error {
-	return func(ctx context.Context, from flows.RequestStatus, d decision) error {
-		_, err := move(ctx, id, from, d.to, d.detail, d.next)
-		return err
+func writeWith(move moveFunc, id string) writeFunc {
+	return func(ctx context.Context, from flows.RequestStatus, d decision) (bool, error) {
+		return move(ctx, id, from, d.to, d.detail, d.next)
 	}
 }

@@ -50,10 +50,9 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("bad input: %+v", d)
 		}
 	})
-	t.Run("a shutdown mid-push retries", func(t *testing.T) {
-		d := pol.decide(fromError("", context.Canceled), 1, now)
-		if d.to != flows.RequestPending {
-			t.Errorf("canceled: %+v", d)
+	t.Run("a shutdown mid-push records nothing and uses no attempt", func(t *testing.T) {
+		if o := fromError("", context.Canceled); o.result != resultStopped {
+			t.Errorf("canceled: %+v", o)
 		}
 	})
 	t.Run("the backoff is capped at an hour", func(t *testing.T) {
@@ -81,16 +80,16 @@ func TestRecorderObservesThenRecords(t *testing.T) {
 	o := done(flows.RequestVerified, "note")
 	o.observed = &bal
 	rec.record(context.Background(), pushed{kind: "topup", id: "t1", meterID: "m1", attempts: 1}, o.at(flows.RequestSent),
-		func(_ context.Context, from flows.RequestStatus, d decision) error {
+		func(_ context.Context, from flows.RequestStatus, d decision) (bool, error) {
 			calls = append(calls, "move "+string(from)+"->"+string(d.to))
-			return nil
+			return true, nil
 		})
 	if strings.Join(calls, "; ") != "shadow m1; move sent->verified" {
 		t.Errorf("calls: %v", calls)
 	}
 	calls = nil
 	rec.record(context.Background(), pushed{kind: "tariff", id: "t2", meterID: "m1", attempts: 1}, stopped(),
-		func(context.Context, flows.RequestStatus, decision) error { calls = append(calls, "move"); return nil })
+		func(context.Context, flows.RequestStatus, decision) (bool, error) { calls = append(calls, "move"); return true, nil })
 	if len(calls) != 0 {
 		t.Errorf("a stopped push recorded %v", calls)
 	}

@@ -43,8 +43,9 @@ type Store interface {
 	MarkTopupPushing(ctx context.Context, id string, balance decimal.Decimal, txCount int) error
 	FinishTopup(ctx context.Context, id string, status flows.TopupStatus, notes string, after *decimal.Decimal, retryAt time.Time, clearPush bool) error
 	MoveMeterCommand(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error)
-	UpdateShadow(ctx context.Context, meterID string, u flows.ShadowUpdate) error
-	SetRegistryFlags(ctx context.Context, meterID string, prepay, dst *bool) error
+	// ApplyObservation records what a push read back from a meter, as a
+	// sync's reads are recorded.
+	ApplyObservation(ctx context.Context, r flows.SyncResult) error
 	Audit(ctx context.Context, e flows.AuditEntry) error
 }
 

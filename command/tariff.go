@@ -63,7 +63,9 @@ func (p *Pusher) verifyTariff(ctx context.Context, r flows.TariffRequest, t mete
 	back, err := meterop.ReadTariff(ctx, p.cfg.Meters, t, true)
 	if err != nil {
 		o := fromError("read back failed", err)
-		o.result = resultRetry // the writes were accepted: reading again may well work
+		if o.result == resultFailed {
+			o.result = resultRetry // the writes were accepted: reading again may well work
+		}
 		return o
 	}
 	if diff := tariffDiff(f, back, true); diff != "" {
@@ -71,7 +73,7 @@ func (p *Pusher) verifyTariff(ctx context.Context, r flows.TariffRequest, t mete
 	}
 	o := done(flows.RequestVerified, "")
 	o.next = r.ActivationAt
-	o.observed = &flows.ShadowUpdate{TariffsFuture: back, At: p.cfg.Now()}
+	o.saw("tariffs_future", flows.ShadowUpdate{TariffsFuture: back, At: p.cfg.Now()})
 	return o
 }
 
@@ -88,9 +90,12 @@ func (p *Pusher) checkActivation(ctx context.Context, r flows.TariffRequest) out
 		return failed(err.Error())
 	}
 	active, err := meterop.ReadTariff(ctx, p.cfg.Meters, t, false)
+	if meterconn.Classify(err) == meterconn.FailureCanceled {
+		return stopped() // shutting down: look again next time
+	}
 	if err == nil && tariffDiff(f, active, false) == "" {
 		o := done(flows.RequestActive, "")
-		o.observed = &flows.ShadowUpdate{TariffsActive: active, At: p.cfg.Now()}
+		o.saw("tariffs_active", flows.ShadowUpdate{TariffsActive: active, At: p.cfg.Now()})
 		return o
 	}
 	msg := "not active yet on the meter"

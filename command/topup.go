@@ -20,15 +20,16 @@ func topupPushed(tu flows.Topup) pushed {
 
 // finishTopup writes a decision to the top-up ledger, in its own status
 // names: waiting (to retry), completed, failed.
-func (p *Pusher) finishTopup(tu flows.Topup) func(ctx context.Context, from flows.RequestStatus, d decision) error {
-	return func(ctx context.Context, _ flows.RequestStatus, d decision) error {
+func (p *Pusher) finishTopup(tu flows.Topup) writeFunc {
+	return func(ctx context.Context, _ flows.RequestStatus, d decision) (bool, error) {
+		status, note := flows.TopupFailed, d.detail
 		switch d.to {
 		case flows.RequestPending:
-			return p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupWaiting, "Meter unreachable, will retry: "+d.detail, nil, d.next, false)
+			status, note = flows.TopupWaiting, "Meter unreachable, will retry: "+d.detail
 		case flows.RequestVerified:
-			return p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupCompleted, d.detail, d.balance, d.next, false)
+			status = flows.TopupCompleted
 		}
-		return p.cfg.Store.FinishTopup(ctx, tu.ID, flows.TopupFailed, d.detail, d.balance, d.next, false)
+		return true, p.cfg.Store.FinishTopup(ctx, tu.ID, status, note, d.balance, d.next, false)
 	}
 }
 
@@ -42,9 +43,9 @@ type meterCounts struct {
 	eventErr error
 }
 
-// readCounts reads the balance, the transaction count and (unless
-// withEvents is false) the newest credit-token event.
-func (p *Pusher) readCounts(ctx context.Context, t meterconn.Target, withEvents bool) (meterCounts, error) {
+// readCounts reads the balance, the transaction count and the newest
+// credit-token event.
+func (p *Pusher) readCounts(ctx context.Context, t meterconn.Target) (meterCounts, error) {
 	var c meterCounts
 	var err error
 	if c.balance, err = meterop.Balance(ctx, p.cfg.Meters, t); err != nil {
@@ -53,9 +54,7 @@ func (p *Pusher) readCounts(ctx context.Context, t meterconn.Target, withEvents 
 	if c.txCount, err = txCount(ctx, p.cfg.Meters, t); err != nil {
 		return c, err
 	}
-	if withEvents {
-		c.tokenSet, c.eventErr = lastCreditTokenSet(ctx, p.cfg.Meters, t)
-	}
+	c.tokenSet, c.eventErr = lastCreditTokenSet(ctx, p.cfg.Meters, t)
 	return c, nil
 }
 
@@ -72,18 +71,11 @@ func (p *Pusher) pushTopup(ctx context.Context, tu flows.Topup) outcome {
 		return o
 	}
 	if tu.PushStartedAt != nil && tu.TxCountBefore != nil {
-		// An earlier attempt got as far as sending, maybe further: ask the
-		// meter whether the token was applied before sending it again.
-		now, err := p.readCounts(ctx, t, false)
-		if err != nil {
-			return topupError("", err)
-		}
-		if now.txCount > *tu.TxCountBefore {
-			note := fmt.Sprintf("Token applied (confirmed after an interrupted push): %s -> %s", tu.BalanceBefore.StringFixed(2), now.balance.StringFixed(2))
-			return credited(note, now.balance)
+		if o, applied := p.resumeTopup(ctx, t, tu); applied {
+			return o
 		}
 	}
-	before, err := p.readCounts(ctx, t, true)
+	before, err := p.readCounts(ctx, t)
 	if err != nil {
 		return topupError("failed to check initial balance", err)
 	}
@@ -97,6 +89,28 @@ func (p *Pusher) pushTopup(ctx context.Context, tu flows.Topup) outcome {
 		return stopped()
 	}
 	return p.sendToken(ctx, t, tu, before)
+}
+
+// resumeTopup asks the meter whether an earlier attempt, which got as far
+// as sending (maybe further), had the token applied, before it is sent
+// again: the transaction count decides. The balance is read for the
+// ledger and the shadow when it can be; a token the meter applied is
+// completed even when it cannot, so it is never credited twice.
+func (p *Pusher) resumeTopup(ctx context.Context, t meterconn.Target, tu flows.Topup) (outcome, bool) {
+	n, err := txCount(ctx, p.cfg.Meters, t)
+	if err != nil {
+		return topupError("", err), true
+	}
+	if n <= *tu.TxCountBefore {
+		return outcome{}, false
+	}
+	b, err := meterop.Balance(ctx, p.cfg.Meters, t)
+	if err != nil {
+		note := fmt.Sprintf("Token applied (confirmed by the transaction count after an interrupted push; balance unread: %s)", meterconn.Detail(err))
+		return done(flows.RequestVerified, note), true
+	}
+	note := fmt.Sprintf("Token applied (confirmed after an interrupted push): %s -> %s", tu.BalanceBefore.StringFixed(2), b.StringFixed(2))
+	return credited(note, b), true
 }
 
 // sendToken sends the token and confirms it against before.
@@ -115,7 +129,7 @@ func (p *Pusher) sendToken(ctx context.Context, t meterconn.Target, tu flows.Top
 	if err := p.fail("topup_after_send"); err != nil {
 		return stopped()
 	}
-	after, err := p.readCounts(ctx, t, true)
+	after, err := p.readCounts(ctx, t)
 	if err != nil {
 		return topupError("failed to check updated balance", err)
 	}
@@ -135,7 +149,7 @@ func confirmTopup(before, after meterCounts) outcome {
 		}
 		o := failed(note)
 		o.balance = &after.balance
-		o.observed = &flows.ShadowUpdate{Balance: &after.balance}
+		o.saw("balance", flows.ShadowUpdate{Balance: &after.balance})
 		return o
 	}
 	note := fmt.Sprintf("Balance increased: %s -> %s", b0, b1)
@@ -152,7 +166,7 @@ func confirmTopup(before, after meterCounts) outcome {
 func credited(note string, balance decimal.Decimal) outcome {
 	o := done(flows.RequestVerified, note)
 	o.balance = &balance
-	o.observed = &flows.ShadowUpdate{Balance: &balance}
+	o.saw("balance", flows.ShadowUpdate{Balance: &balance})
 	return o
 }
 

@@ -54,11 +54,14 @@ func scanOutboxEntry(row pgx.Row) (*flows.OutboxEntry, error) {
 }
 
 // AdvanceReplicaCursor records that the replica has every entry up to
-// lastID, and prunes the entries every replica has.
+// lastID.
 func (s *Store) AdvanceReplicaCursor(ctx context.Context, replica string, lastID int64) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE flows.replica_cursor SET last_id = $2, updated_at = now() WHERE replica = $1`, replica, lastID); err != nil {
-		return translate(err, "replica cursor")
-	}
+	_, err := s.pool.Exec(ctx, `UPDATE flows.replica_cursor SET last_id = $2, updated_at = now() WHERE replica = $1`, replica, lastID)
+	return translate(err, "replica cursor")
+}
+
+// PruneOutbox deletes the entries every replica has.
+func (s *Store) PruneOutbox(ctx context.Context) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM flows.shadow_outbox WHERE id <= (SELECT min(last_id) FROM flows.replica_cursor)`)
 	return translate(err, "shadow outbox")
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"strings"
 	"net/netip"
 	"time"
 
@@ -81,23 +81,68 @@ func (s *Store) ReleaseSyncLease(ctx context.Context, meterID, owner string) err
 // values (history through the triggers), health, freshness, the registry
 // fields that changed, new events, the sync state, and — when the store
 // replicates — an outbox entry for replica databases. A failure keeps the
-// values that were read and marks the meter unhealthy with csq NULL. The
-// sync lease held by owner ("" for none) is released with the result.
+// values that were read and marks the meter unhealthy (csq NULL only when
+// it was unreachable). The sync lease held by owner ("" for none) is
+// released with the result. A result that cannot be stored at all is
+// recorded as the meter's failed sync and named in the error (ECONFLICT
+// for a clash, ENOTFOUND for a meter deleted meanwhile).
 func (s *Store) ApplySync(ctx context.Context, r flows.SyncResult, freq, owner string) error {
-	return s.ApplySyncs(ctx, []flows.SyncResult{r}, freq, owner)
+	skipped, err := s.ApplySyncs(ctx, []flows.SyncResult{r}, freq, owner)
+	if err != nil {
+		return err
+	}
+	for _, sk := range skipped {
+		return sk.Err
+	}
+	return nil
 }
 
-// ApplySyncs writes several meters' results in one transaction, sent as
-// one batch: a group of syncs costs one round trip, not one per meter.
-func (s *Store) ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq, owner string) error {
+// ApplySyncs writes several meters' results, sent as one batch in one
+// transaction: a group of syncs costs one round trip, not one per meter.
+// One meter's result never holds back the others': values it reported
+// that cannot be stored are dropped (and named in its health), and when
+// the batch fails all the same (a serial another meter has, a meter
+// deleted meanwhile) each result is written in a transaction of its own,
+// and those that still fail are returned, with the meter's sync counted
+// as failed where the meter still exists.
+func (s *Store) ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq, owner string) ([]flows.SkippedSync, error) {
+	for i := range rs {
+		rs[i].Invalid = append(rs[i].Invalid, rs[i].Shadow.DropInvalid()...)
+	}
+	if err := s.applyBatch(ctx, rs, freq, owner); err == nil || len(rs) == 0 {
+		return nil, err
+	} else if flows.ErrorCode(err) == flows.EUNAVAILABLE || ctx.Err() != nil {
+		return nil, err // the database, not one meter
+	}
+	var skipped []flows.SkippedSync
+	for _, r := range rs {
+		err := s.applyBatch(ctx, []flows.SyncResult{r}, freq, owner)
+		if err == nil {
+			continue
+		}
+		skipped = append(skipped, flows.SkippedSync{MeterID: r.MeterID, Err: err})
+		failed := flows.SyncResult{MeterID: r.MeterID, At: r.At, Reached: r.Reached, TouchHealth: true,
+			Invalid: []string{"the sync result: " + flows.ErrorMessage(err)}}
+		if ferr := s.applyBatch(ctx, []flows.SyncResult{failed}, freq, owner); ferr != nil {
+			if _, gone := s.MeterByID(ctx, r.MeterID); flows.ErrorCode(gone) == flows.ENOTFOUND {
+				continue // deleted while its group ran: nothing to record
+			}
+			return skipped, ferr
+		}
+	}
+	return skipped, nil
+}
+
+func (s *Store) applyBatch(ctx context.Context, rs []flows.SyncResult, freq, owner string) error {
 	b := &pgx.Batch{}
 	// What meters report is not an operator's request (see the
 	// tariffs_future trigger).
 	b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
 	for _, r := range rs {
-		if err := s.queueSync(b, r, freq, owner); err != nil {
+		if err := s.queueObservation(b, r); err != nil {
 			return err
 		}
+		queueSyncState(b, r, freq, owner)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -107,21 +152,51 @@ func (s *Store) ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq, own
 	})
 }
 
-// queueSync adds one meter's result to a batch.
-func (s *Store) queueSync(b *pgx.Batch, r flows.SyncResult, freq, owner string) error {
+// ApplyObservation records what a meter reported outside a scheduled
+// sync (a top-up's confirmed balance, a tariff's read-back, a clock or
+// flag read back) exactly as a sync's values are: history through the
+// triggers, the value groups' synced_at, health, the registry fields, the
+// replica outbox. The meter's sync state is left alone. ENOTFOUND when
+// the meter is gone; EINVALID naming the field for a value that cannot
+// be stored (nothing is written then).
+func (s *Store) ApplyObservation(ctx context.Context, r flows.SyncResult) error {
+	if bad := r.Shadow.DropInvalid(); len(bad) > 0 {
+		return flows.Errorf(flows.EINVALID, "%s", strings.Join(bad, "; "))
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
+	if err := s.queueObservation(b, r); err != nil {
+		return err
+	}
+	b.Queue(`SELECT 1 FROM flows.meter_shadows WHERE id = $1`, r.MeterID)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		br := tx.SendBatch(ctx, b)
+		for range b.Len() - 1 {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return translate(err, "meter observation")
+			}
+		}
+		var one int
+		if err := br.QueryRow().Scan(&one); err != nil {
+			br.Close()
+			return flows.Errorf(flows.ENOTFOUND, "meter %s not found", r.MeterID)
+		}
+		return translate(br.Close(), "meter observation")
+	})
+}
+
+// queueObservation adds the shadow, registry and event writes of one
+// result to a batch (and its outbox entry when the store replicates).
+func (s *Store) queueObservation(b *pgx.Batch, r flows.SyncResult) error {
 	u := r.Shadow
 	u.At = r.At
 	if r.TouchHealth {
-		h := flows.HealthHealthy
-		details := ""
+		h, details, _ := r.Verdict()
 		if r.Failure != "" {
-			h, details = flows.HealthUnhealthy, r.Failure
 			u.ClearCSQ, u.CSQ, u.NetworkOperator = true, nil, nil
 		}
 		u.Health, u.HealthDetails = &h, &details
-	}
-	if err := u.Validate(); err != nil {
-		return fmt.Errorf("sync of %s read an invalid value: %w", r.MeterID, err)
 	}
 	if sql, args := shadowUpdateSQL(r.MeterID, u, r.Groups, s.now()); sql != "" {
 		b.Queue(sql, args...)
@@ -135,26 +210,47 @@ func (s *Store) queueSync(b *pgx.Batch, r flows.SyncResult, freq, owner string) 
 			b.Queue(`INSERT INTO flows.shadow_outbox (serial, changes) SELECT serial, $2 FROM flows.meter_registry WHERE id = $1`, r.MeterID, js)
 		}
 	}
-	reg := r.Registry
+	queueRegistry(b, r.MeterID, r.Registry)
+	queueEvents(b, r.MeterID, r.Events)
+	return nil
+}
+
+// queueRegistry writes the registry fields a meter reported; only changed
+// columns are written, so updated_at means a change.
+func queueRegistry(b *pgx.Batch, meterID string, reg flows.RegistryUpdate) {
 	for col, v := range map[string]any{"hardware": reg.Hardware, "serial": reg.Serial, "firmware_version": reg.FirmwareVersion,
 		"prepay_enabled": reg.PrepayEnabled, "daylight_savings_correction_enabled": reg.DaylightSavingsCorrectionEnabled} {
 		if !isNilPtr(v) {
-			// Only changed columns are written, so updated_at means a change.
-			b.Queue(`UPDATE flows.meter_registry SET `+col+` = $2 WHERE id = $1 AND `+col+` IS DISTINCT FROM $2`, r.MeterID, v)
+			b.Queue(`UPDATE flows.meter_registry SET `+col+` = $2 WHERE id = $1 AND `+col+` IS DISTINCT FROM $2`, meterID, v)
 		}
 	}
-	if len(r.Events) > 0 {
-		ts := make([]time.Time, len(r.Events))
-		types := make([]int32, len(r.Events))
-		sets := make([]int32, len(r.Events))
-		for i, e := range r.Events {
-			ts[i], types[i], sets[i] = e.Timestamp, int32(e.EventType), int32(e.EventSet)
-		}
-		b.Queue(`INSERT INTO flows.meter_event_log (meter_id, "timestamp", event_type, event_set)
-			SELECT $1, t, e, s FROM unnest($2::timestamptz[], $3::int[], $4::int[]) AS x(t, e, s)
-			ON CONFLICT (meter_id, "timestamp", event_type) DO NOTHING`, r.MeterID, ts, types, sets)
+}
+
+// queueEvents stores new event-log entries exactly once.
+func queueEvents(b *pgx.Batch, meterID string, events []flows.MeterEvent) {
+	if len(events) == 0 {
+		return
 	}
-	ok := r.Reached && r.Failure == ""
+	ts := make([]time.Time, len(events))
+	types := make([]int32, len(events))
+	sets := make([]int32, len(events))
+	for i, e := range events {
+		ts[i], types[i], sets[i] = e.Timestamp, int32(e.EventType), int32(e.EventSet)
+	}
+	b.Queue(`INSERT INTO flows.meter_event_log (meter_id, "timestamp", event_type, event_set)
+		SELECT $1, t, e, s FROM unnest($2::timestamptz[], $3::int[], $4::int[]) AS x(t, e, s)
+		ON CONFLICT (meter_id, "timestamp", event_type) DO NOTHING`, meterID, ts, types, sets)
+}
+
+// queueSyncState records the sync in meter_sync_state: attempts, success
+// or one more failure in a row, the frequency's last run, and the lease
+// released.
+func queueSyncState(b *pgx.Batch, r flows.SyncResult, freq, owner string) {
+	_, details, ok := r.Verdict()
+	lastError := ""
+	if !ok {
+		lastError = details
+	}
 	b.Queue(`
 		INSERT INTO flows.meter_sync_state (meter_id, last_attempt_at, last_success_at, consecutive_failures, last_error, syncs, last_run)
 		VALUES ($1, $2, CASE WHEN $3 THEN $2::timestamptz END, CASE WHEN $3 THEN 0 ELSE 1 END, NULLIF($4, ''), 1, jsonb_build_object($5::text, $2::timestamptz))
@@ -168,8 +264,7 @@ func (s *Store) queueSync(b *pgx.Batch, r flows.SyncResult, freq, owner string) 
 			last_error = NULLIF($4, ''),
 			syncs = meter_sync_state.syncs + 1,
 			last_run = meter_sync_state.last_run || jsonb_build_object($5::text, $2::timestamptz)`,
-		r.MeterID, r.At.UTC(), ok, r.Failure, freq, owner)
-	return nil
+		r.MeterID, r.At.UTC(), ok, lastError, freq, owner)
 }
 
 func isNilPtr(v any) bool {

@@ -55,7 +55,8 @@ type Store interface {
 	ReleaseSyncLease(ctx context.Context, meterID, owner string) error
 	// ApplySync(s) write results and release owner's leases with them.
 	ApplySync(ctx context.Context, r flows.SyncResult, freq, owner string) error
-	ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq, owner string) error
+	// ApplySyncs writes what it can and returns the meters it could not.
+	ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq, owner string) ([]flows.SkippedSync, error)
 	LastEventTime(ctx context.Context, meterID string) (time.Time, error)
 }
 
@@ -197,7 +198,9 @@ func (e *Engine) Stop(ctx context.Context) error { return e.client.Stop(ctx) }
 // shared queue for whichever process works it.
 func (e *Engine) SyncNow(ctx context.Context, meterID string) error {
 	_, err := e.client.Insert(ctx, syncArgs{MeterID: meterID, Frequency: OnDemand, Slot: e.cfg.Now().Unix()},
-		&river.InsertOpts{Queue: Queue, Priority: 1})
+		// One attempt: a sync that fails is a result (the meter's health),
+		// not a job to repeat.
+		&river.InsertOpts{Queue: Queue, Priority: 1, MaxAttempts: 1})
 	if err != nil {
 		return fmt.Errorf("queue a sync of meter %s: %w", meterID, err)
 	}
@@ -290,7 +293,10 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 		}
 	}
 	if err != nil {
-		if flows.ErrorCode(err) == flows.ENOTFOUND {
+		switch flows.ErrorCode(err) {
+		case flows.ENOTFOUND, flows.ECONFLICT, flows.EINVALID:
+			// Recorded as the meter's failed sync: repeating it reads the
+			// meter again for the same answer.
 			return river.JobCancel(err)
 		}
 		return err
@@ -298,13 +304,24 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 	if res == nil {
 		return nil
 	}
-	if res.Failure != "" {
-		e.cfg.Logger.Info("meter unreachable", "meter_id", a.MeterID, "detail", res.Failure)
+	_, detail, ok := res.Verdict()
+	e.synced(a.MeterID, detail, ok)
+	return nil
+}
+
+// synced logs a failed sync and tells OnSynced.
+func (e *Engine) synced(meterID, detail string, ok bool) {
+	if !ok {
+		if detail == "" {
+			detail = "no answer"
+		}
+		e.cfg.Logger.Info("sync failed", "meter_id", meterID, "detail", detail)
+	} else {
+		detail = ""
 	}
 	if e.OnSynced != nil {
-		e.OnSynced(a.MeterID, res.Failure)
+		e.OnSynced(meterID, detail)
 	}
-	return nil
 }
 
 // groupJobs is how many group syncs one process runs at once; each reads
@@ -346,8 +363,14 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 		}
 		apply = append(apply, *r)
 	}
-	if err := e.cfg.Store.ApplySyncs(context.WithoutCancel(ctx), apply, a.Frequency, e.cfg.Owner); err != nil {
+	skipped, err := e.cfg.Store.ApplySyncs(context.WithoutCancel(ctx), apply, a.Frequency, e.cfg.Owner)
+	if err != nil {
 		return err
+	}
+	notStored := map[string]string{}
+	for _, sk := range skipped {
+		e.cfg.Logger.Warn("sync result not stored", "meter_id", sk.MeterID, "error", sk.Err)
+		notStored[sk.MeterID] = flows.ErrorMessage(sk.Err)
 	}
 	for _, id := range released {
 		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), id, e.cfg.Owner); err != nil {
@@ -355,12 +378,11 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 		}
 	}
 	for _, r := range apply {
-		if r.Failure != "" {
-			e.cfg.Logger.Info("meter unreachable", "meter_id", r.MeterID, "detail", r.Failure)
+		_, detail, ok := r.Verdict()
+		if msg, bad := notStored[r.MeterID]; bad {
+			detail, ok = "not stored: the sync result: "+msg, false
 		}
-		if e.OnSynced != nil {
-			e.OnSynced(r.MeterID, r.Failure)
-		}
+		e.synced(r.MeterID, detail, ok)
 	}
 	if busy > 0 {
 		return river.JobSnooze(5 * time.Second) // come back for the meters that were busy
@@ -436,9 +458,14 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 			res.Failure = meterconn.Detail(err)
 			break // the meter is not answering: do not keep knocking
 		}
-		e.cfg.Logger.Warn("syncer failed", "meter_serial", m.Serial, "syncer", s.Name, "error", err)
+		// Refused or garbled: the stored value stays, the meter says what.
+		res.Refused = append(res.Refused, s.Name+": "+meterconn.Detail(err))
+		e.cfg.Logger.Debug("syncer refused", "meter_serial", m.Serial, "syncer", s.Name, "error", err)
 	}
 	res.At = e.cfg.Now().UTC()
+	// One complete, validated update per meter: a value it cannot store
+	// is dropped here and named, the rest is written.
+	res.Invalid = append(res.Invalid, res.Shadow.DropInvalid()...)
 	return res, nil
 }
 

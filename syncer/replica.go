@@ -14,6 +14,7 @@ import (
 type Outbox interface {
 	OutboxBatch(ctx context.Context, replica string, n int) ([]flows.OutboxEntry, error)
 	AdvanceReplicaCursor(ctx context.Context, replica string, lastID int64) error
+	PruneOutbox(ctx context.Context) error
 }
 
 // Replica is a database where the primary's meters are passive
@@ -122,6 +123,11 @@ func (r *Replicator) shipBatch(ctx context.Context, replica Replica) (int, error
 	}
 	if err := r.cfg.Primary.AdvanceReplicaCursor(ctx, r.cfg.Name, batch[len(batch)-1].ID); err != nil {
 		return 0, err
+	}
+	// Entries every replica has are no longer needed; a failed prune is
+	// retried with the next batch and stops nothing.
+	if err := r.cfg.Primary.PruneOutbox(ctx); err != nil {
+		r.cfg.Logger.Warn("pruning the outbox", "error", err)
 	}
 	return len(batch), nil
 }

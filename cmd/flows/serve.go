@@ -125,11 +125,9 @@ type services struct {
 	grpcAddr string
 }
 
-// stop stops every component, in reverse order, within 30 s.
+// stop stops every component, in reverse order, each within 30 s.
 func (s *services) stop() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.group.Stop(ctx); err != nil {
+	if err := s.group.Stop(context.Background()); err != nil {
 		slog.Default().Error("stopping services", "error", err)
 	}
 }
@@ -145,7 +143,7 @@ type wiring struct {
 
 // runServices starts the chosen components. When one fails to start, the
 // ones already started are stopped, in reverse, before it returns.
-func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, log *slog.Logger) (*services, error) {
+func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, log *slog.Logger) (_ *services, err error) {
 	has := func(c string) bool { return slices.Contains(cfg.components, c) }
 	if has("sync") && len(cfg.replicas) > 0 {
 		store = store.WithReplication()
@@ -154,12 +152,16 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 	w.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(w.store))
 	// One transport for the process: its per-meter queue and gap then hold
 	// across the sync engine and the mediator.
-	var err error
 	if w.transport, err = meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn"),
 		Observer: flowshttp.NewMeterRequests(w.reg)}); err != nil {
 		return nil, err
 	}
 	svc := &services{grpcAddr: cfg.grpcAddr}
+	defer func() {
+		if err != nil {
+			svc.stop() // whatever failed, nothing started is left running
+		}
+	}()
 	var eng *syncer.Engine
 	if has("sync") || has("api") {
 		// An API without the sync component still queues on-demand syncs

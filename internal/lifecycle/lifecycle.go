@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Service is a long-running part of a process.
@@ -65,7 +66,10 @@ func (l *Loop) Stop(ctx context.Context) error {
 // Group owns a process's services: it starts them in the order added and
 // stops them in reverse.
 type Group struct {
-	started []named
+	// StopTimeout bounds each service's Stop on its own (30 s), so one
+	// slow service does not use up the time of those stopped after it.
+	StopTimeout time.Duration
+	started     []named
 }
 
 type named struct {
@@ -86,14 +90,20 @@ func (g *Group) Start(ctx context.Context, name string, svc Service) error {
 	return nil
 }
 
-// Stop stops every started service in reverse order, each bounded by ctx,
-// and returns their errors joined.
+// Stop stops every started service in reverse order, each bounded by
+// StopTimeout (and ctx), and returns their errors joined.
 func (g *Group) Stop(ctx context.Context) error {
+	timeout := g.StopTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
 	var errs []error
 	for i := len(g.started) - 1; i >= 0; i-- {
-		if err := g.started[i].svc.Stop(ctx); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, timeout)
+		if err := g.started[i].svc.Stop(sctx); err != nil {
 			errs = append(errs, fmt.Errorf("stopping %s: %w", g.started[i].name, err))
 		}
+		cancel()
 	}
 	g.started = nil
 	return errors.Join(errs...)
