@@ -89,7 +89,10 @@ func TestRecorderObservesThenRecords(t *testing.T) {
 	}
 	calls = nil
 	rec.record(context.Background(), pushed{kind: "tariff", id: "t2", meterID: "m1", attempts: 1}, stopped(),
-		func(context.Context, flows.RequestStatus, decision) (bool, error) { calls = append(calls, "move"); return true, nil })
+		func(context.Context, flows.RequestStatus, decision) (bool, error) {
+			calls = append(calls, "move")
+			return true, nil
+		})
 	if len(calls) != 0 {
 		t.Errorf("a stopped push recorded %v", calls)
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strings"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/flows-energy/flows"
