@@ -339,6 +339,13 @@ type MeterStatus struct {
 	// Freshness of each value group; Stale lists the stale ones.
 	Freshness map[string]ValueFreshness `json:"freshness"`
 	Stale     []string                  `json:"stale"`
+	// FuturePending says whether the future tariff the meter reports is a
+	// change still to come (its activation lies ahead); false for the
+	// last change or the epoch a meter reports when none is scheduled.
+	FuturePending bool `json:"future_pending"`
+	// LastOnline is when the meter last answered (flows.meter_last_online:
+	// the newest non-NULL csq); nil if it never has.
+	LastOnline *time.Time `json:"last_online"`
 }
 
 // LowBalance is a row of the meters_low_balance view.

@@ -152,3 +152,15 @@ func ActivationInstant(s string, dstCorrection bool) (time.Time, error) {
 	wall := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), 0, MeterClockZone(dstCorrection))
 	return wall.UTC(), nil
 }
+
+// Pending reports whether t, a future tariff as a meter reports it, is a
+// change still to come at now: its activation lies ahead. A meter with no
+// change scheduled reports its last one (already active) or the EMOP
+// epoch, 2000-01-01T00:00:00; neither is pending.
+func (t *Tariff) Pending(now time.Time, dstCorrection bool) bool {
+	if t == nil || t.ActivationDatetime == nil {
+		return false
+	}
+	at, err := ActivationInstant(*t.ActivationDatetime, dstCorrection)
+	return err == nil && at.After(now)
+}

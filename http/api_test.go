@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/riverqueue/river"
 	"io"
 	"net/http"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/flows-energy/flows/internal/pgtest"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/syncer"
+	"github.com/riverqueue/river"
 	"github.com/shopspring/decimal"
 )
 

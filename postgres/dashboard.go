@@ -19,7 +19,10 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 	if err != nil {
 		return nil, err
 	}
-	q := `SELECT ` + meterColumns + `, ms.balance, ms.health::text, ms.csq, (ms.synced_at ->> 'balance')::timestamptz
+	// last_online by the rule of flows.meter_last_online (and so of the
+	// meters_offline_* views): the newest non-NULL csq reading.
+	q := `SELECT ` + meterColumns + `, ms.balance, ms.health::text, ms.csq, (ms.synced_at ->> 'balance')::timestamptz,
+			(SELECT c."timestamp" FROM flows.meter_csq c WHERE c.meter_id = mr.id AND c.csq IS NOT NULL ORDER BY c."timestamp" DESC LIMIT 1)
 		FROM flows.meter_registry mr
 		LEFT JOIN flows.escos e ON e.id = mr.esco
 		JOIN flows.meter_shadows ms ON ms.id = mr.id` + where + ` ORDER BY mr.name NULLS LAST, mr.serial` + pageClause(f, &args)
@@ -36,7 +39,7 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 		var mode string
 		if err := rows.Scan(&r.ID, &r.Serial, &r.Name, &ip, &r.Port, &r.Hardware, &mode, &r.ESCO, &r.ESCOCode,
 			&r.SingleMeterApp, &r.DaylightSavingsCorrectionEnabled, &r.PrepayEnabled, &r.FirmwareVersion, &r.CreatedAt, &r.UpdatedAt,
-			&r.Balance, &health, &r.CSQ, &r.BalanceAt); err != nil {
+			&r.Balance, &health, &r.CSQ, &r.BalanceAt, &r.LastOnline); err != nil {
 			return nil, err
 		}
 		r.Mode = flows.Mode(mode)

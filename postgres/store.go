@@ -262,7 +262,11 @@ func (s *Store) MeterStatus(ctx context.Context, serial string) (*flows.MeterSta
 	if err != nil {
 		return nil, err
 	}
-	st := &flows.MeterStatus{Meter: *m, Shadow: *sh, Registers: regs, Stale: []string{}}
+	st := &flows.MeterStatus{Meter: *m, Shadow: *sh, Registers: regs, Stale: []string{},
+		FuturePending: sh.TariffsFuture.Pending(s.now(), m.DaylightSavingsCorrectionEnabled)}
+	if err := s.pool.QueryRow(ctx, `SELECT last_online FROM flows.meter_last_online WHERE id = $1`, m.ID).Scan(&st.LastOnline); err != nil {
+		return nil, translate(err, "meter "+serial)
+	}
 	if m.Mode == flows.ModeActive {
 		freqs, err := s.SyncerFrequencies(ctx)
 		if err != nil {
