@@ -248,3 +248,18 @@ type OutboxEntry struct {
 	Serial  string
 	Changes map[string]any
 }
+
+// ReplicaStatus is how shipping to one replica database stands.
+type ReplicaStatus struct {
+	Replica   string    `json:"replica"`
+	LastID    int64     `json:"last_id"`    // the newest outbox entry it has
+	UpdatedAt time.Time `json:"updated_at"` // when the cursor last moved or failed
+	Backlog   int64     `json:"backlog"`    // entries waiting for it
+	// FailingID is the entry the replica keeps refusing (nil: none), and
+	// FailingAttempts how often in a row; LastError says why.
+	FailingID       *int64 `json:"failing_id"`
+	FailingAttempts int    `json:"failing_attempts"`
+	LastError       string `json:"last_error,omitempty"`
+	// Quarantined counts entries set aside after too many refusals.
+	Quarantined int64 `json:"quarantined"`
+}

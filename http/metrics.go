@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/flows-energy/flows"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -78,4 +79,47 @@ func (s *SyncResults) Observe(outcome string) {
 		outcome = "ok"
 	}
 	s.c.WithLabelValues(outcome).Inc()
+}
+
+// ReplicaStatuses is what the replica collector reads at each scrape.
+type ReplicaStatuses interface {
+	ReplicaStatuses(ctx context.Context) ([]flows.ReplicaStatus, error)
+}
+
+// replicaCollector reports, per replica database, the outbox entries
+// waiting for it, how often in a row it refused the one it is stuck on,
+// and how many entries were quarantined: a replica that stops taking
+// updates shows here, not only in the log.
+type replicaCollector struct {
+	s                              ReplicaStatuses
+	backlog, refusals, quarantined *prometheus.Desc
+}
+
+// NewReplicaCollector returns the collector of replication gauges.
+func NewReplicaCollector(s ReplicaStatuses) prometheus.Collector {
+	l := []string{"replica"}
+	return &replicaCollector{s: s,
+		backlog:     prometheus.NewDesc("flows_replica_backlog", "Outbox entries waiting for the replica.", l, nil),
+		refusals:    prometheus.NewDesc("flows_replica_refusals", "Refused attempts in a row at the entry the replica is stuck on (0: none).", l, nil),
+		quarantined: prometheus.NewDesc("flows_replica_quarantined", "Outbox entries set aside after repeated refusals.", l, nil)}
+}
+
+func (c *replicaCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.backlog
+	ch <- c.refusals
+	ch <- c.quarantined
+}
+
+func (c *replicaCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sts, err := c.s.ReplicaStatuses(ctx)
+	if err != nil {
+		return
+	}
+	for _, s := range sts {
+		ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(s.Backlog), s.Replica)
+		ch <- prometheus.MustNewConstMetric(c.refusals, prometheus.GaugeValue, float64(s.FailingAttempts), s.Replica)
+		ch <- prometheus.MustNewConstMetric(c.quarantined, prometheus.GaugeValue, float64(s.Quarantined), s.Replica)
+	}
 }

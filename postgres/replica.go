@@ -3,12 +3,14 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/flows-energy/flows"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -56,7 +58,11 @@ func scanOutboxEntry(row pgx.Row) (*flows.OutboxEntry, error) {
 // AdvanceReplicaCursor records that the replica has every entry up to
 // lastID.
 func (s *Store) AdvanceReplicaCursor(ctx context.Context, replica string, lastID int64) error {
-	_, err := s.pool.Exec(ctx, `UPDATE flows.replica_cursor SET last_id = $2, updated_at = now() WHERE replica = $1`, replica, lastID)
+	_, err := s.pool.Exec(ctx, `UPDATE flows.replica_cursor SET last_id = greatest(last_id, $2), updated_at = now(),
+		failing_id = CASE WHEN failing_id <= $2 THEN NULL ELSE failing_id END,
+		failing_attempts = CASE WHEN failing_id <= $2 THEN 0 ELSE failing_attempts END,
+		last_error = CASE WHEN failing_id <= $2 THEN NULL ELSE last_error END
+		WHERE replica = $1`, replica, lastID)
 	return translate(err, "replica cursor")
 }
 
@@ -91,19 +97,78 @@ var replicatedColumns = map[string]bool{
 }
 
 // Apply writes entries to the passive meters with their serials, in one
-// transaction: all of them or none.
+// transaction: all of them or none. The writes are marked as replication
+// (flows.writer = 'replica'), so no trigger takes them for an operator's
+// request. An entry the replica refuses (its own constraints) is EINVALID
+// naming the entry; any other error means the replica could not be asked.
 func (r *Replica) Apply(ctx context.Context, entries []flows.OutboxEntry) error {
 	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('flows.writer', 'replica', true)`); err != nil {
+			return err
+		}
 		for _, e := range entries {
 			sql, args := replicaUpdate(e)
 			if sql == "" {
 				continue
 			}
 			if _, err := tx.Exec(ctx, sql, args...); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) {
+					return flows.Errorf(flows.EINVALID, "outbox entry %d (%s) refused by the replica: %s", e.ID, e.Serial, pgErr.Message)
+				}
 				return fmt.Errorf("outbox entry %d (%s): %w", e.ID, e.Serial, err)
 			}
 		}
 		return nil
+	})
+}
+
+// RecordReplicaFailure notes one more refused attempt at entry id and
+// returns how many there have been in a row.
+func (s *Store) RecordReplicaFailure(ctx context.Context, replica string, id int64, reason string) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `
+		UPDATE flows.replica_cursor SET last_error = $3, updated_at = now(),
+			failing_attempts = CASE WHEN failing_id = $2 THEN failing_attempts + 1 ELSE 1 END, failing_id = $2
+		WHERE replica = $1 RETURNING failing_attempts`, replica, id, reason).Scan(&n)
+	return n, translate(err, "replica cursor")
+}
+
+// QuarantineEntry sets a refused entry aside for an operator and moves the
+// replica's cursor past it, in one transaction.
+func (s *Store) QuarantineEntry(ctx context.Context, replica string, e flows.OutboxEntry, reason string, attempts int) error {
+	changes, err := json.Marshal(e.Changes)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO flows.replica_quarantine (replica, outbox_id, serial, changes, error, attempts)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, replica, e.ID, e.Serial, changes, reason, attempts); err != nil {
+			return translate(err, "replica quarantine")
+		}
+		_, err := tx.Exec(ctx, `UPDATE flows.replica_cursor SET last_id = greatest(last_id, $2), failing_id = NULL, failing_attempts = 0,
+			updated_at = now() WHERE replica = $1`, replica, e.ID)
+		return translate(err, "replica cursor")
+	})
+}
+
+// ReplicaStatuses reports every replica's shipping: its cursor, the
+// entries waiting for it, the entry it is stuck on, and how many were
+// quarantined.
+func (s *Store) ReplicaStatuses(ctx context.Context) ([]flows.ReplicaStatus, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT c.replica, c.last_id, c.updated_at,
+		       (SELECT count(*) FROM flows.shadow_outbox o WHERE o.id > c.last_id),
+		       c.failing_id, c.failing_attempts, coalesce(c.last_error, ''),
+		       (SELECT count(*) FROM flows.replica_quarantine q WHERE q.replica = c.replica)
+		FROM flows.replica_cursor c ORDER BY c.replica`)
+	if err != nil {
+		return nil, translate(err, "replica cursors")
+	}
+	return collect(rows, "replica cursors", func(row pgx.Row) (*flows.ReplicaStatus, error) {
+		var r flows.ReplicaStatus
+		err := row.Scan(&r.Replica, &r.LastID, &r.UpdatedAt, &r.Backlog, &r.FailingID, &r.FailingAttempts, &r.LastError, &r.Quarantined)
+		return &r, err
 	})
 }
 

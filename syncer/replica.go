@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -15,10 +16,14 @@ type Outbox interface {
 	OutboxBatch(ctx context.Context, replica string, n int) ([]flows.OutboxEntry, error)
 	AdvanceReplicaCursor(ctx context.Context, replica string, lastID int64) error
 	PruneOutbox(ctx context.Context) error
+	RecordReplicaFailure(ctx context.Context, replica string, id int64, reason string) (int, error)
+	QuarantineEntry(ctx context.Context, replica string, e flows.OutboxEntry, reason string, attempts int) error
 }
 
 // Replica is a database where the primary's meters are passive
-// (postgres.Replica). Apply writes a batch of entries, all or none.
+// (postgres.Replica). Apply writes a batch of entries, all or none; an
+// entry the replica refuses is EINVALID, any other error means the
+// replica could not be asked.
 type Replica interface {
 	Apply(ctx context.Context, entries []flows.OutboxEntry) error
 	Close()
@@ -32,7 +37,10 @@ type ReplicatorConfig struct {
 	// Name identifies the replica's cursor (postgres.ReplicaName).
 	Name     string
 	Interval time.Duration // how often to look for new entries (1 s)
-	Logger   *slog.Logger
+	// MaxAttempts is how often an entry the replica refuses is tried
+	// before it is quarantined (5).
+	MaxAttempts int
+	Logger      *slog.Logger
 }
 
 // Replicator ships the primary's shadow outbox, in order, to one replica
@@ -55,6 +63,9 @@ func NewReplicator(cfg ReplicatorConfig) (*Replicator, error) {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -113,21 +124,70 @@ func (r *Replicator) run(ctx context.Context) {
 
 // shipBatch applies the next entries to the replica in one transaction and
 // then advances the cursor on the primary. It returns how many it shipped.
+// When the replica refuses the batch, the entries are applied one by one
+// up to the refused one: that one is retried (the cursor waits at it, so
+// each meter's updates stay in order) and, after MaxAttempts refusals,
+// quarantined so that later updates flow again.
 func (r *Replicator) shipBatch(ctx context.Context, replica Replica) (int, error) {
 	batch, err := r.cfg.Primary.OutboxBatch(ctx, r.cfg.Name, outboxBatch)
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
-	if err := replica.Apply(ctx, batch); err != nil {
+	err = replica.Apply(ctx, batch)
+	if flows.ErrorCode(err) == flows.EINVALID {
+		return r.shipOneByOne(ctx, replica, batch)
+	}
+	if err != nil {
 		return 0, err
 	}
-	if err := r.cfg.Primary.AdvanceReplicaCursor(ctx, r.cfg.Name, batch[len(batch)-1].ID); err != nil {
+	if err := r.advance(ctx, batch[len(batch)-1].ID); err != nil {
 		return 0, err
 	}
-	// Entries every replica has are no longer needed; a failed prune is
-	// retried with the next batch and stops nothing.
+	return len(batch), nil
+}
+
+func (r *Replicator) shipOneByOne(ctx context.Context, replica Replica, batch []flows.OutboxEntry) (int, error) {
+	for i, e := range batch {
+		err := replica.Apply(ctx, batch[i:i+1])
+		if err == nil {
+			continue
+		}
+		if i > 0 {
+			if aerr := r.advance(ctx, batch[i-1].ID); aerr != nil {
+				return 0, aerr
+			}
+		}
+		if flows.ErrorCode(err) != flows.EINVALID {
+			return i, err // the replica went away meanwhile
+		}
+		reason := flows.ErrorMessage(err)
+		n, ferr := r.cfg.Primary.RecordReplicaFailure(ctx, r.cfg.Name, e.ID, reason)
+		if ferr != nil {
+			return i, ferr
+		}
+		if n < r.cfg.MaxAttempts {
+			return i, fmt.Errorf("attempt %d of %d: %w", n, r.cfg.MaxAttempts, err)
+		}
+		if err := r.cfg.Primary.QuarantineEntry(ctx, r.cfg.Name, e, reason, n); err != nil {
+			return i, err
+		}
+		r.cfg.Logger.Error("outbox entry quarantined after repeated refusals; later updates go on",
+			"replica", r.cfg.Name, "outbox_id", e.ID, "meter_serial", e.Serial, "attempts", n, "error", reason)
+	}
+	if err := r.advance(ctx, batch[len(batch)-1].ID); err != nil {
+		return 0, err
+	}
+	return len(batch), nil
+}
+
+// advance moves the cursor and prunes what every replica has; a failed
+// prune is retried with the next batch and stops nothing.
+func (r *Replicator) advance(ctx context.Context, lastID int64) error {
+	if err := r.cfg.Primary.AdvanceReplicaCursor(ctx, r.cfg.Name, lastID); err != nil {
+		return err
+	}
 	if err := r.cfg.Primary.PruneOutbox(ctx); err != nil {
 		r.cfg.Logger.Warn("pruning the outbox", "error", err)
 	}
-	return len(batch), nil
+	return nil
 }

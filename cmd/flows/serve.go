@@ -149,7 +149,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		store = store.WithReplication()
 	}
 	w := &wiring{cfg: cfg, log: log, reg: prometheus.NewRegistry(), store: store}
-	w.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(w.store))
+	w.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(w.store), flowshttp.NewReplicaCollector(w.store))
 	// One transport for the process: its per-meter queue and gap then hold
 	// across the sync engine and the mediator.
 	if w.transport, err = meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn"),
