@@ -9,7 +9,6 @@ import (
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/internal/pgtest"
 	"github.com/flows-energy/flows/postgres"
-	"github.com/flows-energy/flows/syncer"
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 )
@@ -18,35 +17,10 @@ import (
 // order, when it comes back; the primary never waits for it.
 func TestReplicaReceivesEverythingInOrder(t *testing.T) {
 	ctx := context.Background()
-	primary := postgres.New(postgres.Config{Pool: pgtest.NewPool(t), Replicate: true})
-	replicaURL := pgtest.NewDB(t)
-	replicaPool, err := postgres.Open(ctx, replicaURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer replicaPool.Close()
-	replica := postgres.NewStore(replicaPool)
 	const serial = "EML2137580826"
-	pm, err := primary.CreateMeter(ctx, flows.NewMeter{Serial: serial, IPAddress: "127.82.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := replica.CreateMeter(ctx, flows.NewMeter{Serial: serial, Mode: flows.ModePassive}); err != nil {
-		t.Fatal(err)
-	}
-	name, err := postgres.ReplicaName(replicaURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := syncer.NewReplicator(syncer.ReplicatorConfig{Primary: primary, Name: name, Interval: 50 * time.Millisecond,
-		Open: func(ctx context.Context) (syncer.Replica, error) { return postgres.OpenReplica(ctx, replicaURL) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rep.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = rep.Stop(ctx) }()
+	rr := newReplicaRig(t, serial, 50*time.Millisecond, 0)
+	primary, replica, replicaPool, replicaURL := rr.primary, rr.replica, rr.replicaPool, rr.replicaURL
+	pm := &flows.Meter{ID: rr.meterID}
 
 	t0 := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
 	apply := func(i int, bal string) {
