@@ -254,7 +254,7 @@ func (s *Store) MeterStatus(ctx context.Context, serial string) (*flows.MeterSta
 	if err != nil {
 		return nil, err
 	}
-	sh, err := s.Shadow(ctx, m.ID)
+	sh, lastOnline, err := s.shadow(ctx, m.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -264,9 +264,7 @@ func (s *Store) MeterStatus(ctx context.Context, serial string) (*flows.MeterSta
 	}
 	st := &flows.MeterStatus{Meter: *m, Shadow: *sh, Registers: regs, Stale: []string{},
 		FuturePending: sh.TariffsFuture.Pending(s.now(), m.DaylightSavingsCorrectionEnabled)}
-	if err := s.pool.QueryRow(ctx, `SELECT last_online FROM flows.meter_last_online WHERE id = $1`, m.ID).Scan(&st.LastOnline); err != nil {
-		return nil, translate(err, "meter "+serial)
-	}
+	st.LastOnline = lastOnline
 	if m.Mode == flows.ModeActive {
 		freqs, err := s.SyncerFrequencies(ctx)
 		if err != nil {
@@ -285,21 +283,30 @@ func (s *Store) MeterStatus(ctx context.Context, serial string) (*flows.MeterSta
 
 // Shadow returns the shadow of the meter with id. ENOTFOUND if none.
 func (s *Store) Shadow(ctx context.Context, meterID string) (*flows.Shadow, error) {
+	sh, _, err := s.shadow(ctx, meterID)
+	return sh, err
+}
+
+// shadow reads a shadow and, in the same statement, when the meter was
+// last online (the rule of flows.meter_last_online).
+func (s *Store) shadow(ctx context.Context, meterID string) (*flows.Shadow, *time.Time, error) {
 	var sh flows.Shadow
 	var active, future []byte
 	var health *string
+	var lastOnline *time.Time
 	err := s.pool.QueryRow(ctx, `
 		SELECT id, balance, emergency_credit, balance_updated_at, tariffs_active, tariffs_future, csq,
 		       health, coalesce(health_details, ''), last_healthy_at, clock_time_diff_seconds,
 		       clock_time_diff_synced_at, voltage, import_a, import_b, export_a, export_b,
-		       coalesce(backlight, ''), coalesce(load_switch, ''), network_operator, synced_at, updated_at, created_at
-		FROM flows.meter_shadows WHERE id = $1`, meterID).Scan(
+		       coalesce(backlight, ''), coalesce(load_switch, ''), network_operator, synced_at, updated_at, created_at,
+		       (SELECT c."timestamp" FROM flows.meter_csq c WHERE c.meter_id = ms.id AND c.csq IS NOT NULL ORDER BY c."timestamp" DESC LIMIT 1)
+		FROM flows.meter_shadows ms WHERE id = $1`, meterID).Scan(
 		&sh.ID, &sh.Balance, &sh.EmergencyCredit, &sh.BalanceUpdatedAt, &active, &future, &sh.CSQ,
 		&health, &sh.HealthDetails, &sh.LastHealthyAt, &sh.ClockTimeDiffSeconds,
 		&sh.ClockTimeDiffSyncedAt, &sh.Voltage, &sh.ImportA, &sh.ImportB, &sh.ExportA, &sh.ExportB,
-		&sh.Backlight, &sh.LoadSwitch, &sh.NetworkOperator, &sh.SyncedAt, &sh.UpdatedAt, &sh.CreatedAt)
+		&sh.Backlight, &sh.LoadSwitch, &sh.NetworkOperator, &sh.SyncedAt, &sh.UpdatedAt, &sh.CreatedAt, &lastOnline)
 	if err != nil {
-		return nil, translate(err, "meter shadow")
+		return nil, nil, translate(err, "meter shadow")
 	}
 	if health != nil {
 		h := flows.Health(*health)
@@ -312,13 +319,13 @@ func (s *Store) Shadow(ctx context.Context, meterID string) (*flows.Shadow, erro
 		if t.raw != nil {
 			var tf flows.Tariff
 			if err := json.Unmarshal(t.raw, &tf); err != nil {
-				return nil, fmt.Errorf("decode stored tariff of %s: %w", meterID, err)
+				return nil, nil, fmt.Errorf("decode stored tariff of %s: %w", meterID, err)
 			}
 			*t.dst = &tf
 		}
 	}
 	sh.UpdatedAt, sh.CreatedAt = sh.UpdatedAt.UTC(), sh.CreatedAt.UTC()
-	return &sh, nil
+	return &sh, lastOnline, nil
 }
 
 // UpdateShadow records reported values (what a meter said): it writes the
