@@ -189,6 +189,9 @@ func (s *Store) ApplyObservation(ctx context.Context, r flows.SyncResult) error 
 // queueObservation adds the shadow, registry and event writes of one
 // result to a batch (and its outbox entry when the store replicates).
 func (s *Store) queueObservation(b *pgx.Batch, r flows.SyncResult) error {
+	// PostgreSQL keeps microseconds: the primary's rows and the outbox's
+	// copy (which a replica parses, rounding) must carry the same instant.
+	r.At = r.At.Truncate(time.Microsecond)
 	u := r.Shadow
 	u.At = r.At
 	if r.TouchHealth {
