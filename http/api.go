@@ -32,6 +32,7 @@ type Store interface {
 	TariffRequest(ctx context.Context, id string) (*flows.TariffRequest, error)
 	CreateTopup(ctx context.Context, meterID, token string, amount *decimal.Decimal, source, requestedBy string) (*flows.Topup, error)
 	Topup(ctx context.Context, id string) (*flows.Topup, error)
+	TopupsForMeter(ctx context.Context, meterID string, from time.Time, limit int) ([]flows.Topup, error)
 	CreateMeterCommand(ctx context.Context, meterID string, kind flows.CommandKind, value, requestedBy string) (*flows.MeterCommand, error)
 	MeterCommand(ctx context.Context, id string) (*flows.MeterCommand, error)
 	LowBalance(ctx context.Context, threshold decimal.Decimal, escoCode string) ([]flows.LowBalance, error)

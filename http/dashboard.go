@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"fmt"
 	"html/template"
@@ -221,18 +222,15 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if err != nil {
 		return err
 	}
-	// Chart series, oldest first; top-ups are where the balance jumps up.
-	balance, topups := [][2]string{}, []string{}
+	balance := [][2]string{} // chart series, oldest first
 	for i := len(bal) - 1; i >= 0; i-- {
-		if bal[i].Balance == nil {
-			continue
+		if bal[i].Balance != nil {
+			balance = append(balance, [2]string{bal[i].Timestamp.Format(time.RFC3339), bal[i].Balance.String()})
 		}
-		if n := len(balance); n > 0 {
-			if prev, _ := decimal.NewFromString(balance[n-1][1]); bal[i].Balance.Sub(prev).GreaterThan(decimal.RequireFromString("0.5")) {
-				topups = append(topups, bal[i].Timestamp.Format(time.RFC3339))
-			}
-		}
-		balance = append(balance, [2]string{bal[i].Timestamp.Format(time.RFC3339), bal[i].Balance.String()})
+	}
+	topups, err := s.topupMarkers(ctx, m.ID, evs, now.Add(-7*24*time.Hour))
+	if err != nil {
+		return err
 	}
 	csq, volt := [][2]string{}, [][2]string{}
 	for _, p := range sig {
@@ -257,6 +255,45 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		TopupsJSON                        []string
 	}{page{Title: m.Serial, Claims: c, Flash: r.URL.Query().Get("msg")}, st, stale, evs, reqs, balance, csq, volt, topups})
 	return nil
+}
+
+// creditTokenApplied is the event type meters log when they credit a
+// token (the reference's).
+const creditTokenApplied = 48
+
+// topupMarkers are the balance chart's top-up marks: completed top-ups of
+// the ledger, and credit-token events the meter logged with no ledger row
+// near them (a token typed in at the meter). Never a jump in the chart:
+// a refund or a corrected reading is not a top-up.
+func (s *Server) topupMarkers(ctx context.Context, meterID string, evs []flows.MeterEvent, from time.Time) ([]string, error) {
+	tus, err := s.cfg.Store.TopupsForMeter(ctx, meterID, from, 500)
+	if err != nil {
+		return nil, err
+	}
+	var at []time.Time
+	for _, t := range tus {
+		if t.Status == flows.TopupCompleted && t.UsedAt != nil {
+			at = append(at, *t.UsedAt)
+		}
+	}
+	ledger := len(at)
+	for _, e := range evs {
+		if e.EventType != creditTokenApplied || e.Timestamp.Before(from) {
+			continue
+		}
+		near := false
+		for _, t := range at[:ledger] {
+			near = near || e.Timestamp.Sub(t).Abs() < 10*time.Minute
+		}
+		if !near {
+			at = append(at, e.Timestamp)
+		}
+	}
+	out := make([]string, len(at))
+	for i, t := range at {
+		out[i] = t.UTC().Format(time.RFC3339)
+	}
+	return out, nil
 }
 
 func (s *Server) requestsFragment(w http.ResponseWriter, r *http.Request, c *Claims) error {

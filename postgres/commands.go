@@ -197,6 +197,17 @@ func (s *Store) Topup(ctx context.Context, id string) (*flows.Topup, error) {
 	return t, nil
 }
 
+// TopupsForMeter returns a meter's top-ups created since from, newest
+// first, at most limit.
+func (s *Store) TopupsForMeter(ctx context.Context, meterID string, from time.Time, limit int) ([]flows.Topup, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+topupCols+` FROM flows.topups t JOIN flows.meter_registry m ON m.id = t.meter_id
+		WHERE t.meter_id = $1 AND t.created_at >= $2 ORDER BY t.created_at DESC LIMIT $3`, meterID, from, limit)
+	if err != nil {
+		return nil, translate(err, "top-ups")
+	}
+	return collect(rows, "top-ups", scanTopup)
+}
+
 // ClaimTopups takes up to n due top-ups under a lease.
 func (s *Store) ClaimTopups(ctx context.Context, n int, lease time.Duration, dueBy time.Time) ([]flows.Topup, error) {
 	rows, err := s.pool.Query(ctx, `

@@ -33,6 +33,7 @@ type demoConfig struct {
 	readyFile string
 	fresh     bool
 	simListen string
+	past      time.Duration
 }
 
 func newDemoCmd() *cobra.Command {
@@ -57,6 +58,7 @@ func newDemoCmd() *cobra.Command {
 	f.StringVar(&cfg.readyFile, "ready-file", "", "when ready, write connection details here as JSON")
 	f.BoolVar(&cfg.fresh, "fresh", false, "delete the data directory's database and simulator state first")
 	f.StringVar(&cfg.simListen, "sim-listen", "127.77:8080", "where the simulated meters listen: PREFIX:PORT (see flows sim --listen)")
+	f.DurationVar(&cfg.past, "past", 7*24*time.Hour, "a new demo's meters start this long ago: their simulated past is its history")
 	return cmd
 }
 
@@ -64,6 +66,8 @@ func (c demoConfig) validate() error {
 	switch {
 	case c.meters < 1 || c.meters > 100000:
 		return flows.FieldError("--meters", "%d is outside 1-100000", c.meters)
+	case c.past < 0 || c.past > 90*24*time.Hour:
+		return flows.FieldError("--past", "%v is outside 0-2160h (90 days)", c.past)
 	case c.speed <= 0 || c.speed > 1e6:
 		return flows.FieldError("--speed", "%g must be above 0 and at most 1000000", c.speed)
 	case c.dataDir == "":
@@ -97,6 +101,10 @@ type readyInfo struct {
 	ESCO        string     `json:"esco"`    // code, as in tokens and API filters
 	ESCOID      string     `json:"esco_id"` // the meter_registry.esco uuid
 	Meters      []sim.Spec `json:"meters"`
+	// TwinDatabaseURL is a second database on the demo's cluster where a
+	// few of the meters are passive twins, fed live by replication.
+	TwinDatabaseURL string   `json:"twin_database_url"`
+	Twins           []string `json:"twins"` // their serials
 }
 
 func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
@@ -126,16 +134,20 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 	if err != nil {
 		return err
 	}
+	twinURL, twins, err := prepareTwinDatabase(ctx, db.cluster, fleet)
+	if err != nil {
+		return fmt.Errorf("twin database: %w", err)
+	}
 	// The simulated meters need only a short gap between requests.
 	svc, err := runServices(ctx, db.store, serveConfig{httpAddr: cfg.httpAddr, grpcAddr: cfg.grpcAddr,
 		components: []string{"api", "sync", "commands", "mediator"}, meterGap: 100 * time.Millisecond, workers: 25,
-		jwtSecret: jwtSecretBytes}, log)
+		jwtSecret: jwtSecretBytes, replicas: []string{twinURL}}, log)
 	if err != nil {
 		return err
 	}
 	defer svc.stop()
 	info := readyInfo{DatabaseURL: db.url, HTTPURL: "http://" + svc.httpAddr, GRPCAddr: svc.grpcAddr, AdminToken: adminToken,
-		ESCO: demo.ESCOCode, ESCOID: escoID, Meters: fleet}
+		ESCO: demo.ESCOCode, ESCOID: escoID, Meters: fleet, TwinDatabaseURL: twinURL, Twins: twins}
 	if cfg.readyFile != "" {
 		if err := writeFileAtomic(cfg.readyFile, info); err != nil {
 			return flows.FieldError("--ready-file", "%v", err)
@@ -234,7 +246,7 @@ func startDemoFleet(ctx context.Context, cfg demoConfig, dataDir string, store *
 		return nil, nil, "", err
 	}
 	specs := sim.GenerateFleet(cfg.meters, sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: simSecret, Faults: true})
-	simulator, err := startSim(ctx, simConfig{meters: cfg.meters, listen: cfg.simListen, speed: cfg.speed,
+	simulator, err := startSim(ctx, simConfig{meters: cfg.meters, listen: cfg.simListen, speed: cfg.speed, past: cfg.past,
 		state: filepath.Join(dataDir, "sim-state.json")}, specs, log)
 	if err != nil {
 		return nil, nil, "", err
@@ -248,7 +260,7 @@ func startDemoFleet(ctx context.Context, cfg demoConfig, dataDir string, store *
 	for _, m := range simulator.fleet.Meters() {
 		fleet = append(fleet, m.Spec)
 	}
-	if escoID, err = demo.Seed(ctx, store, fleet, time.Now().UTC()); err != nil {
+	if escoID, err = demo.Seed(ctx, store, simulator.fleet.Meters(), simulator.past, time.Now().UTC()); err != nil {
 		return nil, nil, "", fmt.Errorf("seed demo fleet: %w", err)
 	}
 	for _, m := range fleet {
@@ -262,11 +274,56 @@ func startDemoFleet(ctx context.Context, cfg demoConfig, dataDir string, store *
 	return simulator, fleet, escoID, nil
 }
 
+// twinDatabase is the demo's second database, holding passive twins.
+const twinDatabase = "flows_twin"
+
+// prepareTwinDatabase makes (or keeps) the twin database on the demo's
+// cluster, migrated, with the demo ESCO and passive twins of the first
+// three active, answering meters. The sync engine's replica shipper then
+// feeds their shadows from the primary.
+func prepareTwinDatabase(ctx context.Context, cluster *pgembed.Cluster, fleet []sim.Spec) (string, []string, error) {
+	if err := postgres.CreateDatabase(ctx, cluster.URL("postgres"), twinDatabase); err != nil {
+		return "", nil, err
+	}
+	url := cluster.URL(twinDatabase)
+	pool, err := postgres.Open(ctx, url)
+	if err != nil {
+		return "", nil, err
+	}
+	defer pool.Close()
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
+		return "", nil, err
+	}
+	store := postgres.NewStore(pool)
+	if _, err := store.ESCOByCode(ctx, demo.ESCOCode); flows.ErrorCode(err) == flows.ENOTFOUND {
+		if _, err := store.CreateESCO(ctx, demo.ESCOCode, "Demo Community Energy (twin)"); err != nil {
+			return "", nil, err
+		}
+	} else if err != nil {
+		return "", nil, err
+	}
+	var twins []flows.NewMeter
+	var layouts, serials []string
+	for _, m := range fleet {
+		if m.Mode != string(flows.ModeActive) || m.Faults.Offline || len(twins) == 3 {
+			continue
+		}
+		twins = append(twins, flows.NewMeter{Serial: m.Serial, Name: m.Name, Hardware: m.Hardware, Mode: flows.ModePassive,
+			DaylightSavingsCorrectionEnabled: m.DST})
+		layouts, serials = append(layouts, m.Layout), append(serials, m.Serial)
+	}
+	if _, err := store.ImportMeters(ctx, demo.ESCOCode, twins, layouts); err != nil {
+		return "", nil, err
+	}
+	return url, serials, nil
+}
+
 func printReady(out io.Writer, cfg demoConfig, info readyInfo) {
 	fmt.Fprintf(out, "Flows demo ready: %d simulated meters of ESCO %s (speed %gx)\n", len(info.Meters), demo.ESCOCode, cfg.speed)
 	fmt.Fprintf(out, "  dashboard:   %s/\n", info.HTTPURL)
 	fmt.Fprintf(out, "  database:    %s\n", info.DatabaseURL)
 	fmt.Fprintf(out, "  mediator:    %s (emop --mediator %s -s EML2137580826 prepay_balance)\n", info.GRPCAddr, info.GRPCAddr)
+	fmt.Fprintf(out, "  twins:       %s (passive twins of %s, fed by replication)\n", info.TwinDatabaseURL, strings.Join(info.Twins, ", "))
 	fmt.Fprintf(out, "  admin token: %s\n", info.AdminToken)
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 }

@@ -37,6 +37,8 @@ type readyFile struct {
 		Hardware  string `json:"hardware"`
 		Key       string `json:"key"`
 	} `json:"meters"`
+	TwinDatabaseURL string   `json:"twin_database_url"`
+	Twins           []string `json:"twins"`
 }
 
 // startDemo runs `flows demo` and waits for its ready-file.
@@ -204,7 +206,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	var topup, tariff string
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		topup, _ = psql(t, rf.DatabaseURL, "SELECT status FROM flows.topups")
+		topup, _ = psql(t, rf.DatabaseURL, "SELECT status FROM flows.topups WHERE requested_by <> 'demo-customer'")
 		tariff, _ = psql(t, rf.DatabaseURL, "SELECT status FROM flows.tariff_requests")
 		if topup == "completed" && tariff == "verified" {
 			break

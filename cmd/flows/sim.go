@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +26,9 @@ type simConfig struct {
 	registryOut string
 	faults      bool
 	latency     time.Duration
+	// past, when above 0, starts a new fleet's model this long ago and
+	// runs it forward to now at start (a state file's fleet keeps its own).
+	past time.Duration
 }
 
 func newSimCmd() *cobra.Command {
@@ -52,6 +57,7 @@ func newSimCmd() *cobra.Command {
 	fl.StringVar(&cfg.registryOut, "registry-out", "", "write the fleet (serial, ip_address, port, hardware, key...) as JSON here")
 	fl.BoolVar(&cfg.faults, "faults", true, "make a realistic few meters offline, flaky or slow")
 	fl.DurationVar(&cfg.latency, "latency", 0, "every meter takes this long to answer (benchmarks)")
+	fl.DurationVar(&cfg.past, "past", 0, "start a new fleet's model this long ago and run it forward to now (e.g. 168h)")
 
 	var registry, serial, amount string
 	token := &cobra.Command{
@@ -93,6 +99,9 @@ func newSimCmd() *cobra.Command {
 // runningSim is a started fleet that saves its state periodically.
 type runningSim struct {
 	fleet *sim.Fleet
+	// past is each meter's simulated past (by serial) when the fleet was
+	// made with one (simConfig.past); nil otherwise.
+	past  map[string]sim.History
 	state string
 	log   *slog.Logger
 	done  chan struct{}
@@ -131,9 +140,9 @@ func startSim(ctx context.Context, cfg simConfig, specs []sim.Spec, log *slog.Lo
 			specs[i].Faults.LatencyMin, specs[i].Faults.LatencyMax = cfg.latency, cfg.latency
 		}
 	}
-	meters, simTime, err := sim.LoadMeters(specs, cfg.state, time.Now().UTC())
+	meters, simTime, past, err := loadMeters(cfg, specs)
 	if err != nil {
-		return nil, flows.FieldError("--state", "%v", err)
+		return nil, err
 	}
 	base := time.Now().UTC()
 	if simTime.After(base) {
@@ -154,9 +163,38 @@ func startSim(ctx context.Context, cfg simConfig, specs []sim.Spec, log *slog.Lo
 		}
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &runningSim{fleet: fleet, state: cfg.state, log: log, done: make(chan struct{}), quit: cancel}
+	r := &runningSim{fleet: fleet, past: past, state: cfg.state, log: log, done: make(chan struct{}), quit: cancel}
 	go r.saveLoop(rctx)
 	return r, nil
+}
+
+// loadMeters restores the fleet from its state file or makes it new, with
+// a simulated past when cfg.past asks for one and there is no state yet.
+func loadMeters(cfg simConfig, specs []sim.Spec) ([]*sim.Meter, time.Time, map[string]sim.History, error) {
+	now := time.Now().UTC()
+	fresh := cfg.state == ""
+	if !fresh {
+		_, err := os.Stat(cfg.state)
+		fresh = errors.Is(err, os.ErrNotExist)
+	}
+	if cfg.past <= 0 || !fresh {
+		meters, simTime, err := sim.LoadMeters(specs, cfg.state, now)
+		if err != nil {
+			return nil, time.Time{}, nil, flows.FieldError("--state", "%v", err)
+		}
+		return meters, simTime, nil, nil
+	}
+	meters := make([]*sim.Meter, len(specs))
+	past := map[string]sim.History{}
+	for i, s := range specs {
+		// Offline meters stopped answering between 4 and 29 hours ago.
+		m, h, err := sim.NewMeterWithPast(s, now, cfg.past, 30*time.Minute, 4*time.Hour+time.Duration(i%6)*5*time.Hour)
+		if err != nil {
+			return nil, time.Time{}, nil, err
+		}
+		meters[i], past[s.Serial] = m, h
+	}
+	return meters, now, past, nil
 }
 
 func (r *runningSim) saveLoop(ctx context.Context) {

@@ -1,13 +1,15 @@
 // Package demo seeds the database of flows demo: one ESCO whose meters are
-// the simulated fleet (sim.GenerateFleet), with their registers, and a
-// week of history so the views and queries have something to show before
-// the first sync.
+// the simulated fleet (sim.GenerateFleet), with their registers, and each
+// meter's simulated past (sim.NewMeterWithPast) recorded as the syncs
+// would have recorded it, so the views, charts and queries show one
+// continuous history that the live syncs carry on.
 package demo
 
 import (
 	"context"
 	"time"
 
+	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
 )
@@ -18,32 +20,62 @@ const ESCOCode = "DEMO"
 // escoName is the demo ESCO's name.
 const escoName = "Demo Community Energy"
 
-// Seed inserts the ESCO, the fleet's registry rows and registers, current
-// shadow values and seven days of half-hourly balance history. It does
-// nothing when the ESCO already exists (a restarted demo keeps its data),
-// and otherwise runs in one transaction: nothing is half-written. It
-// returns the ESCO's id.
-func Seed(ctx context.Context, store *postgres.Store, fleet []sim.Spec, now time.Time) (string, error) {
-	meters := make([]postgres.DemoMeter, len(fleet))
-	for i, m := range fleet {
-		meters[i] = demoMeter(i, m)
+// Seed inserts the ESCO, the fleet's registry rows and registers, and the
+// past of each meter found in pasts (by serial): its readings as
+// observations, its event log, and the customer's top-ups in the ledger.
+// It does nothing when the ESCO already exists (a restarted demo keeps its
+// data), and otherwise runs in one transaction: nothing is half-written.
+// It returns the ESCO's id.
+func Seed(ctx context.Context, store *postgres.Store, meters []*sim.Meter, pasts map[string]sim.History, now time.Time) (string, error) {
+	out := make([]postgres.DemoMeter, len(meters))
+	for i, m := range meters {
+		out[i] = demoMeter(m, pasts[m.Spec.Serial], now)
 	}
-	return store.SeedDemo(ctx, postgres.DemoESCO{Code: ESCOCode, Name: escoName}, meters, now)
+	return store.SeedDemo(ctx, postgres.DemoESCO{Code: ESCOCode, Name: escoName}, out)
 }
 
-// demoMeter is the i-th meter of the fleet as the seed writes it.
-func demoMeter(i int, m sim.Spec) postgres.DemoMeter {
-	port := m.Port
+// demoMeter is a meter of the fleet as the seed writes it.
+func demoMeter(m *sim.Meter, h sim.History, now time.Time) postgres.DemoMeter {
+	spec := m.Spec
+	port := spec.Port
 	if port == 0 {
 		port = 8080 // passive twins: no simulated hardware behind them
 	}
-	start := 12 + (i*7)%40 // £12-£51 a week ago
-	if i%9 == 4 {
-		start = 6 // a few will be under £5 by now
+	dm := postgres.DemoMeter{
+		Serial: spec.Serial, Name: spec.Name, IPAddress: spec.IPAddress, Port: port, Hardware: spec.Hardware,
+		Mode: spec.Mode, Layout: spec.Layout, DST: spec.DST,
 	}
-	return postgres.DemoMeter{
-		Serial: m.Serial, Name: m.Name, IPAddress: m.IPAddress, Port: port, Hardware: m.Hardware,
-		Mode: m.Mode, Layout: m.Layout, DST: m.DST,
-		StartBalance: start, Offline: m.Faults.Offline,
+	if spec.Mode != string(flows.ModeActive) || len(h.Readings) == 0 {
+		return dm // a twin is fed from the database where it is active
 	}
+	for _, r := range h.Readings {
+		dm.Past = append(dm.Past, observation(r))
+	}
+	// The meter's event log, as the first sync after the past would read it.
+	last := &dm.Past[len(dm.Past)-1]
+	for _, e := range m.State(now).Events {
+		if !e.Timestamp.After(now) {
+			last.Events = append(last.Events, flows.MeterEvent{Timestamp: e.Timestamp, EventType: int(e.EventID), EventSet: int(e.EventSet)})
+		}
+	}
+	if spec.Faults.Offline {
+		// Not answering since its last reading: what a sync finds now.
+		dm.Past = append(dm.Past, flows.SyncResult{At: now, TouchHealth: true, Failure: "unreachable"})
+	}
+	for _, t := range h.Topups {
+		dm.Topups = append(dm.Topups, postgres.DemoTopup{At: t.At, Amount: t.Amount, Token: t.Token, BalanceBefore: t.BalanceBefore, BalanceAfter: t.BalanceAfter})
+	}
+	return dm
+}
+
+// observation is a reading as a sync records it.
+func observation(r sim.Reading) flows.SyncResult {
+	csq, op := r.CSQ, r.NetworkOperator
+	bal, ec, v, ia, ea := r.Balance, r.EmergencyCredit, r.Voltage, r.ImportA, r.ExportA
+	u := flows.ShadowUpdate{Balance: &bal, EmergencyCredit: &ec, CSQ: &csq, NetworkOperator: &op, Voltage: &v, ImportA: &ia, ExportA: &ea}
+	if !r.ImportB.IsZero() || !r.ExportB.IsZero() {
+		ib, eb := r.ImportB, r.ExportB
+		u.ImportB, u.ExportB = &ib, &eb
+	}
+	return flows.SyncResult{At: r.At, Shadow: u, Groups: []string{"balance", "csq", "voltage", "reads"}, Reached: true, TouchHealth: true}
 }
