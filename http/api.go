@@ -296,7 +296,8 @@ func (s *Server) tariffs(w http.ResponseWriter, r *http.Request, c *Claims) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "active": st.Shadow.TariffsActive, "future": st.Shadow.TariffsFuture, "requests": reqs})
+	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "active": st.Shadow.TariffsActive, "future": st.Shadow.TariffsFuture,
+		"future_pending": st.FuturePending, "requests": reqs})
 	return nil
 }
 

@@ -53,3 +53,27 @@ func TestLastOnlineInListAndDetail(t *testing.T) {
 		t.Errorf("never answered: last_online %v (present %v), want null", v, ok)
 	}
 }
+
+// The tariffs resource says whether the future tariff is a change to come.
+func TestTariffsSayWhetherAChangeIsPending(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	m, err := a.store.MeterBySerial(ctx, "EML1100000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := token(t, flowshttp.RoleReadonly, "")
+	for _, c := range []struct {
+		activation string
+		want       bool
+	}{{"2000-01-01T00:00:00", false}, {time.Now().UTC().Add(48 * time.Hour).Format("2006-01-02T15:04:05"), true}} {
+		act := c.activation
+		if err := a.store.UpdateShadow(ctx, m.ID, flows.ShadowUpdate{TariffsFuture: &flows.Tariff{ActivationDatetime: &act}}); err != nil {
+			t.Fatal(err)
+		}
+		_, body := a.do("GET", "/api/v1/meters/EML1100000001/tariffs", tok, nil)
+		if got, ok := body["future_pending"].(bool); !ok || got != c.want {
+			t.Errorf("activation %s: future_pending %v, want %v", act, body["future_pending"], c.want)
+		}
+	}
+}
