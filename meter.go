@@ -343,8 +343,9 @@ type MeterStatus struct {
 	// change still to come (its activation lies ahead); false for the
 	// last change or the epoch a meter reports when none is scheduled.
 	FuturePending bool `json:"future_pending"`
-	// LastOnline is when the meter last answered (flows.meter_last_online:
-	// the newest non-NULL csq); nil if it never has.
+	// LastOnline is when the meter last answered a signal read
+	// (flows.meter_last_online: the newest non-NULL csq, the rule of the
+	// offline views); nil if it never has.
 	LastOnline *time.Time `json:"last_online"`
 }
 

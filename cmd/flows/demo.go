@@ -260,7 +260,8 @@ func startDemoFleet(ctx context.Context, cfg demoConfig, dataDir string, store *
 	for _, m := range simulator.fleet.Meters() {
 		fleet = append(fleet, m.Spec)
 	}
-	if escoID, err = demo.Seed(ctx, store, simulator.fleet.Meters(), simulator.past, time.Now().UTC()); err != nil {
+	// Seeded through the replica outbox too, so the twins get the past.
+	if escoID, err = demo.Seed(ctx, store.WithReplication(), simulator.fleet.Meters(), simulator.past, time.Now().UTC()); err != nil {
 		return nil, nil, "", fmt.Errorf("seed demo fleet: %w", err)
 	}
 	for _, m := range fleet {

@@ -188,7 +188,8 @@ func loadMeters(cfg simConfig, specs []sim.Spec) ([]*sim.Meter, time.Time, map[s
 	past := map[string]sim.History{}
 	for i, s := range specs {
 		// Offline meters stopped answering between 4 and 29 hours ago.
-		m, h, err := sim.NewMeterWithPast(s, now, cfg.past, 30*time.Minute, 4*time.Hour+time.Duration(i%6)*5*time.Hour)
+		// Hourly, as the live balance and signal syncs read.
+		m, h, err := sim.NewMeterWithPast(s, now, cfg.past, time.Hour, 4*time.Hour+time.Duration(i%6)*5*time.Hour)
 		if err != nil {
 			return nil, time.Time{}, nil, err
 		}

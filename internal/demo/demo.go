@@ -12,6 +12,7 @@ import (
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
+	"github.com/shopspring/decimal"
 )
 
 // ESCOCode is the demo ESCO's code.
@@ -51,13 +52,18 @@ func demoMeter(m *sim.Meter, h sim.History, now time.Time) postgres.DemoMeter {
 	for _, r := range h.Readings {
 		dm.Past = append(dm.Past, observation(r))
 	}
-	// The meter's event log, as the first sync after the past would read it.
+	// The meter's event log and active tariff, as the last sync of the
+	// past read them (an offline meter's log ends when it stopped
+	// answering).
 	last := &dm.Past[len(dm.Past)-1]
-	for _, e := range m.State(now).Events {
-		if !e.Timestamp.After(now) {
+	st := m.State(now)
+	for _, e := range st.Events {
+		if !e.Timestamp.After(last.At) {
 			last.Events = append(last.Events, flows.MeterEvent{Timestamp: e.Timestamp, EventType: int(e.EventID), EventSet: int(e.EventSet)})
 		}
 	}
+	last.Shadow.TariffsActive = tariff(st.Active)
+	last.Groups = append(last.Groups, "tariffs_active", "events")
 	if spec.Faults.Offline {
 		// Not answering since its last reading: what a sync finds now.
 		dm.Past = append(dm.Past, flows.SyncResult{At: now, TouchHealth: true, Failure: "unreachable"})
@@ -66,6 +72,15 @@ func demoMeter(m *sim.Meter, h sim.History, now time.Time) postgres.DemoMeter {
 		dm.Topups = append(dm.Topups, postgres.DemoTopup{At: t.At, Amount: t.Amount, Token: t.Token, BalanceBefore: t.BalanceBefore, BalanceAfter: t.BalanceAfter})
 	}
 	return dm
+}
+
+// tariff is a simulated meter's tariff as the active-tariff read reports
+// its amounts.
+func tariff(t sim.Tariff) *flows.Tariff {
+	m := func(u int64) *decimal.Decimal { d := decimal.New(u, -5); return &d }
+	return &flows.Tariff{StandingCharge: m(t.StandingCharge), UnitRateElementA: m(t.RateA()), UnitRateElementB: m(t.RateB()),
+		PrepaymentEmergencyCredit: m(t.EmergencyCredit), PrepaymentECreditAvailability: m(t.ECreditAvailability),
+		PrepaymentDebtRecoveryRate: m(t.DebtRecoveryRate)}
 }
 
 // observation is a reading as a sync records it.
