@@ -62,8 +62,8 @@ type SyncResult struct {
 	// "voltage", "clock", "reads", "tariffs_active", ...).
 	Groups []string
 	// Reached says whether the meter answered at all; Failure is the
-	// actionable detail when it could not be reached (then csq is
-	// written NULL, marking an offline period).
+	// actionable detail when communication failed (when it never answered
+	// in the sync, csq is written NULL, marking an offline period).
 	Reached bool
 	Failure string
 	// Refused names the reads the meter answered but refused or garbled

@@ -196,7 +196,10 @@ func (s *Store) queueObservation(b *pgx.Batch, r flows.SyncResult) error {
 	u.At = r.At
 	if r.TouchHealth {
 		h, details, _ := r.Verdict()
-		if r.Failure != "" {
+		if r.Failure != "" && !r.Reached {
+			// Not a word from the meter: csq NULL marks the offline
+			// period. A meter that answered some reads before the link
+			// failed keeps the signal it reported.
 			u.ClearCSQ, u.CSQ, u.NetworkOperator = true, nil, nil
 		}
 		u.Health, u.HealthDetails = &h, &details

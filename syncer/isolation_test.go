@@ -143,3 +143,44 @@ func TestMeterRefusingEverythingIsUnhealthy(t *testing.T) {
 		t.Errorf("last_healthy_at moved to %v for a meter that refused everything", st.Shadow.LastHealthyAt)
 	}
 }
+
+// linkDrops answers the signal read, then the link fails.
+type linkDrops struct{ syncer.Meters }
+
+func (l linkDrops) Read(ctx context.Context, t meterconn.Target, id emop.ObjectID) ([]byte, error) {
+	if id == emop.ObjCSQ {
+		return l.Meters.Read(ctx, t, id)
+	}
+	return nil, &meterconn.CommError{Kind: "timeout", Attempts: 3, Err: context.DeadlineExceeded}
+}
+
+// A meter that answered its signal read before the link failed is
+// unhealthy, but keeps the signal it reported: csq is written NULL (an
+// offline period) only when the meter said nothing at all.
+func TestLinkFailureAfterASignalKeepsTheSignal(t *testing.T) {
+	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	r := newRig(t, 1, t0, sim.Faults{})
+	ctx := context.Background()
+	m := r.fleet.Meters()[0]
+	client, err := meterconn.New(meterconn.Config{Attempts: 1, ReadTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := syncer.New(syncer.Config{Store: r.store, NewQueue: queue(r.store), Meters: linkDrops{client}, Owner: "drop", Now: r.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.SyncMeter(ctx, r.ids[m.Spec.Serial], syncer.OnDemand); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.store.MeterStatus(ctx, m.Spec.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Shadow.Health == nil || *st.Shadow.Health != flows.HealthUnhealthy || st.Shadow.HealthDetails != "timeout" {
+		t.Errorf("health %v %q, want unhealthy: timeout", st.Shadow.Health, st.Shadow.HealthDetails)
+	}
+	if st.Shadow.CSQ == nil || st.LastOnline == nil {
+		t.Errorf("csq %v, last online %v: the signal the meter reported was thrown away", st.Shadow.CSQ, st.LastOnline)
+	}
+}
