@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -121,6 +122,20 @@ type Rollout struct {
 	Note            string         `json:"note,omitempty"`
 	Progress        map[string]int `json:"progress"` // request status → meters
 	Meters          int            `json:"meters"`
+	// ESCOs are the codes of the ESCOs whose meters the rollout reaches
+	// ("" for meters of no ESCO): its scope.
+	ESCOs []string `json:"escos"`
+}
+
+// VisibleTo reports whether a caller scoped to escoCode ("" = every ESCO)
+// may see the rollout: all of its meters are that ESCO's. A rollout is an
+// ESCO's by its meters, not by who created it, so a read-only colleague
+// sees it and another ESCO's operator does not.
+func (r *Rollout) VisibleTo(escoCode string) bool {
+	if escoCode == "" {
+		return true
+	}
+	return len(r.ESCOs) == 1 && strings.EqualFold(r.ESCOs[0], escoCode)
 }
 
 // RolloutTargets selects a rollout's meters: an ESCO's (by code) or a list

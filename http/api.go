@@ -484,7 +484,7 @@ func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, c *Claims) e
 	if err != nil {
 		return notFoundForBadID(err, "rollout")
 	}
-	if c.ESCO != "" && ro.RequestedBy != c.Subject {
+	if !ro.VisibleTo(c.ESCO) {
 		return flows.Errorf(flows.ENOTFOUND, "rollout not found")
 	}
 	writeJSON(w, http.StatusOK, ro)

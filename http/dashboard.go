@@ -415,7 +415,7 @@ func (s *Server) rolloutPage(w http.ResponseWriter, r *http.Request, c *Claims) 
 	if err != nil {
 		return notFoundForBadID(err, "rollout")
 	}
-	if c.ESCO != "" && ro.RequestedBy != c.Subject {
+	if !ro.VisibleTo(c.ESCO) {
 		return flows.Errorf(flows.ENOTFOUND, "rollout not found")
 	}
 	done := ro.Progress["verified"] + ro.Progress["active"]

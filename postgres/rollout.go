@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -92,7 +93,13 @@ func (s *Store) Rollout(ctx context.Context, id string) (*flows.Rollout, error) 
 	if note != nil {
 		r.Note = *note
 	}
-	_ = json.Unmarshal(raw, &r.Tariff)
+	if err := json.Unmarshal(raw, &r.Tariff); err != nil {
+		return nil, fmt.Errorf("decode the tariff of rollout %s: %w", id, err)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(array_agg(DISTINCT coalesce(e.code, '')), '{}') FROM flows.tariff_requests q
+		JOIN flows.meter_registry m ON m.id = q.meter_id LEFT JOIN flows.escos e ON e.id = m.esco WHERE q.rollout_id = $1`, id).Scan(&r.ESCOs); err != nil {
+		return nil, translate(err, "rollout "+id)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT status::text, count(*) FROM flows.tariff_requests WHERE rollout_id = $1 GROUP BY 1`, id)
 	if err != nil {
 		return nil, translate(err, "rollout progress")
