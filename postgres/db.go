@@ -54,6 +54,7 @@ var constraintFields = map[string][2]string{
 	"meter_registry_iccid_key":                   {"iccid", "another meter already has this ICCID"},
 	"meter_registry_esco_fkey":                   {"esco", "no such ESCO"},
 	"escos_code_key":                             {"code", "an ESCO with this code already exists"},
+	"escos_code_lower_key":                       {"code", "an ESCO with this code already exists (codes are not case-sensitive)"},
 	"escos_code_format":                          {"code", "ESCO codes are 1-32 letters, digits, '-' or '_'"},
 	"meter_shadows_csq_range":                    {"csq", "must be between 0 and 31"},
 	"meter_shadows_emergency_credit_nonnegative": {"emergency_credit", "must not be negative"},
