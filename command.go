@@ -152,3 +152,12 @@ type RolloutTargets struct {
 // The command pusher, the emop CLI and the simulator all apply this one
 // value.
 var MinPrepayBalance = decimal.NewFromInt(10)
+
+// Claim names one claim of a request by a pusher: its id and the attempt
+// number the claim gave it. A later claim by another process has another
+// attempt number, so a claim's holder can tell its lease from a
+// successor's.
+type Claim struct {
+	ID      string
+	Attempt int
+}

@@ -43,6 +43,9 @@ type Store interface {
 	MarkTopupPushing(ctx context.Context, id string, balance decimal.Decimal, txCount int) error
 	FinishTopup(ctx context.Context, id string, status flows.TopupStatus, notes string, after *decimal.Decimal, retryAt time.Time, clearPush bool) error
 	MoveMeterCommand(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error)
+	// ExtendLeases renews the leases of claims still being pushed and
+	// returns the ids it renewed.
+	ExtendLeases(ctx context.Context, lease time.Duration, tariffs, topups, commands []flows.Claim) (map[string]bool, error)
 	// ApplyObservation records what a push read back from a meter, as a
 	// sync's reads are recorded.
 	ApplyObservation(ctx context.Context, r flows.SyncResult) error
@@ -51,11 +54,16 @@ type Store interface {
 
 // Config configures a Pusher.
 type Config struct {
-	Store       Store
-	Meters      meterop.Meters
-	Workers     int           // requests pushed at once (8)
-	PollEvery   time.Duration // how often to look for due requests (1 s)
-	Lease       time.Duration // how long a claimed request is ours (5 min)
+	Store     Store
+	Meters    meterop.Meters
+	Workers   int           // requests pushed at once (8)
+	PollEvery time.Duration // how often to look for due requests (1 s)
+	// Lease is how long a claim lasts without renewal (30 s): a push renews
+	// it every third of it, so a dead process's half-done push is taken
+	// over within a lease.
+	Lease time.Duration
+	// PassTimeout bounds one pass over the due requests (10 min).
+	PassTimeout time.Duration
 	MaxAttempts int           // then a request fails for good (10)
 	RetryBase   time.Duration // first retry delay, doubling, at most an hour (30 s)
 	Now         func() time.Time
@@ -90,7 +98,8 @@ func New(cfg Config) *Pusher {
 		cfg.MaxAttempts = 10
 	}
 	def(&cfg.PollEvery, time.Second)
-	def(&cfg.Lease, 5*time.Minute)
+	def(&cfg.Lease, 30*time.Second)
+	def(&cfg.PassTimeout, 10*time.Minute)
 	def(&cfg.RetryBase, 30*time.Second)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -120,7 +129,7 @@ func (p *Pusher) run(ctx context.Context) {
 	t := time.NewTicker(p.cfg.PollEvery)
 	defer t.Stop()
 	for {
-		ictx, cancel := context.WithTimeout(ctx, p.cfg.Lease)
+		ictx, cancel := context.WithTimeout(ctx, p.cfg.PassTimeout)
 		if _, err := p.RunOnce(ictx); err != nil && ctx.Err() == nil {
 			p.cfg.Logger.Warn("pushing requests", "error", err)
 		}
@@ -180,21 +189,36 @@ func (p *Pusher) pushDue(ctx context.Context) (int, error) {
 		if len(trs)+len(tus)+len(cmds) == 0 {
 			return n, nil
 		}
+		hb := newHeartbeat(p)
+		hctx, stopHeartbeat := context.WithCancel(ctx)
+		go hb.run(hctx)
 		var wg sync.WaitGroup
 		for _, r := range trs {
+			pctx := hb.hold(ctx, "tariff", flows.Claim{ID: r.ID, Attempt: r.Attempts})
 			wg.Go(func() {
-				p.rec.record(ctx, tariffPushed(r), p.pushTariff(ctx, r), writeWith(p.cfg.Store.MoveTariffRequest, r.ID))
+				o := p.pushTariff(pctx, r)
+				hb.release(r.ID)
+				p.rec.record(ctx, tariffPushed(r), o, writeWith(p.cfg.Store.MoveTariffRequest, r.ID))
 			})
 		}
 		for _, t := range tus {
-			wg.Go(func() { p.rec.record(ctx, topupPushed(t), p.pushTopup(ctx, t), p.finishTopup(t)) })
+			pctx := hb.hold(ctx, "topup", flows.Claim{ID: t.ID, Attempt: t.Attempts})
+			wg.Go(func() {
+				o := p.pushTopup(pctx, t)
+				hb.release(t.ID)
+				p.rec.record(ctx, topupPushed(t), o, p.finishTopup(t))
+			})
 		}
 		for _, c := range cmds {
+			pctx := hb.hold(ctx, "command", flows.Claim{ID: c.ID, Attempt: c.Attempts})
 			wg.Go(func() {
-				p.rec.record(ctx, commandPushed(c), p.pushCommand(ctx, c), writeWith(p.cfg.Store.MoveMeterCommand, c.ID))
+				o := p.pushCommand(pctx, c)
+				hb.release(c.ID)
+				p.rec.record(ctx, commandPushed(c), o, writeWith(p.cfg.Store.MoveMeterCommand, c.ID))
 			})
 		}
 		wg.Wait()
+		stopHeartbeat()
 		n += len(trs) + len(tus) + len(cmds)
 	}
 }

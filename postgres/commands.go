@@ -258,3 +258,37 @@ func (s *Store) Audit(ctx context.Context, e flows.AuditEntry) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''))`, e.MeterID, e.RequestKind, req, e.RequestedBy, e.Object, e.Value, e.Outcome, e.Detail)
 	return translate(err, "audit")
 }
+
+// ExtendLeases renews, for lease from now, the leases of the claims a
+// pusher is still working on (tariff requests, top-ups, meter commands),
+// and returns the ids it renewed: a claim missing from them expired and
+// may be another process's now.
+func (s *Store) ExtendLeases(ctx context.Context, lease time.Duration, tariffs, topups, commands []flows.Claim) (map[string]bool, error) {
+	renewed := map[string]bool{}
+	for _, t := range []struct {
+		table  string
+		claims []flows.Claim
+	}{{"tariff_requests", tariffs}, {"topups", topups}, {"meter_commands", commands}} {
+		if len(t.claims) == 0 {
+			continue
+		}
+		ids, attempts := make([]string, len(t.claims)), make([]int32, len(t.claims))
+		for i, c := range t.claims {
+			ids[i], attempts[i] = c.ID, int32(c.Attempt)
+		}
+		rows, err := s.pool.Query(ctx, `UPDATE flows.`+t.table+` x SET lease_until = now() + $3::interval
+			FROM unnest($1::uuid[], $2::int[]) AS c(id, attempt)
+			WHERE x.id = c.id AND x.attempts = c.attempt AND x.lease_until >= now() RETURNING x.id::text`, ids, attempts, lease.String())
+		if err != nil {
+			return renewed, translate(err, t.table)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return renewed, translate(err, t.table)
+		}
+		for _, id := range got {
+			renewed[id] = true
+		}
+	}
+	return renewed, nil
+}
