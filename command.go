@@ -161,3 +161,22 @@ type Claim struct {
 	ID      string
 	Attempt int
 }
+
+// MaxTopup is the largest top-up Flows accepts, in pounds (the ledger's
+// limit: a larger sum is a mistake or fraud, not a household's top-up).
+var MaxTopup = decimal.NewFromInt(1000)
+
+// ValidateTopupAmount checks a top-up's stated amount (nil: not stated):
+// above zero, at most MaxTopup, in whole pence. An amount with more
+// places is refused, never rounded. EINVALID naming "amount".
+func ValidateTopupAmount(d *decimal.Decimal) error {
+	switch {
+	case d == nil:
+		return nil
+	case !d.IsPositive() || d.GreaterThan(MaxTopup):
+		return FieldError("amount", "%s is outside 0.01-%s", d, MaxTopup)
+	case !d.Equal(d.Truncate(2)):
+		return FieldError("amount", "%s has more than 2 decimal places (pence)", d)
+	}
+	return nil
+}

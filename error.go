@@ -16,6 +16,8 @@ const (
 	EFORBIDDEN    = "forbidden"    // valid credentials, insufficient role
 	EUNAVAILABLE  = "unavailable"  // a dependency (meter, database) cannot be reached now; retrying may work
 	ENOTIMPL      = "not_implemented"
+	ETOOLARGE     = "too_large"          // the request is larger than Flows accepts
+	EMETHOD       = "method_not_allowed" // the resource exists, not with this method
 )
 
 // Error is the one application error type. Its Message is safe to show to a

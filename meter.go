@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
 )
@@ -157,8 +159,8 @@ func (m *NewMeter) Validate() error {
 		return err
 	}
 	if m.IPAddress != "" {
-		if _, err := netip.ParseAddr(m.IPAddress); err != nil {
-			return FieldError("ip_address", "%q is not an IP address", m.IPAddress)
+		if err := ValidateMeterAddress(m.IPAddress); err != nil {
+			return err
 		}
 	}
 	if m.Port < 0 || m.Port > 65535 {
@@ -167,11 +169,53 @@ func (m *NewMeter) Validate() error {
 	if m.Mode != "" && !m.Mode.Valid() {
 		return FieldError("mode", "%q is not a meter mode (active or passive)", m.Mode)
 	}
-	if len(m.Name) > 200 {
-		return FieldError("name", "longer than 200 characters")
+	if err := ValidateText("name", m.Name, 200); err != nil {
+		return err
+	}
+	return ValidateText("hardware", m.Hardware, 32)
+}
+
+// ValidateMeterAddress checks that ip can be a meter's address: an IP
+// address with no zone, not unspecified (0.0.0.0, ::), link-local
+// (169.254.0.0/16 — where cloud metadata services answer — or fe80::/10),
+// multicast or broadcast. EINVALID naming "ip_address". Loopback is
+// allowed: simulated meters and local gateways listen there.
+func ValidateMeterAddress(ip string) error {
+	a, err := netip.ParseAddr(ip)
+	switch {
+	case err != nil:
+		return FieldError("ip_address", "%q is not an IP address", ip)
+	case a.Zone() != "":
+		return FieldError("ip_address", "%q has a zone (%%%s): give the address alone", ip, a.Zone())
+	case a.IsUnspecified():
+		return FieldError("ip_address", "%s is the unspecified address, not a meter's", ip)
+	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast():
+		return FieldError("ip_address", "%s is link-local, not a meter's address", ip)
+	case a.IsMulticast(), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return FieldError("ip_address", "%s is a multicast or broadcast address, not a meter's", ip)
 	}
 	return nil
 }
+
+// ValidateText checks a free-text field: valid UTF-8, no control
+// characters (NUL included), at most max characters. EINVALID naming field.
+func ValidateText(field, s string, max int) error {
+	if !utf8.ValidString(s) {
+		return FieldError(field, "is not valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(s); n > max {
+		return FieldError(field, "is %d characters long; at most %d", n, max)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return FieldError(field, "contains a control character (%U)", r)
+		}
+	}
+	return nil
+}
+
+// Validate checks a filter's free-text query (at most 100 characters).
+func (f *MeterFilter) Validate() error { return ValidateText("q", f.Query, 100) }
 
 // Shadow is the reported state of one meter, as last read from it (or, for a
 // passive meter, mirrored from the database where it is active).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -88,29 +87,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // decode reads a JSON body strictly: unknown fields and trailing data are
 // errors naming what was wrong.
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		var se *json.SyntaxError
-		switch {
-		case errors.As(err, &te):
-			return flows.FieldError(te.Field, "must be %s", te.Type)
-		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-			return flows.FieldError("body", "not valid JSON")
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return flows.FieldError(f, "unknown field")
-		}
-		return flows.FieldError("body", "%v", err)
-	}
-	if dec.More() {
-		return flows.FieldError("body", "more than one JSON value")
-	}
-	return nil
-}
-
 // meterFor finds a meter the caller may see: another ESCO's meter is
 // reported as not found.
 func (s *Server) meterFor(r *http.Request, c *Claims) (*flows.Meter, error) {
@@ -161,11 +137,12 @@ func (s *Server) listMeters(w http.ResponseWriter, r *http.Request, c *Claims) e
 		name string
 		dst  *int
 		max  int
-	}{{"limit", &f.Limit, 1000}, {"offset", &f.Offset, 1 << 30}} {
+		min  int
+	}{{"limit", &f.Limit, 1000, 1}, {"offset", &f.Offset, 1 << 30, 0}} {
 		if v := q.Get(p.name); v != "" {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > p.max {
-				return flows.FieldError(p.name, "%q is not a number 0-%d", v, p.max)
+			if err != nil || n < p.min || n > p.max {
+				return flows.FieldError(p.name, "%q is not a number %d-%d", v, p.min, p.max)
 			}
 			*p.dst = n
 		}

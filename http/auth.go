@@ -5,6 +5,7 @@ package http
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -71,6 +72,10 @@ func ParseToken(secret []byte, token string, now time.Time) (*Claims, error) {
 	}
 	if !c.Role.Valid() {
 		return nil, flows.Errorf(flows.EUNAUTHORIZED, "token role %q unknown", c.Role)
+	}
+	if strings.TrimSpace(c.Subject) == "" {
+		// Every write is audited by who asked: a token must say who.
+		return nil, flows.Errorf(flows.EUNAUTHORIZED, "token has no subject (sub)")
 	}
 	return &c, nil
 }

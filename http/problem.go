@@ -19,6 +19,8 @@ var httpStatus = map[string]int{
 	flows.ECONFLICT:     http.StatusConflict,
 	flows.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	flows.ENOTIMPL:      http.StatusNotImplemented,
+	flows.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	flows.EMETHOD:       http.StatusMethodNotAllowed,
 	flows.EINTERNAL:     http.StatusInternalServerError,
 }
 

@@ -66,7 +66,24 @@ func NewServer(cfg Config) *Server {
 	for _, rt := range s.routes() {
 		mux.Handle(rt.method+" "+rt.path, s.endpoint(rt))
 	}
+	// A path the API has, asked with another method, is 405 with Allow.
+	allowed := http.NewServeMux()
+	methods := map[string][]string{}
+	for _, rt := range s.routes() {
+		methods[rt.path] = append(methods[rt.path], rt.method)
+	}
+	for path, ms := range methods {
+		allow := strings.Join(ms, ", ")
+		allowed.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, r, cfg.Logger, flows.Errorf(flows.EMETHOD, "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+		})
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		if h, pattern := allowed.Handler(r); pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
 		writeError(w, r, cfg.Logger, flows.Errorf(flows.ENOTFOUND, "no such API resource: %s %s", r.Method, r.URL.Path))
 	})
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -27,6 +27,8 @@ var flowsCodes = map[string]codes.Code{
 	flows.EFORBIDDEN:    codes.PermissionDenied,
 	flows.EUNAVAILABLE:  codes.Unavailable,
 	flows.ENOTIMPL:      codes.Unimplemented,
+	flows.ETOOLARGE:     codes.ResourceExhausted,
+	flows.EMETHOD:       codes.Unimplemented,
 	flows.EINTERNAL:     codes.Internal,
 }
 

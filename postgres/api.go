@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"strings"
 
 	"github.com/flows-energy/flows"
@@ -28,8 +27,8 @@ func (s *Store) UpdateMeter(ctx context.Context, serial string, p flows.MeterPat
 		set("name", *p.Name)
 	}
 	if p.IPAddress != nil {
-		if _, err := netip.ParseAddr(*p.IPAddress); err != nil {
-			return nil, flows.FieldError("ip_address", "%q is not an IP address", *p.IPAddress)
+		if err := flows.ValidateMeterAddress(*p.IPAddress); err != nil {
+			return nil, err
 		}
 		args = append(args, *p.IPAddress)
 		sets = append(sets, fmt.Sprintf("ip_address = $%d::inet", len(args)))

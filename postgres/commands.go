@@ -153,6 +153,9 @@ func (s *Store) TariffRequestStatus(ctx context.Context, id string) (flows.Reque
 // CreateTopup adds a token to the ledger. ECONFLICT naming "token" when the
 // token was submitted before; EINVALID for a malformed token or amount.
 func (s *Store) CreateTopup(ctx context.Context, meterID, token string, amount *decimal.Decimal, source, requestedBy string) (*flows.Topup, error) {
+	if err := flows.ValidateTopupAmount(amount); err != nil {
+		return nil, err
+	}
 	if source == "" {
 		source = "payment"
 	}

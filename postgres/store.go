@@ -199,6 +199,9 @@ func (s *Store) Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter,
 // meterWhere builds the WHERE clause of a meter filter (registry mr,
 // escos e, shadows ms) from bind parameters.
 func meterWhere(f flows.MeterFilter) (string, []any, error) {
+	if err := f.Validate(); err != nil {
+		return "", nil, err
+	}
 	var where []string
 	var args []any
 	arg := func(v any) string { args = append(args, v); return "$" + strconv.Itoa(len(args)) }

@@ -1,0 +1,78 @@
+package http_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Each input a careless integrator or an attacker sent is refused, naming
+// what was wrong, and nothing is written.
+func TestInputsRefused(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	admin, op := token(t, flowshttp.RoleAdmin, ""), token(t, flowshttp.RoleOperator, "")
+	count := func(table string) int {
+		var n int
+		if err := a.store.Pool().QueryRow(ctx, "SELECT count(*) FROM flows."+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	meters, topups, requests, commands := count("meter_registry"), count("topups"), count("tariff_requests"), count("meter_commands")
+	tariff := func(k string, v any) map[string]any { b := futureTariff(time.Now().Add(72 * time.Hour)); b[k] = v; return b }
+	big := `{"name": "` + strings.Repeat("x", 2<<20) + `"}`
+	for _, c := range []struct {
+		name, method, path, tok string
+		body                    any
+		status                  int
+		field                   string
+	}{
+		{"amount beyond the ledger", "POST", "/api/v1/meters/EML1100000001/tokens", op, map[string]any{"token": "12345678901234567890", "amount": "1e20"}, 400, "amount"},
+		{"amount in fractions of a penny", "POST", "/api/v1/meters/EML1100000001/tokens", op, map[string]any{"token": "12345678901234567891", "amount": "1.234"}, 400, "amount"},
+		{"NUL in a search", "GET", "/api/v1/meters?q=%00", op, nil, 400, "q"},
+		{"invalid UTF-8 in a search", "GET", "/api/v1/meters?q=%ff%fe", op, nil, 400, "q"},
+		{"limit 0 to lift the cap", "GET", "/api/v1/meters?limit=0", op, nil, 400, "limit"},
+		{"a boolean for a money amount", "PUT", "/api/v1/meters/EML1100000001/tariffs/future", op, tariff("standing_charge", true), 400, "standing_charge"},
+		{"an array for a tariff", "PUT", "/api/v1/meters/EML1100000001/tariffs/future", op, []any{}, 400, "body"},
+		{"a number for a command kind", "POST", "/api/v1/meters/EML1100000001/commands", op, map[string]any{"kind": 1}, 400, "kind"},
+		{"a field name in the wrong case", "PUT", "/api/v1/meters/EML1100000001/tariffs/future", op, map[string]any{"Standing_Charge": "0.5"}, 400, "Standing_Charge"},
+		{"an address with a zone", "POST", "/api/v1/meters", admin, map[string]any{"serial": "EML3300000001", "ip_address": "fe80::1%eth0"}, 400, "ip_address"},
+		{"the unspecified address", "POST", "/api/v1/meters", admin, map[string]any{"serial": "EML3300000002", "ip_address": "0.0.0.0"}, 400, "ip_address"},
+		{"the cloud metadata address", "POST", "/api/v1/meters", admin, map[string]any{"serial": "EML3300000003", "ip_address": "169.254.169.254"}, 400, "ip_address"},
+		{"10,000 characters of hardware", "POST", "/api/v1/meters", admin, map[string]any{"serial": "EML3300000004", "hardware": strings.Repeat("h", 10000)}, 400, "hardware"},
+		{"a body of 2 MiB", "PATCH", "/api/v1/meters/EML1100000001", admin, big, 413, ""},
+	} {
+		status, p := a.do(c.method, c.path, c.tok, c.body)
+		if status != c.status || (c.field != "" && p["field"] != c.field) {
+			t.Errorf("%s: %d field %v (%v), want %d naming %q", c.name, status, p["field"], p["detail"], c.status, c.field)
+		}
+		if d, _ := p["detail"].(string); strings.Contains(d, "flows.") || strings.Contains(d, "json:") {
+			t.Errorf("%s: the detail shows decoder internals: %q", c.name, d)
+		}
+	}
+	if meters != count("meter_registry") || topups != count("topups") || requests != count("tariff_requests") || commands != count("meter_commands") {
+		t.Errorf("a refused request wrote something")
+	}
+	// A wrong method on a resource that exists is 405, naming what is allowed.
+	req, _ := http.NewRequest("DELETE", a.base+"/api/v1/meters", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 || !strings.Contains(resp.Header.Get("Allow"), "GET") {
+		t.Errorf("DELETE /api/v1/meters: %d Allow %q, want 405 with GET, POST", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	// A token that does not say who it is for is refused.
+	noSub, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"role": "admin", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(secret)
+	if status, _ := a.do("GET", "/api/v1/meters", noSub, nil); status != 401 {
+		t.Errorf("a token with no sub: %d, want 401", status)
+	}
+}
