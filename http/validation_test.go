@@ -25,7 +25,11 @@ func TestInputsRefused(t *testing.T) {
 		return n
 	}
 	meters, topups, requests, commands := count("meter_registry"), count("topups"), count("tariff_requests"), count("meter_commands")
-	tariff := func(k string, v any) map[string]any { b := futureTariff(time.Now().Add(72 * time.Hour)); b[k] = v; return b }
+	tariff := func(k string, v any) map[string]any {
+		b := futureTariff(time.Now().Add(72 * time.Hour))
+		b[k] = v
+		return b
+	}
 	big := `{"name": "` + strings.Repeat("x", 2<<20) + `"}`
 	for _, c := range []struct {
 		name, method, path, tok string
