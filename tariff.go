@@ -164,3 +164,63 @@ func (t *Tariff) Pending(now time.Time, dstCorrection bool) bool {
 	at, err := ActivationInstant(*t.ActivationDatetime, dstCorrection)
 	return err == nil && at.After(now)
 }
+
+// Operator limits on a requested tariff, below what the meter's u32
+// encoding could carry (£42 949.67295): an amount past them is a typing
+// mistake, not a tariff. Meters' own reports are not held to them.
+var (
+	// MaxEmergencyCredit bounds prepayment_emergency_credit and
+	// prepayment_ecredit_availability (£250).
+	MaxEmergencyCredit = decimal.NewFromInt(250)
+	// MaxDebtRecoveryRate bounds prepayment_debt_recovery_rate (£50 a day).
+	MaxDebtRecoveryRate = decimal.NewFromInt(50)
+)
+
+// ActivationHorizon is how far ahead a requested activation may be (five
+// years): the meter can hold later dates, an operator does not mean them.
+const ActivationHorizon = 5 * 365 * 24 * time.Hour
+
+// ValidateRequest checks a tariff an operator asks for (API, dashboard,
+// CLI, rollout; the SQL trigger applies the same limits): the amounts of
+// ValidateAmounts, every amount present, the operator limits, and an
+// activation after now and within ActivationHorizon, read in the meter's
+// clock zone when it has no offset. EINVALID naming prefix.field.
+func (t *Tariff) ValidateRequest(prefix string, dstCorrection bool, now time.Time) error {
+	if err := t.ValidateAmounts(prefix); err != nil {
+		return err
+	}
+	if prefix != "" && !strings.HasSuffix(prefix, ".") {
+		prefix += "."
+	}
+	for _, r := range []struct {
+		name string
+		v    *decimal.Decimal
+		max  decimal.Decimal
+	}{
+		{"standing_charge", t.StandingCharge, MaxRate},
+		{"unit_rate_element_a", t.UnitRateElementA, MaxRate},
+		{"prepayment_emergency_credit", t.PrepaymentEmergencyCredit, MaxEmergencyCredit},
+		{"prepayment_ecredit_availability", t.PrepaymentECreditAvailability, MaxEmergencyCredit},
+		{"prepayment_debt_recovery_rate", t.PrepaymentDebtRecoveryRate, MaxDebtRecoveryRate},
+	} {
+		switch {
+		case r.v == nil:
+			return FieldError(prefix+r.name, "required (a decimal amount)")
+		case r.v.GreaterThan(r.max):
+			return FieldError(prefix+r.name, "%s is above the limit of %s", r.v, r.max)
+		}
+	}
+	if t.ActivationDatetime == nil {
+		return FieldError(prefix+"activation_datetime", "required")
+	}
+	at, err := ActivationInstant(*t.ActivationDatetime, dstCorrection)
+	switch {
+	case err != nil:
+		return FieldError(prefix+"activation_datetime", "%v", err)
+	case !at.After(now):
+		return FieldError(prefix+"activation_datetime", "%s is not in the future", *t.ActivationDatetime)
+	case at.After(now.Add(ActivationHorizon)):
+		return FieldError(prefix+"activation_datetime", "%s is more than five years ahead", *t.ActivationDatetime)
+	}
+	return nil
+}

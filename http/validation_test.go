@@ -80,3 +80,41 @@ func TestInputsRefused(t *testing.T) {
 		t.Errorf("a token with no sub: %d, want 401", status)
 	}
 }
+
+// A tariff a meter cannot hold, or an operator cannot mean, is refused
+// before anything is recorded: nothing is ever pushed half-written.
+func TestTariffBeyondLimitsRefused(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	op := token(t, flowshttp.RoleOperator, "")
+	for _, c := range []struct {
+		field string
+		value any
+	}{
+		{"prepayment_emergency_credit", "50000"},
+		{"prepayment_emergency_credit", "1e30"},
+		{"prepayment_ecredit_availability", "42949.67296"},
+		{"prepayment_debt_recovery_rate", "99999"},
+		{"activation_datetime", "2300-01-01T00:00:00Z"},
+	} {
+		b := futureTariff(time.Now().Add(72 * time.Hour))
+		b[c.field] = c.value
+		status, p := a.do("PUT", "/api/v1/meters/EML1100000001/tariffs/future", op, b)
+		if status != 400 || (p["field"] != c.field && p["field"] != "tariffs_future."+c.field) {
+			t.Errorf("%s = %v: %d %v (%v), want 400 naming it", c.field, c.value, status, p["field"], p["detail"])
+		}
+	}
+	var n int
+	_ = a.store.Pool().QueryRow(ctx, `SELECT count(*) FROM flows.tariff_requests`).Scan(&n)
+	if n != 0 {
+		t.Errorf("%d tariff requests recorded from refused tariffs", n)
+	}
+	// Plain SQL meets the same limits in the trigger.
+	_, err := a.store.Pool().Exec(ctx, `UPDATE flows.meter_shadows s SET tariffs_future = jsonb_build_object('standing_charge', 0.5,
+		'unit_rate_element_a', 0.3, 'unit_rate_element_b', 0.3, 'prepayment_ecredit_availability', 10, 'prepayment_debt_recovery_rate', 0.25,
+		'prepayment_emergency_credit', 50000, 'activation_datetime', '2030-01-01T00:00:00')
+		FROM flows.meter_registry r WHERE r.id = s.id AND r.serial = 'EML1100000001'`)
+	if err == nil || !strings.Contains(err.Error(), "prepayment_emergency_credit") {
+		t.Errorf("plain SQL with £50,000 emergency credit: %v", err)
+	}
+}

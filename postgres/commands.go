@@ -33,7 +33,11 @@ func raised(err error, what string) error {
 // validates and records it), and returns the request. EINVALID names the
 // field; ENOTFOUND for an unknown meter.
 func (s *Store) SetFutureTariff(ctx context.Context, meterID string, t flows.Tariff, source, requestedBy string) (*flows.TariffRequest, error) {
-	if err := t.ValidateAmounts("tariffs_future"); err != nil {
+	m, err := s.MeterByID(ctx, meterID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.ValidateRequest("tariffs_future", m.DaylightSavingsCorrectionEnabled, s.now()); err != nil {
 		return nil, err
 	}
 	b, err := json.Marshal(t)

@@ -15,7 +15,9 @@ import (
 // With ratePerMinute, requests are spread out at that rate. EINVALID names
 // the field of a bad tariff or setting.
 func (s *Store) CreateRollout(ctx context.Context, targets flows.RolloutTargets, t flows.Tariff, abortPct int, ratePerMinute int, requestedBy string) (*flows.Rollout, error) {
-	if err := t.ValidateAmounts("tariff"); err != nil {
+	// The activation is checked per meter, in its clock zone, by the
+	// tariffs_future trigger; here in UTC, to refuse a bad request early.
+	if err := t.ValidateRequest("tariff", false, s.now()); err != nil {
 		return nil, err
 	}
 	if abortPct < 1 || abortPct > 100 {

@@ -91,7 +91,8 @@ func TestEmopThroughMediator(t *testing.T) {
 	}
 
 	// tariffs_future_write, then tariffs_future_read, round-trips.
-	run("tariffs_future_write", "--from-ts", "2026-10-01T00:00:00", "--unit-rate", "0.31234", "--unit-rate-b", "0.12",
+	activation := time.Now().UTC().AddDate(0, 1, 0).Truncate(time.Hour).Format("2006-01-02T15:04:05")
+	run("tariffs_future_write", "--from-ts", activation, "--unit-rate", "0.31234", "--unit-rate-b", "0.12",
 		"--standing-charge", "0.61", "--emergency-credit", "20", "--ecredit-availability", "8", "--debt-recovery-rate", "0.2")
 	var future flows.Tariff
 	if err := json.Unmarshal([]byte(run("tariffs_future_read")), &future); err != nil {
@@ -100,18 +101,23 @@ func TestEmopThroughMediator(t *testing.T) {
 	d := decimal.RequireFromString
 	if !future.UnitRateElementA.Equal(d("0.31234")) || !future.UnitRateElementB.Equal(d("0.12")) || !future.StandingCharge.Equal(d("0.61")) ||
 		!future.PrepaymentEmergencyCredit.Equal(d("20")) || !future.PrepaymentECreditAvailability.Equal(d("8")) ||
-		!future.PrepaymentDebtRecoveryRate.Equal(d("0.2")) || *future.ActivationDatetime != "2026-10-01T00:00:00" {
+		!future.PrepaymentDebtRecoveryRate.Equal(d("0.2")) || *future.ActivationDatetime != activation {
 		t.Errorf("future tariff read back: %+v (activation %v)", future, *future.ActivationDatetime)
 	}
 	// Bad rates are refused before anything is sent.
-	_, stderr, err := runEmop(t, "--mediator", addr, "-s", m.Spec.Serial, "tariffs_future_write", "--from-ts", "2026-10-01T00:00:00",
+	_, stderr, err := runEmop(t, "--mediator", addr, "-s", m.Spec.Serial, "tariffs_future_write", "--from-ts", activation,
 		"--unit-rate", "1.5", "--standing-charge", "0.5")
 	if err == nil || !strings.Contains(stderr, "unit_rate_element_a") {
 		t.Errorf("rate 1.5: %v %s", err, stderr)
 	}
-	if _, stderr, err := runEmop(t, "--mediator", addr, "-s", m.Spec.Serial, "tariffs_future_write", "--from-ts", "2026-10-01T00:00:00",
+	if _, stderr, err := runEmop(t, "--mediator", addr, "-s", m.Spec.Serial, "tariffs_future_write", "--from-ts", activation,
 		"--unit-rate", "0.123456", "--standing-charge", "0.5"); err == nil || !strings.Contains(stderr, "decimal places") {
 		t.Errorf("six decimal places: %v %s", err, stderr)
+	}
+	// So is an activation in the past, which Flows' API, CLI and SQL refuse too.
+	if _, stderr, err := runEmop(t, "--mediator", addr, "-s", m.Spec.Serial, "tariffs_future_write", "--from-ts", "2020-01-01T00:00:00",
+		"--unit-rate", "0.2", "--standing-charge", "0.5"); err == nil || !strings.Contains(stderr, "--from-ts") || !strings.Contains(stderr, "not in the future") {
+		t.Errorf("a past activation: %v %s", err, stderr)
 	}
 	if st := m.State(now); !decimal.New(st.Future.RateA(), -5).Equal(d("0.31234")) {
 		t.Errorf("a refused write changed the meter")

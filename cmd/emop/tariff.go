@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -69,8 +70,25 @@ func addTariffWrite(add addFunc) {
 		if err := f.Validate(); err != nil {
 			return err
 		}
+		// The limits an operator's request meets in Flows (API, CLI, SQL):
+		// an activation in the past or years ahead is a mistake here too.
+		// Read in UTC: a DST-corrected meter's local time differs by an hour
+		// at most, which the meter's own check then decides.
+		req := flows.Tariff{StandingCharge: &f.StandingCharge, UnitRateElementA: &f.UnitRateA, UnitRateElementB: &f.UnitRateB,
+			PrepaymentEmergencyCredit: &f.EmergencyCredit, PrepaymentECreditAvailability: &f.ECreditAvailability,
+			PrepaymentDebtRecoveryRate: &f.DebtRecoveryRate, ActivationDatetime: &fromTS}
+		if err := req.ValidateRequest("", false, time.Now()); err != nil {
+			return flows.FieldError(tariffFlags[flows.ErrorField(err)], "%s", strings.TrimPrefix(flows.ErrorMessage(err), flows.ErrorField(err)+": "))
+		}
 		return run(cmd, args)
 	}
+}
+
+// tariffFlags names each tariff field by its flag, for errors.
+var tariffFlags = map[string]string{
+	"standing_charge": "--standing-charge", "unit_rate_element_a": "--unit-rate", "unit_rate_element_b": "--unit-rate-b",
+	"prepayment_emergency_credit": "--emergency-credit", "prepayment_ecredit_availability": "--ecredit-availability",
+	"prepayment_debt_recovery_rate": "--debt-recovery-rate", "activation_datetime": "--from-ts",
 }
 
 func parseFutureTariff(unitRate, unitRateB, standing, ec, eca, drr string) (meterop.FutureTariff, error) {
