@@ -3,9 +3,11 @@ package command
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
 	"github.com/shopspring/decimal"
@@ -30,7 +32,14 @@ func (p *Pusher) pushTariff(ctx context.Context, r flows.TariffRequest) outcome 
 	if err != nil {
 		return failed(err.Error())
 	}
-	for _, w := range writes {
+	// What the meter holds now, so that a sequence the meter refuses
+	// part-way can be undone: the meter must always hold a tariff somebody
+	// asked for, never a mix of two.
+	before, err := p.heldFuture(ctx, t)
+	if c := meterconn.Classify(err); c == meterconn.FailureComm || c == meterconn.FailureCanceled {
+		return fromError("", err) // the meter did not answer: retry the whole push later
+	}
+	for i, w := range writes {
 		// A request superseded meanwhile is not pushed any further.
 		st, err := p.cfg.Store.TariffRequestStatus(ctx, r.ID)
 		if err != nil {
@@ -41,7 +50,14 @@ func (p *Pusher) pushTariff(ctx context.Context, r flows.TariffRequest) outcome 
 			return stopped()
 		}
 		if err := p.write(ctx, t, req, r.RequestedBy, w, hex.EncodeToString(w.Payload)); err != nil {
-			return fromError("", err)
+			o := fromError(fmt.Sprintf("wrote %d of %d objects, then %s", i, len(writes), objectName(w.Object)), err)
+			if o.result == resultFailed && i > 0 {
+				// Refused part-way: retrying gets the same refusal, so the
+				// meter goes back to what it held. (A communication failure
+				// is retried instead, and the next push writes it all.)
+				o.detail += "; " + p.restoreFuture(ctx, t, req, r.RequestedBy, before)
+			}
+			return o
 		}
 	}
 	if err := p.fail("tariff_sent"); err != nil {
@@ -55,6 +71,53 @@ func (p *Pusher) pushTariff(ctx context.Context, r flows.TariffRequest) outcome 
 		return stopped() // superseded after the last write
 	}
 	return p.verifyTariff(ctx, r, t, f).at(flows.RequestSent)
+}
+
+// heldFuture reads the future tariff the meter holds, as a write sequence
+// can put it back. An error that is not the meter's (an amount that
+// cannot be written back) leaves it nil.
+func (p *Pusher) heldFuture(ctx context.Context, t meterconn.Target) (*meterop.FutureTariff, error) {
+	held, err := meterop.ReadTariff(ctx, p.cfg.Meters, t, true)
+	if err != nil {
+		return nil, err
+	}
+	if held.StandingCharge == nil || held.UnitRateElementA == nil || held.UnitRateElementB == nil || held.PrepaymentEmergencyCredit == nil ||
+		held.PrepaymentECreditAvailability == nil || held.PrepaymentDebtRecoveryRate == nil || held.ActivationDatetime == nil {
+		return nil, nil
+	}
+	wall, err := time.Parse("2006-01-02T15:04:05", *held.ActivationDatetime)
+	if err != nil {
+		return nil, nil
+	}
+	return &meterop.FutureTariff{StandingCharge: *held.StandingCharge, UnitRateA: *held.UnitRateElementA, UnitRateB: *held.UnitRateElementB,
+		EmergencyCredit: *held.PrepaymentEmergencyCredit, ECreditAvailability: *held.PrepaymentECreditAvailability,
+		DebtRecoveryRate: *held.PrepaymentDebtRecoveryRate, ActivationWall: wall}, nil
+}
+
+// restoreFuture writes back the future tariff the meter held before a
+// push it refused part-way, and says how that went.
+func (p *Pusher) restoreFuture(ctx context.Context, t meterconn.Target, req pushed, requestedBy string, before *meterop.FutureTariff) string {
+	if before == nil {
+		return "the meter's previous future tariff could not be read, so it was not restored: the next request for this meter rewrites it"
+	}
+	writes, err := meterop.FutureTariffWrites(*before)
+	if err != nil {
+		return "the meter's previous future tariff cannot be written back (" + err.Error() + "): the next request for this meter rewrites it"
+	}
+	for _, w := range writes {
+		if err := p.write(ctx, t, req, requestedBy, w, hex.EncodeToString(w.Payload)); err != nil {
+			return fmt.Sprintf("restoring the previous future tariff failed at %s: %s; the next request for this meter rewrites it", objectName(w.Object), meterconn.Detail(err))
+		}
+	}
+	return "the meter's previous future tariff was restored"
+}
+
+// objectName names an object id for notes.
+func objectName(id emop.ObjectID) string {
+	if o, ok := emop.Lookup(id); ok {
+		return o.Name
+	}
+	return id.String()
 }
 
 // verifyTariff reads the future tariff back: verified when it is what was

@@ -27,8 +27,6 @@ var flowsCodes = map[string]codes.Code{
 	flows.EFORBIDDEN:    codes.PermissionDenied,
 	flows.EUNAVAILABLE:  codes.Unavailable,
 	flows.ENOTIMPL:      codes.Unimplemented,
-	flows.ETOOLARGE:     codes.ResourceExhausted,
-	flows.EMETHOD:       codes.Unimplemented,
 	flows.EINTERNAL:     codes.Internal,
 }
 
@@ -48,7 +46,11 @@ func toStatus(serial string, err error) error {
 		return status.Error(codes.Canceled, "canceled by the caller")
 	}
 	if errors.As(err, &fe) {
-		return status.Error(flowsCodes[fe.Code], fe.Error())
+		c, ok := flowsCodes[fe.Code]
+		if !ok {
+			c = codes.Unknown // a code this transport does not carry; never OK
+		}
+		return status.Error(c, fe.Error())
 	}
 	return status.Errorf(codes.Internal, "Meter communication failed: %v", err)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -24,14 +25,31 @@ type rig struct {
 	server *mediator.Server
 }
 
+// rigOptions shape a rig beyond newRig's arguments.
+type rigOptions struct {
+	n         int
+	prefix    string
+	transport meterconn.Config
+	tls       *tls.Config
+	escos     []string // the meters' ESCOs, in turn (default one, MED)
+	serve     string   // mediator.Config.ESCO
+	logger    *slog.Logger
+	wrap      func(*postgres.Store) mediator.Store // the store the mediator uses (default the rig's)
+}
+
 // newRig: n simulated meters registered in a fresh database, served by a
 // mediator on a free port (tlsCfg nil: plaintext).
 func newRig(t testing.TB, n int, prefix string, transport meterconn.Config, tlsCfg *tls.Config) *rig {
 	t.Helper()
+	return newRigWith(t, rigOptions{n: n, prefix: prefix, transport: transport, tls: tlsCfg})
+}
+
+func newRigWith(t testing.TB, o rigOptions) *rig {
+	t.Helper()
 	ctx := context.Background()
 	store := postgres.NewStore(pgtest.NewPool(t))
 	clock := sim.NewScaledClock(time.Now(), 1)
-	specs := sim.GenerateFleet(n, sim.FleetOptions{AddressPrefix: prefix, Secret: []byte("med")})
+	specs := sim.GenerateFleet(o.n, sim.FleetOptions{AddressPrefix: o.prefix, Secret: []byte("med")})
 	var ms []*sim.Meter
 	for i := range specs {
 		ms = append(ms, sim.NewMeter(specs[i], clock.Now()))
@@ -41,22 +59,31 @@ func newRig(t testing.TB, n int, prefix string, transport meterconn.Config, tlsC
 		t.Fatal(err)
 	}
 	t.Cleanup(fleet.Stop)
-	if _, err := store.CreateESCO(ctx, "MED", "Mediated"); err != nil {
-		t.Fatal(err)
+	if len(o.escos) == 0 {
+		o.escos = []string{"MED"}
 	}
-	var nm []flows.NewMeter
-	for _, m := range fleet.Meters() {
+	nm := make([][]flows.NewMeter, len(o.escos))
+	for i, m := range fleet.Meters() {
 		s := m.Spec
-		nm = append(nm, flows.NewMeter{Serial: s.Serial, IPAddress: s.IPAddress, Port: s.Port, Hardware: s.Hardware, Mode: flows.Mode(s.Mode)})
+		nm[i%len(o.escos)] = append(nm[i%len(o.escos)], flows.NewMeter{Serial: s.Serial, IPAddress: s.IPAddress, Port: s.Port, Hardware: s.Hardware, Mode: flows.Mode(s.Mode)})
 	}
-	if _, err := store.ImportMeters(ctx, "MED", nm, nil); err != nil {
-		t.Fatal(err)
+	for i, code := range o.escos {
+		if _, err := store.CreateESCO(ctx, code, "ESCO "+code); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.ImportMeters(ctx, code, nm[i], nil); err != nil {
+			t.Fatal(err)
+		}
 	}
-	client, err := meterconn.New(transport)
+	client, err := meterconn.New(o.transport)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := mediator.New(mediator.Config{Addr: "127.0.0.1:0", Store: store, Meters: client, TLS: tlsCfg})
+	var served mediator.Store = store
+	if o.wrap != nil {
+		served = o.wrap(store)
+	}
+	srv := mediator.New(mediator.Config{Addr: "127.0.0.1:0", Store: served, Meters: client, TLS: o.tls, ESCO: o.serve, Logger: o.logger})
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

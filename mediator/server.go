@@ -5,6 +5,13 @@
 // from the database. The meters served are the registry's meters with a
 // serial and an address (optionally one ESCO's), refreshed periodically and
 // at once when the registry changes (LISTEN/NOTIFY).
+//
+// A mediator limited to one ESCO reveals nothing of the others: their
+// meters are not served, GetInfo answers for them as for an unknown serial
+// and GetMeters refuses other ESCOs. Every write it relays (writeElement,
+// and a sendRawMessage that is not a recognised read) is recorded in the
+// meter write audit with the caller's certificate subject. Without mutual
+// TLS it listens only on loopback unless Config.Insecure says otherwise.
 package mediator
 
 import (
@@ -14,6 +21,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,12 +37,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Store is what the mediator reads from the database.
+// Store is what the mediator reads from the database, and where it
+// records the writes it relays.
 type Store interface {
 	Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter, error)
 	MeterStatus(ctx context.Context, serial string) (*flows.MeterStatus, error)
 	MetersForCLI(ctx context.Context, esco string) ([]flows.CLIMeter, error)
 	ListenRegistry(ctx context.Context, changed func()) error
+	Audit(ctx context.Context, e flows.AuditEntry) error
 }
 
 // Config configures a Server.
@@ -45,8 +56,11 @@ type Config struct {
 	Refresh time.Duration  // registry refresh period (60 s)
 	// TLS, when set, requires client certificates (mutual TLS) and checks
 	// each call against the role in the certificate's OU.
-	TLS    *tls.Config
-	Logger *slog.Logger
+	TLS *tls.Config
+	// Insecure allows serving without TLS on an address other than
+	// loopback (flows serve --grpc-insecure). Without it, Start refuses.
+	Insecure bool
+	Logger   *slog.Logger
 }
 
 // Server is the mediator.
@@ -55,8 +69,9 @@ type Server struct {
 	pb.UnimplementedInfoServiceServer
 	cfg Config
 
-	mu     sync.RWMutex
-	meters map[string]flows.Meter
+	refreshMu sync.Mutex // one refresh at a time: an older result never replaces a newer
+	mu        sync.RWMutex
+	meters    map[string]flows.Meter
 
 	grpc   *grpc.Server
 	ln     net.Listener
@@ -76,8 +91,14 @@ func New(cfg Config) *Server {
 }
 
 // Start loads the registry, listens on the configured address and serves
-// in the background.
+// in the background. Without TLS it refuses an address other than
+// loopback unless Config.Insecure is set.
 func (s *Server) Start(ctx context.Context) error {
+	if s.cfg.TLS == nil && !s.cfg.Insecure && !IsLoopback(s.cfg.Addr) {
+		return flows.FieldError("--grpc", "%s is not a loopback address and mutual TLS is off: anyone who could reach it "+
+			"could read and write any served meter; give --grpc-cert, --grpc-key and --grpc-ca (mutual TLS), "+
+			"or --grpc-insecure to serve it unauthenticated anyway", s.cfg.Addr)
+	}
 	if err := s.refresh(ctx); err != nil {
 		return err
 	}
@@ -86,6 +107,10 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.ln = ln
+	if s.cfg.TLS == nil {
+		s.cfg.Logger.Warn("mediator serving without mutual TLS: anyone who can reach "+ln.Addr().String()+
+			" can read and write any served meter, prepay_token_send included", "addr", ln.Addr().String())
+	}
 	var opts []grpc.ServerOption
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)), grpc.UnaryInterceptor(authorize),
@@ -108,6 +133,21 @@ func (s *Server) Start(ctx context.Context) error {
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// IsLoopback says whether a listen address (host:port) is reachable only
+// from this machine: 127.0.0.0/8, ::1 or "localhost". An empty host (every
+// interface), any other name and a malformed address are not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
+}
+
 // Stop stops serving: in-flight calls finish, until ctx ends; then the
 // rest are cut off.
 func (s *Server) Stop(ctx context.Context) error {
@@ -128,13 +168,21 @@ func (s *Server) Stop(ctx context.Context) error {
 	return err
 }
 
+// refresh replaces the served set with the registry's meters (of the
+// ESCO, when configured): a meter moved to another ESCO, made passive
+// without a twin or deleted is no longer served.
 func (s *Server) refresh(ctx context.Context) error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
 	ms, err := s.cfg.Store.Meters(ctx, flows.MeterFilter{ESCOCode: s.cfg.ESCO})
 	if err != nil {
 		return err
 	}
 	next := make(map[string]flows.Meter, len(ms))
 	for _, m := range ms {
+		if !s.inScope(m.ESCOCode) {
+			continue
+		}
 		if m.IPAddress != nil || m.Mode == flows.ModePassive {
 			next[m.Serial] = m
 		}
@@ -178,22 +226,28 @@ func (s *Server) listenLoop(ctx context.Context) {
 	}
 }
 
-// target finds a served meter that has hardware.
-func (s *Server) target(serial string) (meterconn.Target, error) {
+// inScope says whether an ESCO's meters are this mediator's.
+func (s *Server) inScope(esco string) bool {
+	return s.cfg.ESCO == "" || strings.EqualFold(esco, s.cfg.ESCO)
+}
+
+// target finds a served meter that has hardware. A meter outside the
+// served set (another ESCO's included) is unknown.
+func (s *Server) target(serial string) (flows.Meter, meterconn.Target, error) {
 	if serial == "" {
-		return meterconn.Target{}, status.Error(codes.InvalidArgument, "Target meter serial not specified")
+		return flows.Meter{}, meterconn.Target{}, status.Error(codes.InvalidArgument, "Target meter serial not specified")
 	}
 	s.mu.RLock()
 	m, ok := s.meters[serial]
 	s.mu.RUnlock()
-	if !ok {
-		return meterconn.Target{}, status.Errorf(codes.NotFound, "Meter '%s' not known", serial)
+	if !ok || !s.inScope(m.ESCOCode) {
+		return flows.Meter{}, meterconn.Target{}, status.Errorf(codes.NotFound, "Meter '%s' not known", serial)
 	}
 	t, err := meterconn.TargetOf(&m)
 	if err != nil {
-		return meterconn.Target{}, status.Errorf(codes.FailedPrecondition, "Meter '%s': %s", serial, flows.ErrorMessage(err))
+		return flows.Meter{}, meterconn.Target{}, status.Errorf(codes.FailedPrecondition, "Meter '%s': %s", serial, flows.ErrorMessage(err))
 	}
-	return t, nil
+	return m, t, nil
 }
 
 func objectID(id int32) (emop.ObjectID, error) {
@@ -205,7 +259,7 @@ func objectID(id int32) (emop.ObjectID, error) {
 
 // ReadElement reads one object and returns its payload.
 func (s *Server) ReadElement(ctx context.Context, req *pb.ReadElementRequest) (*pb.ReadElementReply, error) {
-	t, err := s.target(req.GetSerial())
+	_, t, err := s.target(req.GetSerial())
 	if err != nil {
 		return nil, err
 	}
@@ -220,9 +274,9 @@ func (s *Server) ReadElement(ctx context.Context, req *pb.ReadElementRequest) (*
 	return &pb.ReadElementReply{Response: p}, nil
 }
 
-// WriteElement writes one object.
+// WriteElement writes one object, recorded in the write audit.
 func (s *Server) WriteElement(ctx context.Context, req *pb.WriteElementRequest) (*pb.WriteElementReply, error) {
-	t, err := s.target(req.GetSerial())
+	m, t, err := s.target(req.GetSerial())
 	if err != nil {
 		return nil, err
 	}
@@ -233,16 +287,19 @@ func (s *Server) WriteElement(ctx context.Context, req *pb.WriteElementRequest) 
 	if len(req.GetPayload()) > emop.MaxData-5 {
 		return nil, status.Errorf(codes.InvalidArgument, "payload of %d bytes does not fit a frame", len(req.GetPayload()))
 	}
-	if err := s.cfg.Meters.Write(ctx, t, id, req.GetPayload()); err != nil {
+	err = s.cfg.Meters.Write(ctx, t, id, req.GetPayload())
+	s.audit(ctx, m, objectName(id), auditValue(id, req.GetPayload()), err)
+	if err != nil {
 		return nil, toStatus(t.Serial, err)
 	}
 	return &pb.WriteElementReply{}, nil
 }
 
 // SendRawMessage sends a data field and returns the response's data field
-// after its format byte.
+// after its format byte. Anything but a recognised read is recorded in the
+// write audit.
 func (s *Server) SendRawMessage(ctx context.Context, req *pb.SendRawMessageRequest) (*pb.SendRawMessageReply, error) {
-	t, err := s.target(req.GetSerial())
+	m, t, err := s.target(req.GetSerial())
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +307,9 @@ func (s *Server) SendRawMessage(ctx context.Context, req *pb.SendRawMessageReque
 		return nil, status.Errorf(codes.InvalidArgument, "dataField of %d bytes: want 1..%d", n, emop.MaxData)
 	}
 	resp, err := s.cfg.Meters.Raw(ctx, t, req.GetDataField())
+	if object, value, write := rawWrite(req.GetDataField()); write {
+		s.audit(ctx, m, object, value, err)
+	}
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
 	}
@@ -262,6 +322,10 @@ func (s *Server) GetInfo(ctx context.Context, req *pb.GetInfoRequest) (*pb.GetIn
 		return nil, status.Error(codes.InvalidArgument, "Target meter serial not specified")
 	}
 	st, err := s.cfg.Store.MeterStatus(ctx, req.GetSerial())
+	if err == nil && !s.inScope(st.Meter.ESCOCode) {
+		// Another ESCO's meter is as unknown as a serial never registered.
+		err = flows.Errorf(flows.ENOTFOUND, "not found")
+	}
 	if flows.ErrorCode(err) == flows.ENOTFOUND {
 		return nil, status.Errorf(codes.NotFound, "meter %s not found", req.GetSerial())
 	}
@@ -275,11 +339,16 @@ func (s *Server) GetInfo(ctx context.Context, req *pb.GetInfoRequest) (*pb.GetIn
 	return &pb.GetInfoReply{JsonData: string(b)}, nil
 }
 
-// GetMeters lists the active meters of an ESCO (all when empty).
+// GetMeters lists the active meters of an ESCO (all when empty). A
+// mediator limited to an ESCO lists that one's when asked for none, and
+// refuses any other without saying whether it exists.
 func (s *Server) GetMeters(ctx context.Context, req *pb.GetMetersRequest) (*pb.GetMetersReply, error) {
 	esco := req.GetEsco()
 	if esco == "" {
 		esco = s.cfg.ESCO
+	}
+	if !s.inScope(esco) {
+		return nil, status.Errorf(codes.PermissionDenied, "this mediator serves only ESCO %s's meters", s.cfg.ESCO)
 	}
 	ms, err := s.cfg.Store.MetersForCLI(ctx, esco)
 	if err != nil {

@@ -38,6 +38,10 @@ type serveConfig struct {
 	grpcCA     string
 	jwtSecret  []byte
 	lease      time.Duration // command lease
+
+	// grpcInsecure lets the mediator serve without mutual TLS on an
+	// address other than loopback (--grpc-insecure).
+	grpcInsecure bool
 }
 
 var knownComponents = []string{"api", "sync", "commands", "mediator"}
@@ -96,6 +100,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cfg.grpcCert, "grpc-cert", "", "mediator TLS certificate (with --grpc-key and --grpc-ca: mutual TLS with roles)")
 	cmd.Flags().StringVar(&cfg.grpcKey, "grpc-key", "", "mediator TLS key")
 	cmd.Flags().StringVar(&cfg.grpcCA, "grpc-ca", "", "CA of client certificates")
+	cmd.Flags().BoolVar(&cfg.grpcInsecure, "grpc-insecure", false, "mediator: serve without mutual TLS on a --grpc address other than loopback (anyone who can reach it can read and write any served meter)")
 	return cmd
 }
 
@@ -177,6 +182,9 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 			return nil, err
 		}
 		if err := start("mediator", med); err != nil {
+			if flows.ErrorField(err) != "" {
+				return nil, err // names its flag already
+			}
 			return nil, flows.FieldError("--grpc", "%v", err)
 		}
 		svc.grpcAddr = med.Addr()
@@ -246,6 +254,7 @@ func (w *wiring) startSync(start func(string, lifecycle.Service) error, eng *syn
 }
 
 // mediator builds the gRPC mediator, with mutual TLS when configured.
+// Without it the mediator starts only on loopback, or with --grpc-insecure.
 func (w *wiring) mediator() (*mediator.Server, error) {
 	var tlsCfg *tls.Config
 	if w.cfg.grpcCert != "" || w.cfg.grpcKey != "" || w.cfg.grpcCA != "" {
@@ -255,7 +264,7 @@ func (w *wiring) mediator() (*mediator.Server, error) {
 		}
 	}
 	return mediator.New(mediator.Config{Addr: w.cfg.grpcAddr, Store: w.store, Meters: w.transport, ESCO: w.cfg.esco, TLS: tlsCfg,
-		Logger: w.log.With("component", "mediator")}), nil
+		Insecure: w.cfg.grpcInsecure, Logger: w.log.With("component", "mediator")}), nil
 }
 
 // crashAt is a test hook for crash-safety tests: with FLOWS_CRASH_AT set to
