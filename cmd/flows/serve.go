@@ -96,7 +96,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().IntVar(&cfg.workers, "sync-workers", 50, "meters synced at once by this process")
 	cmd.Flags().StringArrayVar(&cfg.replicas, "replica-database-url", nil, "mirror active meters' shadows into this database, where they are passive (repeatable)")
 	cmd.Flags().StringVar(&cfg.esco, "esco", os.Getenv("ESCO"), "mediator: serve only this ESCO's meters (default $ESCO)")
-	cmd.Flags().DurationVar(&cfg.lease, "command-lease", 5*time.Minute, "how long a claimed request is this process's before another may resume it")
+	cmd.Flags().DurationVar(&cfg.lease, "command-lease", 30*time.Second, "how long a claim on a request lasts unrenewed: a running push renews it every third of it, a dead process's is taken over after it")
 	cmd.Flags().StringVar(&cfg.grpcCert, "grpc-cert", "", "mediator TLS certificate (with --grpc-key and --grpc-ca: mutual TLS with roles)")
 	cmd.Flags().StringVar(&cfg.grpcKey, "grpc-key", "", "mediator TLS key")
 	cmd.Flags().StringVar(&cfg.grpcCA, "grpc-ca", "", "CA of client certificates")
