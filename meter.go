@@ -467,3 +467,13 @@ type SignalPoint struct {
 	CSQ       *int             `json:"csq,omitempty"`
 	Voltage   *decimal.Decimal `json:"voltage,omitempty"`
 }
+
+// Session is a dashboard session, kept server-side so that logging out
+// ends it: who logged in, with which role and ESCO scope, until when.
+type Session struct {
+	Subject   string
+	Role      string
+	ESCO      string
+	TokenID   string // the jti of the token that logged in
+	ExpiresAt time.Time
+}

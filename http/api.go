@@ -31,6 +31,9 @@ type Store interface {
 	TariffRequest(ctx context.Context, id string) (*flows.TariffRequest, error)
 	CreateTopup(ctx context.Context, meterID, token string, amount *decimal.Decimal, source, requestedBy string) (*flows.Topup, error)
 	Topup(ctx context.Context, id string) (*flows.Topup, error)
+	CreateSession(ctx context.Context, id string, sess flows.Session) error
+	Session(ctx context.Context, id string) (*flows.Session, error)
+	DeleteSession(ctx context.Context, id string) error
 	TopupsForMeter(ctx context.Context, meterID string, from time.Time, limit int) ([]flows.Topup, error)
 	CreateMeterCommand(ctx context.Context, meterID string, kind flows.CommandKind, value, requestedBy string) (*flows.MeterCommand, error)
 	MeterCommand(ctx context.Context, id string) (*flows.MeterCommand, error)

@@ -298,8 +298,20 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if code, p := a.do("GET", "/api/v1/nothing-here", admin, nil); code != 404 || p["code"] != "not_found" {
 		t.Errorf("unknown route: %d %v", code, p)
 	}
-	if resp, err := http.Get(a.base + "/metrics"); err != nil || resp.StatusCode != 200 {
-		t.Errorf("metrics: %v", err)
+	// Metrics count every ESCO's meters: an unscoped admin's only.
+	for tok, want := range map[string]int{"": 401, token(t, flowshttp.RoleOperator, ""): 403, token(t, flowshttp.RoleAdmin, "AAA"): 403, admin: 200} {
+		req, _ := http.NewRequest("GET", a.base+"/metrics", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("metrics: %d, want %d", resp.StatusCode, want)
+		}
 	}
 }
 

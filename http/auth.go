@@ -3,6 +3,8 @@
 package http
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -48,7 +50,12 @@ func IssueToken(secret []byte, subject string, role Role, esco string, ttl time.
 	if subject == "" {
 		return "", flows.FieldError("sub", "required")
 	}
+	jti := make([]byte, 16)
+	if _, err := rand.Read(jti); err != nil {
+		return "", err
+	}
 	c := Claims{Role: role, ESCO: esco, RegisteredClaims: jwt.RegisteredClaims{
+		ID:        hex.EncodeToString(jti), // names the token in sessions and logs
 		Subject:   subject,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),

@@ -95,9 +95,10 @@ func BenchmarkAPI(b *testing.B) {
 		// The dashboard's meter list page renders every meter (10,000 rows).
 		var pageTimes []time.Duration
 		var pageBytes int
+		ck := session(b, "http://"+srv.Addr(), tok)
 		for range 10 {
 			req, _ := http.NewRequest("GET", "http://"+srv.Addr()+"/", nil)
-			req.AddCookie(&http.Cookie{Name: "flows_session", Value: tok})
+			req.AddCookie(ck)
 			t0 := time.Now()
 			resp, err := client.Do(req)
 			if err != nil {

@@ -3,7 +3,9 @@ package http
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"embed"
+	"encoding/hex"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/shopspring/decimal"
 )
 
@@ -85,12 +88,48 @@ func (s *Server) mountDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("GET /rollouts/{id}", s.dash(s.rolloutPage))
 }
 
+// securityHeaders are sent with every dashboard page: nothing may frame
+// it, scripts and styles come from this server only, forms post here.
+func securityHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "+
+		"frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+}
+
+// sameSite refuses a form post that may come from another site: by its
+// Origin, else its Sec-Fetch-Site, else its Referer; a post that carries
+// none of them is refused too (every browser sends one).
+func sameSite(r *http.Request) error {
+	self := func(u string) bool { return u == "http://"+r.Host || u == "https://"+r.Host }
+	switch o, site, ref := r.Header.Get("Origin"), r.Header.Get("Sec-Fetch-Site"), r.Header.Get("Referer"); {
+	case o != "":
+		if !self(o) {
+			return flows.Errorf(flows.EFORBIDDEN, "cross-site form post refused (Origin %s)", o)
+		}
+	case site != "":
+		if site != "same-origin" {
+			return flows.Errorf(flows.EFORBIDDEN, "cross-site form post refused (Sec-Fetch-Site %s)", site)
+		}
+	case ref != "":
+		u, err := url.Parse(ref)
+		if err != nil || !self(u.Scheme+"://"+u.Host) {
+			return flows.Errorf(flows.EFORBIDDEN, "cross-site form post refused (Referer)")
+		}
+	default:
+		return flows.Errorf(flows.EFORBIDDEN, "form post without Origin, Sec-Fetch-Site or Referer refused")
+	}
+	return nil
+}
+
 // dash wraps a page handler: the session is required (without one the
 // login page is shown), form posts must come from this site, and errors
 // are shown on a page.
 func (s *Server) dash(h func(w http.ResponseWriter, r *http.Request, c *Claims) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
+		securityHeaders(w)
 		c, err := s.session(r)
 		if err != nil {
 			if r.Method != http.MethodGet {
@@ -101,8 +140,8 @@ func (s *Server) dash(h func(w http.ResponseWriter, r *http.Request, c *Claims) 
 			return
 		}
 		if r.Method == http.MethodPost {
-			if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && o != "https://"+r.Host {
-				http.Error(w, "cross-site form post refused", http.StatusForbidden)
+			if err := sameSite(r); err != nil {
+				http.Error(w, flows.ErrorMessage(err), http.StatusForbidden)
 				return
 			}
 		}
@@ -119,12 +158,19 @@ func (s *Server) dash(h func(w http.ResponseWriter, r *http.Request, c *Claims) 
 	}
 }
 
+// session finds the caller's server-side session from its cookie.
 func (s *Server) session(r *http.Request) (*Claims, error) {
 	ck, err := r.Cookie(sessionCookie)
-	if err != nil {
+	if err != nil || ck.Value == "" {
 		return nil, flows.Errorf(flows.EUNAUTHORIZED, "no session")
 	}
-	return ParseToken(s.cfg.JWTSecret, ck.Value, s.cfg.Now())
+	sess, err := s.cfg.Store.Session(r.Context(), ck.Value)
+	if err != nil {
+		return nil, err
+	}
+	c := &Claims{Role: Role(sess.Role), ESCO: sess.ESCO}
+	c.Subject, c.ID, c.ExpiresAt = sess.Subject, sess.TokenID, jwt.NewNumericDate(sess.ExpiresAt)
+	return c, nil
 }
 
 func (s *Server) render(w http.ResponseWriter, status int, name string, data any) {
@@ -139,19 +185,58 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, data any
 	_, _ = buf.WriteTo(w)
 }
 
+// secure says whether the session cookie must be Secure: the request came
+// over TLS, or through a proxy the server trusts that says it did.
+func (s *Server) secure(r *http.Request) bool {
+	return r.TLS != nil || (s.cfg.TrustProxy && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https"))
+}
+
+// login starts a server-side session for a valid API token: the browser
+// gets a random session id, never the token.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	securityHeaders(w)
+	if err := sameSite(r); err != nil { // no logging a victim into the attacker's account
+		http.Error(w, flows.ErrorMessage(err), http.StatusForbidden)
+		return
+	}
 	c, err := ParseToken(s.cfg.JWTSecret, strings.TrimSpace(r.PostFormValue("token")), s.cfg.Now())
 	if err != nil {
 		s.render(w, http.StatusUnauthorized, "login", page{Title: "Log in", Flash: "Token refused: " + flows.ErrorMessage(err)})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: strings.TrimSpace(r.PostFormValue("token")), Path: "/",
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Expires: c.ExpiresAt.Time})
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		http.Error(w, "could not start a session", http.StatusInternalServerError)
+		return
+	}
+	id := hex.EncodeToString(raw)
+	if err := s.cfg.Store.CreateSession(r.Context(), id, flows.Session{Subject: c.Subject, Role: string(c.Role), ESCO: c.ESCO,
+		TokenID: c.ID, ExpiresAt: c.ExpiresAt.Time}); err != nil {
+		s.cfg.Logger.Error("starting a dashboard session", "error", err)
+		http.Error(w, "could not start a session", http.StatusInternalServerError)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true, Secure: s.secure(r),
+		SameSite: http.SameSiteStrictMode, Expires: c.ExpiresAt.Time})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
+// logout ends the session server-side and clears the cookie.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	securityHeaders(w)
+	if err := sameSite(r); err != nil {
+		http.Error(w, flows.ErrorMessage(err), http.StatusForbidden)
+		return
+	}
+	if ck, err := r.Cookie(sessionCookie); err == nil && ck.Value != "" {
+		if err := s.cfg.Store.DeleteSession(r.Context(), ck.Value); err != nil {
+			s.cfg.Logger.Error("ending a dashboard session", "error", err)
+			http.Error(w, "could not end the session", http.StatusInternalServerError)
+			return
+		}
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure(r),
+		SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 

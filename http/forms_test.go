@@ -10,13 +10,36 @@ import (
 	flowshttp "github.com/flows-energy/flows/http"
 )
 
-// post submits a dashboard form with a session cookie for tok and returns
-// the status and the redirect target, without following it.
+// session logs in to the dashboard with tok, as the login form does, and
+// returns the session cookie the server set.
+func session(t testing.TB, base, tok string) *http.Cookie {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"token": {tok}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "flows_session" && ck.Value != "" {
+			return ck
+		}
+	}
+	t.Fatalf("login with a token: %d, no session cookie", resp.StatusCode)
+	return nil
+}
+
+// post submits a dashboard form with a session for tok, from this site,
+// and returns the status and the redirect target, without following it.
 func (a *api) post(path, tok string, form url.Values) (int, string) {
 	a.t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, a.base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.AddCookie(&http.Cookie{Name: "flows_session", Value: tok})
+	req.Header.Set("Origin", a.base)
+	req.AddCookie(session(a.t, a.base, tok))
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
 	if err != nil {

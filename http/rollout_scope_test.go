@@ -33,7 +33,7 @@ func TestRolloutScope(t *testing.T) {
 			t.Errorf("%s: API %d, want %d", c.who, got, c.want)
 		}
 		req, _ := http.NewRequest("GET", a.base+"/rollouts/"+id, nil)
-		req.AddCookie(&http.Cookie{Name: "flows_session", Value: c.tok})
+		req.AddCookie(session(t, a.base, c.tok))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -26,8 +26,11 @@ type Config struct {
 	SyncNow func(ctx context.Context, meterID string) error
 	// Registry collects /metrics; nil makes a private one.
 	Registry *prometheus.Registry
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// TrustProxy makes the session cookie Secure when a proxy in front
+	// says the request came over TLS (X-Forwarded-Proto: https).
+	TrustProxy bool
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // Server is the HTTP front end of flows serve and flows demo: the JSON API
@@ -60,7 +63,8 @@ func NewServer(cfg Config) *Server {
 	_ = cfg.Registry.Register(s.requests)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	// Fleet-wide counts across ESCOs: for an unscoped admin token only.
+	mux.Handle("GET /metrics", s.admin(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})))
 	mux.HandleFunc("GET /openapi.json", s.openapi)
 	s.mountDashboard(mux)
 	for _, rt := range s.routes() {
@@ -120,6 +124,21 @@ func (s *Server) endpoint(rt route) http.Handler {
 		d := time.Since(start)
 		s.requests.WithLabelValues(rt.method+" "+rt.path, strconv.Itoa(sw.status)).Observe(d.Seconds())
 		s.cfg.Logger.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration_ms", d.Milliseconds())
+	})
+}
+
+// admin lets only an unscoped admin token through to h.
+func (s *Server) admin(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := s.authenticate(r)
+		if err == nil && (c.Role != RoleAdmin || c.ESCO != "") {
+			err = flows.Errorf(flows.EFORBIDDEN, "%s needs an admin token not limited to one ESCO", r.URL.Path)
+		}
+		if err != nil {
+			writeError(w, r, s.cfg.Logger, err)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

@@ -231,7 +231,9 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Errorf("GET /api/v1/meters with the admin token: %d, %d meters", aresp.StatusCode, len(listed.Meters))
 	}
 	// Prometheus metrics: meters by health, EMOP requests, syncs, HTTP.
-	mresp, err := http.Get(rf.HTTPURL + "/metrics")
+	mreq, _ := http.NewRequest("GET", rf.HTTPURL+"/metrics", nil)
+	mreq.Header.Set("Authorization", "Bearer "+rf.AdminToken)
+	mresp, err := http.DefaultClient.Do(mreq)
 	if err != nil {
 		t.Fatal(err)
 	}

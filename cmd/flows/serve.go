@@ -38,6 +38,7 @@ type serveConfig struct {
 	grpcCA     string
 	jwtSecret  []byte
 	lease      time.Duration // command lease
+	trustProxy bool          // a proxy in front says whether requests came over TLS
 
 	// grpcInsecure lets the mediator serve without mutual TLS on an
 	// address other than loopback (--grpc-insecure).
@@ -96,6 +97,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().IntVar(&cfg.workers, "sync-workers", 50, "meters synced at once by this process")
 	cmd.Flags().StringArrayVar(&cfg.replicas, "replica-database-url", nil, "mirror active meters' shadows into this database, where they are passive (repeatable)")
 	cmd.Flags().StringVar(&cfg.esco, "esco", os.Getenv("ESCO"), "mediator: serve only this ESCO's meters (default $ESCO)")
+	cmd.Flags().BoolVar(&cfg.trustProxy, "trust-proxy", false, "a reverse proxy in front terminates TLS: trust its X-Forwarded-Proto for Secure cookies")
 	cmd.Flags().DurationVar(&cfg.lease, "command-lease", 30*time.Second, "how long a claim on a request lasts unrenewed: a running push renews it every third of it, a dead process's is taken over after it")
 	cmd.Flags().StringVar(&cfg.grpcCert, "grpc-cert", "", "mediator TLS certificate (with --grpc-key and --grpc-ca: mutual TLS with roles)")
 	cmd.Flags().StringVar(&cfg.grpcKey, "grpc-key", "", "mediator TLS key")
@@ -204,7 +206,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 	}
 	if has("api") {
 		srv := flowshttp.NewServer(flowshttp.Config{Addr: cfg.httpAddr, Store: w.store, JWTSecret: cfg.jwtSecret,
-			SyncNow: eng.SyncNow, Registry: w.reg, Logger: log.With("component", "http")})
+			SyncNow: eng.SyncNow, Registry: w.reg, TrustProxy: cfg.trustProxy, Logger: log.With("component", "http")})
 		if err := start("api", srv); err != nil {
 			return nil, flows.FieldError("--http", "%v", err)
 		}
