@@ -209,9 +209,10 @@ func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
 	paths := map[string]map[string]any{}
 	for _, rt := range s.routes() {
 		op := map[string]any{
-			"summary":     rt.summary,
-			"description": "Role: " + string(rt.role) + " or above. A token limited to an ESCO sees only that ESCO's meters.",
-			"security":    []map[string][]string{{"bearer": {}}},
+			"summary":      rt.summary,
+			"description":  "Role: " + string(rt.role) + " or above. A token limited to an ESCO sees only that ESCO's meters.",
+			"security":     []map[string][]string{{"bearer": {}}},
+			"x-flows-role": string(rt.role),
 			"responses": map[string]any{
 				"200": map[string]any{"description": "OK"}, "202": map[string]any{"description": "Accepted: a durable request"},
 				"400": map[string]any{"$ref": "#/components/responses/Problem"}, "401": map[string]any{"$ref": "#/components/responses/Problem"},
