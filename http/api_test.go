@@ -20,12 +20,12 @@ import (
 )
 
 type api struct {
-	t     *testing.T
+	t     testing.TB
 	base  string
 	store *postgres.Store
 }
 
-func newAPI(t *testing.T) *api {
+func newAPI(t testing.TB) *api {
 	t.Helper()
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
@@ -58,7 +58,7 @@ func newAPI(t *testing.T) *api {
 	return &api{t: t, base: "http://" + srv.Addr(), store: store}
 }
 
-func token(t *testing.T, role flowshttp.Role, esco string) string {
+func token(t testing.TB, role flowshttp.Role, esco string) string {
 	tok, err := flowshttp.IssueToken(secret, "tester-"+string(role), role, esco, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
