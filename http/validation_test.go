@@ -118,3 +118,33 @@ func TestTariffBeyondLimitsRefused(t *testing.T) {
 		t.Errorf("plain SQL with £50,000 emergency credit: %v", err)
 	}
 }
+
+// A value taken in another ESCO (a serial, an address: one meter, one SIM)
+// is refused, naming only the field: the answer says the value is taken,
+// never where, whose, or anything of that meter, and nothing is written.
+func TestConflictsRevealNothingOfAnotherESCO(t *testing.T) {
+	a := newAPI(t)
+	adminA := token(t, flowshttp.RoleAdmin, "AAA")
+	before := 0
+	_ = a.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM flows.meter_registry`).Scan(&before)
+	for _, body := range []map[string]any{
+		{"serial": "EML2200000001"},                              // BBB's meter
+		{"serial": "EML3300000077", "ip_address": "127.110.1.1"}, // BBB's meter's address
+	} {
+		status, p := a.do("POST", "/api/v1/meters", adminA, body)
+		detail, _ := p["detail"].(string)
+		if status != 409 || (p["field"] != "serial" && p["field"] != "ip_address") {
+			t.Errorf("%v: %d %v, want 409 naming the field", body, status, p)
+		}
+		for _, leak := range []string{"BBB", "B one", "EML2200000001 ", "esco"} {
+			if strings.Contains(detail, leak) {
+				t.Errorf("%v: the answer %q tells of %q", body, detail, leak)
+			}
+		}
+	}
+	after := 0
+	_ = a.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM flows.meter_registry`).Scan(&after)
+	if after != before {
+		t.Errorf("a refused meter was written")
+	}
+}
