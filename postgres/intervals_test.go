@@ -1,0 +1,92 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flows-energy/flows"
+)
+
+// Intervals come from consecutive usable records only: a counter reset, a
+// power-fail record and a reading that goes backwards are stored raw and
+// flagged but make no interval, never a negative one; a record in the
+// future is refused by name; reading a half hour again changes nothing;
+// a reversed register counts export; the missing view counts what is not
+// there.
+func TestProfileToIntervals(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: "EML1000000021", IPAddress: "127.92.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	regA, err := s.AddRegister(ctx, m.ID, flows.ElementA, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regB, err := s.AddRegister(ctx, m.ID, flows.ElementB, true) // wired in reverse: counts export B
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -2)
+	u := func(v uint32) *uint32 { return &v }
+	valid := flows.ProfileValidData
+	// Import A in Wh at 00:00 … 03:30; export B rising steadily.
+	readings := []struct {
+		wh     uint32
+		status uint16
+	}{{1000, valid}, {1250, valid}, {1500, valid | flows.ProfileReset}, {1600, valid}, {1700, valid | flows.ProfilePowerFail},
+		{1800, valid}, {1750, valid}, {1900, valid}}
+	var recs []flows.ProfileRecord
+	for i, r := range readings {
+		recs = append(recs, flows.ProfileRecord{At: day.Add(time.Duration(i) * 30 * time.Minute), Status: r.status, ImportA: u(r.wh),
+			ImportB: u(7), ExportB: u(uint32(100 + 40*i))})
+	}
+	recs = append(recs, flows.ProfileRecord{At: time.Now().UTC().Truncate(30 * time.Minute).Add(72 * time.Hour), Status: valid, ImportA: u(9)})
+	derived, bad, err := s.StoreProfile(ctx, m.ID, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) != 1 || !strings.Contains(bad[0], "future") {
+		t.Errorf("refused %v, want the record in the future", bad)
+	}
+	intervals := func(reg string) string {
+		var out string
+		if err := s.Pool().QueryRow(ctx, `SELECT coalesce(string_agg(to_char("timestamp" AT TIME ZONE 'UTC', 'HH24:MI') || '=' || kwh::text, ' ' ORDER BY "timestamp"), '')
+			FROM flows.register_interval_hh WHERE register_id = $1`, reg).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// 00:00-00:30 only: the reset (01:00), the power fail (02:00) and the
+	// backwards reading (03:00) spoil the intervals on either side.
+	if got, want := intervals(regA.RegisterID), "00:00=0.250"; got != want {
+		t.Errorf("element A intervals\n got %s\nwant %s", got, want)
+	}
+	// The status is the record's: B is spoiled at the same half hours.
+	if got, want := intervals(regB.RegisterID), "00:00=0.040 02:30=0.040 03:00=0.040"; got != want {
+		t.Errorf("reversed element B counts export\n got %s\nwant %s", got, want)
+	}
+	var negative, flagged int
+	_ = s.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE kwh < 0) FROM flows.register_interval_hh`).Scan(&negative)
+	_ = s.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE reset OR power_fail) FROM flows.meter_profile WHERE meter_id = $1`, m.ID).Scan(&flagged)
+	if negative != 0 || flagged != 2 {
+		t.Errorf("%d negative intervals, %d flagged raw records (want 0 and 2)", negative, flagged)
+	}
+	// Reading the same half hours again changes nothing.
+	again, _, err := s.StoreProfile(ctx, m.ID, recs[:len(recs)-1])
+	if err != nil || again != derived || intervals(regA.RegisterID) != "00:00=0.250" {
+		t.Errorf("a second read derived %d (first %d), %v", again, derived, err)
+	}
+	var missing int
+	if err := s.Pool().QueryRow(ctx, `SELECT missing_count FROM flows.register_interval_hh_missing WHERE register_id = $1 AND day = $2::date`,
+		regA.RegisterID, day).Scan(&missing); err != nil {
+		t.Fatal(err)
+	}
+	if missing != 47 {
+		t.Errorf("missing_count %d for a day with 1 interval, want 47", missing)
+	}
+}
