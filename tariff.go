@@ -106,6 +106,10 @@ func (t *Tariff) ValidateAmounts(prefix string) error {
 // value is the meter's clock time, to be interpreted with MeterClockZone.
 func ParseActivation(s string) (t time.Time, hasOffset bool, err error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		// Real offsets lie within ±14:00 (PostgreSQL refuses past ±15:59).
+		if _, off := t.Zone(); off > 14*3600 || off < -14*3600 {
+			return time.Time{}, false, Errorf(EINVALID, "%q has an offset beyond ±14:00", s)
+		}
 		return t.UTC(), true, nil
 	}
 	for _, layout := range []string{"2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02T15:04"} {

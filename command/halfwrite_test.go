@@ -69,3 +69,52 @@ func TestRefusedWriteNeverHalfWritesATariff(t *testing.T) {
 		}
 	}
 }
+
+// A refused sequence on a meter whose future tariff already activated puts
+// its amounts back with no change scheduled: re-arming a past activation
+// would make the meter activate it at once.
+func TestRestoreNeverRearmsAPastActivation(t *testing.T) {
+	start := time.Now().UTC().Truncate(time.Second)
+	r := newRig(t, start, "127.116")
+	ctx := context.Background()
+	m := r.fleet.Meters()[1]
+	id := r.ids[m.Spec.Serial]
+	client, err := meterconn.New(meterconn.Config{Attempts: 1, ReadTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := func(s string) *string { return &s }
+	tariff := func(rate string, act time.Time) flows.Tariff {
+		return flows.Tariff{StandingCharge: ptr("0.61"), UnitRateElementA: ptr(rate), UnitRateElementB: ptr(rate),
+			PrepaymentEmergencyCredit: ptr("20"), PrepaymentECreditAvailability: ptr("8"), PrepaymentDebtRecoveryRate: ptr("0.2"),
+			ActivationDatetime: d(act.Format("2006-01-02T15:04:05"))}
+	}
+	// A tariff pushed and activated: the meter's future tariff now holds a
+	// past activation.
+	if _, err := r.store.SetFutureTariff(ctx, id, tariff("0.33", start.Add(time.Hour)), "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	runOnce(t, r.pusher(t, nil))
+	r.clock.Advance(2 * time.Hour)
+	runOnce(t, r.pusher(t, nil))
+	active := m.State(r.clock.Now()).Active
+	if active.RateA() != 33000 {
+		t.Fatalf("the first tariff did not activate: rate %d", active.RateA())
+	}
+	// A new request the meter refuses at its seventh write.
+	if _, err := r.store.SetFutureTariff(ctx, id, tariff("0.44", r.clock.Now().Add(72*time.Hour)), "test", "test"); err != nil {
+		t.Fatal(err)
+	}
+	p := command.New(command.Config{Store: r.store, Meters: &nakNth{Meters: client, n: 7}, Now: r.clock.Now, ClockThreshold: -1})
+	if _, err := p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(time.Minute)
+	st := m.State(r.clock.Now())
+	if st.Active.RateA() != 33000 {
+		t.Errorf("the restore changed the active tariff: rate %d", st.Active.RateA())
+	}
+	if st.Future.Activation != 0 {
+		t.Errorf("the restored future tariff is armed (activation %d), want the epoch: no change scheduled", st.Future.Activation)
+	}
+}

@@ -39,6 +39,7 @@ type Store interface {
 	SettleRollouts(ctx context.Context) error
 	TariffRequestsAwaitingActivation(ctx context.Context, now time.Time, n int) ([]flows.TariffRequest, error)
 	TariffRequestStatus(ctx context.Context, id string) (flows.RequestStatus, error)
+	LastConfirmedTariffRequest(ctx context.Context, meterID string) (*flows.TariffRequest, error)
 	MoveTariffRequest(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error)
 	MarkTopupPushing(ctx context.Context, id string, balance decimal.Decimal, txCount int) error
 	FinishTopup(ctx context.Context, id string, status flows.TopupStatus, notes string, after *decimal.Decimal, retryAt time.Time, clearPush bool) error

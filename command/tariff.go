@@ -55,7 +55,7 @@ func (p *Pusher) pushTariff(ctx context.Context, r flows.TariffRequest) outcome 
 				// Refused part-way: retrying gets the same refusal, so the
 				// meter goes back to what it held. (A communication failure
 				// is retried instead, and the next push writes it all.)
-				o.detail += "; " + p.restoreFuture(ctx, t, req, r.RequestedBy, before)
+				o.detail += "; " + p.restoreFuture(ctx, t, req, r.RequestedBy, p.safeRestore(ctx, m, before))
 			}
 			return o
 		}
@@ -94,6 +94,39 @@ func (p *Pusher) heldFuture(ctx context.Context, t meterconn.Target) (*meterop.F
 		DebtRecoveryRate: *held.PrepaymentDebtRecoveryRate, ActivationWall: wall}, nil
 }
 
+// safeRestore decides what to put back after a refused sequence: the
+// tariff the meter held, armed with its activation only when it is a
+// change still to come that the meter confirmed for some request (so a
+// mix left by an earlier cut-off push is never armed); otherwise the held
+// amounts with the EMOP epoch as activation — no change scheduled, the
+// active tariff untouched. Re-arming a past activation would make the
+// meter activate it at once.
+func (p *Pusher) safeRestore(ctx context.Context, m *flows.Meter, before *meterop.FutureTariff) *meterop.FutureTariff {
+	if before == nil {
+		return nil
+	}
+	w := p.cfg.Now().In(flows.MeterClockZone(m.DaylightSavingsCorrectionEnabled))
+	wallNow := time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), 0, time.UTC)
+	restore := *before
+	if before.ActivationWall.After(wallNow) {
+		last, err := p.cfg.Store.LastConfirmedTariffRequest(ctx, m.ID)
+		if err == nil && last != nil {
+			if f, err := futureTariff(*last, m.DaylightSavingsCorrectionEnabled); err == nil && sameFuture(f, *before) {
+				return &restore // a pending change somebody asked for
+			}
+		}
+	}
+	restore.ActivationWall = emop.Epoch
+	return &restore
+}
+
+// sameFuture reports whether two future tariffs are the same write.
+func sameFuture(a, b meterop.FutureTariff) bool {
+	return a.StandingCharge.Equal(b.StandingCharge) && a.UnitRateA.Equal(b.UnitRateA) && a.UnitRateB.Equal(b.UnitRateB) &&
+		a.EmergencyCredit.Equal(b.EmergencyCredit) && a.ECreditAvailability.Equal(b.ECreditAvailability) &&
+		a.DebtRecoveryRate.Equal(b.DebtRecoveryRate) && a.ActivationWall.Equal(b.ActivationWall)
+}
+
 // restoreFuture writes back the future tariff the meter held before a
 // push it refused part-way, and says how that went.
 func (p *Pusher) restoreFuture(ctx context.Context, t meterconn.Target, req pushed, requestedBy string, before *meterop.FutureTariff) string {
@@ -108,6 +141,9 @@ func (p *Pusher) restoreFuture(ctx context.Context, t meterconn.Target, req push
 		if err := p.write(ctx, t, req, requestedBy, w, hex.EncodeToString(w.Payload)); err != nil {
 			return fmt.Sprintf("restoring the previous future tariff failed at %s: %s; the next request for this meter rewrites it", objectName(w.Object), meterconn.Detail(err))
 		}
+	}
+	if before.ActivationWall.Equal(emop.Epoch) {
+		return "the meter's previous future tariff was restored with no change scheduled"
 	}
 	return "the meter's previous future tariff was restored"
 }

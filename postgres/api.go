@@ -92,3 +92,19 @@ func (s *Store) TariffRequestsForMeter(ctx context.Context, meterID string, limi
 	}
 	return out, err
 }
+
+// LastConfirmedTariffRequest returns the meter's newest tariff request the
+// meter confirmed (verified or active), or nil.
+func (s *Store) LastConfirmedTariffRequest(ctx context.Context, meterID string) (*flows.TariffRequest, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+tariffRequestCols+` FROM flows.tariff_requests r
+		JOIN flows.meter_registry m ON m.id = r.meter_id WHERE r.meter_id = $1 AND r.status IN ('verified', 'active')
+		ORDER BY r.updated_at DESC LIMIT 1`, meterID)
+	if err != nil {
+		return nil, translate(err, "tariff requests")
+	}
+	out, err := collect(rows, "tariff requests", scanTariffRequest)
+	if err != nil || len(out) == 0 {
+		return nil, err
+	}
+	return &out[0], nil
+}

@@ -107,6 +107,8 @@ func translate(err error, what string) error {
 			return flows.Errorf(flows.EINVALID, "%s: %s", what, pgErr.Message)
 		case "22P02": // invalid_text_representation (bad enum, uuid)
 			return flows.Errorf(flows.EINVALID, "%s: %s", what, strings.TrimPrefix(pgErr.Message, "invalid input syntax for "))
+		case "22007", "22008", "22009", "22003": // bad datetime, out of range, time zone, numeric out of range
+			return flows.Errorf(flows.EINVALID, "%s: %s", what, pgErr.Message)
 		}
 	}
 	return fmt.Errorf("%s: %w", what, err)
