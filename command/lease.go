@@ -9,7 +9,8 @@ import (
 )
 
 // heartbeat keeps the leases of the requests a pass is pushing: it renews
-// them every third of the lease, so a lease can be short (a dead
+// them every quarter of the lease (each renewal bounded by a third), and a
+// claim not renewed for half a lease is given up well before it expires, so a lease can be short (a dead
 // process's half-done push is taken over within one lease) while a slow
 // push keeps its own. A claim that could not be renewed in time may be
 // another process's now: its push is cancelled, so that no request is
@@ -52,7 +53,7 @@ func (h *heartbeat) release(id string) {
 
 // run renews the held leases until ctx ends.
 func (h *heartbeat) run(ctx context.Context) {
-	t := time.NewTicker(h.p.cfg.Lease / 3)
+	t := time.NewTicker(h.p.cfg.Lease / 4)
 	defer t.Stop()
 	for {
 		select {
@@ -95,7 +96,7 @@ func (h *heartbeat) renew(ctx context.Context) {
 		case renewed[id]:
 			c.renewed = now
 			h.claims[id] = c
-		case err == nil || now.Sub(c.renewed) > h.p.cfg.Lease*2/3:
+		case err == nil || now.Sub(c.renewed) > h.p.cfg.Lease/2:
 			// Lost (or about to be, with the database unreachable): stop
 			// before another process may take it.
 			h.p.cfg.Logger.Warn("push lease lost; the push stops", "request_kind", c.kind, "request_id", id)

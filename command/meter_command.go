@@ -34,7 +34,7 @@ func (p *Pusher) pushCommand(ctx context.Context, c flows.MeterCommand) outcome 
 	if err := p.write(ctx, t, req, c.RequestedBy, meterop.Write{Object: id, Payload: payload}, fmt.Sprintf("% x", payload)); err != nil {
 		return fromError("", err)
 	}
-	ok, err := p.cfg.Store.MoveMeterCommand(ctx, c.ID, flows.RequestSending, flows.RequestSent, "", time.Time{})
+	ok, err := p.cfg.Store.MoveMeterCommand(ctx, c.ID, flows.RequestSending, flows.RequestSent, "", time.Time{}, c.Attempts)
 	if err != nil {
 		return p.storeFailed(req, "recording the command sent", err)
 	}

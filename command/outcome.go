@@ -201,15 +201,16 @@ func (r *recorder) observe(ctx context.Context, meterID string, o outcome, log *
 
 // moveFunc is a store's conditional status change of one kind of request
 // (MoveTariffRequest, MoveMeterCommand).
-type moveFunc func(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error)
+type moveFunc func(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time, attempt int) (bool, error)
 
 // writeFunc writes a decision to a request held in status from; false
 // when the request was no longer in from (moved on by someone else).
 type writeFunc func(ctx context.Context, from flows.RequestStatus, d decision) (bool, error)
 
-// writeWith writes decisions to request id with move.
-func writeWith(move moveFunc, id string) writeFunc {
+// writeWith writes decisions to request id, as claim attempt (0: not
+// claimed), with move.
+func writeWith(move moveFunc, id string, attempt int) writeFunc {
 	return func(ctx context.Context, from flows.RequestStatus, d decision) (bool, error) {
-		return move(ctx, id, from, d.to, d.detail, d.next)
+		return move(ctx, id, from, d.to, d.detail, d.next, attempt)
 	}
 }

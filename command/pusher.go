@@ -40,10 +40,12 @@ type Store interface {
 	TariffRequestsAwaitingActivation(ctx context.Context, now time.Time, n int) ([]flows.TariffRequest, error)
 	TariffRequestStatus(ctx context.Context, id string) (flows.RequestStatus, error)
 	LastConfirmedTariffRequest(ctx context.Context, meterID string) (*flows.TariffRequest, error)
-	MoveTariffRequest(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error)
-	MarkTopupPushing(ctx context.Context, id string, balance decimal.Decimal, txCount int) error
-	FinishTopup(ctx context.Context, id string, status flows.TopupStatus, notes string, after *decimal.Decimal, retryAt time.Time, clearPush bool) error
-	MoveMeterCommand(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error)
+	// The writes of a claimed request take the claim's attempt number (0:
+	// unclaimed) and report false when the claim is no longer theirs.
+	MoveTariffRequest(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time, attempt int) (bool, error)
+	MarkTopupPushing(ctx context.Context, id string, balance decimal.Decimal, txCount, attempt int) (bool, error)
+	FinishTopup(ctx context.Context, id string, status flows.TopupStatus, notes string, after *decimal.Decimal, retryAt time.Time, clearPush bool, attempt int) (bool, error)
+	MoveMeterCommand(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time, attempt int) (bool, error)
 	// ExtendLeases renews the leases of claims still being pushed and
 	// returns the ids it renewed.
 	ExtendLeases(ctx context.Context, lease time.Duration, tariffs, topups, commands []flows.Claim) (map[string]bool, error)
@@ -163,7 +165,7 @@ func (p *Pusher) RunOnce(ctx context.Context) (int, error) {
 		return n, err
 	}
 	for _, r := range due {
-		p.rec.record(ctx, tariffPushed(r), p.checkActivation(ctx, r).at(flows.RequestVerified), writeWith(p.cfg.Store.MoveTariffRequest, r.ID))
+		p.rec.record(ctx, tariffPushed(r), p.checkActivation(ctx, r).at(flows.RequestVerified), writeWith(p.cfg.Store.MoveTariffRequest, r.ID, 0))
 	}
 	return n + len(due), nil
 }
@@ -199,7 +201,7 @@ func (p *Pusher) pushDue(ctx context.Context) (int, error) {
 			wg.Go(func() {
 				o := p.pushTariff(pctx, r)
 				hb.release(r.ID)
-				p.rec.record(ctx, tariffPushed(r), o, writeWith(p.cfg.Store.MoveTariffRequest, r.ID))
+				p.rec.record(ctx, tariffPushed(r), o, writeWith(p.cfg.Store.MoveTariffRequest, r.ID, r.Attempts))
 			})
 		}
 		for _, t := range tus {
@@ -215,7 +217,7 @@ func (p *Pusher) pushDue(ctx context.Context) (int, error) {
 			wg.Go(func() {
 				o := p.pushCommand(pctx, c)
 				hb.release(c.ID)
-				p.rec.record(ctx, commandPushed(c), o, writeWith(p.cfg.Store.MoveMeterCommand, c.ID))
+				p.rec.record(ctx, commandPushed(c), o, writeWith(p.cfg.Store.MoveMeterCommand, c.ID, c.Attempts))
 			})
 		}
 		wg.Wait()

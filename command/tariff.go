@@ -63,7 +63,7 @@ func (p *Pusher) pushTariff(ctx context.Context, r flows.TariffRequest) outcome 
 	if err := p.fail("tariff_sent"); err != nil {
 		return stopped() // a crash after the writes: the lease runs out, the next process pushes again
 	}
-	ok, err := p.cfg.Store.MoveTariffRequest(ctx, r.ID, flows.RequestSending, flows.RequestSent, "", time.Time{})
+	ok, err := p.cfg.Store.MoveTariffRequest(ctx, r.ID, flows.RequestSending, flows.RequestSent, "", time.Time{}, r.Attempts)
 	if err != nil {
 		return p.storeFailed(req, "recording the tariff sent", err)
 	}

@@ -29,7 +29,7 @@ func (p *Pusher) finishTopup(tu flows.Topup) writeFunc {
 		case flows.RequestVerified:
 			status = flows.TopupCompleted
 		}
-		return true, p.cfg.Store.FinishTopup(ctx, tu.ID, status, note, d.balance, d.next, false)
+		return p.cfg.Store.FinishTopup(ctx, tu.ID, status, note, d.balance, d.next, false, tu.Attempts)
 	}
 }
 
@@ -82,8 +82,12 @@ func (p *Pusher) pushTopup(ctx context.Context, tu flows.Topup) outcome {
 	if before.eventErr != nil {
 		return topupError("", before.eventErr)
 	}
-	if err := p.cfg.Store.MarkTopupPushing(ctx, tu.ID, before.balance, before.txCount); err != nil {
+	marked, err := p.cfg.Store.MarkTopupPushing(ctx, tu.ID, before.balance, before.txCount, tu.Attempts)
+	if err != nil {
 		return p.storeFailed(topupPushed(tu), "recording the push start", err)
+	}
+	if !marked {
+		return stopped() // the claim is another process's now: it must not be sent twice
 	}
 	if err := p.fail("topup_before_send"); err != nil {
 		return stopped()

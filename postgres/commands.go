@@ -104,7 +104,7 @@ func (s *Store) ClaimTariffRequests(ctx context.Context, n int, lease time.Durat
 			UPDATE flows.tariff_requests SET status = 'sending', attempts = attempts + 1, updated_at = now(),
 				lease_until = now() + $2::interval
 			WHERE id IN (SELECT id FROM flows.tariff_requests
-				WHERE (status = 'pending' AND next_attempt_at <= $3) OR (status = 'sending' AND lease_until < now())
+				WHERE (status = 'pending' AND next_attempt_at <= $3) OR (status IN ('sending', 'sent') AND lease_until < now())
 				ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
 			RETURNING *)
 		SELECT `+tariffRequestCols+` FROM c r JOIN flows.meter_registry m ON m.id = r.meter_id`, n, lease.String(), dueBy)
@@ -130,17 +130,22 @@ func (s *Store) TariffRequestsAwaitingActivation(ctx context.Context, now time.T
 // MoveTariffRequest changes a request's status only if it is still in
 // from (a superseded request stays superseded). It returns whether it
 // moved. retryAt, when not zero, schedules the next attempt.
-func (s *Store) MoveTariffRequest(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error) {
+// With attempt above 0 it moves only the claim that gave the request that
+// attempt number: a pusher whose lease was lost, and the request claimed
+// again, cannot overwrite what its successor does.
+func (s *Store) MoveTariffRequest(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time, attempt int) (bool, error) {
 	var next *time.Time
 	if !retryAt.IsZero() {
 		next = &retryAt
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE flows.tariff_requests SET status = $3::text::flows.request_status, last_error = NULLIF($4, ''), updated_at = now(),
-			next_attempt_at = coalesce($5, next_attempt_at), lease_until = NULL,
+			next_attempt_at = coalesce($5, next_attempt_at),
+			-- Sent is still the claim's: its read-back runs under the lease.
+			lease_until = CASE WHEN $3::text = 'sent' THEN lease_until END,
 			sent_at = CASE WHEN $3::text = 'sent' THEN now() ELSE sent_at END,
 			verified_at = CASE WHEN $3::text = 'verified' THEN now() ELSE verified_at END,
 			activated_at = CASE WHEN $3::text = 'active' THEN now() ELSE activated_at END
-		WHERE id = $1 AND status = $2::text::flows.request_status`, id, string(from), string(to), lastError, next)
+		WHERE id = $1 AND status = $2::text::flows.request_status AND ($6 = 0 OR attempts = $6)`, id, string(from), string(to), lastError, next, attempt)
 	if err != nil {
 		return false, translate(err, "tariff request")
 	}
@@ -234,25 +239,33 @@ func (s *Store) ClaimTopups(ctx context.Context, n int, lease time.Duration, due
 // MarkTopupPushing records, before the token is sent, what the meter
 // showed: after a crash the pusher compares against it instead of
 // sending again.
-func (s *Store) MarkTopupPushing(ctx context.Context, id string, balance decimal.Decimal, txCount int) error {
-	_, err := s.pool.Exec(ctx, `UPDATE flows.topups SET push_started_at = now(), balance_before = $2, tx_count_before = $3, updated_at = now()
-		WHERE id = $1`, id, balance, txCount)
-	return translate(err, "top-up")
+// false when the claim with attempt (above 0) is no longer the top-up's.
+func (s *Store) MarkTopupPushing(ctx context.Context, id string, balance decimal.Decimal, txCount, attempt int) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE flows.topups SET push_started_at = now(), balance_before = $2, tx_count_before = $3, updated_at = now()
+		WHERE id = $1 AND ($4 = 0 OR attempts = $4)`, id, balance, txCount, attempt)
+	if err != nil {
+		return false, translate(err, "top-up")
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // FinishTopup sets a top-up's outcome. retryAt (not zero) keeps it waiting
-// for another attempt; clearPush forgets a push that did not happen.
-func (s *Store) FinishTopup(ctx context.Context, id string, status flows.TopupStatus, notes string, after *decimal.Decimal, retryAt time.Time, clearPush bool) error {
+// for another attempt; clearPush forgets a push that did not happen. With
+// attempt above 0 only that claim's outcome is written (false otherwise).
+func (s *Store) FinishTopup(ctx context.Context, id string, status flows.TopupStatus, notes string, after *decimal.Decimal, retryAt time.Time, clearPush bool, attempt int) (bool, error) {
 	var next *time.Time
 	if !retryAt.IsZero() {
 		next = &retryAt
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE flows.topups SET status = $2::text::flows.topup_status_enum, notes = $3, balance_after = coalesce($4, balance_after),
+	tag, err := s.pool.Exec(ctx, `UPDATE flows.topups SET status = $2::text::flows.topup_status_enum, notes = $3, balance_after = coalesce($4, balance_after),
 			next_attempt_at = coalesce($5, next_attempt_at), lease_until = NULL, updated_at = now(),
 			used_at = CASE WHEN $2::text = 'completed' THEN now() ELSE used_at END,
 			push_started_at = CASE WHEN $6 THEN NULL ELSE push_started_at END
-		WHERE id = $1`, id, string(status), notes, after, next, clearPush)
-	return translate(err, "top-up")
+		WHERE id = $1 AND ($7 = 0 OR attempts = $7)`, id, string(status), notes, after, next, clearPush, attempt)
+	if err != nil {
+		return false, translate(err, "top-up")
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // Audit records one meter write.

@@ -81,7 +81,7 @@ func (s *Store) ClaimMeterCommands(ctx context.Context, n int, lease time.Durati
 		WITH c AS (
 			UPDATE flows.meter_commands SET status = 'sending', attempts = attempts + 1, updated_at = now(), lease_until = now() + $2::interval
 			WHERE id IN (SELECT id FROM flows.meter_commands
-				WHERE (status = 'pending' AND next_attempt_at <= $3) OR (status = 'sending' AND lease_until < now())
+				WHERE (status = 'pending' AND next_attempt_at <= $3) OR (status IN ('sending', 'sent') AND lease_until < now())
 				ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
 			RETURNING *)
 		SELECT `+meterCommandCols+` FROM c JOIN flows.meter_registry m ON m.id = c.meter_id`, n, lease.String(), dueBy)
@@ -92,15 +92,18 @@ func (s *Store) ClaimMeterCommands(ctx context.Context, n int, lease time.Durati
 }
 
 // MoveMeterCommand changes a command's status if it is still in from.
-func (s *Store) MoveMeterCommand(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time) (bool, error) {
+// With attempt above 0 only the claim that gave that attempt number moves
+// it.
+func (s *Store) MoveMeterCommand(ctx context.Context, id string, from, to flows.RequestStatus, lastError string, retryAt time.Time, attempt int) (bool, error) {
 	var next *time.Time
 	if !retryAt.IsZero() {
 		next = &retryAt
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE flows.meter_commands SET status = $3::text::flows.request_status, last_error = NULLIF($4, ''),
-			updated_at = now(), next_attempt_at = coalesce($5, next_attempt_at), lease_until = NULL,
+			updated_at = now(), next_attempt_at = coalesce($5, next_attempt_at),
+			lease_until = CASE WHEN $3::text = 'sent' THEN lease_until END, -- sent: the read-back runs under the lease
 			verified_at = CASE WHEN $3::text = 'verified' THEN now() ELSE verified_at END
-		WHERE id = $1 AND status = $2::text::flows.request_status`, id, string(from), string(to), lastError, next)
+		WHERE id = $1 AND status = $2::text::flows.request_status AND ($6 = 0 OR attempts = $6)`, id, string(from), string(to), lastError, next, attempt)
 	if err != nil {
 		return false, translate(err, "meter command")
 	}
