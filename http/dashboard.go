@@ -210,16 +210,25 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := hex.EncodeToString(raw)
+	// A session lasts a working day at most, and never past its token.
+	expires := s.cfg.Now().Add(maxSessionAge)
+	if c.ExpiresAt.Before(expires) {
+		expires = c.ExpiresAt.Time
+	}
 	if err := s.cfg.Store.CreateSession(r.Context(), id, flows.Session{Subject: c.Subject, Role: string(c.Role), ESCO: c.ESCO,
-		TokenID: c.ID, ExpiresAt: c.ExpiresAt.Time}); err != nil {
+		TokenID: c.ID, ExpiresAt: expires}); err != nil {
 		s.cfg.Logger.Error("starting a dashboard session", "error", err)
 		http.Error(w, "could not start a session", http.StatusInternalServerError)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true, Secure: s.secure(r),
-		SameSite: http.SameSiteStrictMode, Expires: c.ExpiresAt.Time})
+		SameSite: http.SameSiteStrictMode, Expires: expires})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
+
+// maxSessionAge bounds a dashboard session, whatever its token's expiry:
+// a browser left logged in overnight is logged out.
+const maxSessionAge = 12 * time.Hour
 
 // logout ends the session server-side and clears the cookie.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
@@ -228,15 +237,16 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, flows.ErrorMessage(err), http.StatusForbidden)
 		return
 	}
+	// The cookie is cleared whatever happens to the server-side end.
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure(r),
+		SameSite: http.SameSiteStrictMode})
 	if ck, err := r.Cookie(sessionCookie); err == nil && ck.Value != "" {
 		if err := s.cfg.Store.DeleteSession(r.Context(), ck.Value); err != nil {
 			s.cfg.Logger.Error("ending a dashboard session", "error", err)
-			http.Error(w, "could not end the session", http.StatusInternalServerError)
+			http.Error(w, "the session could not be ended on the server; it expires by itself", http.StatusInternalServerError)
 			return
 		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure(r),
-		SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
@@ -419,7 +429,7 @@ func (s *Server) meterForm(action func(r *http.Request, c *Claims, m *flows.Mete
 		switch flows.ErrorCode(err) {
 		case "":
 		case flows.EINVALID, flows.ECONFLICT, flows.EFORBIDDEN:
-			msg = "Refused: " + err.Error()
+			msg = "Refused: " + flows.ErrorMessage(err)
 		default:
 			return err
 		}

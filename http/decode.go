@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"io"
@@ -78,6 +79,17 @@ func exactKeys(raw json.RawMessage, t reflect.Type, path string) error {
 		if c != '"' && !isNumber {
 			return flows.FieldError(where, "must be %s", jsonKind(t))
 		}
+		text := string(trimmed)
+		if c == '"' {
+			if err := json.Unmarshal(trimmed, &text); err != nil {
+				return flows.FieldError(where, "must be %s", jsonKind(t))
+			}
+		}
+		if _, err := decimal.NewFromString(text); err != nil {
+			return flows.FieldError(where, "must be %s", jsonKind(t))
+		}
+	case customJSON(t):
+		return nil // a type with its own form (time.Time, netip.Addr) says what it takes
 	case t.Kind() == reflect.String:
 		if c != '"' {
 			return flows.FieldError(where, "must be %s", jsonKind(t))
@@ -90,9 +102,6 @@ func exactKeys(raw json.RawMessage, t reflect.Type, path string) error {
 		if !isNumber {
 			return flows.FieldError(where, "must be %s", jsonKind(t))
 		}
-	case t.Kind() == reflect.Struct && t.Implements(reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()) ||
-		reflect.PointerTo(t).Implements(reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()) && t.Kind() == reflect.Struct:
-		return nil // a type with its own JSON form (time.Time, netip.Addr) says what it takes
 	case t.Kind() == reflect.Struct:
 		var obj map[string]json.RawMessage
 		if trimmed[0] != '{' || json.Unmarshal(trimmed, &obj) != nil {
@@ -132,13 +141,27 @@ func exactKeys(raw json.RawMessage, t reflect.Type, path string) error {
 	return nil
 }
 
+// customJSON reports whether t decodes itself from JSON or text.
+func customJSON(t reflect.Type) bool {
+	for _, i := range []reflect.Type{reflect.TypeOf((*json.Unmarshaler)(nil)).Elem(), reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()} {
+		if t.Implements(i) || reflect.PointerTo(t).Implements(i) {
+			return true
+		}
+	}
+	return false
+}
+
 // jsonFields maps a struct's JSON names (its json tags, embedded structs
 // flattened) to their types.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	for i := range t.NumField() {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if strings.Contains(","+opts+",", ",string,") {
+			out[name] = reflect.TypeOf(json.RawMessage{}) // encoding/json checks the quoted value itself
+			continue
+		}
 		switch {
 		case name == "-" || (!f.IsExported() && !f.Anonymous):
 			continue
