@@ -271,26 +271,12 @@ type ShadowUpdate struct {
 	At time.Time
 }
 
-// Validate checks the ranges the database also enforces, naming the field.
+// Validate checks the ranges the database also enforces, naming the first
+// bad field (the same checks as DropInvalid).
 func (u *ShadowUpdate) Validate() error {
-	if u.CSQ != nil && (*u.CSQ < 0 || *u.CSQ > 31) {
-		return FieldError("csq", "%d is outside 0-31", *u.CSQ)
-	}
-	if u.EmergencyCredit != nil && u.EmergencyCredit.IsNegative() {
-		return FieldError("emergency_credit", "must not be negative")
-	}
-	if u.Health != nil && !u.Health.Valid() {
-		return FieldError("health", "%q is not healthy or unhealthy", *u.Health)
-	}
-	for _, t := range []struct {
-		name string
-		t    *Tariff
-	}{{"tariffs_active", u.TariffsActive}, {"tariffs_future", u.TariffsFuture}} {
-		if t.t != nil {
-			if err := t.t.ValidateAmounts(t.name); err != nil {
-				return err
-			}
-		}
+	c := *u
+	if bad := c.invalid(); len(bad) > 0 {
+		return bad[0]
 	}
 	return nil
 }
@@ -301,9 +287,18 @@ func (u *ShadowUpdate) Validate() error {
 // (or its group's) from being stored.
 func (u *ShadowUpdate) DropInvalid() []string {
 	var out []string
+	for _, err := range u.invalid() {
+		out = append(out, err.Error())
+	}
+	return out
+}
+
+// invalid checks each field, clears the ones that fail, and returns why.
+func (u *ShadowUpdate) invalid() []error {
+	var out []error
 	drop := func(err error, clear func()) {
 		if err != nil {
-			out = append(out, err.Error())
+			out = append(out, err)
 			clear()
 		}
 	}

@@ -109,10 +109,3 @@ func (s *Store) MoveMeterCommand(ctx context.Context, id string, from, to flows.
 	}
 	return tag.RowsAffected() == 1, nil
 }
-
-// SetRegistryFlags writes registry flags a command verified.
-func (s *Store) SetRegistryFlags(ctx context.Context, meterID string, prepay, dst *bool) error {
-	_, err := s.pool.Exec(ctx, `UPDATE flows.meter_registry SET prepay_enabled = coalesce($2, prepay_enabled),
-		daylight_savings_correction_enabled = coalesce($3, daylight_savings_correction_enabled) WHERE id = $1`, meterID, prepay, dst)
-	return translate(err, "meter registry")
-}

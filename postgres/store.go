@@ -331,33 +331,14 @@ func (s *Store) shadow(ctx context.Context, meterID string) (*flows.Shadow, *tim
 	return &sh, lastOnline, nil
 }
 
-// UpdateShadow records reported values (what a meter said): it writes the
-// non-nil fields of u in one statement, so history rows share one
-// timestamp. Operators' tariff changes go through tariff requests instead. ENOTFOUND if the meter has no shadow; EINVALID
-// naming the field for out-of-range values.
+// UpdateShadow records reported values (what a meter said): the non-nil
+// fields of u, in one statement, so history rows share one timestamp —
+// through the one observation path (ApplyObservation), without touching
+// health or freshness. Operators' tariff changes go through tariff
+// requests instead. ENOTFOUND if the meter has no shadow; EINVALID naming
+// the field for out-of-range values.
 func (s *Store) UpdateShadow(ctx context.Context, meterID string, u flows.ShadowUpdate) error {
-	if err := u.Validate(); err != nil {
-		return err
-	}
-	sql, args := shadowUpdateSQL(meterID, u, nil, s.now())
-	if sql == "" {
-		return nil
-	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Reported state, not an operator's request (see the
-		// tariffs_future trigger).
-		if _, err := tx.Exec(ctx, `SELECT set_config('flows.writer', 'sync', true)`); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, sql, args...)
-		if err != nil {
-			return translate(err, "meter shadow")
-		}
-		if tag.RowsAffected() == 0 {
-			return flows.Errorf(flows.ENOTFOUND, "meter %s not found", meterID)
-		}
-		return nil
-	})
+	return s.ApplyObservation(ctx, flows.SyncResult{MeterID: meterID, At: u.At, Shadow: u})
 }
 
 // shadowUpdateSQL builds the UPDATE for u (and freshness groups), or "" when

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -158,10 +157,11 @@ func (s *Store) applyBatch(ctx context.Context, rs []flows.SyncResult, freq, own
 // triggers, the value groups' synced_at, health, the registry fields, the
 // replica outbox. The meter's sync state is left alone. ENOTFOUND when
 // the meter is gone; EINVALID naming the field for a value that cannot
-// be stored (nothing is written then).
+// be stored (nothing is written then). An observation with no time is
+// recorded at the store's now.
 func (s *Store) ApplyObservation(ctx context.Context, r flows.SyncResult) error {
-	if bad := r.Shadow.DropInvalid(); len(bad) > 0 {
-		return flows.Errorf(flows.EINVALID, "%s", strings.Join(bad, "; "))
+	if err := r.Shadow.Validate(); err != nil {
+		return err
 	}
 	b := &pgx.Batch{}
 	b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
