@@ -90,3 +90,47 @@ func TestProfileToIntervals(t *testing.T) {
 		t.Errorf("missing_count %d for a day with 1 interval, want 47", missing)
 	}
 }
+
+// A SMIP day is the 48 UTC half hours of one element's raw readings, in
+// order, with nothing where a half hour was not read.
+func TestSMIPDay(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: "EML1000000022", IPAddress: "127.92.0.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	u := func(v uint32) *uint32 { return &v }
+	recs := []flows.ProfileRecord{
+		{At: day, Status: flows.ProfileValidData, ImportA: u(1000), ImportB: u(50)},
+		{At: day.Add(30 * time.Minute), Status: flows.ProfileValidData, ImportA: u(1100), ImportB: u(60)},
+		{At: day.Add(30 * time.Minute), Status: flows.ProfileValidData, ExportA: u(7)}, // log 2 merges in
+	}
+	if _, _, err := s.StoreProfile(ctx, m.ID, recs); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		element       string
+		first, second int64
+	}{{"A", 1000, 1100}, {"B", 50, 60}} {
+		got, err := s.SMIPDay(ctx, m.ID, c.element, day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 48 || !got[0].At.Equal(day) || !got[47].At.Equal(day.Add(47*30*time.Minute)) {
+			t.Fatalf("element %s: %d half hours from %v", c.element, len(got), got[0].At)
+		}
+		if got[0].ImportWh == nil || *got[0].ImportWh != c.first || *got[1].ImportWh != c.second || got[2].ImportWh != nil {
+			t.Errorf("element %s imports %v %v %v", c.element, got[0].ImportWh, got[1].ImportWh, got[2].ImportWh)
+		}
+	}
+	a, _ := s.SMIPDay(ctx, m.ID, "A", day)
+	if a[0].ExportWh != nil || a[1].ExportWh == nil || *a[1].ExportWh != 7 {
+		t.Errorf("export A: %v %v, want none then 7", a[0].ExportWh, a[1].ExportWh)
+	}
+	if _, err := s.SMIPDay(ctx, m.ID, "C", day); flows.ErrorField(err) != "element" {
+		t.Errorf("element C: %v", err)
+	}
+}

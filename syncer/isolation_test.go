@@ -184,3 +184,31 @@ func TestLinkFailureAfterASignalKeepsTheSignal(t *testing.T) {
 		t.Errorf("csq %v, last online %v: the signal the meter reported was thrown away", st.Shadow.CSQ, st.LastOnline)
 	}
 }
+
+// A meter that refuses some reads stays healthy, and its health says
+// which reads it refused.
+func TestPartialRefusalNamesWhatWasRefused(t *testing.T) {
+	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	r := newRig(t, 1, t0, sim.Faults{})
+	ctx := context.Background()
+	m := r.fleet.Meters()[0]
+	client, err := meterconn.New(meterconn.Config{Attempts: 1, ReadTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meters := refusing{Meters: client, nak: map[emop.ObjectID]bool{emop.ObjVoltage: true}}
+	eng, err := syncer.New(syncer.Config{Store: r.store, NewQueue: queue(r.store), Meters: meters, Owner: "partial", Now: r.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.SyncMeter(ctx, r.ids[m.Spec.Serial], syncer.OnDemand); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.store.MeterStatus(ctx, m.Spec.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Shadow.Health == nil || *st.Shadow.Health != flows.HealthHealthy || !strings.Contains(st.Shadow.HealthDetails, "SyncerVoltage: NAK") {
+		t.Errorf("health %v %q, want healthy naming the refused voltage read", st.Shadow.Health, st.Shadow.HealthDetails)
+	}
+}

@@ -1,0 +1,77 @@
+package http_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flows-energy/flows"
+	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/shopspring/decimal"
+)
+
+// The meter page marks top-ups from the ledger, never from a jump in the
+// balance, and labels a passive twin, offering it no write forms.
+func TestMeterPageMarkersAndTwins(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	ck := session(t, a.base, token(t, flowshttp.RoleOperator, ""))
+	page := func(serial string) string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", a.base+"/meters/"+serial, nil)
+		req.AddCookie(ck)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", serial, resp.StatusCode)
+		}
+		return string(b)
+	}
+	m, err := a.store.MeterBySerial(ctx, "EML1100000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A jump in the balance with no top-up behind it (a corrected reading).
+	for i, b := range []string{"3", "50"} {
+		v := decimal.RequireFromString(b)
+		if err := a.store.UpdateShadow(ctx, m.ID, flows.ShadowUpdate{Balance: &v, At: time.Now().Add(time.Duration(i-3) * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tu, err := a.store.CreateTopup(ctx, m.ID, "98765432109876543210", nil, "", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.store.FinishTopup(ctx, tu.ID, flows.TopupCompleted, "Balance increased", nil, time.Time{}, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	body := page("EML1100000001")
+	js := regexp.MustCompile(`(?s)<script type="application/json" id="topups">(.*?)</script>`).FindStringSubmatch(body)
+	var marks []string
+	if js == nil || json.Unmarshal([]byte(js[1]), &marks) != nil {
+		t.Fatalf("no top-up markers on the page")
+	}
+	if len(marks) != 1 {
+		t.Errorf("markers %v, want the one ledger top-up and not the balance jump", marks)
+	}
+	if !strings.Contains(body, `id="tariff-form"`) || strings.Contains(body, `id="twin-badge"`) {
+		t.Errorf("an active meter's page lacks its forms or says twin")
+	}
+	if _, err := a.store.CreateMeter(ctx, flows.NewMeter{Serial: "EML1100000099", Mode: flows.ModePassive, ESCOCode: "AAA"}); err != nil {
+		t.Fatal(err)
+	}
+	twin := page("EML1100000099")
+	if !strings.Contains(twin, `id="twin-badge"`) || strings.Contains(twin, `id="tariff-form"`) || strings.Contains(twin, `id="token-form"`) ||
+		strings.Contains(twin, `id="sync-btn"`) {
+		t.Errorf("a twin's page: badge or write forms wrong")
+	}
+}
