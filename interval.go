@@ -1,6 +1,10 @@
 package flows
 
-import "time"
+import (
+	"time"
+
+	"github.com/shopspring/decimal"
+)
 
 // ProfileRecord is one half-hour record of a meter's profile logs, as the
 // meter reports it: cumulative register readings in Wh (profile log 1
@@ -53,4 +57,58 @@ func (r ProfileRecord) Validate(now time.Time) error {
 type HalfHourReading struct {
 	At                 time.Time
 	ImportWh, ExportWh *int64
+}
+
+// Profile logs: log 1 holds the cumulative imports, log 2 the exports
+// (with reactive energy and voltage).
+const (
+	ProfileLogImports = 1
+	ProfileLogExports = 2
+)
+
+// ProfileGap is a run of half hours [From, To) that one profile log has
+// not yet given Flows for a meter.
+type ProfileGap struct {
+	Log      int
+	From, To time.Time
+}
+
+// HalfHours is how many half hours the gap spans.
+func (g ProfileGap) HalfHours() int { return int(g.To.Sub(g.From) / (30 * time.Minute)) }
+
+// ProfileHole is a half hour a meter answered for with a later record
+// (its "next available" data): it holds no record there. The backfill
+// asks for a hole at most MaxHoleAttempts times.
+type ProfileHole struct {
+	Log int
+	At  time.Time
+}
+
+// MaxHoleAttempts is how many times a half hour the meter says it does
+// not have is asked for again before the backfill leaves it missing.
+const MaxHoleAttempts = 3
+
+// BucketHalfHour is the intervals API's half-hour bucket (BucketDay is
+// its other).
+const BucketHalfHour Bucket = "hh"
+
+// IntervalPoint is one bucket (a half hour or a UTC day) of one element's
+// consumption, derived from its profile by the one interval rule
+// (flows.profile_deltas): nil kWh where no half hour of the bucket could
+// be derived. HalfHours counts the half hours derived for import.
+type IntervalPoint struct {
+	Start     time.Time        `json:"start"`
+	Element   string           `json:"element"` // A (or the single element) or B
+	ImportKWh *decimal.Decimal `json:"import_kwh"`
+	ExportKWh *decimal.Decimal `json:"export_kwh"`
+	HalfHours int              `json:"half_hours"`
+	Expected  int              `json:"expected"`
+}
+
+// Completeness is the share (0-1) of a meter's expected half hours that
+// are derived over the last 7 and 30 complete UTC days, counted from its
+// commissioning when that is later; nil when no such day has passed.
+type Completeness struct {
+	Last7Days  *decimal.Decimal `json:"last_7_days"`
+	Last30Days *decimal.Decimal `json:"last_30_days"`
 }

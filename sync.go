@@ -73,6 +73,15 @@ type SyncResult struct {
 	// store ("tariffs_active.unit_rate_element_a: …"); they were dropped
 	// from Shadow, the rest is written.
 	Invalid []string
+	// Dropped names records the meter reported that Flows kept out
+	// (profile records out of order, in the future); the rest is stored.
+	Dropped []string
+	// Profile holds the profile-log records read, ProfileHoles the half
+	// hours the meter said it has none for; ProfileBacklog says older
+	// half hours are still missing (for the backfill).
+	Profile        []ProfileRecord
+	ProfileHoles   []ProfileHole
+	ProfileBacklog bool
 	// TouchHealth is false when only registry fields were synced.
 	TouchHealth bool
 }
@@ -84,7 +93,9 @@ type SyncResult struct {
 //   - unreachable: unhealthy, the communication failure;
 //   - a value that cannot be stored: unhealthy, naming the field;
 //   - every read refused: unhealthy ("NAK 4 (…) on every read");
-//   - some reads refused: healthy, naming what was refused.
+//   - some reads refused: healthy, naming what was refused;
+//   - records kept out (profile records out of order, in the future):
+//     healthy, naming them.
 func (r *SyncResult) Verdict() (h Health, details string, ok bool) {
 	switch {
 	case r.Failure != "":
@@ -93,8 +104,15 @@ func (r *SyncResult) Verdict() (h Health, details string, ok bool) {
 		return HealthUnhealthy, "not stored: " + strings.Join(r.Invalid, "; "), false
 	case r.TouchHealth && len(r.Groups) == 0 && len(r.Refused) > 0:
 		return HealthUnhealthy, refusedEverything(r.Refused), false
-	case len(r.Refused) > 0:
-		return HealthHealthy, "refused: " + strings.Join(r.Refused, "; "), true
+	case len(r.Refused) > 0 || len(r.Dropped) > 0:
+		var parts []string
+		if len(r.Refused) > 0 {
+			parts = append(parts, "refused: "+strings.Join(r.Refused, "; "))
+		}
+		if len(r.Dropped) > 0 {
+			parts = append(parts, "kept out: "+strings.Join(r.Dropped, "; "))
+		}
+		return HealthHealthy, strings.Join(parts, "; "), true
 	}
 	return HealthHealthy, "", r.Reached
 }
@@ -147,6 +165,10 @@ type SyncerSpec struct {
 	Group string
 	// SinglePhaseOnly syncers read objects three-phase meters do not have.
 	SinglePhaseOnly bool
+	// ScheduledOnly syncers do not run in an on-demand sync (an
+	// operator's sync must come back in seconds, not after a day of
+	// profile reads).
+	ScheduledOnly bool
 	// Default is the run_frequency migration 0001 seeds for it.
 	Default Frequency
 }
@@ -175,6 +197,8 @@ var Syncers = []SyncerSpec{
 	{Name: "SyncerFirmwareVersion", Default: Daily},
 	{Name: "SyncerPrepayEnabled", SinglePhaseOnly: true, Default: Daily},
 	{Name: "SyncerDaylightSavingsEnabled", SinglePhaseOnly: true, Default: Daily},
+	// Last: its many requests (a day's profile) come after the cheap reads.
+	{Name: "SyncerProfileLogs", Group: "profile", SinglePhaseOnly: true, ScheduledOnly: true, Default: Daily},
 }
 
 // SyncerByName returns the syncer named name (case-sensitive, as

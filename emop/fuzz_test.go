@@ -2,7 +2,9 @@ package emop_test
 
 import (
 	"errors"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/flows-energy/flows/emop"
 )
@@ -81,5 +83,40 @@ func FuzzDecodePayload(f *testing.F) {
 		_, _, _ = emop.ParseProfileLog2Response(p, false)
 		_, _, _ = emop.ParseProfileLog2Response(p, true)
 		_, _ = emop.DecodeTransaction(p)
+	})
+}
+
+// Profile-log answers decode without panicking into records that encode
+// back to an answer decoding to the same records.
+func FuzzProfileLogResponse(f *testing.F) {
+	t0 := time.Date(2026, 6, 2, 4, 30, 0, 0, time.UTC)
+	l1, _ := emop.ProfileLog1Response(t0, []emop.ProfileLog1Record{{Timestamp: t0, Status: emop.StatusValidData, ImportA: 1000, ImportB: 7}})
+	l2, _ := emop.ProfileLog2Response(t0, false, []emop.ProfileLog2Record{{Timestamp: t0, Status: emop.StatusValidData, ActiveExportA: 5, VoltageTenths: 2401}})
+	f.Add(l1)
+	f.Add(l2)
+	f.Add(l1[:20])
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if start, recs, err := emop.ParseProfileLog1Response(p); err == nil {
+			out, err := emop.ProfileLog1Response(start, recs)
+			if err != nil {
+				t.Fatalf("decoded log 1 records do not encode: %v", err)
+			}
+			if _, again, err := emop.ParseProfileLog1Response(out); err != nil || !reflect.DeepEqual(again, recs) {
+				t.Fatalf("log 1 records changed on re-encoding: %+v, then %+v (%v)", recs, again, err)
+			}
+		}
+		for _, twin := range []bool{false, true} {
+			start, recs, err := emop.ParseProfileLog2Response(p, twin)
+			if err != nil {
+				continue
+			}
+			out, err := emop.ProfileLog2Response(start, twin, recs)
+			if err != nil {
+				t.Fatalf("decoded log 2 records do not encode: %v", err)
+			}
+			if _, again, err := emop.ParseProfileLog2Response(out, twin); err != nil || !reflect.DeepEqual(again, recs) {
+				t.Fatalf("log 2 records changed on re-encoding: %+v, then %+v (%v)", recs, again, err)
+			}
+		}
 	})
 }

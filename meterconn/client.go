@@ -373,9 +373,12 @@ func resultOf(err error) string {
 func Detail(err error) string {
 	var nak *emop.NakError
 	var ce *CommError
+	var fe *flows.Error
 	switch {
 	case err == nil:
 		return ""
+	case errors.As(err, &fe):
+		return fe.Error() // says what was wrong, for people
 	case errors.As(err, &ce):
 		if ce.Kind == "crc" {
 			return "CRC errors"

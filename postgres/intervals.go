@@ -2,12 +2,14 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/flows-energy/flows"
 	"github.com/jackc/pgx/v5"
+	"github.com/shopspring/decimal"
 )
 
 // StoreProfile records a meter's profile-log records and derives the
@@ -17,46 +19,175 @@ import (
 // (not a half hour, in the future) are left out and returned, named; the
 // others are stored. It returns how many intervals were derived.
 func (s *Store) StoreProfile(ctx context.Context, meterID string, recs []flows.ProfileRecord) (int, []string, error) {
-	now := s.now()
-	var bad []string
-	var first, last time.Time
 	b := &pgx.Batch{}
+	bad := queueProfile(b, meterID, recs, nil, s.now())
+	if b.Len() == 0 {
+		return 0, bad, nil
+	}
+	n, err := s.sendProfile(ctx, b)
+	return n, bad, err
+}
+
+// StoreProfileRead stores what a profile backfill read: records (as
+// StoreProfile, dropping those it cannot keep) and the half hours the
+// meter said it holds nothing for, each counted as one more attempt.
+func (s *Store) StoreProfileRead(ctx context.Context, meterID string, recs []flows.ProfileRecord, holes []flows.ProfileHole) (int, error) {
+	b := &pgx.Batch{}
+	queueProfile(b, meterID, recs, holes, s.now())
+	if b.Len() == 0 {
+		return 0, nil
+	}
+	return s.sendProfile(ctx, b)
+}
+
+// sendProfile runs a queueProfile batch in one transaction and returns the
+// number of intervals derived (its last statement).
+func (s *Store) sendProfile(ctx context.Context, b *pgx.Batch) (int, error) {
+	var derived int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		br := tx.SendBatch(ctx, b)
+		for range b.Len() - 1 {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
+			}
+		}
+		if err := br.QueryRow().Scan(&derived); err != nil {
+			br.Close()
+			return err
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return 0, translate(err, "profile records")
+	}
+	return derived, nil
+}
+
+// queueProfile adds to a batch the writes of profile records and holes
+// for one meter: records merged per half hour (log 1 and log 2 of one
+// read fill one row), holes filled by a record removed, the others
+// counted, and last the derivation of the intervals the records bound.
+// It returns the records it left out, named.
+func queueProfile(b *pgx.Batch, meterID string, recs []flows.ProfileRecord, holes []flows.ProfileHole, now time.Time) []string {
+	var bad []string
+	merged := map[time.Time]*flows.ProfileRecord{}
+	var order []time.Time
 	for _, r := range recs {
 		if err := r.Validate(now); err != nil {
 			bad = append(bad, err.Error())
 			continue
 		}
 		at := r.At.UTC()
+		m, ok := merged[at]
+		if !ok {
+			c := r
+			c.At = at
+			merged[at] = &c
+			order = append(order, at)
+			continue
+		}
+		m.Status |= r.Status
+		for _, f := range [][2]**uint32{{&m.ImportA, &r.ImportA}, {&m.ImportB, &r.ImportB}, {&m.ExportA, &r.ExportA}, {&m.ExportB, &r.ExportB}} {
+			if *f[1] != nil {
+				*f[0] = *f[1]
+			}
+		}
+	}
+	type key struct {
+		log int
+		at  time.Time
+	}
+	seen := map[key]bool{}
+	var holeLogs []int16
+	var holeAt []time.Time
+	for _, h := range holes {
+		k := key{h.Log, h.At.UTC()}
+		if seen[k] || (h.Log != flows.ProfileLogImports && h.Log != flows.ProfileLogExports) {
+			continue
+		}
+		seen[k] = true
+		holeLogs, holeAt = append(holeLogs, int16(h.Log)), append(holeAt, k.at)
+	}
+	if len(order) == 0 && len(holeAt) == 0 {
+		return bad
+	}
+	ts := make([]time.Time, len(order))
+	status := make([]int32, len(order))
+	ia, ib, ea, eb := make([]*int64, len(order)), make([]*int64, len(order)), make([]*int64, len(order)), make([]*int64, len(order))
+	var first, last time.Time
+	for i, at := range order {
+		r := merged[at]
+		ts[i], status[i] = at, int32(r.Status)
+		ia[i], ib[i], ea[i], eb[i] = wh(r.ImportA), wh(r.ImportB), wh(r.ExportA), wh(r.ExportB)
 		if first.IsZero() || at.Before(first) {
 			first = at
 		}
 		if at.After(last) {
 			last = at
 		}
+	}
+	if len(order) > 0 {
 		b.Queue(`INSERT INTO flows.meter_profile (meter_id, "timestamp", status, import_a_wh, import_b_wh, export_a_wh, export_b_wh)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			SELECT $1, t, s, ia, ib, ea, eb FROM unnest($2::timestamptz[], $3::int[], $4::int8[], $5::int8[], $6::int8[], $7::int8[]) AS x(t, s, ia, ib, ea, eb)
 			ON CONFLICT (meter_id, "timestamp") DO UPDATE SET status = EXCLUDED.status, read_at = now(),
 				import_a_wh = coalesce(EXCLUDED.import_a_wh, meter_profile.import_a_wh),
 				import_b_wh = coalesce(EXCLUDED.import_b_wh, meter_profile.import_b_wh),
 				export_a_wh = coalesce(EXCLUDED.export_a_wh, meter_profile.export_a_wh),
 				export_b_wh = coalesce(EXCLUDED.export_b_wh, meter_profile.export_b_wh)`,
-			meterID, at, int(r.Status), wh(r.ImportA), wh(r.ImportB), wh(r.ExportA), wh(r.ExportB))
+			meterID, ts, status, ia, ib, ea, eb)
+		b.Queue(`DELETE FROM flows.meter_profile_hole h USING flows.meter_profile p
+			WHERE h.meter_id = $1 AND p.meter_id = $1 AND p."timestamp" = h."timestamp" AND p."timestamp" = ANY($2::timestamptz[])
+			  AND (CASE WHEN h.log = 1 THEN p.import_a_wh ELSE p.export_a_wh END) IS NOT NULL`, meterID, ts)
 	}
-	if b.Len() == 0 {
-		return 0, bad, nil
+	if len(holeAt) > 0 {
+		b.Queue(`INSERT INTO flows.meter_profile_hole (meter_id, log, "timestamp")
+			SELECT $1, l, t FROM unnest($2::smallint[], $3::timestamptz[]) AS x(l, t)
+			ON CONFLICT (meter_id, log, "timestamp") DO UPDATE SET attempts = meter_profile_hole.attempts + 1, last_at = now()`,
+			meterID, holeLogs, holeAt)
 	}
-	var derived int
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return translate(err, "profile records")
-		}
-		// The interval ending at the first record starts half an hour before.
-		return tx.QueryRow(ctx, `SELECT flows.derive_register_intervals($1, $2, $3)`, meterID, first.Add(-30*time.Minute), last).Scan(&derived)
-	})
+	if len(order) == 0 {
+		b.Queue(`SELECT 0`)
+		return bad
+	}
+	// The interval ending at the first record starts half an hour before;
+	// the one starting at the last may end at a record already stored.
+	b.Queue(`SELECT flows.derive_register_intervals($1, $2, $3)`, meterID, first.Add(-30*time.Minute), last.Add(30*time.Minute))
+	return bad
+}
+
+// ProfileGaps returns, per log, the runs of half hours in [from, to) that
+// no stored record covers (log 1: import A; log 2: export A), from the
+// meter's commissioning (its earliest enabled register's start_time) when
+// that is later, leaving out half hours the meter has said
+// MaxHoleAttempts times it holds no record for. Oldest first.
+func (s *Store) ProfileGaps(ctx context.Context, meterID string, from, to time.Time) ([]flows.ProfileGap, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH bounds AS (
+			SELECT greatest($2::timestamptz, coalesce((SELECT min(start_time) FROM flows.meter_registers
+			       WHERE meter_id = $1 AND status = 'enabled'), '-infinity')) AS f),
+		hh AS (
+			SELECT h FROM bounds, generate_series(date_bin('30 minutes', f - interval '1 microsecond', timestamptz '2000-01-01 00:00:00+00') + interval '30 minutes',
+			                                      $3::timestamptz - interval '30 minutes', interval '30 minutes') AS h),
+		missing AS (
+			SELECT l.log, hh.h FROM hh CROSS JOIN (VALUES (1), (2)) AS l(log)
+			WHERE NOT EXISTS (SELECT 1 FROM flows.meter_profile p WHERE p.meter_id = $1 AND p."timestamp" = hh.h
+			                  AND (CASE WHEN l.log = 1 THEN p.import_a_wh ELSE p.export_a_wh END) IS NOT NULL)
+			  AND NOT EXISTS (SELECT 1 FROM flows.meter_profile_hole x WHERE x.meter_id = $1 AND x.log = l.log AND x."timestamp" = hh.h
+			                  AND x.attempts >= $4)),
+		runs AS (
+			SELECT log, h, h - (row_number() OVER (PARTITION BY log ORDER BY h)) * interval '30 minutes' AS grp FROM missing)
+		SELECT log, min(h), max(h) + interval '30 minutes' FROM runs GROUP BY log, grp ORDER BY 2, 1`,
+		meterID, from.UTC(), to.UTC(), flows.MaxHoleAttempts)
 	if err != nil {
-		return 0, bad, translate(err, "profile records")
+		return nil, translate(err, "profile gaps")
 	}
-	return derived, bad, nil
+	return collect(rows, "profile gaps", func(row pgx.Row) (*flows.ProfileGap, error) {
+		var g flows.ProfileGap
+		err := row.Scan(&g.Log, &g.From, &g.To)
+		g.From, g.To = g.From.UTC(), g.To.UTC()
+		return &g, err
+	})
 }
 
 func wh(v *uint32) *int64 {
@@ -92,4 +223,89 @@ func (s *Store) SMIPDay(ctx context.Context, meterID, element string, day time.T
 		r.At = r.At.UTC()
 		return &r, err
 	})
+}
+
+// Longest spans the intervals query serves in one call.
+const (
+	maxHalfHourSpan = 31 * 24 * time.Hour
+	maxDaySpan      = 366 * 24 * time.Hour
+)
+
+// Intervals returns a meter's consumption per half hour or per UTC day in
+// [from, to), for element A (the single element on single-element meters)
+// and, where the meter reports it, B: every bucket of the range, with nil
+// kWh where nothing could be derived, so gaps show. from and to must fall
+// on the bucket's boundaries; EINVALID naming the field otherwise.
+func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Time, bucket flows.Bucket) ([]flows.IntervalPoint, error) {
+	step, span := 30*time.Minute, maxHalfHourSpan
+	switch bucket {
+	case flows.BucketHalfHour:
+	case flows.BucketDay:
+		step, span = 24*time.Hour, maxDaySpan
+	default:
+		return nil, flows.FieldError("bucket", "%q is not hh or day", bucket)
+	}
+	from, to = from.UTC(), to.UTC()
+	switch {
+	case !from.Equal(from.Truncate(step)):
+		return nil, flows.FieldError("from", "%s does not start a %s", from.Format(time.RFC3339), bucketName(bucket))
+	case !to.Equal(to.Truncate(step)):
+		return nil, flows.FieldError("to", "%s does not start a %s", to.Format(time.RFC3339), bucketName(bucket))
+	case !to.After(from):
+		return nil, flows.FieldError("to", "must be after from")
+	case to.Sub(from) > span:
+		return nil, flows.FieldError("to", "at most %d days after from for bucket %s", int(span/(24*time.Hour)), bucket)
+	}
+	rows, err := s.pool.Query(ctx, `
+		WITH e(element) AS (VALUES ('A'), ('B')),
+		     b AS (SELECT h FROM generate_series($2::timestamptz, $3::timestamptz - $4::interval, $4::interval) AS h),
+		     d AS (SELECT * FROM flows.profile_deltas($1, $2, $3)),
+		     has_b AS (SELECT EXISTS (SELECT 1 FROM d WHERE element = 'B')
+		               OR EXISTS (SELECT 1 FROM flows.meter_registers WHERE meter_id = $1 AND element = 'B' AND status = 'enabled') AS yes)
+		SELECT b.h, e.element, sum(d.import_wh), sum(d.export_wh), count(d.import_wh)::int,
+		       (extract(epoch FROM $4::interval) / 1800)::int
+		FROM b CROSS JOIN e
+		LEFT JOIN d ON d.element = e.element AND d."timestamp" >= b.h AND d."timestamp" < b.h + $4::interval
+		WHERE e.element = 'A' OR (SELECT yes FROM has_b)
+		GROUP BY b.h, e.element ORDER BY e.element, b.h`, meterID, from, to, step)
+	if err != nil {
+		return nil, translate(err, "intervals")
+	}
+	return collect(rows, "intervals", func(row pgx.Row) (*flows.IntervalPoint, error) {
+		var p flows.IntervalPoint
+		var imp, exp *int64
+		if err := row.Scan(&p.Start, &p.Element, &imp, &exp, &p.HalfHours, &p.Expected); err != nil {
+			return nil, err
+		}
+		p.Start = p.Start.UTC()
+		p.ImportKWh, p.ExportKWh = kwhOf(imp), kwhOf(exp)
+		return &p, nil
+	})
+}
+
+func bucketName(b flows.Bucket) string {
+	if b == flows.BucketDay {
+		return "UTC day"
+	}
+	return "half hour"
+}
+
+func kwhOf(wh *int64) *decimal.Decimal {
+	if wh == nil {
+		return nil
+	}
+	d := decimal.New(*wh, -3)
+	return &d
+}
+
+// Completeness returns the share of a meter's expected half hours derived
+// over the last 7 and 30 complete UTC days (flows.meter_interval_completeness).
+func (s *Store) Completeness(ctx context.Context, meterID string) (flows.Completeness, error) {
+	var c flows.Completeness
+	err := s.pool.QueryRow(ctx, `SELECT complete_7d, complete_30d FROM flows.meter_interval_completeness WHERE meter_id = $1`, meterID).
+		Scan(&c.Last7Days, &c.Last30Days)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, nil // no enabled register: nothing expected
+	}
+	return c, translate(err, "completeness")
 }

@@ -66,15 +66,18 @@ func TestProfileToIntervals(t *testing.T) {
 	if got, want := intervals(regA.RegisterID), "00:00=0.250"; got != want {
 		t.Errorf("element A intervals\n got %s\nwant %s", got, want)
 	}
-	// The status is the record's: B is spoiled at the same half hours.
-	if got, want := intervals(regB.RegisterID), "00:00=0.040 02:30=0.040 03:00=0.040"; got != want {
+	// The status is the record's, and so is the backwards flag: B is
+	// spoiled at the same half hours.
+	if got, want := intervals(regB.RegisterID), "00:00=0.040"; got != want {
 		t.Errorf("reversed element B counts export\n got %s\nwant %s", got, want)
 	}
 	var negative, flagged int
 	_ = s.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE kwh < 0) FROM flows.register_interval_hh`).Scan(&negative)
+	var backwards string
 	_ = s.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE reset OR power_fail) FROM flows.meter_profile WHERE meter_id = $1`, m.ID).Scan(&flagged)
-	if negative != 0 || flagged != 2 {
-		t.Errorf("%d negative intervals, %d flagged raw records (want 0 and 2)", negative, flagged)
+	_ = s.Pool().QueryRow(ctx, `SELECT coalesce(string_agg(to_char("timestamp" AT TIME ZONE 'UTC', 'HH24:MI'), ' '), '') FROM flows.meter_profile WHERE meter_id = $1 AND non_monotonic`, m.ID).Scan(&backwards)
+	if negative != 0 || flagged != 2 || backwards != "03:00" {
+		t.Errorf("%d negative intervals, %d flagged raw records, non-monotonic at %q (want 0, 2 and 03:00)", negative, flagged, backwards)
 	}
 	// Reading the same half hours again changes nothing.
 	again, _, err := s.StoreProfile(ctx, m.ID, recs[:len(recs)-1])

@@ -27,11 +27,14 @@ const (
 
 // Units: money in 1e-5 GBP (as meters hold it), energy in joules (W·s).
 const (
-	jPerKWh     = 3_600_000
-	secondsDay  = 86_400
-	segmentMax  = 5 * time.Minute // longest stretch integrated at one power
-	eventCap    = 100             // events a meter keeps (10 blocks of 10)
-	profileKeep = 96              // half-hourly snapshots kept (48 h)
+	jPerKWh    = 3_600_000
+	secondsDay = 86_400
+	segmentMax = 5 * time.Minute // longest stretch integrated at one power
+	eventCap   = 100             // events a meter keeps (10 blocks of 10)
+	// DefaultProfileDays is how many days of half-hourly records a meter's
+	// profile logs hold unless its Spec says otherwise: real logs are
+	// finite, and older records are overwritten.
+	DefaultProfileDays = 35
 )
 
 // Tariff is a meter tariff in meter units (1e-5 GBP). RateA lives in block
@@ -88,18 +91,29 @@ type State struct {
 	NoSCPowerOff bool              `json:"no_standing_charge_power_fail"`
 	TimeSwitchA  []byte            `json:"time_switch_a"`
 	TimeSwitchB  []byte            `json:"time_switch_b"`
-	Profile      []Snapshot        `json:"profile"` // oldest first
-	LastUpdate   time.Time         `json:"last_update"`
+	// Profile is the profile log, one entry per half hour from
+	// ProfileStart, oldest first; an entry with status 0 is a half hour
+	// the meter holds no record for (it was off).
+	Profile      []Snapshot `json:"profile"`
+	ProfileStart time.Time  `json:"profile_start"`
+	// PowerOffUntil is the end of a power cut in progress: the meter
+	// neither consumes, records nor answers before it.
+	PowerOffUntil time.Time `json:"power_off_until,omitzero"`
+	// NextStatus is OR-ed into the next record's status (a power failure
+	// or a counter reset it has to report).
+	NextStatus uint16    `json:"next_status,omitempty"`
+	LastUpdate time.Time `json:"last_update"`
 }
 
-// Snapshot is a half-hourly register snapshot (profile logs 1 and 2).
+// Snapshot is one half-hour record of the profile logs: cumulative Wh at
+// the half hour (what the registers read then), voltage, record status.
 type Snapshot struct {
-	At      time.Time `json:"at"`
-	ImportA uint32    `json:"ia"`
-	ImportB uint32    `json:"ib"`
-	ExportA uint32    `json:"ea"`
-	ExportB uint32    `json:"eb"`
-	Voltage uint16    `json:"v"`
+	ImportA uint32 `json:"ia"`
+	ImportB uint32 `json:"ib"`
+	ExportA uint32 `json:"ea"`
+	ExportB uint32 `json:"eb"`
+	Voltage uint16 `json:"v"`
+	Status  uint16 `json:"s"`
 }
 
 // Meter is one simulated meter. Its methods are safe for concurrent use.
@@ -258,6 +272,9 @@ func (m *Meter) advance(now time.Time) {
 		if lim := from.Add(segmentMax); lim.Before(to) {
 			to = lim
 		}
+		if back := m.st.PowerOffUntil; back.After(from) && back.Before(to) {
+			to = back
+		}
 		pending := !m.st.FutureDone && m.st.Future.Activation != 0
 		if pending {
 			if at := m.activationAt(from); at.After(from) && at.Before(to) {
@@ -266,6 +283,9 @@ func (m *Meter) advance(now time.Time) {
 		}
 		m.integrate(from, to)
 		m.st.LastUpdate = to
+		if m.poweredOff(from) && !m.poweredOff(to) {
+			m.event(to, EventPowerUp)
+		}
 		if pending && m.wallSeconds(to) >= int64(m.st.Future.Activation) {
 			m.st.Active = m.st.Future
 			m.st.Active.Activation = 0
@@ -284,8 +304,11 @@ func (m *Meter) integrate(from, to time.Time) {
 		return
 	}
 	pa, pb, solar := m.power(from)
-	if !m.st.Connected {
+	if !m.st.Connected || m.poweredOff(from) {
 		pa, pb = 0, 0
+	}
+	if m.poweredOff(from) {
+		solar = 0
 	}
 	ea, eb := pa*dt, pb*dt
 	m.st.ImportJ[0] += ea
@@ -322,13 +345,78 @@ func (m *Meter) integrate(from, to time.Time) {
 	}
 }
 
+// snapshot writes the profile record of half hour at: the registers as
+// they read now, or no record while the power is off.
 func (m *Meter) snapshot(at time.Time) {
-	s := Snapshot{At: at, ImportA: uint32(m.st.ImportJ[0] / 3600), ImportB: uint32(m.st.ImportJ[1] / 3600),
-		ExportA: uint32(m.st.ExportJ[0] / 3600), ExportB: uint32(m.st.ExportJ[1] / 3600), Voltage: m.voltage(at)}
-	m.st.Profile = append(m.st.Profile, s)
-	if len(m.st.Profile) > profileKeep {
-		m.st.Profile = append(m.st.Profile[:0:0], m.st.Profile[len(m.st.Profile)-profileKeep:]...)
+	s := Snapshot{}
+	if !m.poweredOff(at) {
+		s = Snapshot{ImportA: uint32(m.st.ImportJ[0] / 3600), ImportB: uint32(m.st.ImportJ[1] / 3600),
+			ExportA: uint32(m.st.ExportJ[0] / 3600), ExportB: uint32(m.st.ExportJ[1] / 3600), Voltage: m.voltage(at),
+			Status: emop.StatusValidData | m.st.NextStatus}
+		m.st.NextStatus = 0
 	}
+	if len(m.st.Profile) == 0 {
+		m.st.ProfileStart = at
+	}
+	// Half hours the model skipped (none in normal running) hold nothing.
+	for next := m.st.ProfileStart.Add(time.Duration(len(m.st.Profile)) * 30 * time.Minute); next.Before(at); next = next.Add(30 * time.Minute) {
+		m.st.Profile = append(m.st.Profile, Snapshot{})
+	}
+	m.st.Profile = append(m.st.Profile, s)
+	// Drop the oldest records in steps, not one copy per half hour.
+	keep := m.profileDepth()
+	if len(m.st.Profile) > keep+keep/8 {
+		drop := len(m.st.Profile) - keep
+		m.st.Profile = append(m.st.Profile[:0:0], m.st.Profile[drop:]...)
+		m.st.ProfileStart = m.st.ProfileStart.Add(time.Duration(drop) * 30 * time.Minute)
+	}
+}
+
+// profileDepth is how many half-hour records the log holds.
+func (m *Meter) profileDepth() int {
+	days := m.Spec.ProfileDays
+	if days <= 0 {
+		days = DefaultProfileDays
+	}
+	return days * 48
+}
+
+// poweredOff reports whether a power cut is in progress at t.
+func (m *Meter) poweredOff(t time.Time) bool { return t.Before(m.st.PowerOffUntil) }
+
+// PowerCut cuts the meter's supply from now for d: it consumes nothing,
+// records nothing and answers nothing until the power returns, and the
+// first record after it carries the power-failure flag.
+func (m *Meter) PowerCut(now time.Time, d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.advance(now)
+	m.st.PowerOffUntil = now.Add(d)
+	m.st.NextStatus |= emop.StatusPowerFail
+	m.event(now, EventPowerDown)
+}
+
+// ResetCounters zeroes the meter's energy registers at now, as a counter
+// reset does; the next profile record carries the reset flag.
+func (m *Meter) ResetCounters(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.advance(now)
+	m.st.ImportJ, m.st.ExportJ = [2]int64{}, [2]int64{}
+	m.st.NextStatus |= emop.StatusReset
+}
+
+// ProfileRecord returns the meter's own profile record for half hour at
+// (its state advanced to now), and false when it holds none.
+func (m *Meter) ProfileRecord(now, at time.Time) (Snapshot, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.advance(now)
+	i := int(at.Sub(m.st.ProfileStart) / (30 * time.Minute))
+	if at.Before(m.st.ProfileStart) || i >= len(m.st.Profile) || m.st.Profile[i].Status == 0 {
+		return Snapshot{}, false
+	}
+	return m.st.Profile[i], true
 }
 
 func (m *Meter) voltage(at time.Time) uint16 {

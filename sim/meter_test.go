@@ -299,3 +299,47 @@ func TestSimulatorEventIDsAreNamedByMigration(t *testing.T) {
 		}
 	}
 }
+
+// The profile log holds, at every half hour, what the registers read then;
+// it keeps ProfileDays of records; a request for a time before its first
+// record (or inside a power cut) is answered with the next records it has.
+func TestProfileLogAgreesWithRegistersAndIsFinite(t *testing.T) {
+	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	s := spec("EML1000000009", "twin")
+	s.ProfileDays = 2
+	m := sim.NewMeter(s, t0)
+	regs := map[time.Time][2]uint32{}
+	for now := t0; !now.After(t0.Add(4 * 24 * time.Hour)); now = now.Add(30 * time.Minute) {
+		st := m.State(now)
+		regs[now] = [2]uint32{uint32(st.ImportJ[0] / 3600), uint32(st.ImportJ[1] / 3600)}
+	}
+	end := t0.Add(4 * 24 * time.Hour)
+	for at, want := range regs {
+		rec, ok := m.ProfileRecord(end, at)
+		switch {
+		case at.Before(end.Add(-3*24*time.Hour)) && ok:
+			t.Errorf("%s: still held after more than ProfileDays", at)
+		case at.After(end.Add(-2*24*time.Hour)) && !ok:
+			t.Errorf("%s: not held within ProfileDays", at)
+		case ok && (rec.ImportA != want[0] || rec.ImportB != want[1] || rec.Status != emop.StatusValidData):
+			t.Errorf("%s: record %+v, registers read %v", at, rec, want)
+		}
+	}
+	// Asking from the first day: the answer starts at the oldest record held.
+	req, _ := emop.ProfileLogRequest(emop.FormatProfileLog1, t0)
+	resp := m.Handle(emop.Frame{Control: emop.Control(0, 0), Data: req}, end)
+	_, recs, err := emop.ParseProfileLog1Response(resp.Data)
+	if err != nil || len(recs) != emop.ProfileLog1PerResponse || !recs[0].Timestamp.After(end.Add(-3*24*time.Hour)) {
+		t.Errorf("a request before the log's start: %v %v", recs, err)
+	}
+	// A power cut: no records during it, the first after it flagged.
+	cut := end.Add(time.Hour)
+	m.PowerCut(cut, 90*time.Minute)
+	after := cut.Add(3 * time.Hour)
+	req, _ = emop.ProfileLogRequest(emop.FormatProfileLog1, cut.Add(30*time.Minute))
+	resp = m.Handle(emop.Frame{Control: emop.Control(0, 0), Data: req}, after)
+	_, recs, err = emop.ParseProfileLog1Response(resp.Data)
+	if err != nil || len(recs) == 0 || !recs[0].Timestamp.Equal(cut.Add(90*time.Minute)) || recs[0].Status != emop.StatusValidData|emop.StatusPowerFail {
+		t.Errorf("after a power cut from %s: %+v %v", cut.Format("15:04"), recs, err)
+	}
+}

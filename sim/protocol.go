@@ -97,32 +97,44 @@ func (m *Meter) eventBlock(idx int) []emop.Event {
 	return out
 }
 
-// profile answers a profile-log request with the snapshots from the first
-// one at or after from (meters return the next data they have).
+// profile answers a profile-log request as a meter does: with the records
+// from the first one it holds at or after from (its next available data,
+// however far ahead), as many as one response carries.
 func (m *Meter) profile(format byte, from time.Time) ([]byte, error) {
-	var recs []Snapshot
-	for _, s := range m.st.Profile {
-		if !s.At.Before(from) {
-			recs = append(recs, s)
+	twin := m.Spec.Layout == "twin"
+	n := emop.ProfileLog1PerResponse
+	if format == emop.FormatProfileLog2 {
+		_, n = emop.ProfileLog2Layout(twin)
+	}
+	type rec struct {
+		at time.Time
+		s  Snapshot
+	}
+	var recs []rec
+	i := 0
+	if from.After(m.st.ProfileStart) {
+		i = int(min((from.Unix()-m.st.ProfileStart.Unix()+1799)/1800, int64(len(m.st.Profile)))) // in seconds: no Duration overflow
+	}
+	for ; i < len(m.st.Profile) && len(recs) < n; i++ {
+		if s := m.st.Profile[i]; s.Status != 0 {
+			recs = append(recs, rec{m.st.ProfileStart.Add(time.Duration(i) * 30 * time.Minute), s})
 		}
 	}
-	twin := m.Spec.Layout == "twin"
 	if format == emop.FormatProfileLog1 {
-		var out []emop.ProfileLog1Record
-		for i := 0; i < len(recs) && i < emop.ProfileLog1PerResponse; i++ {
-			out = append(out, emop.ProfileLog1Record{Timestamp: recs[i].At, Status: emop.StatusValidData, ImportA: recs[i].ImportA, ImportB: recs[i].ImportB})
+		out := make([]emop.ProfileLog1Record, 0, len(recs))
+		for _, r := range recs {
+			out = append(out, emop.ProfileLog1Record{Timestamp: r.at, Status: r.s.Status, ImportA: r.s.ImportA, ImportB: r.s.ImportB})
 		}
 		return emop.ProfileLog1Response(from, out)
 	}
-	_, n := emop.ProfileLog2Layout(twin)
-	var out []emop.ProfileLog2Record
-	for i := 0; i < len(recs) && i < n; i++ {
-		r := emop.ProfileLog2Record{Timestamp: recs[i].At, Status: emop.StatusValidData, ActiveExportA: recs[i].ExportA,
-			ReactiveImportA: recs[i].ImportA / 10, VoltageTenths: recs[i].Voltage}
+	out := make([]emop.ProfileLog2Record, 0, len(recs))
+	for _, r := range recs {
+		x := emop.ProfileLog2Record{Timestamp: r.at, Status: r.s.Status, ActiveExportA: r.s.ExportA,
+			ReactiveImportA: r.s.ImportA / 10, VoltageTenths: r.s.Voltage}
 		if twin {
-			r.ActiveExportB, r.ReactiveImportB = recs[i].ExportB, recs[i].ImportB/10
+			x.ActiveExportB, x.ReactiveImportB = r.s.ExportB, r.s.ImportB/10
 		}
-		out = append(out, r)
+		out = append(out, x)
 	}
 	return emop.ProfileLog2Response(from, twin, out)
 }

@@ -155,9 +155,12 @@ func (f *Fleet) handle(m *Meter, conn net.Conn) {
 	fl := m.Faults()
 	m.mu.Lock()
 	early := fl.MinGap > 0 && time.Since(m.lastEnd) < fl.MinGap
+	off := m.poweredOff(f.clock.Now())
 	m.mu.Unlock()
-	if early {
-		return // not ready yet: the real meter drops back-to-back requests
+	if early || off {
+		// Not ready yet (the real meter drops back-to-back requests), or
+		// no power: its modem is down with it.
+		return
 	}
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
 	req, _, err := emop.ReadFrame(conn)

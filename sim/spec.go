@@ -26,6 +26,7 @@ type Spec struct {
 	ClockOffset  time.Duration   `json:"clock_offset,omitempty"`
 	BaseCSQ      int             `json:"base_csq,omitempty"`
 	StartBalance decimal.Decimal `json:"start_balance,omitzero"`
+	ProfileDays  int             `json:"profile_days,omitempty"` // profile log depth (DefaultProfileDays)
 	Faults       Faults          `json:"faults,omitzero"`
 }
 

@@ -58,6 +58,13 @@ type Store interface {
 	// ApplySyncs writes what it can and returns the meters it could not.
 	ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq, owner string) ([]flows.SkippedSync, error)
 	LastEventTime(ctx context.Context, meterID string) (time.Time, error)
+	// ProfileGaps returns the half hours in [from, to) a meter's profile
+	// logs have not given (clipped to its commissioning), except holes
+	// asked for MaxHoleAttempts times.
+	ProfileGaps(ctx context.Context, meterID string, from, to time.Time) ([]flows.ProfileGap, error)
+	// StoreProfileRead stores profile records and holes read outside a
+	// sync (the backfill) and derives the intervals they complete.
+	StoreProfileRead(ctx context.Context, meterID string, recs []flows.ProfileRecord, holes []flows.ProfileHole) (int, error)
 }
 
 // JobQueue is the job queue the engine works: a River client
@@ -83,8 +90,12 @@ type Config struct {
 	ScheduleEvery time.Duration
 	// SyncTimeout bounds one meter's sync (3 min).
 	SyncTimeout time.Duration
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// BackfillDays is how far back a meter's profile is collected (30):
+	// a new meter is backfilled from then, or from its commissioning
+	// (its earliest enabled register's start_time) when that is later.
+	BackfillDays int
+	Now          func() time.Time
+	Logger       *slog.Logger
 }
 
 // Engine runs scheduled and on-demand syncs.
@@ -139,6 +150,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.SyncTimeout <= 0 {
 		cfg.SyncTimeout = 3 * time.Minute
 	}
+	if cfg.BackfillDays <= 0 {
+		cfg.BackfillDays = 30
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -150,11 +164,15 @@ func New(cfg Config) (*Engine, error) {
 	river.AddWorker(workers, river.WorkFunc(e.workSync))
 	river.AddWorker(workers, river.WorkFunc(e.workSchedule))
 	river.AddWorker(workers, river.WorkFunc(e.workGroup))
+	river.AddWorker(workers, river.WorkFunc(e.workBackfill))
 	if cfg.Store == nil || cfg.NewQueue == nil {
 		return nil, flows.Errorf(flows.EINVALID, "sync engine: Store and NewQueue are required")
 	}
 	client, err := cfg.NewQueue(&river.Config{
 		Queues: map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Workers}, GroupQueue: {MaxWorkers: groupJobs},
+			// Backfills read for minutes per meter: a few at a time, apart
+			// from the workers that keep the fleet fresh.
+			ProfileQueue:       {MaxWorkers: max(1, cfg.Workers/10)},
 			river.QueueDefault: {MaxWorkers: 2}},
 		Workers: workers,
 		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.ScheduleEvery),
@@ -378,6 +396,9 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 		}
 	}
 	for _, r := range apply {
+		if r.ProfileBacklog {
+			e.queueBackfill(context.WithoutCancel(ctx), r.MeterID)
+		}
 		_, detail, ok := r.Verdict()
 		if msg, bad := notStored[r.MeterID]; bad {
 			detail, ok = "not stored: the sync result: "+msg, false
@@ -409,6 +430,9 @@ func (e *Engine) syncMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 	if err := e.cfg.Store.ApplySync(context.WithoutCancel(ctx), *res, freq, e.cfg.Owner); err != nil {
 		return nil, err
 	}
+	if res.ProfileBacklog {
+		e.queueBackfill(context.WithoutCancel(ctx), m.ID)
+	}
 	return res, nil
 }
 
@@ -432,12 +456,13 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 		lastEvent: func() (time.Time, error) {
 			return e.cfg.Store.LastEventTime(ctx, m.ID)
 		},
+		profileGaps: e.profileGaps(ctx, m.ID, e.cfg.Now()),
 	}
 	for _, s := range flows.Syncers {
 		if f, ok := freqs[s.Name]; !ok || (freq != OnDemand && string(f) != freq) {
 			continue
 		}
-		if s.SinglePhaseOnly && emop.IsThreePhase(m.Hardware) {
+		if s.SinglePhaseOnly && emop.IsThreePhase(m.Hardware) || s.ScheduledOnly && freq == OnDemand {
 			continue
 		}
 		if !s.RegistryOnly() {

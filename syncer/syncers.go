@@ -25,7 +25,10 @@ type call struct {
 	meter     *flows.Meter
 	now       time.Time
 	lastEvent func() (time.Time, error)
-	res       *flows.SyncResult
+	// profileGaps returns the meter's missing profile half hours in
+	// [from, to), clipped to the backfill window.
+	profileGaps func(from, to time.Time) ([]flows.ProfileGap, error)
+	res         *flows.SyncResult
 }
 
 // Read implements meterop.Reader, noting that the meter answered.
@@ -170,7 +173,8 @@ var runs = map[string]func(ctx context.Context, c *call) error{
 		}
 		return nil
 	},
-	"SyncerEventLog": syncEvents,
+	"SyncerEventLog":    syncEvents,
+	"SyncerProfileLogs": syncProfile,
 	"SyncerHardware": func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjHardware)
 		if err != nil {

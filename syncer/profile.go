@@ -1,0 +1,327 @@
+package syncer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/meterconn"
+	"github.com/riverqueue/river"
+)
+
+// Profile collection.
+//
+// The daily SyncerProfileLogs run reads what profile logs 1 and 2 hold
+// that Flows has not stored, over the last ProfileDailyWindow before the
+// last complete half hour; gaps older than that (a new meter, a meter back
+// from an outage) are left to a backfill job per meter, at low priority in
+// a queue of its own, so it never takes a worker from the hourly set. The
+// backfill reads at most a day of each log per run and comes back until
+// the meter is complete or has said, MaxHoleAttempts times, that it holds
+// nothing for what is missing.
+//
+// Reads follow the reference downloader's chunks: log 1 two hours a
+// request (four records; a response carries five), log 2 one and a half
+// hours on single-element meters and one hour on twin-element ones. A
+// meter answers with the next records it has, which may be later than
+// asked (even months): the half hours it skipped are holes, the chunk
+// moves on from what it returned, and a meter that returned fewer
+// records than a chunk is asked again from its last one.
+
+// ProfileDailyWindow is how far back the daily profile run reads.
+const ProfileDailyWindow = 26 * time.Hour
+
+// ProfileQueue is the River queue of profile backfills.
+const ProfileQueue = "profile_backfill"
+
+// backfillDay is how much of each log one backfill run reads.
+const backfillDay = 24 * time.Hour
+
+// chunk is the span of one profile-log request.
+func chunk(log int, twin bool) time.Duration {
+	switch {
+	case log == flows.ProfileLogImports:
+		return 2 * time.Hour
+	case twin:
+		return time.Hour
+	}
+	return 90 * time.Minute
+}
+
+// lastComplete is the newest half hour whose record a meter has written.
+func lastComplete(now time.Time) time.Time { return now.UTC().Truncate(30 * time.Minute) }
+
+// profileRead is what reading a meter's profile gathered.
+type profileRead struct {
+	recs    []flows.ProfileRecord
+	holes   []flows.ProfileHole
+	dropped []string
+	reached bool
+}
+
+// readProfile reads gaps from a meter's profile logs, oldest first, until
+// done or about limit half hours of a log have been asked for (half hours
+// the meter says it does not have cost nothing). It returns what it
+// gathered even when a request fails (the error says which).
+func readProfile(ctx context.Context, meters Meters, c *call, gaps []flows.ProfileGap, limit int) (*profileRead, error) {
+	out := &profileRead{}
+	twin := emop.IsTwinElement(c.meter.Hardware)
+	budget := map[int]int{flows.ProfileLogImports: limit, flows.ProfileLogExports: limit}
+	newest := lastComplete(c.now)
+	for _, g := range gaps {
+		b := budget[g.Log]
+		if b <= 0 {
+			continue
+		}
+		err := out.readGap(ctx, meters, c, g.Log, g.From, g.To, twin, newest, &b)
+		budget[g.Log] = b
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// readGap reads one log over [from, to), spending budget on the half
+// hours it asks for.
+func (p *profileRead) readGap(ctx context.Context, meters Meters, c *call, log int, from, to time.Time, twin bool, newest time.Time, budget *int) error {
+	step := chunk(log, twin)
+	for t := from; t.Before(to) && *budget > 0; {
+		recs, err := p.request(ctx, meters, c, log, t, twin, newest)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			p.hole(log, t, to) // nothing from t on
+			return nil
+		}
+		first, last := recs[0].At, recs[len(recs)-1].At
+		p.hole(log, t, minTime(first, to))
+		p.recs = append(p.recs, recs...)
+		if !first.Before(to) {
+			return nil // its next data is past this gap
+		}
+		next := minTime(t.Add(step), last.Add(30*time.Minute))
+		if !next.After(first) {
+			next = first.Add(30 * time.Minute)
+		}
+		*budget -= int(next.Sub(first) / (30 * time.Minute))
+		t = next
+	}
+	return nil
+}
+
+// request asks one chunk of a log from t and returns its usable records,
+// naming what it keeps out: records out of order, not on a half hour,
+// before what was asked, or after the newest complete half hour.
+func (p *profileRead) request(ctx context.Context, meters Meters, c *call, log int, t time.Time, twin bool, newest time.Time) ([]flows.ProfileRecord, error) {
+	format := emop.FormatProfileLog1
+	if log == flows.ProfileLogExports {
+		format = emop.FormatProfileLog2
+	}
+	req, err := emop.ProfileLogRequest(format, t)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := meters.Raw(ctx, c.target, req)
+	if err != nil {
+		return nil, fmt.Errorf("profile log %d from %s: %w", log, t.Format(time.RFC3339), err)
+	}
+	p.reached = true
+	recs, err := decodeProfile(log, resp, twin)
+	if err != nil {
+		return nil, flows.Errorf(flows.EINVALID, "profile log %d from %s: malformed answer (%s)", log, t.Format(time.RFC3339),
+			strings.TrimPrefix(err.Error(), "emop: "))
+	}
+	kept, bad := screen(recs, t, newest)
+	if len(bad) > 0 {
+		p.dropped = append(p.dropped, fmt.Sprintf("profile log %d record %s", log, strings.Join(bad, ", ")))
+	}
+	return kept, nil
+}
+
+// screen keeps the records of an answer to a request from t that Flows can
+// store, in order, and names the others: not on a half hour, before what
+// was asked, after the newest complete half hour, or out of order.
+func screen(recs []flows.ProfileRecord, t, newest time.Time) (kept []flows.ProfileRecord, bad []string) {
+	for _, r := range recs {
+		switch {
+		case !r.At.Equal(r.At.Truncate(30 * time.Minute)):
+			bad = append(bad, r.At.Format(time.RFC3339)+" not a half hour")
+		case r.At.Before(t):
+			bad = append(bad, r.At.Format(time.RFC3339)+" before the "+t.Format(time.RFC3339)+" asked for")
+		case r.At.After(newest):
+			bad = append(bad, r.At.Format(time.RFC3339)+" in the future")
+		case len(kept) > 0 && !r.At.After(kept[len(kept)-1].At):
+			bad = append(bad, r.At.Format(time.RFC3339)+" out of order")
+		default:
+			kept = append(kept, r)
+		}
+	}
+	return kept, bad
+}
+
+// decodeProfile turns a profile-log response into records.
+func decodeProfile(log int, resp []byte, twin bool) ([]flows.ProfileRecord, error) {
+	var out []flows.ProfileRecord
+	if log == flows.ProfileLogImports {
+		_, recs, err := emop.ParseProfileLog1Response(resp)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			ia, ib := r.ImportA, r.ImportB
+			rec := flows.ProfileRecord{At: r.Timestamp.UTC(), Status: r.Status, ImportA: &ia}
+			if twin {
+				rec.ImportB = &ib
+			}
+			out = append(out, rec)
+		}
+		return out, nil
+	}
+	_, recs, err := emop.ParseProfileLog2Response(resp, twin)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		ea, v, q := r.ActiveExportA, r.VoltageTenths, r.ReactiveImportA
+		rec := flows.ProfileRecord{At: r.Timestamp.UTC(), Status: r.Status, ExportA: &ea, Voltage: &v, Reactive: &q}
+		if twin {
+			eb := r.ActiveExportB
+			rec.ExportB = &eb
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// hole notes half hours [from, to) of a log the meter has no record for.
+func (p *profileRead) hole(log int, from, to time.Time) {
+	for t := from; t.Before(to); t = t.Add(30 * time.Minute) {
+		p.holes = append(p.holes, flows.ProfileHole{Log: log, At: t})
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// syncProfile is SyncerProfileLogs: the daily window's gaps; older gaps
+// are flagged for the backfill.
+func syncProfile(ctx context.Context, c *call) error {
+	newest := lastComplete(c.now)
+	gaps, err := c.profileGaps(newest.Add(-ProfileDailyWindow), newest.Add(30*time.Minute))
+	if err != nil {
+		return err
+	}
+	older, err := c.profileGaps(time.Time{}, newest.Add(-ProfileDailyWindow).Add(30*time.Minute))
+	if err != nil {
+		return err
+	}
+	c.res.ProfileBacklog = len(older) > 0
+	p, err := readProfile(ctx, c, c, gaps, int(ProfileDailyWindow/(30*time.Minute))+1)
+	c.res.Profile, c.res.ProfileHoles = p.recs, p.holes
+	c.res.Dropped = append(c.res.Dropped, p.dropped...)
+	if p.reached {
+		c.res.Reached = true
+	}
+	return err
+}
+
+// Raw implements Meters for readProfile within a sync.
+func (c *call) Raw(ctx context.Context, t meterconn.Target, data []byte) ([]byte, error) {
+	return c.meters.Raw(ctx, t, data)
+}
+
+// profileArgs is a backfill of one meter's profile.
+type profileArgs struct {
+	MeterID string `json:"meter_id" river:"unique"`
+}
+
+func (profileArgs) Kind() string { return "flows_profile_backfill" }
+
+// queueBackfill queues a meter's profile backfill (once: the job is
+// unique per meter while it waits or runs).
+func (e *Engine) queueBackfill(ctx context.Context, meterID string) {
+	_, err := e.client.Insert(ctx, profileArgs{MeterID: meterID}, &river.InsertOpts{Queue: ProfileQueue, Priority: 4, MaxAttempts: 3,
+		UniqueOpts: river.UniqueOpts{ByArgs: true}})
+	if err != nil {
+		e.cfg.Logger.Warn("queueing a profile backfill", "meter_id", meterID, "error", err)
+	}
+}
+
+// workBackfill reads up to a day of a meter's oldest missing profile and
+// comes back (snoozes) while more is missing and the meter gave some.
+func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) error {
+	m, ok, err := e.cfg.Store.LeaseMeter(ctx, job.Args.MeterID, e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second)
+	if flows.ErrorCode(err) == flows.ENOTFOUND {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return river.JobSnooze(30 * time.Second) // syncing now: the hourly read goes first
+	}
+	defer func() {
+		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), m.ID, e.cfg.Owner); err != nil {
+			e.cfg.Logger.Warn("releasing sync lease", "meter_id", m.ID, "error", err)
+		}
+	}()
+	target, err := meterconn.TargetOf(m)
+	if err != nil {
+		return river.JobCancel(err) // passive: fed by its active database
+	}
+	now := e.cfg.Now().UTC()
+	c := &call{meters: e.cfg.Meters, target: target, meter: m, now: now, res: &flows.SyncResult{MeterID: m.ID}}
+	gaps, err := e.profileGaps(ctx, m.ID, now)(time.Time{}, lastComplete(now).Add(30*time.Minute))
+	if err != nil {
+		return err
+	}
+	if len(gaps) == 0 {
+		return nil
+	}
+	p, readErr := readProfile(ctx, e.cfg.Meters, c, gaps, int(backfillDay/(30*time.Minute)))
+	if _, err := e.cfg.Store.StoreProfileRead(context.WithoutCancel(ctx), m.ID, p.recs, p.holes); err != nil {
+		return err
+	}
+	if len(p.dropped) > 0 {
+		e.cfg.Logger.Info("profile records kept out", "meter_serial", m.Serial, "detail", strings.Join(p.dropped, "; "))
+	}
+	if readErr != nil {
+		return fmt.Errorf("profile backfill of %s: %w", m.Serial, readErr) // retried with backoff, at most MaxAttempts
+	}
+	if len(p.recs) == 0 && len(p.holes) == 0 {
+		return nil
+	}
+	more, err := e.profileGaps(ctx, m.ID, now)(time.Time{}, lastComplete(now).Add(30*time.Minute))
+	if err != nil {
+		return err
+	}
+	if len(more) > 0 {
+		return river.JobSnooze(time.Second)
+	}
+	return nil
+}
+
+// profileGaps returns a meter's missing half hours in [from, to), never
+// older than BackfillDays before now's UTC day (the store also clips them
+// to the meter's commissioning).
+func (e *Engine) profileGaps(ctx context.Context, meterID string, now time.Time) func(from, to time.Time) ([]flows.ProfileGap, error) {
+	oldest := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -e.cfg.BackfillDays)
+	return func(from, to time.Time) ([]flows.ProfileGap, error) {
+		if from.Before(oldest) {
+			from = oldest
+		}
+		if !to.After(from) {
+			return nil, nil
+		}
+		return e.cfg.Store.ProfileGaps(ctx, meterID, from, to)
+	}
+}

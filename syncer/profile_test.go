@@ -1,0 +1,303 @@
+package syncer_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/sim"
+	"github.com/flows-energy/flows/syncer"
+	"github.com/shopspring/decimal"
+)
+
+// truth steps the clock half hour by half hour to end, noting what each
+// meter's registers read at every half hour (Wh; elements A and B,
+// import and export): the simulator's own consumption, not its profile.
+func truth(r *rig, end time.Time) map[string]map[time.Time][4]int64 {
+	out := map[string]map[time.Time][4]int64{}
+	for now := r.clock.Now().Truncate(30 * time.Minute); !now.After(end); now = now.Add(30 * time.Minute) {
+		if now.Before(r.clock.Now()) {
+			continue
+		}
+		r.clock.Set(now)
+		for _, m := range r.fleet.Meters() {
+			st := m.State(now)
+			if out[m.Spec.Serial] == nil {
+				out[m.Spec.Serial] = map[time.Time][4]int64{}
+			}
+			out[m.Spec.Serial][now] = [4]int64{st.ImportJ[0] / 3600, st.ImportJ[1] / 3600, st.ExportJ[0] / 3600, st.ExportJ[1] / 3600}
+		}
+	}
+	return out
+}
+
+// A day's intervals, collected by the daily profile sync over real EMOP,
+// are the simulator's own consumption to the Wh: import and export, both
+// elements of a twin-element meter, the export of a solar meter.
+func TestProfileIntervalsMatchSimulator(t *testing.T) {
+	day := time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)
+	r := newRig(t, 4, day.Add(-3*time.Hour), sim.Faults{})
+	ctx := context.Background()
+	want := truth(r, day.Add(24*time.Hour+30*time.Minute))
+	for _, m := range r.fleet.Meters() {
+		if m.Spec.Mode != "active" {
+			continue
+		}
+		id := r.ids[m.Spec.Serial]
+		res, err := r.engine.SyncMeter(ctx, id, string(flows.Daily))
+		if err != nil {
+			t.Fatalf("%s: %v", m.Spec.Serial, err)
+		}
+		if _, detail, ok := res.Verdict(); !ok || detail != "" {
+			t.Errorf("%s: daily sync %q ok=%v", m.Spec.Serial, detail, ok)
+		}
+		pts, err := r.store.Intervals(ctx, id, day, day.Add(24*time.Hour), flows.BucketHalfHour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		elements := map[string]int{"A": 0}
+		if m.Spec.Layout == "twin" {
+			elements["B"] = 1
+		}
+		seen := map[string]int{}
+		for _, p := range pts {
+			el, ok := elements[p.Element]
+			if !ok {
+				t.Errorf("%s: element %s reported", m.Spec.Serial, p.Element)
+				continue
+			}
+			seen[p.Element]++
+			a, b := want[m.Spec.Serial][p.Start], want[m.Spec.Serial][p.Start.Add(30*time.Minute)]
+			wantImp, wantExp := decimal.New(b[el]-a[el], -3), decimal.New(b[2+el]-a[2+el], -3)
+			if p.ImportKWh == nil || !p.ImportKWh.Equal(wantImp) || p.ExportKWh == nil || !p.ExportKWh.Equal(wantExp) {
+				t.Errorf("%s %s %s: import %v export %v, simulator %s and %s kWh", m.Spec.Serial, p.Element, p.Start.Format("15:04"),
+					p.ImportKWh, p.ExportKWh, wantImp, wantExp)
+			}
+		}
+		for el := range elements {
+			if seen[el] != 48 {
+				t.Errorf("%s element %s: %d half hours, want 48", m.Spec.Serial, el, seen[el])
+			}
+		}
+		var derived int
+		if err := r.store.Pool().QueryRow(ctx, `SELECT count(*) FROM flows.register_interval_hh i JOIN flows.meter_registers g USING (register_id)
+			WHERE g.meter_id = $1 AND i."timestamp" >= $2 AND i."timestamp" < $2 + interval '1 day'`, id, day).Scan(&derived); err != nil {
+			t.Fatal(err)
+		}
+		if want := 48 * len(elements); derived != want {
+			t.Errorf("%s: %d derived register intervals, want %d", m.Spec.Serial, derived, want)
+		}
+		st, _ := r.store.MeterStatus(ctx, m.Spec.Serial)
+		if at := st.Shadow.SyncedAt["profile"]; !at.Equal(r.clock.Now()) {
+			t.Errorf("%s: profile freshness %v, want %v", m.Spec.Serial, at, r.clock.Now())
+		}
+	}
+	// The hourly set does not read profiles, nor does an operator's sync.
+	for _, freq := range []string{string(flows.Hourly), syncer.OnDemand} {
+		res, err := r.engine.SyncMeter(ctx, r.ids["EML2137580826"], freq)
+		if err != nil || len(res.Profile) != 0 {
+			t.Errorf("%s sync read %d profile records (%v)", freq, len(res.Profile), err)
+		}
+	}
+}
+
+// A meter that was unreachable for three days is complete again soon after
+// it answers: the daily sync reads the last day and queues the older gap
+// for the backfill, which reads only what is missing.
+func TestProfileBackfillAfterOutage(t *testing.T) {
+	start := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	r := newRig(t, 1, start, sim.Faults{})
+	ctx := context.Background()
+	m := r.fleet.Meters()[0]
+	id := r.ids[m.Spec.Serial]
+	r.clock.Set(start.Add(24*time.Hour + 40*time.Minute))
+	if _, err := r.engine.SyncMeter(ctx, id, string(flows.Daily)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fleet.SetOffline(m.Spec.Serial, true); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(3 * 24 * time.Hour)
+	if res, err := r.engine.SyncMeter(ctx, id, string(flows.Daily)); err != nil || res.Failure == "" {
+		t.Fatalf("an offline meter's daily sync: %+v %v", res, err)
+	}
+	if err := r.fleet.SetOffline(m.Spec.Serial, false); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Advance(time.Hour)
+	if err := r.engine.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.engine.Stop(context.Background()) })
+	res, err := r.engine.SyncMeter(ctx, id, string(flows.Daily))
+	if err != nil || !res.ProfileBacklog {
+		t.Fatalf("the daily sync after the outage: backlog %v (%v)", res != nil && res.ProfileBacklog, err)
+	}
+	distinct := map[time.Time]bool{}
+	for _, p := range res.Profile {
+		distinct[p.At] = true
+	}
+	if n := len(distinct); n > 53+1 {
+		t.Errorf("the daily sync read %d half hours: more than its window", n)
+	}
+	outage := start.Add(24 * time.Hour).Truncate(24 * time.Hour)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		gaps, err := r.store.ProfileGaps(ctx, id, outage, r.clock.Now().Truncate(30*time.Minute).Add(30*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gaps) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still missing after the backfill: %+v", gaps)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for d := outage; d.Before(outage.Add(3 * 24 * time.Hour)); d = d.Add(24 * time.Hour) {
+		pts, err := r.store.Intervals(ctx, id, d, d.Add(24*time.Hour), flows.BucketDay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pts) != 1 || pts[0].HalfHours != 48 {
+			t.Errorf("day %s after the backfill: %+v", d.Format(time.DateOnly), pts)
+		}
+	}
+}
+
+// A counter reset and a power cut leave flagged records, no negative kWh
+// and no interval across them; the rest of the day is derived.
+func TestProfileResetAndPowerFailFlagged(t *testing.T) {
+	day := time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)
+	r := newRig(t, 1, day.Add(-time.Hour), sim.Faults{})
+	ctx := context.Background()
+	m := r.fleet.Meters()[0]
+	id := r.ids[m.Spec.Serial]
+	r.clock.Set(day.Add(3*time.Hour + 10*time.Minute))
+	m.ResetCounters(r.clock.Now())
+	r.clock.Set(day.Add(8 * time.Hour))
+	m.PowerCut(r.clock.Now(), 2*time.Hour)
+	r.clock.Set(day.Add(24*time.Hour + 30*time.Minute))
+	if _, err := r.engine.SyncMeter(ctx, id, string(flows.Daily)); err != nil {
+		t.Fatal(err)
+	}
+	var flags string
+	if err := r.store.Pool().QueryRow(ctx, `SELECT string_agg(to_char("timestamp" AT TIME ZONE 'UTC', 'HH24:MI') ||
+		CASE WHEN reset THEN ' reset' ELSE '' END || CASE WHEN power_fail THEN ' power_fail' ELSE '' END, ', ' ORDER BY "timestamp")
+		FROM flows.meter_profile WHERE meter_id = $1 AND (reset OR power_fail OR non_monotonic)`, id).Scan(&flags); err != nil {
+		t.Fatal(err)
+	}
+	if want := "03:30 reset, 10:00 power_fail"; flags != want {
+		t.Errorf("flagged records %q, want %q", flags, want)
+	}
+	pts, err := r.store.Intervals(ctx, id, day, day.Add(24*time.Hour), flows.BucketHalfHour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	for _, p := range pts {
+		if p.ImportKWh == nil {
+			missing = append(missing, p.Start.Format("15:04"))
+		} else if p.ImportKWh.IsNegative() {
+			t.Errorf("%s: negative %s kWh", p.Start.Format("15:04"), p.ImportKWh)
+		}
+	}
+	// Around the reset (record 03:30), across the cut (no records 08:30-09:30)
+	// and around the power-fail record (10:00).
+	if got, want := strings.Join(missing, " "), "03:00 03:30 08:00 08:30 09:00 09:30 10:00"; got != want {
+		t.Errorf("missing half hours %q, want %q", got, want)
+	}
+	var negative int
+	_ = r.store.Pool().QueryRow(ctx, `SELECT count(*) FROM flows.register_interval_hh WHERE kwh < 0`).Scan(&negative)
+	if negative != 0 {
+		t.Errorf("%d negative intervals", negative)
+	}
+}
+
+// mangling passes requests to a real transport and spoils chosen profile
+// answers: a truncated payload, records out of order, a record a year
+// ahead.
+type mangling struct {
+	syncer.Meters
+	spoil func(log int, from time.Time, resp []byte) []byte
+}
+
+func (m mangling) Raw(ctx context.Context, t meterconn.Target, data []byte) ([]byte, error) {
+	resp, err := m.Meters.Raw(ctx, t, data)
+	if err != nil || len(data) != 5 || (data[0] != emop.FormatProfileLog1 && data[0] != emop.FormatProfileLog2) {
+		return resp, err
+	}
+	_, from, _ := emop.ParseProfileLogRequest(data)
+	return m.spoil(int(data[0]-emop.FormatProfileLog1)+1, from, resp), nil
+}
+
+// Bad profile answers are kept out of the derived table and named in the
+// meter's detail; the good ones are stored; nothing panics.
+func TestProfileBadAnswersKeptOut(t *testing.T) {
+	day := time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)
+	r := newRig(t, 1, day.Add(-time.Hour), sim.Faults{})
+	ctx := context.Background()
+	m := r.fleet.Meters()[0]
+	id := r.ids[m.Spec.Serial]
+	r.clock.Set(day.Add(24*time.Hour + 30*time.Minute))
+	client, err := meterconn.New(meterconn.Config{Attempts: 1, ReadTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(h, min int) time.Time {
+		return day.Add(time.Duration(h)*time.Hour + time.Duration(min)*time.Minute)
+	}
+	meters := mangling{Meters: client, spoil: func(log int, from time.Time, resp []byte) []byte {
+		if log != flows.ProfileLogImports {
+			return resp
+		}
+		_, recs, err := emop.ParseProfileLog1Response(resp)
+		if err != nil || len(recs) < 3 {
+			return resp
+		}
+		switch from {
+		case at(4, 30): // out of order: the third before the second
+			recs[1].Timestamp, recs[2].Timestamp = recs[2].Timestamp, recs[1].Timestamp
+		case at(12, 30): // a record a year ahead
+			recs[1].Timestamp = recs[1].Timestamp.AddDate(1, 0, 0)
+		case at(18, 30): // truncated
+			return resp[:40]
+		default:
+			return resp
+		}
+		out, _ := emop.ProfileLog1Response(from, recs)
+		return out
+	}}
+	eng, err := syncer.New(syncer.Config{Store: r.store, NewQueue: queue(r.store), Meters: meters, Owner: "mangling", Now: r.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := eng.SyncMeter(ctx, id, string(flows.Daily))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := r.store.MeterStatus(ctx, m.Spec.Serial)
+	detail := st.Shadow.HealthDetails
+	for _, w := range []string{"05:00:00Z out of order", "2027-06-02T13:00:00Z in the future", "profile log 1 from 2026-06-02T18:30:00Z"} {
+		if !strings.Contains(detail, w) {
+			t.Errorf("health detail %q does not name %q", detail, w)
+		}
+	}
+	if len(res.Profile) == 0 {
+		t.Error("nothing stored from the good answers")
+	}
+	var future, after int
+	_ = r.store.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE "timestamp" > now() + interval '1 month'),
+		count(*) FILTER (WHERE "timestamp" > $2) FROM flows.meter_profile WHERE meter_id = $1`, id, at(18, 30)).Scan(&future, &after)
+	if future != 0 {
+		t.Errorf("%d records from the future stored", future)
+	}
+	if after != 0 {
+		t.Errorf("%d records stored after the truncated answer (the read stops there; the answer before it reached 18:30)", after)
+	}
+}
