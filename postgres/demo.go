@@ -78,6 +78,14 @@ func (s *Store) SeedDemo(ctx context.Context, esco DemoESCO, meters []DemoMeter)
 			if err := InsertRegisters(ctx, tx, id, m.Layout); err != nil {
 				return translate(err, "registers of "+m.Serial)
 			}
+			if len(m.Past) > 0 {
+				// Commissioned when its simulated past began: interval
+				// completeness counts from then, not from 30 days back.
+				if _, err := tx.Exec(ctx, `UPDATE flows.meter_registers SET start_time = $2 WHERE meter_id = $1`,
+					id, m.Past[0].At.UTC().Truncate(30*time.Minute)); err != nil {
+					return translate(err, "registers of "+m.Serial)
+				}
+			}
 			if err := s.queueDemoPast(b, id, m); err != nil {
 				return err
 			}

@@ -94,8 +94,12 @@ type Config struct {
 	// a new meter is backfilled from then, or from its commissioning
 	// (its earliest enabled register's start_time) when that is later.
 	BackfillDays int
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// BackfillWorkers is how many meters' profile backfills run at once
+	// (Workers): in a queue of their own, so they never take a worker
+	// from the syncs that keep the fleet fresh.
+	BackfillWorkers int
+	Now             func() time.Time
+	Logger          *slog.Logger
 }
 
 // Engine runs scheduled and on-demand syncs.
@@ -153,6 +157,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.BackfillDays <= 0 {
 		cfg.BackfillDays = 30
 	}
+	if cfg.BackfillWorkers <= 0 {
+		cfg.BackfillWorkers = cfg.Workers
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -170,9 +177,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	client, err := cfg.NewQueue(&river.Config{
 		Queues: map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Workers}, GroupQueue: {MaxWorkers: groupJobs},
-			// Backfills read for minutes per meter: a few at a time, apart
-			// from the workers that keep the fleet fresh.
-			ProfileQueue:       {MaxWorkers: max(1, cfg.Workers/10)},
+			// Backfills read for minutes per meter, apart from the workers
+			// that keep the fleet fresh.
+			ProfileQueue:       {MaxWorkers: cfg.BackfillWorkers},
 			river.QueueDefault: {MaxWorkers: 2}},
 		Workers: workers,
 		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.ScheduleEvery),

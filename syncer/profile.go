@@ -19,7 +19,7 @@ import (
 // last complete half hour; gaps older than that (a new meter, a meter back
 // from an outage) are left to a backfill job per meter, at low priority in
 // a queue of its own, so it never takes a worker from the hourly set. The
-// backfill reads at most a day of each log per run and comes back until
+// backfill reads at most backfillRun of each log per run and comes back until
 // the meter is complete or has said, MaxHoleAttempts times, that it holds
 // nothing for what is missing.
 //
@@ -37,8 +37,10 @@ const ProfileDailyWindow = 26 * time.Hour
 // ProfileQueue is the River queue of profile backfills.
 const ProfileQueue = "profile_backfill"
 
-// backfillDay is how much of each log one backfill run reads.
-const backfillDay = 24 * time.Hour
+// backfillRun is how much of each log one backfill run reads: short
+// enough that the meter's lease is back for its hourly read within about a
+// minute at cellular latency.
+const backfillRun = 12 * time.Hour
 
 // chunk is the span of one profile-log request.
 func chunk(log int, twin bool) time.Duration {
@@ -287,7 +289,7 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 	if len(gaps) == 0 {
 		return nil
 	}
-	p, readErr := readProfile(ctx, e.cfg.Meters, c, gaps, int(backfillDay/(30*time.Minute)))
+	p, readErr := readProfile(ctx, e.cfg.Meters, c, gaps, int(backfillRun/(30*time.Minute)))
 	if _, err := e.cfg.Store.StoreProfileRead(context.WithoutCancel(ctx), m.ID, p.recs, p.holes); err != nil {
 		return err
 	}
