@@ -145,9 +145,33 @@ func TestProfileBackfillAfterOutage(t *testing.T) {
 		t.Errorf("the daily sync read %d half hours: more than its window", n)
 	}
 	outage := start.Add(24 * time.Hour).Truncate(24 * time.Hour)
+	waitComplete(t, r, id, outage, 3)
+
+	// A second outage, after the first backfill completed, is backfilled
+	// too.
+	if err := r.fleet.SetOffline(m.Spec.Serial, true); err != nil {
+		t.Fatal(err)
+	}
+	second := r.clock.Now().Truncate(24 * time.Hour).Add(24 * time.Hour)
+	r.clock.Advance(3 * 24 * time.Hour)
+	if err := r.fleet.SetOffline(m.Spec.Serial, false); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := r.engine.SyncMeter(ctx, id, string(flows.Daily)); err != nil || !res.ProfileBacklog {
+		t.Fatalf("the daily sync after the second outage: %v", err)
+	}
+	waitComplete(t, r, id, second, 2)
+}
+
+// waitComplete waits for the backfill to leave nothing missing from the
+// start of day from to now, and checks that each of days days from there
+// has its 48 half hours.
+func waitComplete(t *testing.T, r *rig, id string, from time.Time, days int) {
+	t.Helper()
+	ctx := context.Background()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		gaps, err := r.store.ProfileGaps(ctx, id, outage, r.clock.Now().Truncate(30*time.Minute).Add(30*time.Minute))
+		gaps, err := r.store.ProfileGaps(ctx, id, from, r.clock.Now().Truncate(30*time.Minute).Add(30*time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +183,7 @@ func TestProfileBackfillAfterOutage(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	for d := outage; d.Before(outage.Add(3 * 24 * time.Hour)); d = d.Add(24 * time.Hour) {
+	for d := from; d.Before(from.Add(time.Duration(days) * 24 * time.Hour)); d = d.Add(24 * time.Hour) {
 		pts, err := r.store.Intervals(ctx, id, d, d.Add(24*time.Hour), flows.BucketDay)
 		if err != nil {
 			t.Fatal(err)
