@@ -63,7 +63,14 @@ type profileRead struct {
 	holes   []flows.ProfileHole
 	dropped []string
 	reached bool
+	// cut says reading stopped early, to finish within the caller's
+	// deadline; the rest is left for the backfill.
+	cut bool
 }
+
+// deadlineMargin is how long before its context's deadline a profile read
+// stops asking, so what it read is still written in time.
+const deadlineMargin = 45 * time.Second
 
 // readProfile reads gaps from a meter's profile logs, oldest first, until
 // done or about limit half hours of a log have been asked for (half hours
@@ -93,6 +100,10 @@ func readProfile(ctx context.Context, meters Meters, c *call, gaps []flows.Profi
 func (p *profileRead) readGap(ctx context.Context, meters Meters, c *call, log int, from, to time.Time, twin bool, newest time.Time, budget *int) error {
 	step := chunk(log, twin)
 	for t := from; t.Before(to) && *budget > 0; {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineMargin {
+			p.cut = true
+			return nil
+		}
 		recs, err := p.request(ctx, meters, c, log, t, twin, newest)
 		if err != nil {
 			return err
@@ -230,6 +241,11 @@ func syncProfile(ctx context.Context, c *call) error {
 	c.res.ProfileBacklog = len(older) > 0
 	p, err := readProfile(ctx, c, c, gaps, int(ProfileDailyWindow/(30*time.Minute))+1)
 	c.res.Profile, c.res.ProfileHoles = p.recs, p.holes
+	if p.cut {
+		// A slow meter in a group running out of time: the backfill,
+		// with a deadline of its own, reads the rest.
+		c.res.ProfileBacklog = true
+	}
 	c.res.Dropped = append(c.res.Dropped, p.dropped...)
 	if p.reached {
 		c.res.Reached = true
@@ -309,7 +325,7 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 	if err != nil {
 		return err
 	}
-	if len(more) > 0 {
+	if len(more) > 0 || p.cut {
 		return river.JobSnooze(time.Second)
 	}
 	return nil

@@ -325,3 +325,24 @@ func TestProfileBadAnswersKeptOut(t *testing.T) {
 		t.Errorf("%d records stored after the truncated answer (the read stops there; the answer before it reached 18:30)", after)
 	}
 }
+
+// A profile read that would run into its group's deadline stops asking in
+// time for the group's results to be written, and leaves the rest to the
+// backfill.
+func TestProfileReadStopsBeforeDeadline(t *testing.T) {
+	day := time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)
+	r := newRig(t, 1, day.Add(-time.Hour), sim.Faults{})
+	id := r.ids[r.fleet.Meters()[0].Spec.Serial]
+	r.clock.Set(day.Add(24*time.Hour + 30*time.Minute))
+	short, cancel := context.WithTimeout(context.Background(), 44*time.Second)
+	defer cancel()
+	res, err := r.engine.SyncMeter(short, id, string(flows.Daily))
+	if err != nil || len(res.Profile) != 0 || !res.ProfileBacklog {
+		t.Fatalf("with 44 s left: %d records, backlog %v (%v)", len(res.Profile), res != nil && res.ProfileBacklog, err)
+	}
+	long, cancel2 := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel2()
+	if res, err = r.engine.SyncMeter(long, id, string(flows.Daily)); err != nil || len(res.Profile) < 48 {
+		t.Fatalf("with 10 minutes left: %d records (%v)", len(res.Profile), err)
+	}
+}
