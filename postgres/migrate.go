@@ -5,6 +5,8 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,9 +72,20 @@ CREATE TABLE IF NOT EXISTS flows.schema_migrations (
 // under an advisory lock. It returns the migrations it applied. Running it
 // again is a no-op.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
+	return MigrateTo(ctx, pool, math.MaxInt)
+}
+
+// MigrateTo is Migrate up to and including version, for tests of a
+// migration on data written by the ones before it. The job queue's own
+// migrations run only once the flows schema is complete.
+func MigrateTo(ctx context.Context, pool *pgxpool.Pool, version int) ([]Migration, error) {
 	all, err := Migrations()
 	if err != nil {
 		return nil, err
+	}
+	complete := true
+	if i := slices.IndexFunc(all, func(m Migration) bool { return m.Version > version }); i >= 0 {
+		all, complete = all[:i], false
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -108,6 +121,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
 		now := time.Now().UTC()
 		m.AppliedAt = &now
 		done = append(done, m)
+	}
+	if !complete {
+		return done, nil
 	}
 	// The job queue's own migrations, in its schema (created by 0003).
 	migrator, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Schema: QueueSchema})

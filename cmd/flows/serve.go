@@ -31,18 +31,26 @@ type serveConfig struct {
 	components []string
 	meterGap   time.Duration
 	workers    int
-	replicas   []string
-	esco       string // mediator: serve only this ESCO's meters
-	grpcCert   string
-	grpcKey    string
-	grpcCA     string
-	jwtSecret  []byte
-	lease      time.Duration // command lease
-	trustProxy bool          // a proxy in front says whether requests came over TLS
+	// backfillDays and backfillWorkers: how far back profiles are
+	// collected, and how many meters' backfills run at once.
+	backfillDays    int
+	backfillWorkers int
+	replicas        []string
+	esco            string // mediator: serve only this ESCO's meters
+	grpcCert        string
+	grpcKey         string
+	grpcCA          string
+	jwtSecret       []byte
+	lease           time.Duration // command lease
+	trustProxy      bool          // a proxy in front says whether requests came over TLS
 
 	// grpcInsecure lets the mediator serve without mutual TLS on an
 	// address other than loopback (--grpc-insecure).
 	grpcInsecure bool
+
+	// partitions: the history tables' partition maintenance
+	// (--partitions-ahead, --retention; maintenance.go).
+	partitions partitionConfig
 }
 
 var knownComponents = []string{"api", "sync", "commands", "mediator"}
@@ -59,6 +67,12 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if cfg.backfillDays < 1 || cfg.backfillDays > 3660 {
+				return flows.FieldError("--backfill-days", "%d is not between 1 and 3660", cfg.backfillDays)
+			}
+			if cfg.backfillWorkers < 0 {
+				return flows.FieldError("--backfill-workers", "%d is negative", cfg.backfillWorkers)
+			}
 			if cfg.components, err = parseComponents(components); err != nil {
 				return err
 			}
@@ -69,6 +83,9 @@ func newServeCmd() *cobra.Command {
 				if len(cfg.jwtSecret) < flowshttp.MinSecretLen {
 					return flows.FieldError("FLOWS_JWT_SECRET", "must be at least %d bytes", flowshttp.MinSecretLen)
 				}
+			}
+			if err := cfg.partitions.parse(); err != nil {
+				return err
 			}
 			log := logger()
 			pool, err := postgres.Open(cmd.Context(), url)
@@ -95,6 +112,8 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&components, "components", strings.Join(knownComponents, ","), "components to run: api, sync, commands, mediator")
 	cmd.Flags().DurationVar(&cfg.meterGap, "meter-gap", meterconn.DefaultGap, "minimum time between requests to one meter")
 	cmd.Flags().IntVar(&cfg.workers, "sync-workers", 50, "meters synced at once by this process")
+	cmd.Flags().IntVar(&cfg.backfillDays, "backfill-days", 30, "collect half-hourly profiles this many days back (a new meter's, from its commissioning when later)")
+	cmd.Flags().IntVar(&cfg.backfillWorkers, "backfill-workers", 0, "meters whose missing profile is backfilled at once, apart from --sync-workers (default: as many as --sync-workers)")
 	cmd.Flags().StringArrayVar(&cfg.replicas, "replica-database-url", nil, "mirror active meters' shadows into this database, where they are passive (repeatable)")
 	cmd.Flags().StringVar(&cfg.esco, "esco", os.Getenv("ESCO"), "mediator: serve only this ESCO's meters (default $ESCO)")
 	cmd.Flags().BoolVar(&cfg.trustProxy, "trust-proxy", false, "a reverse proxy in front terminates TLS: trust its X-Forwarded-Proto for Secure cookies")
@@ -103,6 +122,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cfg.grpcKey, "grpc-key", "", "mediator TLS key")
 	cmd.Flags().StringVar(&cfg.grpcCA, "grpc-ca", "", "CA of client certificates")
 	cmd.Flags().BoolVar(&cfg.grpcInsecure, "grpc-insecure", false, "mediator: serve without mutual TLS on a --grpc address other than loopback (anyone who can reach it can read and write any served meter)")
+	addPartitionFlags(cmd, &cfg.partitions)
 	return cmd
 }
 
@@ -212,6 +232,10 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		}
 		svc.httpAddr = srv.Addr()
 	}
+	// Whatever the components: any process may keep the partitions.
+	if err := start("partitions", newPartitionMaintenance(w.store, cfg.partitions, log.With("component", "partitions"))); err != nil {
+		return nil, err
+	}
 	return svc, nil
 }
 
@@ -219,6 +243,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 func (w *wiring) engine() (*syncer.Engine, error) {
 	host, _ := os.Hostname()
 	eng, err := syncer.New(syncer.Config{Store: w.store, Meters: w.transport, Workers: w.cfg.workers,
+		BackfillDays: w.cfg.backfillDays, BackfillWorkers: w.cfg.backfillWorkers,
 		NewQueue: queueOf(w.store), Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Logger: w.log.With("component", "sync")})
 	if err != nil {
 		return nil, err
