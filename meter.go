@@ -244,6 +244,10 @@ type Shadow struct {
 	SyncedAt  map[string]time.Time `json:"synced_at"`
 	UpdatedAt time.Time            `json:"updated_at"`
 	CreatedAt time.Time            `json:"created_at"`
+
+	// Voltage3P are a three-phase meter's L1, L2, L3 voltages in volts
+	// (columns 3p_voltage_l1..3; nil where never read).
+	Voltage3P [3]*decimal.Decimal `json:"3p_voltage"`
 }
 
 // ShadowUpdate is a partial update of a shadow: nil fields are left alone.
@@ -269,6 +273,10 @@ type ShadowUpdate struct {
 	// At, when set, is the time the values were observed; it becomes
 	// updated_at and the timestamp of the history rows. Zero means now.
 	At time.Time
+
+	// Voltage3P are a three-phase meter's L1..L3 voltages (volts); a nil
+	// phase (not read) keeps its stored value.
+	Voltage3P [3]*decimal.Decimal
 }
 
 // Validate checks the ranges the database also enforces, naming the first

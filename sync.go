@@ -165,12 +165,20 @@ type SyncerSpec struct {
 	Group string
 	// SinglePhaseOnly syncers read objects three-phase meters do not have.
 	SinglePhaseOnly bool
+	// ThreePhaseOnly syncers read objects only three-phase meters have.
+	ThreePhaseOnly bool
 	// ScheduledOnly syncers do not run in an on-demand sync (an
 	// operator's sync must come back in seconds, not after a day of
 	// profile reads).
 	ScheduledOnly bool
 	// Default is the run_frequency migration 0001 seeds for it.
 	Default Frequency
+}
+
+// AppliesTo reports whether the syncer runs on a meter: single-phase-only
+// syncers skip three-phase meters and three-phase-only syncers the rest.
+func (s SyncerSpec) AppliesTo(threePhase bool) bool {
+	return !(s.SinglePhaseOnly && threePhase || s.ThreePhaseOnly && !threePhase)
 }
 
 // RegistryOnly reports whether the syncer writes registry fields only, and
@@ -187,6 +195,8 @@ var Syncers = []SyncerSpec{
 	{Name: "SyncerClockDiff", Group: "clock", Default: Hourly},
 	{Name: "SyncerVoltage", Group: "voltage", SinglePhaseOnly: true, Default: Hourly},
 	{Name: "SyncerReads", Group: "reads", SinglePhaseOnly: true, Default: Hourly},
+	{Name: "SyncerThreePhaseVoltage", Group: "3p_voltage", ThreePhaseOnly: true, Default: Hourly},
+	{Name: "SyncerThreePhaseReads", Group: "3p_reads", ThreePhaseOnly: true, Default: Hourly},
 	{Name: "SyncerTariffsActive", Group: "tariffs_active", SinglePhaseOnly: true, Default: TwelveHour},
 	{Name: "SyncerTariffsFuture", Group: "tariffs_future", SinglePhaseOnly: true, Default: TwelveHour},
 	{Name: "SyncerEventLog", Group: "events", SinglePhaseOnly: true, Default: TwelveHour},

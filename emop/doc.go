@@ -50,7 +50,25 @@
 //     block index 0..9; response = format · index · 10 events of 8 bytes
 //     (timestamp u32le, event id u16le, event set u16le), newest first, id 0
 //     for an empty slot;
-//   - record format 0x06 for three-phase interval requests;
+//   - record format 0x06 for three-phase interval requests and responses;
+//     profile numbers 0 profile_0, 1 reset; the response layout (format ·
+//     profile · block count · blocks of start u32le, interval minutes u8,
+//     channel count u8, 3-byte channel ids, interval count u8, intervals
+//     of status u16le and one u32le per channel; see ThreePhaseIntervals):
+//     a response carries what fits in one frame from the window's start,
+//     and the client asks again from the end of the last interval; demand
+//     channels hold the interval's mean power, energy channels the
+//     cumulative register at the interval's end;
+//   - three-phase interval status bits, u16le: 0 valid_data, 1 power_fail,
+//     2..4 phase_1..3_voltage_failure, 5 security_access, 6 md_reset,
+//     7 time_update, 8 log_reset; 9..15 reserved (zero, refused otherwise);
+//   - the three-phase hardware configuration's 3 reserved bytes are zero
+//     (refused otherwise); its meter type decides the scaling of totals
+//     and interval values: ax_whole_current counts Wh (W), ÷ 1 000 to
+//     kWh (kW); cx_ct_operated counts 0.1 Wh (0.1 W), ÷ 10 000 — the
+//     references' A.11 and A.12; an unknown type is not scaled at all;
+//   - three-phase firmware is 2 bytes (an old comment of the reference),
+//     shown as hex;
 //   - profile log 2 record layout (see ProfileLog2Record);
 //   - enum codes: BacklightSettings and LoadSwitchSettings in their slice
 //     order; three-phase meter types 0 ax_whole_current, 1 cx_ct_operated;

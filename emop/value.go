@@ -73,11 +73,11 @@ func DecodeValue(o *Object, p []byte) (any, error) {
 		}
 		return map[string]string{"payment_time": t.PaymentTime.Format(time.RFC3339), "payment_value": t.PaymentValue.StringFixed(5), "raw": hex.EncodeToString(t.Raw[:])}, nil
 	case TypeThreePhaseConfig:
-		if err := need(o.Name, p, 4); err != nil {
+		c, err := DecodeThreePhaseConfig(p)
+		if err != nil {
 			return nil, err
 		}
-		names := map[byte]string{ThreePhaseAX: "ax_whole_current", ThreePhaseCX: "cx_ct_operated"}
-		return map[string]any{"meter_type": p[0], "meter_type_name": names[p[0]]}, nil
+		return map[string]any{"meter_type": c.MeterType, "meter_type_name": c.TypeName()}, nil
 	}
 	return hex.EncodeToString(p), nil
 }

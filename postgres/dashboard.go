@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
 )
 
 // MeterRows lists meters with a shadow summary, filtered like Meters, in
@@ -52,7 +53,7 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 			h := flows.Health(*health)
 			r.Health = &h
 		}
-		if r.Mode == flows.ModeActive && balanceSynced {
+		if r.Mode == flows.ModeActive && balanceSynced && !emop.IsThreePhase(r.Hardware) { // no balance to read
 			r.Stale = flows.Stale(r.BalanceAt, freq, now)
 		}
 		out = append(out, r)

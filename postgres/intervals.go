@@ -87,7 +87,7 @@ func queueProfile(b *pgx.Batch, meterID string, recs []flows.ProfileRecord, hole
 			order = append(order, at)
 			continue
 		}
-		m.Status |= r.Status
+		m.Status = mergeStatus(m.Status, r.Status)
 		for _, f := range [][2]**uint32{{&m.ImportA, &r.ImportA}, {&m.ImportB, &r.ImportB}, {&m.ExportA, &r.ExportA}, {&m.ExportB, &r.ExportB}} {
 			if *f[1] != nil {
 				*f[0] = *f[1]
@@ -130,7 +130,9 @@ func queueProfile(b *pgx.Batch, meterID string, recs []flows.ProfileRecord, hole
 	if len(order) > 0 {
 		b.Queue(`INSERT INTO flows.meter_profile (meter_id, "timestamp", status, import_a_wh, import_b_wh, export_a_wh, export_b_wh)
 			SELECT $1, t, s, ia, ib, ea, eb FROM unnest($2::timestamptz[], $3::int[], $4::int8[], $5::int8[], $6::int8[], $7::int8[]) AS x(t, s, ia, ib, ea, eb)
-			ON CONFLICT (meter_id, "timestamp") DO UPDATE SET status = EXCLUDED.status, read_at = now(),
+			-- Both logs' flags count; valid only if both say so.
+			ON CONFLICT (meter_id, "timestamp") DO UPDATE SET read_at = now(),
+				status = ((meter_profile.status | EXCLUDED.status) & ~32768) | (meter_profile.status & EXCLUDED.status & 32768),
 				import_a_wh = coalesce(EXCLUDED.import_a_wh, meter_profile.import_a_wh),
 				import_b_wh = coalesce(EXCLUDED.import_b_wh, meter_profile.import_b_wh),
 				export_a_wh = coalesce(EXCLUDED.export_a_wh, meter_profile.export_a_wh),
@@ -161,6 +163,11 @@ func queueProfile(b *pgx.Batch, meterID string, recs []flows.ProfileRecord, hole
 // meter's commissioning (its earliest enabled register's start_time) when
 // that is later, leaving out half hours the meter has said
 // MaxHoleAttempts times it holds no record for. Oldest first.
+//
+// The planner answers the NOT EXISTS with one anti-join over the meter's
+// records; the bounds on "timestamp" (which every half hour asked for is
+// within) keep that to the window's partitions and index range rather
+// than the meter's whole history.
 func (s *Store) ProfileGaps(ctx context.Context, meterID string, from, to time.Time) ([]flows.ProfileGap, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH bounds AS (
@@ -172,9 +179,10 @@ func (s *Store) ProfileGaps(ctx context.Context, meterID string, from, to time.T
 		missing AS (
 			SELECT l.log, hh.h FROM hh CROSS JOIN (VALUES (1), (2)) AS l(log)
 			WHERE NOT EXISTS (SELECT 1 FROM flows.meter_profile p WHERE p.meter_id = $1 AND p."timestamp" = hh.h
+			                  AND p."timestamp" >= $2::timestamptz AND p."timestamp" < $3::timestamptz
 			                  AND (CASE WHEN l.log = 1 THEN p.import_a_wh ELSE p.export_a_wh END) IS NOT NULL)
 			  AND NOT EXISTS (SELECT 1 FROM flows.meter_profile_hole x WHERE x.meter_id = $1 AND x.log = l.log AND x."timestamp" = hh.h
-			                  AND x.attempts >= $4)),
+			                  AND x."timestamp" >= $2::timestamptz AND x."timestamp" < $3::timestamptz AND x.attempts >= $4)),
 		runs AS (
 			SELECT log, h, h - (row_number() OVER (PARTITION BY log ORDER BY h)) * interval '30 minutes' AS grp FROM missing)
 		SELECT log, min(h), max(h) + interval '30 minutes' FROM runs GROUP BY log, grp ORDER BY 2, 1`,
@@ -188,6 +196,13 @@ func (s *Store) ProfileGaps(ctx context.Context, meterID string, from, to time.T
 		g.From, g.To = g.From.UTC(), g.To.UTC()
 		return &g, err
 	})
+}
+
+// mergeStatus combines two reports of one half hour's status (log 1's and
+// log 2's, or a re-read): every flag either raised, valid data only if
+// both say so. The store's upsert does the same.
+func mergeStatus(a, b uint16) uint16 {
+	return (a|b)&^flows.ProfileValidData | a&b&flows.ProfileValidData
 }
 
 func wh(v *uint32) *int64 {
@@ -256,18 +271,26 @@ func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Tim
 	case to.Sub(from) > span:
 		return nil, flows.FieldError("to", "at most %d days after from for bucket %s", int(span/(24*time.Hour)), bucket)
 	}
+	// The half hours are summed per bucket first and the buckets joined by
+	// equality: a join on the range of each bucket compares every half
+	// hour with every bucket (1,440 × 2,880 for a meter-month). Buckets
+	// are whole seconds from from (date_bin too), so a UTC day is 24 hours
+	// whatever the session's time zone.
 	rows, err := s.pool.Query(ctx, `
 		WITH e(element) AS (VALUES ('A'), ('B')),
-		     b AS (SELECT h FROM generate_series($2::timestamptz, $3::timestamptz - $4::interval, $4::interval) AS h),
+		     b AS (SELECT $2::timestamptz + make_interval(secs => k * $4) AS h
+		           FROM generate_series(0, (extract(epoch FROM $3::timestamptz - $2::timestamptz) / $4)::int - 1) AS k),
 		     d AS (SELECT * FROM flows.profile_deltas($1, $2, $3)),
+		     s AS (SELECT date_bin(make_interval(secs => $4), "timestamp", $2::timestamptz) AS h, element,
+		                  sum(import_wh) AS import_wh, sum(export_wh) AS export_wh, count(import_wh) AS n
+		           FROM d GROUP BY 1, 2),
 		     has_b AS (SELECT EXISTS (SELECT 1 FROM d WHERE element = 'B')
 		               OR EXISTS (SELECT 1 FROM flows.meter_registers WHERE meter_id = $1 AND element = 'B' AND status = 'enabled') AS yes)
-		SELECT b.h, e.element, sum(d.import_wh), sum(d.export_wh), count(d.import_wh)::int,
-		       (extract(epoch FROM $4::interval) / 1800)::int
+		SELECT b.h, e.element, s.import_wh, s.export_wh, coalesce(s.n, 0)::int, ($4 / 1800)::int
 		FROM b CROSS JOIN e
-		LEFT JOIN d ON d.element = e.element AND d."timestamp" >= b.h AND d."timestamp" < b.h + $4::interval
+		LEFT JOIN s ON s.h = b.h AND s.element = e.element
 		WHERE e.element = 'A' OR (SELECT yes FROM has_b)
-		GROUP BY b.h, e.element ORDER BY e.element, b.h`, meterID, from, to, step)
+		ORDER BY e.element, b.h`, meterID, from, to, int64(step/time.Second))
 	if err != nil {
 		return nil, translate(err, "intervals")
 	}

@@ -137,3 +137,117 @@ func TestSMIPDay(t *testing.T) {
 		t.Errorf("element C: %v", err)
 	}
 }
+
+// The cases a fleet produces that a single day's read does not: a
+// replaced register keeps its history and its successor counts from its
+// start; a flag one log raised stays when the other log is read; a record
+// filled into a gap re-judges the one after it; a half hour the meter said
+// three times it does not have is no longer asked for.
+func TestProfileAcrossReads(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -2)
+	at := func(h, m int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+	u := func(v uint32) *uint32 { return &v }
+	valid := flows.ProfileValidData
+	newMeter := func(serial, ip string) (string, string) {
+		m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: serial, IPAddress: ip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.AddRegister(ctx, m.ID, flows.ElementSingle, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.ID, r.RegisterID
+	}
+	store := func(id string, recs ...flows.ProfileRecord) {
+		t.Helper()
+		if _, bad, err := s.StoreProfile(ctx, id, recs); err != nil || len(bad) > 0 {
+			t.Fatalf("store: %v %v", err, bad)
+		}
+	}
+	imp := func(h, m int, wh uint32) flows.ProfileRecord {
+		return flows.ProfileRecord{At: at(h, m), Status: valid, ImportA: u(wh)}
+	}
+	intervals := func(reg string) string {
+		var out string
+		if err := s.Pool().QueryRow(ctx, `SELECT coalesce(string_agg(to_char("timestamp" AT TIME ZONE 'UTC', 'HH24:MI') || '=' || kwh::text, ' ' ORDER BY "timestamp"), '')
+			FROM flows.register_interval_hh WHERE register_id = $1`, reg).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	// Replaced register.
+	m1, old := newMeter("EML1000000031", "127.92.0.31")
+	store(m1, imp(0, 0, 100), imp(0, 30, 200), imp(1, 0, 300), imp(1, 30, 400))
+	if _, err := s.Pool().Exec(ctx, `UPDATE flows.meter_registers SET status = 'replaced', end_time = $2 WHERE register_id = $1`, old, at(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	successor, err := s.AddRegister(ctx, m1, flows.ElementSingle, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool().Exec(ctx, `UPDATE flows.meter_registers SET start_time = $2 WHERE register_id = $1`, successor.RegisterID, at(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	store(m1, imp(0, 0, 100), imp(0, 30, 200), imp(1, 0, 300), imp(1, 30, 400), imp(2, 0, 500))
+	if got, want := intervals(old), "00:00=0.100 00:30=0.100 01:00=0.100"; got != want {
+		t.Errorf("replaced register after a re-read: %q, want %q", got, want)
+	}
+	if got, want := intervals(successor.RegisterID), "01:00=0.100 01:30=0.100"; got != want {
+		t.Errorf("its successor: %q, want %q (from its start_time)", got, want)
+	}
+
+	// A flag raised by log 1 survives log 2's report of the same half hour.
+	m2, reg2 := newMeter("EML1000000032", "127.92.0.32")
+	store(m2, imp(0, 0, 100), flows.ProfileRecord{At: at(0, 30), Status: valid | flows.ProfilePowerFail, ImportA: u(150)}, imp(1, 0, 200))
+	store(m2, flows.ProfileRecord{At: at(0, 30), Status: valid, ExportA: u(0)})
+	if got := intervals(reg2); got != "" {
+		t.Errorf("intervals across a power-fail record after log 2 was read: %q", got)
+	}
+
+	// Filling a gap re-judges the record after it.
+	m3, reg3 := newMeter("EML1000000033", "127.92.0.33")
+	store(m3, imp(10, 0, 1000), imp(12, 30, 500), imp(13, 0, 510))
+	store(m3, imp(10, 30, 400), imp(11, 0, 450), imp(11, 30, 460), imp(12, 0, 470))
+	var flagged string
+	_ = s.Pool().QueryRow(ctx, `SELECT string_agg(to_char("timestamp" AT TIME ZONE 'UTC', 'HH24:MI'), ' ' ORDER BY "timestamp") FROM flows.meter_profile
+		WHERE meter_id = $1 AND non_monotonic`, m3).Scan(&flagged)
+	if flagged != "10:30" {
+		t.Errorf("non-monotonic records %q after the gap was filled, want 10:30 only", flagged)
+	}
+	if got, want := intervals(reg3), "11:00=0.010 11:30=0.010 12:00=0.030 12:30=0.010"; got != want {
+		t.Errorf("intervals after the gap was filled: %q, want %q", got, want)
+	}
+
+	// Holes: asked for three times, then left out of the gaps.
+	m4, _ := newMeter("EML1000000034", "127.92.0.34")
+	gaps := func() int {
+		g, err := s.ProfileGaps(ctx, m4, at(0, 0), at(1, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, x := range g {
+			n += x.HalfHours()
+		}
+		return n
+	}
+	if n := gaps(); n != 4 {
+		t.Fatalf("%d missing half hours of an empty meter's hour, want 4 (2 per log)", n)
+	}
+	for i := range flows.MaxHoleAttempts {
+		if n := gaps(); n != 4 {
+			t.Errorf("after %d answers without the record: %d missing, want 4", i, n)
+		}
+		if _, err := s.StoreProfileRead(ctx, m4, nil, []flows.ProfileHole{{Log: 1, At: at(0, 0)}, {Log: 1, At: at(0, 30)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := gaps(); n != 2 {
+		t.Errorf("after %d answers: %d missing, want 2 (log 2's)", flows.MaxHoleAttempts, n)
+	}
+}

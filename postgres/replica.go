@@ -94,6 +94,7 @@ var replicatedColumns = map[string]bool{
 	"balance": true, "emergency_credit": true, "voltage": true, "import_a": true, "import_b": true, "export_a": true,
 	"export_b": true, "tariffs_active": true, "tariffs_future": true, "csq": true, "network_operator": true, "health": true,
 	"health_details": true, "clock_time_diff_seconds": true, "backlight": true, "load_switch": true, "updated_at": true,
+	`"3p_voltage_l1"`: true, `"3p_voltage_l2"`: true, `"3p_voltage_l3"`: true, // quoted: they start with a digit
 }
 
 // Apply writes entries to the passive meters with their serials, in one

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
@@ -274,6 +275,14 @@ func (s *Store) MeterStatus(ctx context.Context, serial string) (*flows.MeterSta
 			return nil, err
 		}
 		st.Freshness = flows.Freshness(sh.SyncedAt, freqs, s.now())
+		threePhase := emop.IsThreePhase(m.Hardware)
+		for g := range st.Freshness {
+			// A group the meter's kind has no syncer for is never read:
+			// not stale, not there.
+			if spec, ok := flows.SyncerByName(flows.GroupSyncer(g)); ok && !spec.AppliesTo(threePhase) {
+				delete(st.Freshness, g)
+			}
+		}
 		for g, f := range st.Freshness {
 			if f.Stale {
 				st.Stale = append(st.Stale, g)
@@ -302,12 +311,14 @@ func (s *Store) shadow(ctx context.Context, meterID string) (*flows.Shadow, *tim
 		       health, coalesce(health_details, ''), last_healthy_at, clock_time_diff_seconds,
 		       clock_time_diff_synced_at, voltage, import_a, import_b, export_a, export_b,
 		       coalesce(backlight, ''), coalesce(load_switch, ''), network_operator, synced_at, updated_at, created_at,
-		       (SELECT c."timestamp" FROM flows.meter_csq c WHERE c.meter_id = ms.id AND c.csq IS NOT NULL ORDER BY c."timestamp" DESC LIMIT 1)
+		       (SELECT c."timestamp" FROM flows.meter_csq c WHERE c.meter_id = ms.id AND c.csq IS NOT NULL ORDER BY c."timestamp" DESC LIMIT 1),
+		       "3p_voltage_l1", "3p_voltage_l2", "3p_voltage_l3"
 		FROM flows.meter_shadows ms WHERE id = $1`, meterID).Scan(
 		&sh.ID, &sh.Balance, &sh.EmergencyCredit, &sh.BalanceUpdatedAt, &active, &future, &sh.CSQ,
 		&health, &sh.HealthDetails, &sh.LastHealthyAt, &sh.ClockTimeDiffSeconds,
 		&sh.ClockTimeDiffSyncedAt, &sh.Voltage, &sh.ImportA, &sh.ImportB, &sh.ExportA, &sh.ExportB,
-		&sh.Backlight, &sh.LoadSwitch, &sh.NetworkOperator, &sh.SyncedAt, &sh.UpdatedAt, &sh.CreatedAt, &lastOnline)
+		&sh.Backlight, &sh.LoadSwitch, &sh.NetworkOperator, &sh.SyncedAt, &sh.UpdatedAt, &sh.CreatedAt, &lastOnline,
+		&sh.Voltage3P[0], &sh.Voltage3P[1], &sh.Voltage3P[2])
 	if err != nil {
 		return nil, nil, translate(err, "meter shadow")
 	}
@@ -393,6 +404,9 @@ func shadowChanges(u flows.ShadowUpdate) map[string]any {
 	put("import_b", u.ImportB)
 	put("export_a", u.ExportA)
 	put("export_b", u.ExportB)
+	for i, v := range u.Voltage3P {
+		put(fmt.Sprintf(`"3p_voltage_l%d"`, i+1), v)
+	}
 	for col, t := range map[string]*flows.Tariff{"tariffs_active": u.TariffsActive, "tariffs_future": u.TariffsFuture} {
 		if t != nil {
 			b, _ := json.Marshal(t)

@@ -29,7 +29,8 @@ type FleetOptions struct {
 
 // GenerateFleet returns n meter specs: a realistic mix of single-element
 // (B1.w, EMA1.w), twin-element (C1.w) and solar meters (single element,
-// exporting, register reversed), one in twenty a passive twin, a third with
+// exporting, register reversed), two in 25 three-phase (P1.cx and P1.ax,
+// from index 22 on), one in twenty a passive twin, a third with
 // daylight-savings correction, and with opts.Faults a few offline, flaky
 // (corrupt frames, NAKs, latency) or slow. Meter 0 is EML2137580826, the
 // seed specification's example.
@@ -63,6 +64,20 @@ func GenerateFleet(n int, opts FleetOptions) []Spec {
 			s.Layout, s.SolarPeak = "solar", 3000
 		case i%2 == 0:
 			s.Hardware = "B1.w"
+		}
+		// Two in every 25 are three-phase, from index 22 on (the first 22
+		// meters, which small fleets are made of, never change): a
+		// CT-operated plant room and a whole-current supply with solar.
+		switch i % 25 {
+		case 22:
+			s.Hardware, s.Layout, s.LoadA, s.LoadB, s.SolarPeak = "P1.cx", "three_phase", 0, 0, 0
+			s.PhaseLoads = [3]int{9000 + (i*13)%3000, 7000, 8000 + (i*7)%2000}
+		case 24:
+			s.Hardware, s.Layout, s.LoadA, s.LoadB, s.SolarPeak = "P1.ax", "three_phase", 0, 0, 6000
+			s.PhaseLoads = [3]int{2500, 1500 + (i*11)%1000, 3000}
+		}
+		if s.Layout == "three_phase" {
+			s.DST = false // no daylight-savings correction on three-phase meters
 		}
 		if i%11 == 7 {
 			s.ClockOffset = 95 * time.Second // a clock that needs correcting

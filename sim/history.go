@@ -21,6 +21,11 @@ type Reading struct {
 	ExportA         decimal.Decimal
 	ImportB         decimal.Decimal
 	ExportB         decimal.Decimal
+	// ThreePhase readings carry no balance, tariff or single-phase
+	// voltage (three-phase meters are credit meters): Voltages3P holds
+	// L1..L3 and ImportA/ExportA the active totals, scaled to kWh.
+	ThreePhase bool
+	Voltages3P [3]decimal.Decimal
 }
 
 // PastTopup is a top-up the simulated customer made.
@@ -54,7 +59,7 @@ func NewMeterWithPast(spec Spec, now time.Time, past, step, offlineFor time.Dura
 	amounts := []int64{10, 20, 30}
 	for t := start.Add(step); !t.After(now); t = t.Add(step) {
 		m.advance(t)
-		if bal := m.st.Balance; bal < threshold {
+		if bal := m.st.Balance; bal < threshold && m.st.PrepayOn {
 			amount := decimal.NewFromInt(amounts[(m.seed>>8+uint64(len(h.Topups)))%3])
 			tok, err := VendToken(spec.Serial, spec.Key, amount)
 			if err != nil {
@@ -81,6 +86,11 @@ func (m *Meter) reading(t time.Time) Reading {
 	r := Reading{At: t, Balance: money(m.st.Balance), EmergencyCredit: money(m.st.Active.EmergencyCredit), CSQ: sig.CSQ,
 		NetworkOperator: sig.NetworkOperator, Voltage: decimal.New(int64(m.voltage(t)), -1),
 		ImportA: kwh(m.st.ImportJ[0]), ExportA: kwh(m.st.ExportJ[0])}
+	if m.threePhase() {
+		tp := m.threePhaseReading(t)
+		return Reading{At: t, CSQ: sig.CSQ, NetworkOperator: sig.NetworkOperator, ThreePhase: true,
+			Voltages3P: tp.Voltages, ImportA: tp.Totals[0], ExportA: tp.Totals[1]}
+	}
 	if emop.IsTwinElement(m.Spec.Hardware) { // as the syncer reads element B
 		r.ImportB, r.ExportB = kwh(m.st.ImportJ[1]), kwh(m.st.ExportJ[1])
 	}

@@ -160,7 +160,8 @@ func NewMeter(spec Spec, now time.Time) *Meter {
 	m.st = State{
 		Balance: units(start), Connected: true, Active: t, Future: t, FutureDone: true,
 		ClockOffset: spec.ClockOffset, DriftFrom: now, EventSets: map[uint16]uint16{},
-		PrepayOn: true, DST: spec.DST, TimeSwitchA: make([]byte, 80), TimeSwitchB: make([]byte, 80),
+		PrepayOn: !emop.IsThreePhase(spec.Hardware), // three-phase meters are credit meters
+		DST:      spec.DST, TimeSwitchA: make([]byte, 80), TimeSwitchB: make([]byte, 80),
 		LastUpdate: now.Truncate(time.Second),
 	}
 	m.event(now, EventPowerUp)
@@ -245,6 +246,13 @@ func (m *Meter) power(t time.Time) (a, b, solar int64) {
 	shape := [48]int64{40, 35, 30, 30, 30, 30, 30, 30, 35, 40, 45, 60, 90, 110, 100, 80, 70, 70, 70, 70, 75, 80, 85, 85,
 		85, 80, 80, 80, 85, 90, 100, 110, 130, 150, 170, 180, 170, 160, 150, 140, 130, 120, 100, 90, 80, 70, 55, 45}
 	a = int64(m.Spec.LoadA) * shape[(slot+int64(m.seed%5))%48] / 100
+	if m.threePhase() {
+		// The phases' loads peak at different times of the day.
+		a = 0
+		for k, l := range m.Spec.PhaseLoads {
+			a += int64(l) * shape[(slot+int64(m.seed%5)+int64(4*k))%48] / 100
+		}
+	}
 	if m.Spec.Layout == "twin" {
 		// Element B: off-peak heating, on overnight.
 		if slot < 14 {

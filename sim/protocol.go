@@ -50,6 +50,9 @@ func (m *Meter) dispatch(req emop.Frame, now time.Time) ([]byte, error) {
 	if len(req.Data) == 0 {
 		return nil, nak(emop.NakFormat)
 	}
+	if m.threePhase() {
+		return m.dispatchThreePhase(req, now)
+	}
 	switch req.Data[0] {
 	case emop.FormatDefault:
 		rec, err := emop.ParseRecord(req.Data)

@@ -195,6 +195,9 @@ func (f *Fleet) handle(m *Meter, conn net.Conn) {
 			return
 		}
 	}
+	if m.dropFlakyPhase(req, fl) {
+		return // the connection closes unanswered: an EOF for the client
+	}
 	var resp emop.Frame
 	m.mu.Lock()
 	injectNak := fl.NakRate > 0 && m.rng.Float64() < fl.NakRate

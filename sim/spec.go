@@ -13,8 +13,8 @@ type Spec struct {
 	IPAddress string `json:"ip_address"`
 	Port      int    `json:"port"`
 	Mode      string `json:"mode"`
-	Hardware  string `json:"hardware"` // registry name: B1.w, EMA1.w (single), C1.w (twin)
-	Layout    string `json:"layout"`   // single, twin, solar (single element, reversed register)
+	Hardware  string `json:"hardware"` // registry name: B1.w, EMA1.w (single), C1.w (twin), P1.ax, P1.cx (three phase)
+	Layout    string `json:"layout"`   // single, twin, solar (single element, reversed register), three_phase
 	Key       string `json:"key"`      // hex top-up token key
 	DST       bool   `json:"daylight_savings_correction_enabled"`
 	Firmware  string `json:"firmware,omitempty"` // four digits, e.g. "3028"
@@ -22,6 +22,7 @@ type Spec struct {
 	LoadA        int             `json:"load_a_w,omitempty"` // average element-A load, W
 	LoadB        int             `json:"load_b_w,omitempty"` // element-B (night heating) load, W
 	SolarPeak    int             `json:"solar_peak_w,omitempty"`
+	PhaseLoads   [3]int          `json:"phase_loads_w,omitzero"` // three phase: average load on L1, L2, L3, W
 	DriftPPM     float64         `json:"drift_ppm,omitempty"`
 	ClockOffset  time.Duration   `json:"clock_offset,omitempty"`
 	BaseCSQ      int             `json:"base_csq,omitempty"`
@@ -39,4 +40,10 @@ type Faults struct {
 	CorruptRate float64       `json:"corrupt_rate,omitempty"` // fraction of answers with a bad CRC
 	NakRate     float64       `json:"nak_rate,omitempty"`     // fraction answered NAK 1
 	MinGap      time.Duration `json:"min_gap,omitempty"`      // a request sooner than this after the last is dropped
+	// FlakyL2 and FlakyL3 are the fractions of a three-phase meter's L2
+	// and L3 voltage reads that go unanswered (the connection closes), the
+	// flakiness of back-to-back phase reads the reference works around; 1
+	// drops every one.
+	FlakyL2 float64 `json:"flaky_l2,omitempty"`
+	FlakyL3 float64 `json:"flaky_l3,omitempty"`
 }

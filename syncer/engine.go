@@ -98,8 +98,12 @@ type Config struct {
 	// (Workers): in a queue of their own, so they never take a worker
 	// from the syncs that keep the fleet fresh.
 	BackfillWorkers int
-	Now             func() time.Time
-	Logger          *slog.Logger
+	// BackfillPause is how long a backfill waits between runs (10 s):
+	// longer than a group sync that found the meter busy waits, so the
+	// meter's scheduled read goes first.
+	BackfillPause time.Duration
+	Now           func() time.Time
+	Logger        *slog.Logger
 }
 
 // Engine runs scheduled and on-demand syncs.
@@ -159,6 +163,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.BackfillWorkers <= 0 {
 		cfg.BackfillWorkers = cfg.Workers
+	}
+	if cfg.BackfillPause <= 0 {
+		cfg.BackfillPause = 10 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -465,13 +472,15 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 		},
 		profileGaps: e.profileGaps(ctx, m.ID, e.cfg.Now()),
 	}
+	asked := 0 // syncers run: none of a frequency may apply to a meter's kind
 	for _, s := range flows.Syncers {
 		if f, ok := freqs[s.Name]; !ok || (freq != OnDemand && string(f) != freq) {
 			continue
 		}
-		if s.SinglePhaseOnly && emop.IsThreePhase(m.Hardware) || s.ScheduledOnly && freq == OnDemand {
+		if !s.AppliesTo(emop.IsThreePhase(m.Hardware)) || s.ScheduledOnly && freq == OnDemand {
 			continue
 		}
+		asked++
 		if !s.RegistryOnly() {
 			res.TouchHealth = true
 		}
@@ -495,6 +504,9 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 		e.cfg.Logger.Debug("syncer refused", "meter_serial", m.Serial, "syncer", s.Name, "error", err)
 	}
 	res.At = e.cfg.Now().UTC()
+	// Nothing to ask (a three-phase meter's 12-hourly slot) is not a
+	// meter that did not answer.
+	res.Reached = res.Reached || asked == 0
 	// One complete, validated update per meter: a value it cannot store
 	// is dropped here and named, the rest is written.
 	res.Invalid = append(res.Invalid, res.Shadow.DropInvalid()...)

@@ -75,7 +75,7 @@ func (r *rig) newEngine(t *testing.T, pool interface{}, owner string, workers in
 		t.Fatal(err)
 	}
 	e, err := syncer.New(syncer.Config{Store: r.store, NewQueue: queue(r.store), Meters: client, Owner: owner, Workers: workers,
-		Now: r.clock.Now, ScheduleEvery: 500 * time.Millisecond})
+		Now: r.clock.Now, ScheduleEvery: 500 * time.Millisecond, BackfillPause: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

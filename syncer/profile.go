@@ -62,11 +62,19 @@ type profileRead struct {
 	recs    []flows.ProfileRecord
 	holes   []flows.ProfileHole
 	dropped []string
+	// refused names chunks the meter answered with a malformed answer:
+	// skipped (their half hours counted as asked), the reading goes on.
+	refused []string
 	reached bool
 	// cut says reading stopped early, to finish within the caller's
 	// deadline; the rest is left for the backfill.
 	cut bool
 }
+
+// liveEdge is how recent a half hour must be for an empty answer not to
+// count as a hole: a meter whose clock is a little slow has not written it
+// yet.
+const liveEdge = time.Hour
 
 // deadlineMargin is how long before its context's deadline a profile read
 // stops asking, so what it read is still written in time.
@@ -105,15 +113,30 @@ func (p *profileRead) readGap(ctx context.Context, meters Meters, c *call, log i
 			return nil
 		}
 		recs, err := p.request(ctx, meters, c, log, t, twin, newest)
+		if flows.ErrorCode(err) == flows.EINVALID {
+			// A malformed answer: skip its chunk, counting its half hours
+			// as asked once more, and go on (the meter is answering).
+			p.refused = append(p.refused, flows.ErrorMessage(err))
+			end := minTime(t.Add(step), to)
+			p.hole(log, t, end)
+			*budget -= int(end.Sub(t) / (30 * time.Minute))
+			t = end
+			continue
+		}
 		if err != nil {
 			return err
 		}
 		if len(recs) == 0 {
-			p.hole(log, t, to) // nothing from t on
+			// Nothing from t on; not yet, near now.
+			p.hole(log, t, minTime(to, newest.Add(-liveEdge)))
 			return nil
 		}
 		first, last := recs[0].At, recs[len(recs)-1].At
 		p.hole(log, t, minTime(first, to))
+		for i := 1; i < len(recs); i++ {
+			// Half hours an answer skipped are not on the meter either.
+			p.hole(log, recs[i-1].At.Add(30*time.Minute), minTime(recs[i].At, to))
+		}
 		p.recs = append(p.recs, recs...)
 		if !first.Before(to) {
 			return nil // its next data is past this gap
@@ -234,7 +257,7 @@ func syncProfile(ctx context.Context, c *call) error {
 	if err != nil {
 		return err
 	}
-	older, err := c.profileGaps(time.Time{}, newest.Add(-ProfileDailyWindow).Add(30*time.Minute))
+	older, err := c.profileGaps(time.Time{}, newest.Add(-ProfileDailyWindow))
 	if err != nil {
 		return err
 	}
@@ -247,6 +270,9 @@ func syncProfile(ctx context.Context, c *call) error {
 		c.res.ProfileBacklog = true
 	}
 	c.res.Dropped = append(c.res.Dropped, p.dropped...)
+	for _, r := range p.refused {
+		c.res.Refused = append(c.res.Refused, "SyncerProfileLogs: "+r)
+	}
 	if p.reached {
 		c.res.Reached = true
 	}
@@ -280,7 +306,10 @@ func (e *Engine) queueBackfill(ctx context.Context, meterID string) {
 // workBackfill reads up to a day of a meter's oldest missing profile and
 // comes back (snoozes) while more is missing and the meter gave some.
 func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) error {
-	m, ok, err := e.cfg.Store.LeaseMeter(ctx, job.Args.MeterID, e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second)
+	// An owner of its own: a lease is re-entrant for its owner, and the
+	// backfill must not share one with this process's syncs of the meter.
+	owner := e.cfg.Owner + "/backfill"
+	m, ok, err := e.cfg.Store.LeaseMeter(ctx, job.Args.MeterID, owner, e.cfg.SyncTimeout+30*time.Second)
 	if flows.ErrorCode(err) == flows.ENOTFOUND {
 		return river.JobCancel(err)
 	}
@@ -288,10 +317,10 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 		return err
 	}
 	if !ok {
-		return river.JobSnooze(30 * time.Second) // syncing now: the hourly read goes first
+		return river.JobSnooze(e.cfg.BackfillPause) // syncing now: the scheduled read goes first
 	}
 	defer func() {
-		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), m.ID, e.cfg.Owner); err != nil {
+		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), m.ID, owner); err != nil {
 			e.cfg.Logger.Warn("releasing sync lease", "meter_id", m.ID, "error", err)
 		}
 	}()
@@ -301,7 +330,8 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 	}
 	now := e.cfg.Now().UTC()
 	c := &call{meters: e.cfg.Meters, target: target, meter: m, now: now, res: &flows.SyncResult{MeterID: m.ID}}
-	gaps, err := e.profileGaps(ctx, m.ID, now)(time.Time{}, lastComplete(now).Add(30*time.Minute))
+	// The last hour is the daily run's: a meter may not have written it.
+	gaps, err := e.profileGaps(ctx, m.ID, now)(time.Time{}, lastComplete(now).Add(-liveEdge))
 	if err != nil {
 		return err
 	}
@@ -312,8 +342,8 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 	if _, err := e.cfg.Store.StoreProfileRead(context.WithoutCancel(ctx), m.ID, p.recs, p.holes); err != nil {
 		return err
 	}
-	if len(p.dropped) > 0 {
-		e.cfg.Logger.Info("profile records kept out", "meter_serial", m.Serial, "detail", strings.Join(p.dropped, "; "))
+	if bad := append(p.dropped, p.refused...); len(bad) > 0 {
+		e.cfg.Logger.Info("profile records kept out", "meter_serial", m.Serial, "detail", strings.Join(bad, "; "))
 	}
 	if readErr != nil {
 		return fmt.Errorf("profile backfill of %s: %w", m.Serial, readErr) // retried with backoff, at most MaxAttempts
@@ -321,12 +351,18 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 	if len(p.recs) == 0 && len(p.holes) == 0 {
 		return nil
 	}
-	more, err := e.profileGaps(ctx, m.ID, now)(time.Time{}, lastComplete(now).Add(30*time.Minute))
+	// Asked at a fresh now: a gap that opened while this run read (the
+	// meter's next outage, whose backfill found this job still running)
+	// is this job's too.
+	now = e.cfg.Now().UTC()
+	more, err := e.profileGaps(ctx, m.ID, now)(time.Time{}, lastComplete(now).Add(-liveEdge))
 	if err != nil {
 		return err
 	}
 	if len(more) > 0 || p.cut {
-		return river.JobSnooze(time.Second)
+		// Longer than a busy group waits (5 s): the meter's scheduled
+		// sync takes the lease first.
+		return river.JobSnooze(e.cfg.BackfillPause)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
 	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
 	"github.com/flows-energy/flows/syncer"
 	"github.com/shopspring/decimal"
@@ -146,6 +147,21 @@ func TestProfileBackfillAfterOutage(t *testing.T) {
 	}
 	outage := start.Add(24 * time.Hour).Truncate(24 * time.Hour)
 	waitComplete(t, r, id, outage, 3)
+	// The first backfill is done asking (its holes before the meter's
+	// first record included) before the clock moves on.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var busy int
+		if err := r.store.Pool().QueryRow(ctx, `SELECT count(*) FROM `+postgres.QueueSchema+`.river_job
+			WHERE kind = 'flows_profile_backfill' AND state NOT IN ('completed', 'discarded', 'cancelled')`).Scan(&busy); err != nil {
+			t.Fatal(err)
+		}
+		if busy == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first backfill is still queued")
+		}
+	}
 
 	// A second outage, after the first backfill completed, is backfilled
 	// too.
@@ -315,14 +331,25 @@ func TestProfileBadAnswersKeptOut(t *testing.T) {
 	if len(res.Profile) == 0 {
 		t.Error("nothing stored from the good answers")
 	}
-	var future, after int
+	var future, skipped, later, exports int
 	_ = r.store.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE "timestamp" > now() + interval '1 month'),
-		count(*) FILTER (WHERE "timestamp" > $2) FROM flows.meter_profile WHERE meter_id = $1`, id, at(18, 30)).Scan(&future, &after)
+		count(*) FILTER (WHERE "timestamp" > $2 AND "timestamp" < $2 + interval '2 hours' AND import_a_wh IS NOT NULL),
+		count(*) FILTER (WHERE "timestamp" >= $2 + interval '2 hours' AND import_a_wh IS NOT NULL),
+		count(*) FILTER (WHERE export_a_wh IS NOT NULL)
+		FROM flows.meter_profile WHERE meter_id = $1`, id, at(18, 30)).Scan(&future, &skipped, &later, &exports)
 	if future != 0 {
 		t.Errorf("%d records from the future stored", future)
 	}
-	if after != 0 {
-		t.Errorf("%d records stored after the truncated answer (the read stops there; the answer before it reached 18:30)", after)
+	// The truncated chunk's half hours are skipped (counted as asked for
+	// once); log 1 goes on after it, and log 2 is read whole.
+	if skipped != 0 || later == 0 || exports < 48 {
+		t.Errorf("log 1 records in the truncated chunk %d (want 0), after it %d (want some); log 2 records %d (want ≥ 48)", skipped, later, exports)
+	}
+	var holes int
+	_ = r.store.Pool().QueryRow(ctx, `SELECT count(*) FROM flows.meter_profile_hole WHERE meter_id = $1 AND log = 1 AND "timestamp" > $2 AND "timestamp" < $2 + interval '2 hours'`,
+		id, at(18, 30)).Scan(&holes)
+	if holes != 3 {
+		t.Errorf("%d half hours of the truncated chunk counted as asked, want 3 (19:00-20:00)", holes)
 	}
 }
 

@@ -173,8 +173,10 @@ var runs = map[string]func(ctx context.Context, c *call) error{
 		}
 		return nil
 	},
-	"SyncerEventLog":    syncEvents,
-	"SyncerProfileLogs": syncProfile,
+	"SyncerEventLog":          syncEvents,
+	"SyncerProfileLogs":       syncProfile,
+	"SyncerThreePhaseVoltage": syncThreePhaseVoltage,
+	"SyncerThreePhaseReads":   syncThreePhaseReads,
 	"SyncerHardware": func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjHardware)
 		if err != nil {
@@ -186,8 +188,14 @@ var runs = map[string]func(ctx context.Context, c *call) error{
 		}
 		hw := emop.RegistryHardware(s, -1)
 		if s == "" {
-			if p, err := c.read(ctx, emop.ObjThreePhaseHardwareConfig); err == nil && len(p) > 0 {
-				hw = emop.RegistryHardware("", int(p[0]))
+			// Blank means three-phase; the configuration says which kind
+			// (THREE_PHASE_UNKNOWN when it is refused or unknown).
+			p, err := c.read(ctx, emop.ObjThreePhaseHardwareConfig)
+			if meterconn.Classify(err) == meterconn.FailureComm {
+				return err
+			}
+			if cfg, derr := emop.DecodeThreePhaseConfig(p); err == nil && derr == nil {
+				hw = cfg.Hardware()
 			}
 		}
 		c.res.Registry.Hardware = &hw

@@ -18,6 +18,7 @@ func main() {
 }
 
 func newRoot() *cobra.Command {
+	loadEnvDefaults() // the current environment file (env_set), under flags and variables
 	var g globals
 	root := &cobra.Command{
 		Use:           "emop [--mediator HOST:PORT | --direct HOST:PORT] [-s SERIAL] COMMAND [ARGS]",
@@ -37,5 +38,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.ca, "ca", os.Getenv("MEDIATOR_CA_CERT"), "CA of the mediator's certificate (PEM file)")
 	root.AddCommand(newFrameCmd())
 	addMeterCommands(root, &g)
+	addEnvCommands(root)
+	root.AddCommand(newClockDriftCmd(&g))
 	return root
 }

@@ -163,6 +163,7 @@ func addMeterCommands(root *cobra.Command, g *globals) {
 	addPrepayCommands(add)
 	addSettingCommands(add)
 	addTariffWrite(add)
+	addThreePhaseCommands(add)
 	addManagement(root, g)
 }
 
@@ -170,10 +171,13 @@ func addMeterCommands(root *cobra.Command, g *globals) {
 var any0 = cobra.MaximumNArgs(1)
 
 // newAdder returns the add helper: it registers one meter command on root
-// that runs on every target meter and prints each result.
+// that runs on every target meter and prints each result. name may carry
+// its arguments for --help ("event_log INDEX"); every meter command also
+// takes the serial after them, as the reference does.
 func newAdder(root *cobra.Command, g *globals) addFunc {
-	return func(name, short string, nargs cobra.PositionalArgs, record bool, run runFunc) *cobra.Command {
-		c := &cobra.Command{Use: name, Short: short, Args: nargs, RunE: func(cmd *cobra.Command, args []string) error {
+	return func(use, short string, nargs cobra.PositionalArgs, record bool, run runFunc) *cobra.Command {
+		name := strings.Fields(use)[0]
+		c := &cobra.Command{Use: use + " [SERIAL]", Short: short, Args: nargs, RunE: func(cmd *cobra.Command, args []string) error {
 			return runOnTargets(cmd, g, name, record, run, args)
 		}}
 		root.AddCommand(c)
@@ -239,10 +243,23 @@ func addReadCommands(add addFunc) {
 	}))
 	add("clock_time_read", "the meter's clock (UTC)", any0, false, simple(emop.ObjTime, decoded(emop.ObjTime)))
 	add("serial_read", "serial", any0, false, simple(emop.ObjSerial, decoded(emop.ObjSerial)))
-	add("hardware", "hardware, as the registry names it", any0, false, simple(emop.ObjHardware, func(p []byte) (string, error) {
-		s, err := emop.DecodeString(p)
-		return emop.RegistryHardware(s, -1), err
-	}))
+	add("hardware", "hardware, as the registry names it (three-phase: from its configuration)", any0, false,
+		func(ctx context.Context, m meterop.Meters, t meterconn.Target, _ []string) (any, error) {
+			p, err := m.Read(ctx, t, emop.ObjHardware)
+			if err != nil {
+				return nil, err
+			}
+			s, err := emop.DecodeString(p)
+			if err != nil || s != "" {
+				return emop.RegistryHardware(s, -1), err
+			}
+			// Blank: a three-phase meter, whose configuration says which.
+			c, err := readConfig(ctx, m, t)
+			if errors.As(err, new(*emop.NakError)) {
+				return emop.HardwareThreePhaseUnknown, nil
+			}
+			return c.Hardware(), err
+		})
 	add("firmware_version", "firmware version", any0, false, simple(emop.ObjFirmware, decoded(emop.ObjFirmware)))
 	add("instantaneous_voltage", "voltage (V)", any0, false, simple(emop.ObjVoltage, decoded(emop.ObjVoltage)))
 	add("instantaneous_active_power", "active power (W)", any0, false, simple(emop.ObjInstantaneousActivePower, decoded(emop.ObjInstantaneousActivePower)))
@@ -304,7 +321,7 @@ func addTariffReadCommands(add addFunc) {
 
 // addLogCommands adds the event log and the two profile logs.
 func addLogCommands(add addFunc) {
-	add("event_log", "ten events, block 0 (newest) to 9 (oldest)", cobra.RangeArgs(1, 2), true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+	add("event_log INDEX", "ten events, block 0 (newest) to 9 (oldest)", cobra.RangeArgs(1, 2), true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
 		var idx uint8
 		if _, err := fmt.Sscan(args[0], &idx); err != nil || idx > 9 {
 			return nil, fmt.Errorf("event log index %q: want 0-9", args[0])
@@ -358,7 +375,7 @@ func profileLog(format byte, ts *string) runFunc {
 
 // addObisCommands adds the reads and writes of any object.
 func addObisCommands(add addFunc) {
-	add("obis_read", "read any object: name, hex id (ffc802) or decimal id", cobra.RangeArgs(1, 2), true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+	add("obis_read OBJECT", "read any object: name, hex id (ffc802) or decimal id", cobra.RangeArgs(1, 2), true, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
 		id, o, err := emop.ParseObject(args[0])
 		if err != nil {
 			return nil, err
@@ -376,7 +393,7 @@ func addObisCommands(add addFunc) {
 		}
 		return out, nil
 	})
-	add("obis_write", "write any object: OBJECT PAYLOAD_HEX", cobra.RangeArgs(2, 3), false, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+	add("obis_write OBJECT PAYLOAD_HEX", "write any object: OBJECT PAYLOAD_HEX", cobra.RangeArgs(2, 3), false, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
 		id, _, err := emop.ParseObject(args[0])
 		if err != nil {
 			return nil, err
@@ -399,13 +416,13 @@ func addClockWriteCommands(add addFunc) {
 
 // addPrepayCommands adds the token top-up and the on/off flag writes.
 func addPrepayCommands(add addFunc) {
-	add("prepay_send_token", "apply a 20-digit top-up token", cobra.RangeArgs(1, 2), false, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
+	add("prepay_send_token TOKEN", "apply a 20-digit top-up token", cobra.RangeArgs(1, 2), false, func(ctx context.Context, m meterop.Meters, t meterconn.Target, args []string) (any, error) {
 		return nil, meterop.SendToken(ctx, m, t, args[0])
 	})
 	minimum := flows.MinPrepayBalance.StringFixed(0)
-	add("prepay_enabled_write", fmt.Sprintf("on (prepay mode; needs a balance of £%s or more) or off (credit mode)", minimum), cobra.RangeArgs(1, 2), false,
+	add("prepay_enabled_write on|off", fmt.Sprintf("on (prepay mode; needs a balance of £%s or more) or off (credit mode)", minimum), cobra.RangeArgs(1, 2), false,
 		onOff(emop.ObjPrepayEnabled, checkPrepayBalance))
-	add("daylight_savings_correction_enabled_write", "on or off", cobra.RangeArgs(1, 2), false, onOff(emop.ObjDSTFlag, nil))
+	add("daylight_savings_correction_enabled_write on|off", "on or off", cobra.RangeArgs(1, 2), false, onOff(emop.ObjDSTFlag, nil))
 }
 
 // checkPrepayBalance refuses prepay mode below flows.MinPrepayBalance.
@@ -456,8 +473,8 @@ func setting(id emop.ObjectID, names []string) runFunc {
 
 // addSettingCommands adds the backlight and load switch writes.
 func addSettingCommands(add addFunc) {
-	add("backlight_write", "backlight setting", cobra.RangeArgs(1, 2), false, setting(emop.ObjBacklight, emop.BacklightSettings))
-	add("load_switch_write", "load switch setting", cobra.RangeArgs(1, 2), false, setting(emop.ObjLoadSwitch, emop.LoadSwitchSettings))
+	add("backlight_write SETTING", "backlight setting: "+strings.Join(emop.BacklightSettings, ", "), cobra.RangeArgs(1, 2), false, setting(emop.ObjBacklight, emop.BacklightSettings))
+	add("load_switch_write SETTING", "load switch setting: "+strings.Join(emop.LoadSwitchSettings, ", "), cobra.RangeArgs(1, 2), false, setting(emop.ObjLoadSwitch, emop.LoadSwitchSettings))
 }
 
 func parseTime(s string) (time.Time, error) {

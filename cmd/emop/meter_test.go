@@ -20,10 +20,16 @@ import (
 // startMediated serves a small simulated fleet through a mediator.
 func startMediated(t *testing.T) (*sim.Fleet, string) {
 	t.Helper()
+	fleet, addr, _ := startMediatedFleet(t, sim.GenerateFleet(3, sim.FleetOptions{AddressPrefix: "127.87", Secret: []byte("cli")}))
+	return fleet, addr
+}
+
+// startMediatedFleet serves specs through a mediator.
+func startMediatedFleet(t *testing.T, specs []sim.Spec) (*sim.Fleet, string, *postgres.Store) {
+	t.Helper()
 	ctx := context.Background()
 	store := postgres.NewStore(pgtest.NewPool(t))
 	clock := sim.NewManualClock(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC))
-	specs := sim.GenerateFleet(3, sim.FleetOptions{AddressPrefix: "127.87", Secret: []byte("cli")})
 	var ms []*sim.Meter
 	for _, s := range specs {
 		ms = append(ms, sim.NewMeter(s, clock.Now()))
@@ -46,7 +52,7 @@ func startMediated(t *testing.T) (*sim.Fleet, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
-	return fleet, srv.Addr()
+	return fleet, srv.Addr(), store
 }
 
 // Every read command returns the simulator's true state; writes change it.

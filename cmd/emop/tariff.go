@@ -112,7 +112,7 @@ func parseFutureTariff(unitRate, unitRateB, standing, ec, eca, drr string) (mete
 
 // addManagement adds info and list, which ask the mediator's InfoService.
 func addManagement(root *cobra.Command, g *globals) {
-	root.AddCommand(&cobra.Command{Use: "info", Short: "registry and shadow of a meter (from the mediator)", Args: cobra.MaximumNArgs(1),
+	root.AddCommand(&cobra.Command{Use: "info [SERIAL]", Short: "registry and shadow of a meter (from the mediator)", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.mediatorClient()
 			if err != nil {

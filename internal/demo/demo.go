@@ -57,6 +57,13 @@ func demoMeter(m *sim.Meter, h sim.History, now time.Time) postgres.DemoMeter {
 	// answering).
 	last := &dm.Past[len(dm.Past)-1]
 	st := m.State(now)
+	if h.Readings[0].ThreePhase {
+		// A credit meter without tariffs or an event log to read.
+		if spec.Faults.Offline {
+			dm.Past = append(dm.Past, flows.SyncResult{At: now, TouchHealth: true, Failure: "unreachable"})
+		}
+		return dm
+	}
 	for _, e := range st.Events {
 		if !e.Timestamp.After(last.At) {
 			last.Events = append(last.Events, flows.MeterEvent{Timestamp: e.Timestamp, EventType: int(e.EventID), EventSet: int(e.EventSet)})
@@ -86,6 +93,16 @@ func tariff(t sim.Tariff) *flows.Tariff {
 // observation is a reading as a sync records it.
 func observation(r sim.Reading) flows.SyncResult {
 	csq, op := r.CSQ, r.NetworkOperator
+	if r.ThreePhase {
+		// As the three-phase syncers record it: voltages, and the active
+		// totals to the Wh.
+		ia, ea := r.ImportA.Truncate(3), r.ExportA.Truncate(3)
+		u := flows.ShadowUpdate{CSQ: &csq, NetworkOperator: &op, ImportA: &ia, ExportA: &ea}
+		for k := range r.Voltages3P {
+			u.Voltage3P[k] = &r.Voltages3P[k]
+		}
+		return flows.SyncResult{At: r.At, Shadow: u, Groups: []string{"csq", "3p_voltage", "3p_reads"}, Reached: true, TouchHealth: true}
+	}
 	bal, ec, v, ia, ea := r.Balance, r.EmergencyCredit, r.Voltage, r.ImportA, r.ExportA
 	u := flows.ShadowUpdate{Balance: &bal, EmergencyCredit: &ec, CSQ: &csq, NetworkOperator: &op, Voltage: &v, ImportA: &ia, ExportA: &ea}
 	if !r.ImportB.IsZero() || !r.ExportB.IsZero() {

@@ -77,17 +77,28 @@ COMMENT ON FUNCTION flows.profile_deltas IS 'Wh imported and exported per elemen
 -- Flags readings that go backwards, then derives the intervals of one
 -- meter's enabled registers whose half hour starts in [from, to) (element
 -- A or SINGLE from the A readings, B from the B readings; a reversed
--- register counts the element's export), removes intervals in the range
--- that can no longer be derived, and refreshes the days' totals.
+-- register counts the element's export; none before a register's
+-- start_time or from its end_time), removes its enabled registers'
+-- intervals in the range that can no longer be derived (a replaced
+-- register keeps its history), and refreshes those days' totals. The
+-- range reaches on to the first stored record after it: a record filled
+-- into a gap changes the backwards flag of the one that follows.
 CREATE OR REPLACE FUNCTION flows.derive_register_intervals(m uuid, from_ts timestamptz, to_ts timestamptz) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     n integer;
+    next_ts timestamptz;
 BEGIN
+    SELECT min(q."timestamp") INTO next_ts FROM flows.meter_profile q
+    WHERE q.meter_id = m AND q."timestamp" >= to_ts;
+    IF next_ts IS NOT NULL THEN
+        to_ts := next_ts + interval '30 minutes';
+    END IF;
+
     -- Compare each record with the stored record before it, wherever that
     -- is: one reading-less half hour does not hide a counter going back.
     WITH seq AS (
-        SELECT p."timestamp", p.non_monotonic,
+        SELECT p."timestamp",
                p.import_a_wh < lag(p.import_a_wh) OVER w OR p.export_a_wh < lag(p.export_a_wh) OVER w
             OR p.import_b_wh < lag(p.import_b_wh) OVER w OR p.export_b_wh < lag(p.export_b_wh) OVER w AS backwards
         FROM flows.meter_profile p
@@ -105,11 +116,14 @@ BEGIN
                round((CASE WHEN r.direction_reversed THEN x.export_wh ELSE x.import_wh END)::numeric / 1000, 3) AS kwh
         FROM flows.meter_registers r
         JOIN flows.profile_deltas(m, from_ts, to_ts) x ON x.element = (CASE WHEN r.element = 'B' THEN 'B' ELSE 'A' END)
-        WHERE r.meter_id = m AND r.status = 'enabled'),
+        WHERE r.meter_id = m AND r.status = 'enabled'
+          AND (r.start_time IS NULL OR x."timestamp" >= r.start_time)
+          AND (r.end_time IS NULL OR x."timestamp" < r.end_time)),
     del AS (
         DELETE FROM flows.register_interval_hh i
         USING flows.meter_registers r
-        WHERE r.meter_id = m AND i.register_id = r.register_id AND i."timestamp" >= from_ts AND i."timestamp" < to_ts
+        WHERE r.meter_id = m AND r.status = 'enabled' AND i.register_id = r.register_id
+          AND i."timestamp" >= from_ts AND i."timestamp" < to_ts
           AND NOT EXISTS (SELECT 1 FROM d WHERE d.register_id = i.register_id AND d."timestamp" = i."timestamp" AND d.kwh IS NOT NULL)),
     ins AS (
         INSERT INTO flows.register_interval_hh (register_id, "timestamp", kwh)
@@ -122,12 +136,12 @@ BEGIN
     -- The days touched, recounted from the derived table.
     DELETE FROM flows.register_interval_day t
     USING flows.meter_registers r
-    WHERE r.meter_id = m AND t.register_id = r.register_id
+    WHERE r.meter_id = m AND r.status = 'enabled' AND t.register_id = r.register_id
       AND t.day >= (from_ts AT TIME ZONE 'UTC')::date AND t.day <= ((to_ts - interval '1 microsecond') AT TIME ZONE 'UTC')::date;
     INSERT INTO flows.register_interval_day (register_id, day, half_hours, kwh)
     SELECT i.register_id, (i."timestamp" AT TIME ZONE 'UTC')::date, count(*), sum(i.kwh)
     FROM flows.register_interval_hh i JOIN flows.meter_registers r ON r.register_id = i.register_id
-    WHERE r.meter_id = m
+    WHERE r.meter_id = m AND r.status = 'enabled'
       AND i."timestamp" >= ((from_ts AT TIME ZONE 'UTC')::date AT TIME ZONE 'UTC')
       AND i."timestamp" < ((((to_ts - interval '1 microsecond') AT TIME ZONE 'UTC')::date + 1) AT TIME ZONE 'UTC')
     GROUP BY 1, 2;
@@ -136,23 +150,39 @@ END
 $$;
 
 -- Per meter: the share of expected half hours derived over the last 7 and
--- 30 complete UTC days, counting from the meter's commissioning (its
--- earliest enabled register's start_time) when that is later. NULL when no
--- day of the window has begun since commissioning.
+-- 30 complete UTC days: per enabled register, the half hours from the
+-- window's start, or from its start_time (commissioning, rounded up to a
+-- half hour) when that is later, to the start of today; NULL when none is
+-- expected yet. For the meters in ids, or all when ids is NULL: one pass
+-- over the window's day rows, hashed against the registers (a page of
+-- meters, or the fleet for its metric).
+CREATE FUNCTION flows.interval_completeness(ids uuid[])
+RETURNS TABLE (meter_id uuid, complete_7d numeric, complete_30d numeric)
+LANGUAGE sql STABLE AS $$
+    WITH today AS (
+        SELECT ((now() AT TIME ZONE 'UTC')::date AT TIME ZONE 'UTC') AS start, (now() AT TIME ZONE 'UTC')::date AS day),
+    regs AS (
+        SELECT r.meter_id, r.register_id,
+               coalesce(date_bin('30 minutes', r.start_time - interval '1 microsecond', timestamptz '2000-01-01 00:00:00+00') + interval '30 minutes',
+                        '-infinity') AS commissioned
+        FROM flows.meter_registers r
+        WHERE r.status = 'enabled' AND (ids IS NULL OR r.meter_id = ANY (ids))),
+    present AS (
+        SELECT g.meter_id, sum(d.half_hours) FILTER (WHERE d.day >= t.day - 7) AS n7, sum(d.half_hours) AS n30
+        FROM regs g CROSS JOIN today t
+        JOIN flows.register_interval_day d ON d.register_id = g.register_id AND d.day >= t.day - 30 AND d.day < t.day
+             AND d.day >= (g.commissioned AT TIME ZONE 'UTC')::date
+        GROUP BY g.meter_id),
+    expected AS (
+        SELECT g.meter_id,
+               sum(greatest(extract(epoch FROM t.start - greatest(t.start - interval '7 days', g.commissioned)) / 1800, 0)) AS e7,
+               sum(greatest(extract(epoch FROM t.start - greatest(t.start - interval '30 days', g.commissioned)) / 1800, 0)) AS e30
+        FROM regs g CROSS JOIN today t
+        GROUP BY g.meter_id)
+    SELECT e.meter_id, round(coalesce(p.n7, 0) / nullif(e.e7, 0), 4), round(coalesce(p.n30, 0) / nullif(e.e30, 0), 4)
+    FROM expected e LEFT JOIN present p ON p.meter_id = e.meter_id
+$$;
+
 CREATE VIEW flows.meter_interval_completeness AS
-WITH regs AS (
-    SELECT meter_id, count(*) AS registers, min(start_time) AS commissioned
-    FROM flows.meter_registers WHERE status = 'enabled' GROUP BY meter_id),
-win AS (
-    SELECT g.meter_id, g.registers, w.days,
-           greatest((now() AT TIME ZONE 'UTC')::date - w.days, coalesce((g.commissioned AT TIME ZONE 'UTC')::date, '-infinity'::date)) AS first_day
-    FROM regs g CROSS JOIN (VALUES (7), (30)) AS w(days))
-SELECT w.meter_id,
-       max(CASE WHEN w.days = 7 THEN round(coalesce(h.n, 0)::numeric / nullif(48 * w.registers * greatest((now() AT TIME ZONE 'UTC')::date - w.first_day, 0), 0), 4) END) AS complete_7d,
-       max(CASE WHEN w.days = 30 THEN round(coalesce(h.n, 0)::numeric / nullif(48 * w.registers * greatest((now() AT TIME ZONE 'UTC')::date - w.first_day, 0), 0), 4) END) AS complete_30d
-FROM win w
-LEFT JOIN LATERAL (
-    SELECT sum(t.half_hours) AS n FROM flows.register_interval_day t JOIN flows.meter_registers r ON r.register_id = t.register_id
-    WHERE r.meter_id = w.meter_id AND r.status = 'enabled' AND t.day >= w.first_day AND t.day < (now() AT TIME ZONE 'UTC')::date) h ON true
-GROUP BY w.meter_id;
-COMMENT ON VIEW flows.meter_interval_completeness IS 'Share (0-1) of expected half hours derived per meter over the last 7 and 30 complete UTC days.';
+SELECT meter_id, complete_7d, complete_30d FROM flows.interval_completeness(NULL);
+COMMENT ON VIEW flows.meter_interval_completeness IS 'Share (0-1) of expected half hours derived per meter over the last 7 and 30 complete UTC days, from commissioning.';
