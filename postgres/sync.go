@@ -289,7 +289,9 @@ func isNilPtr(v any) bool {
 // falls due by horizon: each meter has a fixed slot within every period,
 // derived from its id, so a fleet's work is spread evenly over the period.
 // A meter that missed its previous slot too (never synced, or the process
-// was down) is due at once.
+// was down) is due at once. A sync in the half period before a slot
+// stands for it (a meter caught up just before its slot is not read
+// twice); values stay within StaleAfter.
 func (s *Store) DueSyncs(ctx context.Context, f flows.Frequency, now, horizon time.Time) ([]flows.DueSync, error) {
 	secs := int64(f.Interval() / time.Second)
 	rows, err := s.pool.Query(ctx, `
@@ -303,7 +305,7 @@ func (s *Store) DueSyncs(ctx context.Context, f flows.Frequency, now, horizon ti
 		)
 		SELECT id, slot, CASE WHEN last_run IS NULL OR last_run < slot - make_interval(secs => $2) THEN $3::timestamptz ELSE slot END, failures
 		FROM m
-		WHERE (last_run IS NULL OR last_run < slot)
+		WHERE (last_run IS NULL OR last_run < slot - make_interval(secs => $2 / 2))
 		  AND (slot <= $4 OR last_run IS NULL OR last_run < slot - make_interval(secs => $2))`,
 		string(f), secs, now, horizon)
 	if err != nil {
@@ -349,7 +351,8 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 			FROM flows.meter_registry r LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL),
 		due AS (
-			SELECT id FROM m WHERE date_trunc('minute', slot) = $4 AND (last_run IS NULL OR last_run < slot) AND failing = $5),
+			SELECT id FROM m WHERE date_trunc('minute', slot) = $4 AND (last_run IS NULL OR last_run < slot - make_interval(secs => $2 / 2))
+			  AND failing = $5),
 		l AS (
 			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until)
 			SELECT id, $6, now() + $7::interval FROM due
