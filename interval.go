@@ -112,3 +112,16 @@ type Completeness struct {
 	Last7Days  *decimal.Decimal `json:"last_7_days"`
 	Last30Days *decimal.Decimal `json:"last_30_days"`
 }
+
+// DailyTotal is one UTC day of one element's consumption summed over a set
+// of meters (an ESCO's), from the per-day totals kept with the derived
+// intervals: the kWh of the half hours derived (nil when none was), how
+// many half hours that is, and how many enabled registers of the element
+// the meters have now (each is expected to give 48 a day).
+type DailyTotal struct {
+	Day       time.Time        `json:"day"`     // 00:00 UTC
+	Element   string           `json:"element"` // A (or the single element) or B
+	KWh       *decimal.Decimal `json:"kwh"`
+	HalfHours int              `json:"half_hours"`
+	Registers int              `json:"registers"`
+}

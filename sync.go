@@ -82,6 +82,9 @@ type SyncResult struct {
 	Profile        []ProfileRecord
 	ProfileHoles   []ProfileHole
 	ProfileBacklog bool
+	// ThreePhaseIntervals holds a three-phase meter's interval profile
+	// read (its holes are ProfileHoles of ProfileLogThreePhase).
+	ThreePhaseIntervals []ThreePhaseInterval
 	// TouchHealth is false when only registry fields were synced.
 	TouchHealth bool
 }
@@ -209,6 +212,7 @@ var Syncers = []SyncerSpec{
 	{Name: "SyncerDaylightSavingsEnabled", SinglePhaseOnly: true, Default: Daily},
 	// Last: its many requests (a day's profile) come after the cheap reads.
 	{Name: "SyncerProfileLogs", Group: "profile", SinglePhaseOnly: true, ScheduledOnly: true, Default: Daily},
+	{Name: "SyncerThreePhaseIntervals", Group: "3p_intervals", ThreePhaseOnly: true, ScheduledOnly: true, Default: Daily},
 }
 
 // SyncerByName returns the syncer named name (case-sensitive, as

@@ -43,6 +43,10 @@ type Store interface {
 	ClockDrifts(ctx context.Context, escoCode string) ([]flows.ClockDrift, error)
 	CreateRollout(ctx context.Context, t flows.RolloutTargets, tariff flows.Tariff, abortPct, ratePerMinute int, requestedBy string) (*flows.Rollout, error)
 	Rollout(ctx context.Context, id string) (*flows.Rollout, error)
+	Intervals(ctx context.Context, meterID string, from, to time.Time, bucket flows.Bucket) ([]flows.IntervalPoint, error)
+	SMIPDay(ctx context.Context, meterID, element string, day time.Time) ([]flows.HalfHourReading, error)
+	CompletenessOf(ctx context.Context, meterIDs []string) (map[string]flows.MeterCompleteness, error)
+	CompletenessOfAll(ctx context.Context) (map[string]flows.MeterCompleteness, error)
 }
 
 // route is one API endpoint: the mux pattern, the least role allowed, and
@@ -65,6 +69,8 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/meters/{serial}/balance", RoleReadonly, "Balance history (from, to, bucket=raw|hour|day)", s.balance},
 		{"GET", "/api/v1/meters/{serial}/events", RoleReadonly, "The meter's event log, newest first", s.events},
 		{"GET", "/api/v1/meters/{serial}/signal", RoleReadonly, "CSQ and voltage history (from, to; default 7 days)", s.signal},
+		{"GET", "/api/v1/meters/{serial}/intervals", RoleReadonly, "Consumption per half hour or UTC day, per element, and completeness (from, to: RFC 3339 or YYYY-MM-DD; bucket=hh|day; default the previous UTC day of half hours, or the last 30 days)", s.intervals},
+		{"GET", "/api/v1/meters/{serial}/intervals.csv", RoleReadonly, "One UTC day of the profile as a SMIP CSV file (day=YYYY-MM-DD, default yesterday; element=A|B, required on twin-element meters)", s.intervalsCSV},
 		{"GET", "/api/v1/fleet", RoleReadonly, "Meter counts by state (healthy, unhealthy, offline, stale, low balance) per ESCO", s.fleet},
 		{"GET", "/api/v1/meters/{serial}/tariffs", RoleReadonly, "Active and future tariffs as reported, and tariff requests", s.tariffs},
 		{"PUT", "/api/v1/meters/{serial}/tariffs/future", RoleOperator, "Schedule a future tariff (the seed's tariff JSON)", s.putFutureTariff},
@@ -154,7 +160,11 @@ func (s *Server) listMeters(w http.ResponseWriter, r *http.Request, c *Claims) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"meters": ms, "limit": f.Limit, "offset": f.Offset})
+	rows, err := s.withCompleteness(r.Context(), ms)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"meters": rows, "limit": f.Limit, "offset": f.Offset})
 	return nil
 }
 
@@ -197,7 +207,14 @@ func (s *Server) getMeter(w http.ResponseWriter, r *http.Request, c *Claims) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, st)
+	comp, err := s.meterCompleteness(r.Context(), m.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct {
+		*flows.MeterStatus
+		IntervalCompleteness flows.Completeness `json:"interval_completeness"`
+	}{st, comp})
 	return nil
 }
 

@@ -36,6 +36,18 @@ func BenchmarkAPI(b *testing.B) {
 	if _, err := pool.Exec(ctx, `UPDATE flows.meter_shadows SET balance = 10 + random() * 20, csq = 15, health = 'healthy'`); err != nil {
 		b.Fatal(err)
 	}
+	// Interval data as a fleet collecting profiles has it: a register per
+	// meter, 35 days of daily counts (what the completeness columns read).
+	if _, err := pool.Exec(ctx, `INSERT INTO flows.meter_registers (meter_id, element) SELECT id, 'SINGLE' FROM flows.meter_registry`); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO flows.register_interval_day (register_id, day, half_hours, kwh)
+		SELECT register_id, (now() AT TIME ZONE 'UTC')::date - k, 40 + (random() * 8)::int, 5 FROM flows.meter_registers, generate_series(1, 35) k`); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `VACUUM ANALYZE flows.meter_registers, flows.register_interval_day`); err != nil {
+		b.Fatal(err)
+	}
 	srv := flowshttp.NewServer(flowshttp.Config{Addr: "127.0.0.1:0", Store: store, JWTSecret: secret})
 	if err := srv.Start(ctx); err != nil {
 		b.Fatal(err)
@@ -112,9 +124,11 @@ func BenchmarkAPI(b *testing.B) {
 				b.Fatalf("meter list page: %d, %d rows", resp.StatusCode, strings.Count(string(body), `class="meter-link"`))
 			}
 		}
+		first := pageTimes[0] // the fleet's interval completeness read, not yet kept
 		slices.Sort(pageTimes)
-		fmt.Printf("dashboard meter list page, 10,000 meters (%d KB): median %.0f ms, worst %.0f ms (goal < 300 ms)\n",
-			pageBytes/1024, float64(pageTimes[len(pageTimes)/2].Microseconds())/1000, float64(pageTimes[len(pageTimes)-1].Microseconds())/1000)
+		fmt.Printf("dashboard meter list page, 10,000 meters (%d KB): median %.0f ms, worst %.0f ms, first %.0f ms (goal < 300 ms)\n",
+			pageBytes/1024, float64(pageTimes[len(pageTimes)/2].Microseconds())/1000, float64(pageTimes[len(pageTimes)-1].Microseconds())/1000,
+			float64(first.Microseconds())/1000)
 		b.ReportMetric(float64(pageTimes[len(pageTimes)/2].Microseconds())/1000, "ms-list-page")
 		b.ReportMetric(float64(p99.Microseconds())/1000, "ms-p99-meter")
 		b.ReportMetric(float64(list[len(list)/2].Microseconds())/1000, "ms-list")

@@ -59,6 +59,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 		return string(*h)
 	},
 	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"pct":  percent,
 	"timep": func(t *time.Time) string {
 		if t == nil {
 			return "never"
@@ -81,6 +82,7 @@ func (s *Server) mountDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /meters/{serial}", s.dash(s.meterPage))
 	mux.HandleFunc("GET /meters/{serial}/requests", s.dash(s.requestsFragment))
+	mux.HandleFunc("GET /meters/{serial}/intervals.csv", s.dash(s.smipDownload))
 	mux.HandleFunc("POST /meters/{serial}/tariff", s.dash(s.meterForm(s.tariffForm)))
 	mux.HandleFunc("POST /meters/{serial}/token", s.dash(s.meterForm(s.tokenForm)))
 	mux.HandleFunc("POST /meters/{serial}/sync", s.dash(s.meterForm(s.syncForm)))
@@ -266,6 +268,10 @@ func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if err != nil {
 		return err
 	}
+	comp, err := s.completenessCells(r.Context(), rows)
+	if err != nil {
+		return err
+	}
 	escos, err := s.cfg.Store.FleetSummaries(r.Context(), scopeESCO(r, c))
 	if err != nil {
 		return err
@@ -284,9 +290,10 @@ func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		Total        flows.FleetSummary
 		ESCOs        []flows.FleetSummary
 		Rows         []flows.MeterRow
+		Completeness []template.HTML // the rows' completeness cells
 		Q, Health    string
 		Low, Offline bool
-	}{page{Title: "Fleet", Claims: c, Flash: q.Get("msg")}, total, escos, rows, q.Get("q"), q.Get("health"), q.Get("low") == "1", f.Offline})
+	}{page{Title: "Fleet", Claims: c, Flash: q.Get("msg")}, total, escos, rows, comp, q.Get("q"), q.Get("health"), q.Get("low") == "1", f.Offline})
 	return nil
 }
 
@@ -340,6 +347,10 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 	for _, g := range st.Stale {
 		stale[g] = true
 	}
+	intervals, err := s.intervalPanel(ctx, m, r.URL.Query())
+	if err != nil {
+		return err
+	}
 	s.render(w, http.StatusOK, "meter", struct {
 		page
 		Status                            *flows.MeterStatus
@@ -348,7 +359,8 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		Requests                          []flows.TariffRequest
 		BalanceJSON, CSQJSON, VoltageJSON [][2]string
 		TopupsJSON                        []string
-	}{page{Title: m.Serial, Claims: c, Flash: r.URL.Query().Get("msg")}, st, stale, evs, reqs, balance, csq, volt, topups})
+		Intervals                         *intervalPanel
+	}{page{Title: m.Serial, Claims: c, Flash: r.URL.Query().Get("msg")}, st, stale, evs, reqs, balance, csq, volt, topups, intervals})
 	return nil
 }
 

@@ -42,6 +42,10 @@ type Server struct {
 	done     chan struct{}
 	once     sync.Once
 	requests *prometheus.HistogramVec
+	// fleetCompleteness is every meter's interval completeness, read for
+	// the fleet page and the metric at most once a minute and used by any
+	// page while fresh (completeness.go).
+	fleetCompleteness fleetCompleteness
 }
 
 // NewServer returns a server; call Start to listen.
@@ -61,6 +65,7 @@ func NewServer(cfg Config) *Server {
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"route", "code"})
 	_ = cfg.Registry.Register(s.requests)
+	_ = cfg.Registry.Register(newCompletenessCollector(s))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	// Fleet-wide counts across ESCOs: for an unscoped admin token only.

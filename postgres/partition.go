@@ -13,11 +13,13 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// partitionedTables are the history tables migration 0014 partitions by
-// month on "timestamp": the only fast-growing tables.
+// partitionedTables are the history tables partitioned by month on
+// "timestamp": the only fast-growing tables. Migration 0014 partitions
+// the first nine; later ones are made partitioned (0017: meter_3p_interval).
 var partitionedTables = []string{
 	"meter_prepay_balance", "meter_csq", "meter_voltage", "meter_3p_voltage", "meter_health_history",
 	"register_import", "register_export", "meter_profile", "register_interval_hh",
+	"meter_3p_interval",
 }
 
 // PartitionedTables returns the names (in schema flows) of the tables

@@ -228,7 +228,8 @@ func TestPartitionMigrationKeepsHistory(t *testing.T) {
 		}
 		return out
 	}
-	tables := postgres.PartitionedTables()
+	// The tables 0014 converts: not those made partitioned later.
+	tables := slices.DeleteFunc(postgres.PartitionedTables(), func(t string) bool { return t == "meter_3p_interval" })
 	before := map[string]string{}
 	for _, tbl := range tables {
 		before[tbl] = historyRows(t, pool, tbl)

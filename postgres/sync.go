@@ -143,6 +143,7 @@ func (s *Store) applyBatch(ctx context.Context, rs []flows.SyncResult, freq, own
 		}
 		// The syncer kept out what it could not store (and named it).
 		queueProfile(b, r.MeterID, r.Profile, r.ProfileHoles, s.now())
+		queueThreePhase(b, r.MeterID, r.ThreePhaseIntervals, r.ProfileHoles, s.now())
 		queueSyncState(b, r, freq, owner)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {

@@ -25,6 +25,10 @@ type FleetOptions struct {
 	Secret []byte
 	// Faults turns on the realistic share of offline and flaky meters.
 	Faults bool
+	// ThreePhaseShare, when set, is the share of three-phase meters (0:
+	// none), spread evenly, alternately CT-operated and whole current;
+	// nil keeps the default two in 25 at indices 22 and 24 of each 25.
+	ThreePhaseShare *float64
 }
 
 // GenerateFleet returns n meter specs: a realistic mix of single-element
@@ -68,7 +72,14 @@ func GenerateFleet(n int, opts FleetOptions) []Spec {
 		// Two in every 25 are three-phase, from index 22 on (the first 22
 		// meters, which small fleets are made of, never change): a
 		// CT-operated plant room and a whole-current supply with solar.
-		switch i % 25 {
+		kind := i % 25
+		if p := opts.ThreePhaseShare; p != nil {
+			kind = 0
+			if n := int(float64(i+1) * *p); n > int(float64(i)**p) {
+				kind = 22 + 2*(n%2) // alternately P1.cx and P1.ax
+			}
+		}
+		switch kind {
 		case 22:
 			s.Hardware, s.Layout, s.LoadA, s.LoadB, s.SolarPeak = "P1.cx", "three_phase", 0, 0, 0
 			s.PhaseLoads = [3]int{9000 + (i*13)%3000, 7000, 8000 + (i*7)%2000}

@@ -65,6 +65,10 @@ type Store interface {
 	// StoreProfileRead stores profile records and holes read outside a
 	// sync (the backfill) and derives the intervals they complete.
 	StoreProfileRead(ctx context.Context, meterID string, recs []flows.ProfileRecord, holes []flows.ProfileHole) (int, error)
+	// ThreePhaseGaps and StoreThreePhaseRead are their siblings for
+	// three-phase interval profiles.
+	ThreePhaseGaps(ctx context.Context, meterID string, from, to time.Time) ([]flows.ProfileGap, error)
+	StoreThreePhaseRead(ctx context.Context, meterID string, ivs []flows.ThreePhaseInterval, holes []flows.ProfileHole) (int, error)
 }
 
 // JobQueue is the job queue the engine works: a River client
@@ -470,7 +474,8 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 		lastEvent: func() (time.Time, error) {
 			return e.cfg.Store.LastEventTime(ctx, m.ID)
 		},
-		profileGaps: e.profileGaps(ctx, m.ID, e.cfg.Now()),
+		profileGaps:    e.profileGaps(ctx, m.ID, e.cfg.Now()),
+		threePhaseGaps: e.threePhaseGaps(ctx, m.ID, e.cfg.Now()),
 	}
 	asked := 0 // syncers run: none of a frequency may apply to a meter's kind
 	for _, s := range flows.Syncers {

@@ -29,11 +29,16 @@ type rig struct {
 // fresh database, and an engine reading them over TCP.
 func newRig(t *testing.T, n int, start time.Time, faults sim.Faults) *rig {
 	t.Helper()
+	return newRigOf(t, sim.GenerateFleet(n, sim.FleetOptions{AddressPrefix: "127.81", Secret: []byte("rig")}), start, faults)
+}
+
+// newRigOf is newRig for chosen meters of a generated fleet.
+func newRigOf(t *testing.T, specs []sim.Spec, start time.Time, faults sim.Faults) *rig {
+	t.Helper()
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
 	store := postgres.NewStore(pool)
 	clock := sim.NewManualClock(start)
-	specs := sim.GenerateFleet(n, sim.FleetOptions{AddressPrefix: "127.81", Secret: []byte("rig")})
 	var ms []*sim.Meter
 	for i := range specs {
 		specs[i].Port = 0 // distinct loopback addresses, free ports

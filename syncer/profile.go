@@ -330,6 +330,9 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 	}
 	now := e.cfg.Now().UTC()
 	c := &call{meters: e.cfg.Meters, target: target, meter: m, now: now, res: &flows.SyncResult{MeterID: m.ID}}
+	if emop.IsThreePhase(m.Hardware) {
+		return e.backfillThreePhase(ctx, c) // its interval profile, not profile logs 1 and 2
+	}
 	// The last hour is the daily run's: a meter may not have written it.
 	gaps, err := e.profileGaps(ctx, m.ID, now)(time.Time{}, lastComplete(now).Add(-liveEdge))
 	if err != nil {

@@ -28,7 +28,9 @@ type call struct {
 	// profileGaps returns the meter's missing profile half hours in
 	// [from, to), clipped to the backfill window.
 	profileGaps func(from, to time.Time) ([]flows.ProfileGap, error)
-	res         *flows.SyncResult
+	// threePhaseGaps is profileGaps for a three-phase interval profile.
+	threePhaseGaps func(from, to time.Time) ([]flows.ProfileGap, error)
+	res            *flows.SyncResult
 }
 
 // Read implements meterop.Reader, noting that the meter answered.
@@ -173,10 +175,11 @@ var runs = map[string]func(ctx context.Context, c *call) error{
 		}
 		return nil
 	},
-	"SyncerEventLog":          syncEvents,
-	"SyncerProfileLogs":       syncProfile,
-	"SyncerThreePhaseVoltage": syncThreePhaseVoltage,
-	"SyncerThreePhaseReads":   syncThreePhaseReads,
+	"SyncerEventLog":            syncEvents,
+	"SyncerProfileLogs":         syncProfile,
+	"SyncerThreePhaseVoltage":   syncThreePhaseVoltage,
+	"SyncerThreePhaseReads":     syncThreePhaseReads,
+	"SyncerThreePhaseIntervals": syncThreePhaseIntervals,
 	"SyncerHardware": func(ctx context.Context, c *call) error {
 		p, err := c.read(ctx, emop.ObjHardware)
 		if err != nil {

@@ -68,7 +68,7 @@ func TestThreePhaseSyncMatchesSimulator(t *testing.T) {
 			}
 		}
 		for g := range st.Freshness { // (stale or not by the store's clock, not the rig's)
-			if !map[string]bool{"csq": true, "clock": true, "3p_voltage": true, "3p_reads": true, "backlight": true}[g] {
+			if !map[string]bool{"csq": true, "clock": true, "3p_voltage": true, "3p_reads": true, "backlight": true, "3p_intervals": true}[g] {
 				t.Errorf("%s: freshness of %s, which its kind has no syncer for", m.Spec.Hardware, g)
 			}
 		}

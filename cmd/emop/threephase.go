@@ -1,18 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/intervalcsv"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
 	"github.com/shopspring/decimal"
@@ -236,40 +235,32 @@ func intervalsJSON(cfg emop.ThreePhaseConfig, rows []emop.IntervalRow, statuses 
 	return out, nil
 }
 
-// writeIntervalsCSV writes the reference's interval CSV: created_at, a
-// column per channel (kW / kWh), and with statuses a 0/1 column per flag.
-// A folder gets <serial>_<day>_intervals.csv.
+// writeIntervalsCSV writes the reference's interval CSV (intervalcsv):
+// created_at, a column per channel (kW / kWh), and with statuses a 0/1
+// column per flag. A folder gets <serial>_<day>_intervals.csv.
 func writeIntervalsCSV(path, serial string, from time.Time, cfg emop.ThreePhaseConfig, rows []emop.IntervalRow, statuses bool) error {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		path = filepath.Join(path, fmt.Sprintf("%s_%s_intervals.csv", serial, from.Format("2006-01-02")))
+		path = filepath.Join(path, intervalcsv.FileName(serial, from))
 	}
-	var b strings.Builder
-	w := csv.NewWriter(&b)
-	header := []string{"created_at"}
+	var channels []string
 	if len(rows) > 0 {
 		for _, c := range rows[0].Channels {
-			header = append(header, emop.ChannelName(c))
+			channels = append(channels, emop.ChannelName(c))
 		}
 	}
-	if statuses {
-		header = append(header, emop.IntervalFlagNames...)
-	}
-	_ = w.Write(header)
-	for _, row := range rows {
+	out := make([]intervalcsv.Row, len(rows))
+	for i, row := range rows {
 		vals, err := scaledValues(cfg, row)
 		if err != nil {
 			return err
 		}
-		rec := append([]string{row.At.Format("2006-01-02 15:04:05+0000")}, vals...)
-		if statuses {
-			for i := range emop.IntervalFlagNames {
-				rec = append(rec, strconv.Itoa(int(row.Status>>i&1)))
-			}
-		}
-		_ = w.Write(rec)
+		out[i] = intervalcsv.Row{At: row.At, Values: vals, Status: row.Status}
 	}
-	w.Flush()
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	var b bytes.Buffer
+	if err := intervalcsv.Write(&b, channels, out, statuses); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
 }
 
 // newClockDriftCmd is clock_drift: the meter's clock difference as the

@@ -47,7 +47,7 @@ func newBenchCmd() *cobra.Command {
 	syncCmd.Flags().IntVar(&workers, "workers", 400, "concurrent meter syncs")
 	syncCmd.Flags().DurationVar(&latency, "latency", 20*time.Millisecond, "simulated meter latency")
 	syncCmd.Flags().DurationVar(&rawFor, "raw-for", 5*time.Second, "how long to measure raw capacity")
-	bench.AddCommand(syncCmd, newBenchRolloutCmd())
+	bench.AddCommand(syncCmd, newBenchRolloutCmd(), newBenchBackfillCmd(), newBenchIntervalsCmd(), newBenchRolesCmd())
 	return bench
 }
 
@@ -97,7 +97,7 @@ func procCPU(comm string, pid int) float64 {
 	return total
 }
 
-func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Duration) (_ *benchFleet, err error) {
+func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Duration, simArgs ...string) (_ *benchFleet, err error) {
 	var cleanups []func()
 	f := &benchFleet{cleanup: func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -138,8 +138,8 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 		return nil, err
 	}
 	reg := filepath.Join(dir, "fleet.json")
-	simProc := exec.Command(self, "sim", "--meters", strconv.Itoa(meters), "--listen", "127.91:0", "--faults=false",
-		"--latency", latency.String(), "--registry-out", reg)
+	simProc := exec.Command(self, append([]string{"sim", "--meters", strconv.Itoa(meters), "--listen", "127.91:0", "--faults=false",
+		"--latency", latency.String(), "--registry-out", reg}, simArgs...)...)
 	simProc.Stderr = os.Stderr
 	if err := simProc.Start(); err != nil {
 		return nil, err
@@ -175,12 +175,28 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 	return f, nil
 }
 
+// benchSync runs the hourly-set benchmark on an all-single-phase fleet and
+// on one that is 10% three-phase, and prints both.
 func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Duration) error {
+	var effs []float64
+	for _, share := range []float64{0, 0.1} {
+		fmt.Fprintf(cmd.OutOrStdout(), "fleet %.0f%% three-phase:\n", share*100)
+		eff, err := benchSyncFleet(cmd, meters, workers, latency, rawFor, share)
+		if err != nil {
+			return err
+		}
+		effs = append(effs, eff)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "efficiency: all single-phase %.2f, 10%% three-phase %.2f (goal ≥ 0.5 for both)\n", effs[0], effs[1])
+	return nil
+}
+
+func benchSyncFleet(cmd *cobra.Command, meters, workers int, latency, rawFor time.Duration, threePhase float64) (float64, error) {
 	ctx := cmd.Context()
 	log := logger()
-	bf, err := startBenchFleet(ctx, meters, min(workers/4+10, 200), latency)
+	bf, err := startBenchFleet(ctx, meters, min(workers/4+10, 200), latency, "--three-phase", strconv.FormatFloat(threePhase, 'f', -1, 64))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer bf.cleanup()
 	store, targets := bf.store, bf.targets
@@ -188,41 +204,41 @@ func benchSync(cmd *cobra.Command, meters, workers int, latency, rawFor time.Dur
 	// Raw capacity: as many concurrent reads as the engine will run.
 	r := syncBenchFigures{meters: len(targets), workers: workers, latency: latency}
 	if r.rawRate, r.rawErrors, err = benchRawCapacity(ctx, targets, workers, rawFor); err != nil {
-		return err
+		return 0, err
 	}
 
 	if err := store.EnableOnlySyncersAt(ctx, flows.Hourly); err != nil {
-		return err
+		return 0, err
 	}
 	obs := &countingObserver{}
 	transport, err := meterconn.New(meterconn.Config{Attempts: 2, Backoff: 100 * time.Millisecond, MaxConcurrent: workers * 2, Observer: obs})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	eng, err := syncer.New(syncer.Config{Store: store, NewQueue: queueOf(store), Meters: transport, Workers: workers, Owner: "bench",
 		ScheduleEvery: 5 * time.Second, Logger: log.With("component", "sync")})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	cpu0, pg0, sim0 := cpuSeconds(), procCPU("postgres", 0), procCPU("", bf.simPID)
 	start := time.Now()
 	if err := eng.Start(ctx); err != nil {
-		return err
+		return 0, err
 	}
 	defer func() { _ = eng.Stop(context.Background()) }()
 	if r.fresh, err = waitFreshBalances(ctx, cmd.OutOrStdout(), store, start, len(targets)); err != nil {
-		return err
+		return 0, err
 	}
 	r.elapsed = time.Since(start)
 	r.cpu = cpuSeconds() - cpu0
 	r.pgCPU, r.simCPU = procCPU("postgres", 0)-pg0, procCPU("", bf.simPID)-sim0
 	r.requests = obs.n.Load()
 	r.print(cmd.OutOrStdout())
-	return nil
+	return float64(r.requests) / r.elapsed.Seconds() / r.rawRate, nil
 }
 
 // benchRawCapacity measures the simulator's raw capacity: workers
-// concurrent balance reads, round-robin over targets, for d. It returns
+// concurrent signal (csq) reads, round-robin over targets, for d. It returns
 // the successful reads per second and the number of failed reads.
 func benchRawCapacity(ctx context.Context, targets []meterconn.Target, workers int, d time.Duration) (float64, int64, error) {
 	raw, err := meterconn.New(meterconn.Config{Attempts: 1, MaxConcurrent: workers})
@@ -239,7 +255,7 @@ func benchRawCapacity(ctx context.Context, targets []meterconn.Target, workers i
 			defer wg.Done()
 			for time.Now().Before(stopRaw) {
 				t := targets[next.Add(1)%int64(len(targets))]
-				if _, err := raw.Read(ctx, t, emop.ObjPrepayBalance); err != nil {
+				if _, err := raw.Read(ctx, t, emop.ObjCSQ); err != nil { // every kind of meter has it
 					rawErr.Add(1)
 					continue
 				}

@@ -105,6 +105,9 @@ type readyInfo struct {
 	// few of the meters are passive twins, fed live by replication.
 	TwinDatabaseURL string   `json:"twin_database_url"`
 	Twins           []string `json:"twins"` // their serials
+	// ReadonlyDatabaseURL is a read-only login limited to the demo's ESCO,
+	// for Grafana or psql (flows db grant; README "Connecting a BI tool").
+	ReadonlyDatabaseURL string `json:"readonly_database_url"`
 }
 
 func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
@@ -124,6 +127,10 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 		return err
 	}
 	defer simulator.stop()
+	readonlyURL, err := demoReadonlyURL(ctx, db.store, db.url, dataDir, demo.ESCOCode)
+	if err != nil {
+		return fmt.Errorf("read-only login: %w", err)
+	}
 	jwtSecretBytes := []byte(os.Getenv("FLOWS_JWT_SECRET"))
 	if len(jwtSecretBytes) == 0 {
 		if jwtSecretBytes, err = keepSecret(filepath.Join(dataDir, "jwt-secret")); err != nil {
@@ -147,7 +154,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 	}
 	defer svc.stop()
 	info := readyInfo{DatabaseURL: db.url, HTTPURL: "http://" + svc.httpAddr, GRPCAddr: svc.grpcAddr, AdminToken: adminToken,
-		ESCO: demo.ESCOCode, ESCOID: escoID, Meters: fleet, TwinDatabaseURL: twinURL, Twins: twins}
+		ESCO: demo.ESCOCode, ESCOID: escoID, Meters: fleet, TwinDatabaseURL: twinURL, Twins: twins, ReadonlyDatabaseURL: readonlyURL}
 	if cfg.readyFile != "" {
 		if err := writeFileAtomic(cfg.readyFile, info); err != nil {
 			return flows.FieldError("--ready-file", "%v", err)
@@ -324,6 +331,7 @@ func printReady(out io.Writer, cfg demoConfig, info readyInfo) {
 	fmt.Fprintf(out, "  dashboard:   %s/\n", info.HTTPURL)
 	fmt.Fprintf(out, "  database:    %s\n", info.DatabaseURL)
 	fmt.Fprintf(out, "  mediator:    %s (emop --mediator %s -s EML2137580826 prepay_balance)\n", info.GRPCAddr, info.GRPCAddr)
+	fmt.Fprintf(out, "  read-only:   %s (for Grafana or psql: ESCO %s only, no writes)\n", info.ReadonlyDatabaseURL, info.ESCO)
 	fmt.Fprintf(out, "  twins:       %s (passive twins of %s, fed by replication)\n", info.TwinDatabaseURL, strings.Join(info.Twins, ", "))
 	fmt.Fprintf(out, "  admin token: %s\n", info.AdminToken)
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")

@@ -37,7 +37,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCmd(), newServeCmd(), newMigrateCmd(), newSimCmd(), newMeterCmd(), newAuthCmd(), newBenchCmd(), newCertsCmd(), newReplicaCmd())
+	root.AddCommand(newDemoCmd(), newServeCmd(), newMigrateCmd(), newSimCmd(), newMeterCmd(), newAuthCmd(), newBenchCmd(), newCertsCmd(), newReplicaCmd(), newExportCmd(), newDBCmd())
 	return root
 }
 

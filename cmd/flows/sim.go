@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -29,21 +30,35 @@ type simConfig struct {
 	// past, when above 0, starts a new fleet's model this long ago and
 	// runs it forward to now at start (a state file's fleet keeps its own).
 	past time.Duration
+	// threePhase, when set, is the share of three-phase meters (nil keeps
+	// the default two in 25).
+	threePhase *float64
 }
 
 func newSimCmd() *cobra.Command {
 	var cfg simConfig
+	var threePhase float64
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Run an emulated fleet of Emlite meters speaking EMOP over TCP",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("three-phase") {
+				if threePhase < 0 || threePhase > 1 {
+					return flows.FieldError("--three-phase", "%g is not a share between 0 and 1", threePhase)
+				}
+				cfg.threePhase = &threePhase
+			}
 			log := logger()
 			f, err := startSim(cmd.Context(), cfg, nil, log)
 			if err != nil {
 				return err
 			}
 			defer f.stop()
+			// Only the demo seeds its database from the meters' past; here it
+			// would keep gigabytes of readings alive (10,000 meters, 30 days).
+			f.past = nil
+			debug.FreeOSMemory()
 			fmt.Fprintf(cmd.OutOrStdout(), "simulating %d meters (speed %gx); registry in %s\n", len(f.fleet.Meters()), cfg.speed, cfg.registryOut)
 			<-cmd.Context().Done()
 			return nil
@@ -57,6 +72,7 @@ func newSimCmd() *cobra.Command {
 	fl.StringVar(&cfg.registryOut, "registry-out", "", "write the fleet (serial, ip_address, port, hardware, key...) as JSON here")
 	fl.BoolVar(&cfg.faults, "faults", true, "make a realistic few meters offline, flaky or slow")
 	fl.DurationVar(&cfg.latency, "latency", 0, "every meter takes this long to answer (benchmarks)")
+	fl.Float64Var(&threePhase, "three-phase", 0.08, "share of three-phase meters in a new fleet, 0-1 (default: two in 25, at indices 22 and 24 of each 25)")
 	fl.DurationVar(&cfg.past, "past", 0, "start a new fleet's model this long ago and run it forward to now (e.g. 168h)")
 
 	var registry, serial, amount string
@@ -133,7 +149,9 @@ func startSim(ctx context.Context, cfg simConfig, specs []sim.Spec, log *slog.Lo
 	if specs == nil {
 		secret := make([]byte, 32)
 		_, _ = rand.Read(secret)
-		specs = sim.GenerateFleet(cfg.meters, sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: secret, Faults: cfg.faults})
+		opts := sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: secret, Faults: cfg.faults}
+		opts.ThreePhaseShare = cfg.threePhase
+		specs = sim.GenerateFleet(cfg.meters, opts)
 	}
 	if cfg.latency > 0 {
 		for i := range specs {
