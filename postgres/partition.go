@@ -150,8 +150,11 @@ func (s *Store) maintainTable(ctx context.Context, table string, month time.Time
 	}
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_not_available
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
 			err = flows.Errorf(flows.EUNAVAILABLE, "a lock was not granted within %v; the next run tries again", partitionLockTimeout)
+		case errors.As(err, &pgErr) && pgErr.Code == "40P01": // deadlock_detected: with syncs writing the month it moves
+			err = flows.Errorf(flows.EUNAVAILABLE, "it crossed a sync writing the same rows (a deadlock, rolled back); the next run tries again")
 		}
 		return t, fmt.Errorf("partitions of %s: %w", table, err)
 	}

@@ -20,7 +20,8 @@ import (
 const (
 	defaultPartitionsAhead = 3
 	partitionEvery         = 24 * time.Hour
-	partitionRetry         = time.Hour // after a run that failed (a lock not granted in time, the database away)
+	partitionRetry         = time.Hour   // after a run that failed
+	partitionRetryBusy     = time.Minute // after one that met other writers (a lock not granted in time, a deadlock)
 	partitionRunTimeout    = 10 * time.Minute
 )
 
@@ -104,10 +105,7 @@ func (p *partitionMaintenance) Stop(ctx context.Context) error { return p.loop.S
 
 func (p *partitionMaintenance) run(ctx context.Context) {
 	for {
-		wait := partitionEvery
-		if !p.once(ctx) {
-			wait = partitionRetry
-		}
+		wait := p.once(ctx)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -118,8 +116,8 @@ func (p *partitionMaintenance) run(ctx context.Context) {
 	}
 }
 
-// once runs the maintenance once and reports whether it succeeded.
-func (p *partitionMaintenance) once(ctx context.Context) bool {
+// once runs the maintenance once and returns when to run it next.
+func (p *partitionMaintenance) once(ctx context.Context) time.Duration {
 	ctx, cancel := context.WithTimeout(ctx, partitionRunTimeout)
 	defer cancel()
 	rep, err := p.store.MaintainPartitions(ctx, p.now(), p.ahead, p.retention)
@@ -128,11 +126,16 @@ func (p *partitionMaintenance) once(ctx context.Context) bool {
 			p.log.Info("history partitions maintained", "table", t.Table, "created", t.Created, "rows_moved", t.Moved, "dropped", t.Dropped)
 		}
 	}
-	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			p.log.Error("history partition maintenance", "error", err, "retry_in", partitionRetry)
-		}
-		return false
+	switch {
+	case err == nil:
+		return partitionEvery
+	case errors.Is(err, context.Canceled):
+		return partitionRetry
+	case flows.ErrorCode(err) == flows.EUNAVAILABLE:
+		// Busy, not broken: the demo seeding a month, syncs at start.
+		p.log.Warn("history partition maintenance", "error", err, "retry_in", partitionRetryBusy)
+		return partitionRetryBusy
 	}
-	return true
+	p.log.Error("history partition maintenance", "error", err, "retry_in", partitionRetry)
+	return partitionRetry
 }
