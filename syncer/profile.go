@@ -374,6 +374,13 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 // older than BackfillDays before now's UTC day (the store also clips them
 // to the meter's commissioning).
 func (e *Engine) profileGaps(ctx context.Context, meterID string, now time.Time) func(from, to time.Time) ([]flows.ProfileGap, error) {
+	return e.gapsWithin(ctx, meterID, now, e.cfg.Store.ProfileGaps)
+}
+
+// gapsWithin clips a store's gap query (profile logs or three-phase
+// intervals) to the backfill window.
+func (e *Engine) gapsWithin(ctx context.Context, meterID string, now time.Time,
+	gaps func(ctx context.Context, meterID string, from, to time.Time) ([]flows.ProfileGap, error)) func(from, to time.Time) ([]flows.ProfileGap, error) {
 	oldest := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -e.cfg.BackfillDays)
 	return func(from, to time.Time) ([]flows.ProfileGap, error) {
 		if from.Before(oldest) {
@@ -382,6 +389,6 @@ func (e *Engine) profileGaps(ctx context.Context, meterID string, now time.Time)
 		if !to.After(from) {
 			return nil, nil
 		}
-		return e.cfg.Store.ProfileGaps(ctx, meterID, from, to)
+		return gaps(ctx, meterID, from, to)
 	}
 }

@@ -265,14 +265,5 @@ func (e *Engine) backfillThreePhase(ctx context.Context, c *call) error {
 
 // threePhaseGaps is profileGaps for three-phase meters.
 func (e *Engine) threePhaseGaps(ctx context.Context, meterID string, now time.Time) func(from, to time.Time) ([]flows.ProfileGap, error) {
-	oldest := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -e.cfg.BackfillDays)
-	return func(from, to time.Time) ([]flows.ProfileGap, error) {
-		if from.Before(oldest) {
-			from = oldest
-		}
-		if !to.After(from) {
-			return nil, nil
-		}
-		return e.cfg.Store.ThreePhaseGaps(ctx, meterID, from, to)
-	}
+	return e.gapsWithin(ctx, meterID, now, e.cfg.Store.ThreePhaseGaps)
 }
