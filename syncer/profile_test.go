@@ -149,7 +149,7 @@ func TestProfileBackfillAfterOutage(t *testing.T) {
 	waitComplete(t, r, id, outage, 3)
 	// The first backfill is done asking (its holes before the meter's
 	// first record included) before the clock moves on.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		var busy int
 		if err := r.store.Pool().QueryRow(ctx, `SELECT count(*) FROM `+postgres.QueueSchema+`.river_job
 			WHERE kind = 'flows_profile_backfill' AND state NOT IN ('completed', 'discarded', 'cancelled')`).Scan(&busy); err != nil {
@@ -185,7 +185,7 @@ func TestProfileBackfillAfterOutage(t *testing.T) {
 func waitComplete(t *testing.T, r *rig, id string, from time.Time, days int) {
 	t.Helper()
 	ctx := context.Background()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(180 * time.Second) // generous: a loaded 2-core machine
 	for {
 		gaps, err := r.store.ProfileGaps(ctx, id, from, r.clock.Now().Truncate(30*time.Minute).Add(30*time.Minute))
 		if err != nil {
