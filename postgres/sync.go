@@ -394,3 +394,11 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 	// on-demand sync) are left for a later attempt.
 	return out, due - len(out), rows.Err()
 }
+
+// SyncedMeters counts the meters scheduled syncs read: active, with an
+// address (DueSyncs' meters).
+func (s *Store) SyncedMeters(ctx context.Context) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM flows.meter_registry WHERE mode = 'active' AND ip_address IS NOT NULL`).Scan(&n)
+	return n, translate(err, "synced meters")
+}

@@ -49,6 +49,9 @@ const OnDemand = "on_demand"
 type Store interface {
 	MeterByID(ctx context.Context, id string) (*flows.Meter, error)
 	SyncerFrequencies(ctx context.Context) (map[string]flows.Frequency, error)
+	// SyncedMeters counts the meters scheduled syncs read (active, with an
+	// address): the load the engine sizes its meters in flight for.
+	SyncedMeters(ctx context.Context) (int, error)
 	DueSyncs(ctx context.Context, f flows.Frequency, now, horizon time.Time) ([]flows.DueSync, error)
 	LeaseMeter(ctx context.Context, meterID, owner string, ttl time.Duration) (*flows.Meter, bool, error)
 	LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now time.Time, failing bool, owner string, ttl time.Duration) ([]flows.Meter, int, error)
@@ -87,8 +90,19 @@ type Config struct {
 	// configuration the engine makes (its workers, queues, periodic job).
 	NewQueue func(cfg *river.Config) (JobQueue, error)
 	Meters   Meters
-	Workers  int    // concurrent meter syncs in this process (50)
-	Owner    string // this process's name in leases (hostname:pid)
+	// Workers is the fewest meters this process keeps in flight in
+	// scheduled syncs, and its on-demand syncs at once (50).
+	Workers int
+	// MaxInFlight is the most meters in flight in scheduled syncs (5000):
+	// the engine sizes itself between Workers and this from the fleet and
+	// the set times it measures (see InFlight).
+	MaxInFlight int
+	// FreshWithin is how soon a wave of due meters is to be read (15 min).
+	FreshWithin time.Duration
+	// FileLimit is the process's soft open-file limit (0: not bounded by
+	// it); each meter in flight holds one connection.
+	FileLimit int
+	Owner     string // this process's name in leases (hostname:pid)
 	// ScheduleEvery is how often the scheduler queues due syncs (30 s); it
 	// looks this far ahead too.
 	ScheduleEvery time.Duration
@@ -102,6 +116,10 @@ type Config struct {
 	// (Workers): in a queue of their own, so they never take a worker
 	// from the syncs that keep the fleet fresh.
 	BackfillWorkers int
+	// BackfillRun is how long one backfill run keeps asking a meter (1
+	// min) before it writes what it read and lets the meter's scheduled
+	// syncs in.
+	BackfillRun time.Duration
 	// BackfillPause is how long a backfill waits between runs (10 s):
 	// longer than a group sync that found the meter busy waits, so the
 	// meter's scheduled read goes first.
@@ -118,6 +136,17 @@ type Engine struct {
 	// with the meter id and the failure detail ("" when it succeeded), for
 	// metrics and tests.
 	OnSynced func(meterID, failure string)
+
+	// reads holds a slot per meter being read by a group sync, shared by
+	// every group job, so a slot minute of many meters can use them all
+	// and many small groups run side by side; resize sets its limit.
+	reads    *limiter
+	setTime  setTimes
+	bounds   Bounds
+	bound    string // what decided the limit (under mu)
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     sync.WaitGroup
 
 	mu      sync.Mutex
 	freqs   map[string]flows.Frequency
@@ -168,6 +197,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.BackfillWorkers <= 0 {
 		cfg.BackfillWorkers = cfg.Workers
 	}
+	if cfg.BackfillRun <= 0 {
+		cfg.BackfillRun = backfillRun
+	}
 	if cfg.BackfillPause <= 0 {
 		cfg.BackfillPause = 10 * time.Second
 	}
@@ -177,7 +209,19 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{cfg: cfg}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 5000
+	}
+	cfg.MaxInFlight = max(cfg.MaxInFlight, cfg.Workers)
+	if cfg.FreshWithin <= 0 {
+		cfg.FreshWithin = 15 * time.Minute
+	}
+	e := &Engine{cfg: cfg, reads: newLimiter(cfg.Workers), stop: make(chan struct{}), bound: "floor",
+		bounds: Bounds{Floor: cfg.Workers, Ceiling: cfg.MaxInFlight, Files: cfg.FileLimit,
+			// The database pool, listeners, on-demand syncs, backfills and
+			// commands hold files too.
+			Reserved: 256 + cfg.Workers + cfg.BackfillWorkers,
+			Memory:   memoryBudget, PerMeter: perMeterCost}}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, river.WorkFunc(e.workSync))
 	river.AddWorker(workers, river.WorkFunc(e.workSchedule))
@@ -187,7 +231,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, flows.Errorf(flows.EINVALID, "sync engine: Store and NewQueue are required")
 	}
 	client, err := cfg.NewQueue(&river.Config{
-		Queues: map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Workers}, GroupQueue: {MaxWorkers: groupJobs},
+		Queues: map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Workers}, GroupQueue: {MaxWorkers: groupJobs(cfg.MaxInFlight)},
 			// Backfills read for minutes per meter, apart from the workers
 			// that keep the fleet fresh.
 			ProfileQueue:       {MaxWorkers: cfg.BackfillWorkers},
@@ -222,11 +266,39 @@ func (e *Engine) Start(ctx context.Context) error {
 			e.cfg.Logger.Warn("initial sync scheduling", "error", err)
 		}
 	}()
+	e.done.Add(1)
+	go e.sizeLoop(ctx)
 	return nil
 }
 
+// sizeLoop resizes the meters in flight every ScheduleEvery until Stop.
+func (e *Engine) sizeLoop(ctx context.Context) {
+	defer e.done.Done()
+	t := time.NewTicker(e.cfg.ScheduleEvery)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, e.cfg.ScheduleEvery)
+		if err := e.resize(rctx); err != nil && ctx.Err() == nil {
+			e.cfg.Logger.Warn("sizing meters in flight", "error", err)
+		}
+		cancel()
+		select {
+		case <-t.C:
+		case <-e.stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // Stop lets running syncs finish (bounded by ctx) and stops.
-func (e *Engine) Stop(ctx context.Context) error { return e.client.Stop(ctx) }
+func (e *Engine) Stop(ctx context.Context) error {
+	e.stopOnce.Do(func() { close(e.stop) })
+	err := e.client.Stop(ctx)
+	e.done.Wait()
+	return err
+}
 
 // SyncNow queues an immediate sync of one meter ahead of scheduled work.
 // It works on an engine that was built but not started (a process that
@@ -360,9 +432,21 @@ func (e *Engine) synced(meterID, detail string, ok bool) {
 	}
 }
 
-// groupJobs is how many group syncs one process runs at once; each reads
-// its meters with Workers/groupJobs in parallel.
-const groupJobs = 8
+// groupJobs is how many group syncs one process runs at once: enough
+// that the daily slot minutes of a large fleet (a handful of meters each)
+// can fill the meters in flight, at least 8 and at most 500 (each holds a
+// River worker and, while it writes, a database connection). Their reads
+// share Engine.reads.
+func groupJobs(maxInFlight int) int { return min(max(8, maxInFlight/4), 500) }
+
+// memoryBudget and perMeterCost bound the meters in flight by memory: a
+// meter being read holds its goroutine, connection buffers and results
+// (measured well under 64 KiB); a gibibyte of them leaves the rest of a
+// 2 GiB node to the process.
+const (
+	memoryBudget = 1 << 30
+	perMeterCost = 64 << 10
+)
 
 // workGroup syncs the meters of one slot minute: leases them, reads them
 // in parallel, and writes every result in one transaction.
@@ -374,14 +458,17 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 		return err
 	}
 	results := make([]*flows.SyncResult, len(meters))
-	sem := make(chan struct{}, max(1, e.cfg.Workers/groupJobs))
 	var wg sync.WaitGroup
 	for i := range meters {
+		if e.reads.acquire(ctx) != nil {
+			continue // not read: released below
+		}
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer func() { e.reads.release(); wg.Done() }()
+			t0 := time.Now()
 			res, err := e.readMeter(ctx, &meters[i], a.Frequency)
+			e.setTime.observe(a.Frequency, time.Since(t0))
 			if err != nil {
 				e.cfg.Logger.Warn("sync failed", "meter_serial", meters[i].Serial, "error", err)
 				return

@@ -19,10 +19,10 @@ import (
 // that Flows has not stored, over the last ProfileDailyWindow before the
 // last complete half hour; gaps older than that (a new meter, a meter back
 // from an outage) are left to a backfill job per meter, at low priority in
-// a queue of its own, so it never takes a worker from the hourly set. The
-// backfill reads at most backfillRun of each log per run and comes back until
-// the meter is complete or has said, MaxHoleAttempts times, that it holds
-// nothing for what is missing.
+// a queue of its own, so it never takes a worker from the hourly set. A
+// backfill run reads for at most backfillRun, writes what it read in one
+// transaction, and comes back until the meter is complete or has said,
+// MaxHoleAttempts times, that it holds nothing for what is missing.
 //
 // Reads follow the reference downloader's chunks: log 1 two hours a
 // request (four records; a response carries five), log 2 one and a half
@@ -38,10 +38,15 @@ const ProfileDailyWindow = 26 * time.Hour
 // ProfileQueue is the River queue of profile backfills.
 const ProfileQueue = "profile_backfill"
 
-// backfillRun is how much of each log one backfill run reads: short
-// enough that the meter's lease is back for its hourly read within about a
-// minute at cellular latency.
-const backfillRun = 12 * time.Hour
+// backfillRun is how long one backfill run keeps asking a meter: bounded
+// by time rather than by records, so the meter's lease is back for its
+// hourly read within about a minute whatever its latency, while a meter
+// that answers fast gives its whole backlog in one run (at 20 ms a
+// request a minute is 30 days of both logs; at a cellular second and a 2 s
+// gap, about 16 hours).
+//
+// It is Config.BackfillRun's default.
+const backfillRun = time.Minute
 
 // chunk is the span of one profile-log request.
 func chunk(log int, twin bool) time.Duration {
@@ -67,8 +72,9 @@ type profileRead struct {
 	refused []string
 	reached bool
 	// cut says reading stopped early, to finish within the caller's
-	// deadline; the rest is left for the backfill.
-	cut bool
+	// deadline or its until; the rest is left for the backfill.
+	cut   bool
+	until time.Time
 }
 
 // liveEdge is how recent a half hour must be for an empty answer not to
@@ -80,12 +86,24 @@ const liveEdge = time.Hour
 // stops asking, so what it read is still written in time.
 const deadlineMargin = 45 * time.Second
 
+// stopAsking says a read must not start another request: its context's
+// deadline is within deadlineMargin (what it read must still be written),
+// or until, when not zero, has passed.
+func stopAsking(ctx context.Context, until time.Time) bool {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineMargin {
+		return true
+	}
+	return !until.IsZero() && time.Now().After(until)
+}
+
 // readProfile reads gaps from a meter's profile logs, oldest first, until
-// done or about limit half hours of a log have been asked for (half hours
-// the meter says it does not have cost nothing). It returns what it
-// gathered even when a request fails (the error says which).
-func readProfile(ctx context.Context, meters Meters, c *call, gaps []flows.ProfileGap, limit int) (*profileRead, error) {
-	out := &profileRead{}
+// done, about limit half hours of a log have been asked for (half hours
+// the meter says it does not have cost nothing), or, when until is not
+// zero, no request may start after until (the read is then cut). It
+// returns what it gathered even when a request fails (the error says
+// which).
+func readProfile(ctx context.Context, meters Meters, c *call, gaps []flows.ProfileGap, limit int, until time.Time) (*profileRead, error) {
+	out := &profileRead{until: until}
 	twin := emop.IsTwinElement(c.meter.Hardware)
 	budget := map[int]int{flows.ProfileLogImports: limit, flows.ProfileLogExports: limit}
 	newest := lastComplete(c.now)
@@ -108,7 +126,7 @@ func readProfile(ctx context.Context, meters Meters, c *call, gaps []flows.Profi
 func (p *profileRead) readGap(ctx context.Context, meters Meters, c *call, log int, from, to time.Time, twin bool, newest time.Time, budget *int) error {
 	step := chunk(log, twin)
 	for t := from; t.Before(to) && *budget > 0; {
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineMargin {
+		if stopAsking(ctx, p.until) {
 			p.cut = true
 			return nil
 		}
@@ -262,7 +280,7 @@ func syncProfile(ctx context.Context, c *call) error {
 		return err
 	}
 	c.res.ProfileBacklog = len(older) > 0
-	p, err := readProfile(ctx, c, c, gaps, int(ProfileDailyWindow/(30*time.Minute))+1)
+	p, err := readProfile(ctx, c, c, gaps, int(ProfileDailyWindow/(30*time.Minute))+1, time.Time{})
 	c.res.Profile, c.res.ProfileHoles = p.recs, p.holes
 	if p.cut {
 		// A slow meter in a group running out of time: the backfill,
@@ -303,8 +321,9 @@ func (e *Engine) queueBackfill(ctx context.Context, meterID string) {
 	}
 }
 
-// workBackfill reads up to a day of a meter's oldest missing profile and
-// comes back (snoozes) while more is missing and the meter gave some.
+// workBackfill reads a meter's oldest missing profile for up to
+// BackfillRun and comes back (snoozes) while more is missing and the meter
+// gave some.
 func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) error {
 	// An owner of its own: a lease is re-entrant for its owner, and the
 	// backfill must not share one with this process's syncs of the meter.
@@ -341,7 +360,9 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 	if len(gaps) == 0 {
 		return nil
 	}
-	p, readErr := readProfile(ctx, e.cfg.Meters, c, gaps, int(backfillRun/(30*time.Minute)))
+	// Every half hour of the window may be asked for; the run's length
+	// bounds it.
+	p, readErr := readProfile(ctx, e.cfg.Meters, c, gaps, (e.cfg.BackfillDays+1)*48, time.Now().Add(e.cfg.BackfillRun))
 	if _, err := e.cfg.Store.StoreProfileRead(context.WithoutCancel(ctx), m.ID, p.recs, p.holes); err != nil {
 		return err
 	}

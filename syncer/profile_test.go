@@ -373,3 +373,42 @@ func TestProfileReadStopsBeforeDeadline(t *testing.T) {
 		t.Fatalf("with 10 minutes left: %d records (%v)", len(res.Profile), err)
 	}
 }
+
+// A backfill run is bounded by time, not by records: with a short
+// BackfillRun it writes what it read, lets go of the meter and comes back,
+// as many runs as the backlog needs, and the meter ends up complete.
+func TestBackfillRunBoundedByTime(t *testing.T) {
+	start := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	r := newRig(t, 1, start, sim.Faults{LatencyMin: 15 * time.Millisecond, LatencyMax: 25 * time.Millisecond})
+	ctx := context.Background()
+	id := r.ids[r.fleet.Meters()[0].Spec.Serial]
+	r.clock.Set(start.Add(4*24*time.Hour + 40*time.Minute))
+	client, err := meterconn.New(meterconn.Config{Attempts: 2, Backoff: 10 * time.Millisecond, ReadTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := syncer.New(syncer.Config{Store: r.store, NewQueue: queue(r.store), Meters: client, Owner: "bounded", Workers: 4,
+		Now: r.clock.Now, ScheduleEvery: time.Hour, BackfillRun: 300 * time.Millisecond, BackfillPause: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Stop(context.Background()) })
+	if res, err := eng.SyncMeter(ctx, id, string(flows.Daily)); err != nil || !res.ProfileBacklog {
+		t.Fatalf("the daily sync of a meter four days old: backlog %v (%v)", res != nil && res.ProfileBacklog, err)
+	}
+	// The first day starts with the meter's first record.
+	waitComplete(t, r, id, start.Add(24*time.Hour), 3)
+	var runs int
+	if err := r.store.Pool().QueryRow(ctx, `SELECT coalesce(max((metadata->>'snoozes')::int), 0) + 1 FROM `+postgres.QueueSchema+`.river_job
+		WHERE kind = 'flows_profile_backfill'`).Scan(&runs); err != nil {
+		t.Fatal(err)
+	}
+	// Three days of both logs is about 80 requests of some 20 ms: at
+	// 300 ms a run, several runs; one run would mean the bound was ignored.
+	if runs < 3 {
+		t.Errorf("the backlog took %d backfill runs of 300 ms; want several", runs)
+	}
+}

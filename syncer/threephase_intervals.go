@@ -62,7 +62,7 @@ func syncThreePhaseIntervals(ctx context.Context, c *call) error {
 		return err
 	}
 	c.res.ProfileBacklog = len(older) > 0
-	p, err := readThreePhase(ctx, c, c, cfg, gaps, int(ProfileDailyWindow/(30*time.Minute)))
+	p, err := readThreePhase(ctx, c, c, cfg, gaps, int(ProfileDailyWindow/(30*time.Minute)), time.Time{})
 	c.res.ThreePhaseIntervals = p.ivs
 	c.res.ProfileHoles = append(c.res.ProfileHoles, p.holes...)
 	if p.cut {
@@ -82,17 +82,19 @@ type threePhaseRead struct {
 	dropped []string
 	refused []string
 	cut     bool
+	until   time.Time
 }
 
 // readThreePhase reads gaps of a three-phase meter's interval profile,
-// oldest first, until done or limit requests have been made. Requests, not
+// oldest first, until done, limit requests have been made, or until (when
+// not zero) has passed (the read is then cut). Requests, not
 // half hours, are what a run spends (each takes a meter's gap, 2 s): a
 // window the meter holds nothing for costs one request however long, and
 // every request moves on by at least a half hour, so limit requests always
 // read limit half hours. It returns what it gathered even when a request
 // fails.
-func readThreePhase(ctx context.Context, meters Meters, c *call, cfg emop.ThreePhaseConfig, gaps []flows.ProfileGap, limit int) (*threePhaseRead, error) {
-	out := &threePhaseRead{}
+func readThreePhase(ctx context.Context, meters Meters, c *call, cfg emop.ThreePhaseConfig, gaps []flows.ProfileGap, limit int, until time.Time) (*threePhaseRead, error) {
+	out := &threePhaseRead{until: until}
 	newest := lastComplete(c.now)
 	for _, g := range gaps {
 		if limit <= 0 {
@@ -108,7 +110,7 @@ func readThreePhase(ctx context.Context, meters Meters, c *call, cfg emop.ThreeP
 // readGap reads [from, to) in windows of at most 4 hours.
 func (p *threePhaseRead) readGap(ctx context.Context, meters Meters, c *call, cfg emop.ThreePhaseConfig, from, to, newest time.Time, budget *int) error {
 	for t := from; t.Before(to) && *budget > 0; {
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineMargin {
+		if stopAsking(ctx, p.until) {
 			p.cut = true
 			return nil
 		}
@@ -224,8 +226,8 @@ func (p *threePhaseRead) hole(from, to time.Time) {
 }
 
 // backfillThreePhase is workBackfill for a three-phase meter, the lease
-// held: it reads up to backfillRun of the meter's oldest missing
-// intervals and comes back (snoozes) while more is missing.
+// held: it reads the meter's oldest missing intervals for up to
+// BackfillRun and comes back (snoozes) while more is missing.
 func (e *Engine) backfillThreePhase(ctx context.Context, c *call) error {
 	m := c.meter
 	gaps, err := e.threePhaseGaps(ctx, m.ID, c.now)(time.Time{}, lastComplete(c.now).Add(-liveEdge))
@@ -239,7 +241,7 @@ func (e *Engine) backfillThreePhase(ctx context.Context, c *call) error {
 		}
 		return river.JobCancel(fmt.Errorf("three-phase backfill of %s: %w", m.Serial, err)) // the next daily sync names it
 	}
-	p, readErr := readThreePhase(ctx, e.cfg.Meters, c, cfg, gaps, int(backfillRun/(30*time.Minute)))
+	p, readErr := readThreePhase(ctx, e.cfg.Meters, c, cfg, gaps, (e.cfg.BackfillDays+1)*48, time.Now().Add(e.cfg.BackfillRun))
 	if _, err := e.cfg.Store.StoreThreePhaseRead(context.WithoutCancel(ctx), m.ID, p.ivs, p.holes); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +30,29 @@ import (
 )
 
 func newBenchCmd() *cobra.Command {
-	bench := &cobra.Command{Use: "bench", Short: "Benchmarks that print their figures"}
+	var cpuProfile string
+	var profFile *os.File
+	bench := &cobra.Command{Use: "bench", Short: "Benchmarks that print their figures",
+		// --cpuprofile: where the engine's own time goes, for go tool pprof.
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if cpuProfile == "" {
+				return nil
+			}
+			f, err := os.Create(cpuProfile)
+			if err != nil {
+				return flows.FieldError("--cpuprofile", "%v", err)
+			}
+			profFile = f
+			return pprof.StartCPUProfile(f)
+		},
+		PersistentPostRunE: func(cmd *cobra.Command, args []string) error {
+			if profFile == nil {
+				return nil
+			}
+			pprof.StopCPUProfile()
+			return profFile.Close()
+		}}
+	bench.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write this process's CPU profile to the file (go tool pprof)")
 	var meters, workers int
 	var latency, rawFor time.Duration
 	syncCmd := &cobra.Command{

@@ -147,7 +147,7 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 	}
 	// The simulated meters need only a short gap between requests.
 	svc, err := runServices(ctx, db.store, serveConfig{httpAddr: cfg.httpAddr, grpcAddr: cfg.grpcAddr,
-		components: []string{"api", "sync", "commands", "mediator"}, meterGap: 100 * time.Millisecond, workers: 25,
+		components: []string{"api", "sync", "commands", "mediator"}, meterGap: 100 * time.Millisecond, workers: 25, maxInFlight: 200,
 		jwtSecret: jwtSecretBytes, replicas: []string{twinURL}}, log)
 	if err != nil {
 		return err

@@ -31,6 +31,9 @@ type serveConfig struct {
 	components []string
 	meterGap   time.Duration
 	workers    int
+	// maxInFlight and freshWithin size the sync engine (syncer.InFlight).
+	maxInFlight int
+	freshWithin time.Duration
 	// backfillDays and backfillWorkers: how far back profiles are
 	// collected, and how many meters' backfills run at once.
 	backfillDays    int
@@ -61,6 +64,19 @@ func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the API, sync engine, commands and mediator against a database",
+		Long: `Run the API, sync engine, commands and mediator against a database.
+
+Sizing a node. A meter's set is a few requests in a row, each the meter's
+latency plus its minimum gap (--meter-gap): an hourly set of 5 requests at a
+cellular 1 s with the 2 s gap takes about 15 s. The engine keeps
+  meters × set time ÷ --fresh-within × 1.25
+meters in flight (100,000 meters: 2,084 at 15 minutes), measuring the set
+times it sees, never fewer than --sync-workers and never more than
+--max-in-flight, the open-file limit (raised to the hard limit at start; it
+warns when that is too low) or 1 GiB of meters in flight. Most of a set is
+waiting, which costs little CPU. Add a second node (same database, --components sync,commands)
+when the log's "meters in flight" line names a bound other than "load", or
+when one node's PostgreSQL nears a core.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url, err := databaseURL(cmd)
@@ -69,6 +85,15 @@ func newServeCmd() *cobra.Command {
 			}
 			if cfg.backfillDays < 1 || cfg.backfillDays > 3660 {
 				return flows.FieldError("--backfill-days", "%d is not between 1 and 3660", cfg.backfillDays)
+			}
+			if cfg.workers < 1 {
+				return flows.FieldError("--sync-workers", "%d is not positive", cfg.workers)
+			}
+			if cfg.maxInFlight < cfg.workers {
+				return flows.FieldError("--max-in-flight", "%d is below --sync-workers (%d)", cfg.maxInFlight, cfg.workers)
+			}
+			if cfg.freshWithin < time.Minute {
+				return flows.FieldError("--fresh-within", "%v is under a minute", cfg.freshWithin)
 			}
 			if cfg.backfillWorkers < 0 {
 				return flows.FieldError("--backfill-workers", "%d is negative", cfg.backfillWorkers)
@@ -111,7 +136,9 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&cfg.grpcAddr, "grpc", "127.0.0.1:50051", "gRPC (mediator) listen address")
 	cmd.Flags().StringVar(&components, "components", strings.Join(knownComponents, ","), "components to run: api, sync, commands, mediator")
 	cmd.Flags().DurationVar(&cfg.meterGap, "meter-gap", meterconn.DefaultGap, "minimum time between requests to one meter")
-	cmd.Flags().IntVar(&cfg.workers, "sync-workers", 50, "meters synced at once by this process")
+	cmd.Flags().IntVar(&cfg.workers, "sync-workers", 50, "fewest meters in flight in scheduled syncs, and on-demand syncs at once")
+	cmd.Flags().IntVar(&cfg.maxInFlight, "max-in-flight", 5000, "most meters in flight in scheduled syncs (the engine sizes itself between --sync-workers and this)")
+	cmd.Flags().DurationVar(&cfg.freshWithin, "fresh-within", 15*time.Minute, "read a wave of due meters within this (sizes the meters in flight)")
 	cmd.Flags().IntVar(&cfg.backfillDays, "backfill-days", 30, "collect half-hourly profiles this many days back (a new meter's, from its commissioning when later)")
 	cmd.Flags().IntVar(&cfg.backfillWorkers, "backfill-workers", 0, "meters whose missing profile is backfilled at once, apart from --sync-workers (default: as many as --sync-workers)")
 	cmd.Flags().StringArrayVar(&cfg.replicas, "replica-database-url", nil, "mirror active meters' shadows into this database, where they are passive (repeatable)")
@@ -166,6 +193,7 @@ type wiring struct {
 	store     *postgres.Store
 	reg       *prometheus.Registry
 	transport *meterconn.Client
+	fileLimit int // the soft open-file limit, raised at start
 }
 
 // runServices starts the chosen components. When one fails to start, the
@@ -179,8 +207,12 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 	w.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(w.store), flowshttp.NewReplicaCollector(w.store))
 	// One transport for the process: its per-meter queue and gap then hold
 	// across the sync engine and the mediator.
+	// Requests in flight across all meters: the scheduled syncs' ceiling,
+	// on-demand syncs, backfills and commands.
+	inFlight := cfg.maxInFlight + 2*cfg.workers + cfg.backfillWorkers
+	w.fileLimit = raiseFileLimit(log, inFlight+256)
 	if w.transport, err = meterconn.New(meterconn.Config{Gap: cfg.meterGap, Logger: log.With("component", "meterconn"),
-		Observer: flowshttp.NewMeterRequests(w.reg)}); err != nil {
+		MaxConcurrent: inFlight, Observer: flowshttp.NewMeterRequests(w.reg)}); err != nil {
 		return nil, err
 	}
 	svc := &services{grpcAddr: cfg.grpcAddr}
@@ -243,6 +275,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 func (w *wiring) engine() (*syncer.Engine, error) {
 	host, _ := os.Hostname()
 	eng, err := syncer.New(syncer.Config{Store: w.store, Meters: w.transport, Workers: w.cfg.workers,
+		MaxInFlight: w.cfg.maxInFlight, FreshWithin: w.cfg.freshWithin, FileLimit: w.fileLimit,
 		BackfillDays: w.cfg.backfillDays, BackfillWorkers: w.cfg.backfillWorkers,
 		NewQueue: queueOf(w.store), Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Logger: w.log.With("component", "sync")})
 	if err != nil {
