@@ -174,6 +174,8 @@ func (p *Pusher) RunOnce(ctx context.Context) (int, error) {
 // was due when the pass began is pushed: a retry scheduled during the
 // pass waits for the next one.
 func (p *Pusher) pushDue(ctx context.Context) (int, error) {
+	// An operator asked for every push: the meter's next turn is its.
+	ctx = meterconn.Operator(ctx)
 	n := 0
 	passStart := time.Now()
 	for {

@@ -104,9 +104,86 @@ type Client struct {
 	meters map[string]*meterState
 }
 
+// meterState is one meter's turn: one request at a time, operator
+// requests handed the turn before scheduled ones that waited longer.
 type meterState struct {
-	turn     chan struct{} // holds a token while a request runs
-	lastDone time.Time     // guarded by turn
+	mu      sync.Mutex
+	busy    bool
+	waiting [2][]chan struct{} // by priority: operator, then scheduled
+	// lastDone is when the meter last answered (or failed); guarded by
+	// holding the turn.
+	lastDone time.Time
+}
+
+// Operator marks ctx as an operator's request (a top-up, a tariff push, a
+// command, an on-demand sync, a mediator client): a meter's turn goes to it
+// before any waiting scheduled request, so it reaches the meter within one
+// request and gap of the meter being free, however many scheduled reads
+// are queued.
+func Operator(ctx context.Context) context.Context {
+	return context.WithValue(ctx, operatorKey{}, true)
+}
+
+// IsOperator says whether ctx was marked by Operator.
+func IsOperator(ctx context.Context) bool { v, _ := ctx.Value(operatorKey{}).(bool); return v }
+
+type operatorKey struct{}
+
+// take waits for the meter's turn, at most wait; the caller must give it
+// back.
+func (m *meterState) take(ctx context.Context, operator bool, wait time.Duration) error {
+	m.mu.Lock()
+	if !m.busy {
+		m.busy = true
+		m.mu.Unlock()
+		return nil
+	}
+	p := 1
+	if operator {
+		p = 0
+	}
+	ch := make(chan struct{})
+	m.waiting[p] = append(m.waiting[p], ch)
+	m.mu.Unlock()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-ch:
+		return nil
+	case <-timer.C:
+		err = ErrBusy
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	m.mu.Lock()
+	for i, w := range m.waiting[p] {
+		if w == ch {
+			m.waiting[p] = append(m.waiting[p][:i], m.waiting[p][i+1:]...)
+			m.mu.Unlock()
+			return err
+		}
+	}
+	m.mu.Unlock()
+	// Handed the turn as it gave up: pass it on.
+	m.give()
+	return err
+}
+
+// give hands the turn to the first operator request waiting, else the
+// first scheduled one, else frees it.
+func (m *meterState) give() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p := range m.waiting {
+		if len(m.waiting[p]) > 0 {
+			ch := m.waiting[p][0]
+			m.waiting[p] = m.waiting[p][1:]
+			close(ch)
+			return
+		}
+	}
+	m.busy = false
 }
 
 // New returns a client.
@@ -212,7 +289,7 @@ func (c *Client) meter(addr string) *meterState {
 	defer c.mu.Unlock()
 	m := c.meters[addr]
 	if m == nil {
-		m = &meterState{turn: make(chan struct{}, 1)}
+		m = &meterState{}
 		c.meters[addr] = m
 	}
 	return m
@@ -228,18 +305,15 @@ func (c *Client) do(ctx context.Context, t Target, kind string, data []byte) (_ 
 		}
 	}()
 	m := c.meter(t.Addr)
-	busy := time.NewTimer(c.cfg.BusyWait)
-	defer busy.Stop()
-	select {
-	case m.turn <- struct{}{}:
-	case <-busy.C:
-		return nil, fmt.Errorf("%s: %w (waited %v for earlier requests)", t.Serial, ErrBusy, c.cfg.BusyWait)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := m.take(ctx, IsOperator(ctx), c.cfg.BusyWait); err != nil {
+		if errors.Is(err, ErrBusy) {
+			return nil, fmt.Errorf("%s: %w (waited %v for earlier requests)", t.Serial, ErrBusy, c.cfg.BusyWait)
+		}
+		return nil, err
 	}
 	defer func() {
 		m.lastDone = time.Now()
-		<-m.turn
+		m.give()
 	}()
 	select {
 	case c.global <- struct{}{}:

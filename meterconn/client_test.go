@@ -350,3 +350,45 @@ func TestSOCKS5(t *testing.T) {
 		t.Errorf("bad proxy credentials: %v (detail %q), want unreachable", err, meterconn.Detail(err))
 	}
 }
+
+// An operator's request (a top-up) waiting for a busy meter goes next,
+// ahead of scheduled requests that were queued before it.
+func TestOperatorRequestGoesFirst(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var order []string
+	f := newFake(t, func(n int, req emop.Frame) ([]byte, bool) {
+		mu.Lock()
+		if emop.ObjectID(uint32(req.Data[1])<<16|uint32(req.Data[2])<<8|uint32(req.Data[3])) == emop.ObjSerial {
+			order = append(order, "operator")
+		} else {
+			order = append(order, "scheduled")
+		}
+		mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+		return answer(req, balance, 0), true
+	})
+	c := newClient(t, meterconn.Config{Gap: 50 * time.Millisecond})
+	target := meterconn.Target{Addr: f.addr()}
+	var wg sync.WaitGroup
+	read := func(ctx context.Context, id emop.ObjectID) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Read(ctx, target, id); err != nil {
+				t.Error(err)
+			}
+		}()
+		time.Sleep(30 * time.Millisecond) // queued before the next caller
+	}
+	ctx := context.Background()
+	read(ctx, emop.ObjPrepayBalance) // in progress
+	read(ctx, emop.ObjPrepayBalance) // waiting
+	read(ctx, emop.ObjPrepayBalance) // waiting
+	read(meterconn.Operator(ctx), emop.ObjSerial)
+	wg.Wait()
+	want := "scheduled operator scheduled scheduled"
+	if got := strings.Join(order, " "); got != want {
+		t.Errorf("requests reached the meter as %q, want %q", got, want)
+	}
+}

@@ -393,6 +393,9 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 	if !ok {
 		return river.JobSnooze(5 * time.Second) // another process is talking to this meter
 	}
+	if a.Frequency == OnDemand {
+		ctx = meterconn.Operator(ctx) // someone is waiting for it
+	}
 	res, err := e.syncMeter(ctx, m, a.Frequency)
 	if res == nil {
 		// Nothing applied (and so the lease not released with it).
