@@ -251,3 +251,42 @@ func TestProfileAcrossReads(t *testing.T) {
 		t.Errorf("after %d answers: %d missing, want 2 (log 2's)", flows.MaxHoleAttempts, n)
 	}
 }
+
+// meter_profile's reference to its meter, checked per statement
+// (migration 0019), still refuses records of a meter that does not exist,
+// naming it, and a meter's records go with it.
+func TestProfileReferencesItsMeter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: "EML1000000031", IPAddress: "127.92.0.31"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddRegister(ctx, m.ID, flows.ElementA, false); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(24 * time.Hour).AddDate(0, 0, -1)
+	u := func(v uint32) *uint32 { return &v }
+	recs := []flows.ProfileRecord{{At: at, Status: flows.ProfileValidData, ImportA: u(10)}, {At: at.Add(30 * time.Minute), Status: flows.ProfileValidData, ImportA: u(20)}}
+	if _, _, err := s.StoreProfile(ctx, "00000000-0000-4000-8000-000000000031", recs); err == nil {
+		t.Fatal("records of a meter that does not exist were stored")
+	}
+	var stray int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM flows.meter_profile WHERE meter_id = '00000000-0000-4000-8000-000000000031'`).Scan(&stray); err != nil || stray != 0 {
+		t.Fatalf("%d records of a missing meter (%v)", stray, err)
+	}
+	_, err = s.Pool().Exec(ctx, `INSERT INTO flows.meter_profile (meter_id, "timestamp", status) VALUES ('00000000-0000-4000-8000-000000000031', $1, 0)`, at)
+	if err == nil || !strings.Contains(err.Error(), "meter_profile_meter_id_fkey") || !strings.Contains(err.Error(), "foreign key") {
+		t.Errorf("a record of a missing meter: %v, want the foreign key named", err)
+	}
+	if n, _, err := s.StoreProfile(ctx, m.ID, recs); err != nil || n != 1 {
+		t.Fatalf("the meter's own records: %d intervals (%v)", n, err)
+	}
+	if _, err := s.Pool().Exec(ctx, `DELETE FROM flows.meter_registry WHERE id = $1`, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM flows.meter_profile WHERE meter_id = $1`, m.ID).Scan(&stray); err != nil || stray != 0 {
+		t.Errorf("%d records left after their meter was deleted (%v)", stray, err)
+	}
+}

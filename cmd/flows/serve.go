@@ -77,7 +77,7 @@ warns when that is too low) or 1 GiB of meters in flight. Most of a set is
 waiting, which costs little CPU. Add a second node (same database, --components sync,commands)
 when the log's "meters in flight" line names a bound other than "load", or
 when one node's PostgreSQL nears a core.`,
-		Args:  cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url, err := databaseURL(cmd)
 			if err != nil {
