@@ -131,11 +131,28 @@ type Meter struct {
 	used    map[uint32]bool
 
 	active, maxActive atomic.Int32 // connections open at once (overlap check)
+	inFlight          int          // connections being served, under mu (MinGap)
+	stats             statCounters
 }
 
 // MaxConcurrent returns the most connections this meter has had open at
 // once: more than 1 means two requests overlapped on the wire.
 func (m *Meter) MaxConcurrent() int { return int(m.maxActive.Load()) }
+
+// Stats counts what a meter (or a fleet, summed) was asked and did.
+type Stats struct {
+	Answered      int64 // requests answered (NAKs included)
+	GapViolations int64 // connections refused for coming sooner than MinGap, or during another request
+	Dropped       int64 // requests dropped by DropRate
+	TimedOut      int64 // requests left unanswered by TimeoutRate
+}
+
+type statCounters struct{ answered, gap, dropped, timedOut atomic.Int64 }
+
+// Stats returns the meter's counters.
+func (m *Meter) Stats() Stats {
+	return Stats{Answered: m.stats.answered.Load(), GapViolations: m.stats.gap.Load(), Dropped: m.stats.dropped.Load(), TimedOut: m.stats.timedOut.Load()}
+}
 
 // NewMeter makes a meter at simulated time now with default tariffs and a
 // starting balance.

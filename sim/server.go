@@ -154,14 +154,25 @@ func (f *Fleet) handle(m *Meter, conn net.Conn) {
 	defer conn.Close()
 	fl := m.Faults()
 	m.mu.Lock()
-	early := fl.MinGap > 0 && time.Since(m.lastEnd) < fl.MinGap
+	early := fl.MinGap > 0 && (time.Since(m.lastEnd) < fl.MinGap || m.inFlight > 0)
 	off := m.poweredOff(f.clock.Now())
+	if !early && !off {
+		m.inFlight++
+	}
 	m.mu.Unlock()
-	if early || off {
-		// Not ready yet (the real meter drops back-to-back requests), or
-		// no power: its modem is down with it.
+	if early {
+		// Not ready yet: the real meter drops back-to-back requests.
+		m.stats.gap.Add(1)
 		return
 	}
+	if off {
+		return // no power: its modem is down with it
+	}
+	defer func() {
+		m.mu.Lock()
+		m.inFlight--
+		m.mu.Unlock()
+	}()
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
 	req, _, err := emop.ReadFrame(conn)
 	if err != nil {
@@ -198,6 +209,28 @@ func (f *Fleet) handle(m *Meter, conn net.Conn) {
 	if m.dropFlakyPhase(req, fl) {
 		return // the connection closes unanswered: an EOF for the client
 	}
+	m.mu.Lock()
+	roll := m.rng.Float64()
+	m.mu.Unlock()
+	switch {
+	case roll < fl.DropRate:
+		m.stats.dropped.Add(1)
+		m.mu.Lock()
+		m.lastEnd = time.Now()
+		m.mu.Unlock()
+		return // the connection closes unanswered
+	case roll < fl.DropRate+fl.TimeoutRate:
+		m.stats.timedOut.Add(1)
+		select { // held open until the client gives up, or 30 s
+		case <-f.ctx.Done():
+		case <-time.After(30 * time.Second):
+		case <-closed(conn):
+		}
+		m.mu.Lock()
+		m.lastEnd = time.Now()
+		m.mu.Unlock()
+		return
+	}
 	var resp emop.Frame
 	m.mu.Lock()
 	injectNak := fl.NakRate > 0 && m.rng.Float64() < fl.NakRate
@@ -208,7 +241,34 @@ func (f *Fleet) handle(m *Meter, conn net.Conn) {
 		resp = m.Handle(req, f.clock.Now())
 	}
 	done() // answered: the reply is on its way
+	m.stats.answered.Add(1)
 	f.reply(conn, resp, fl, m)
+}
+
+// closed returns a channel closed when the client closes conn (a read
+// returns), so a request held unanswered ends with its client.
+func closed(conn net.Conn) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		_ = conn.SetReadDeadline(time.Now().Add(31 * time.Second))
+		var b [1]byte
+		_, _ = conn.Read(b[:])
+		close(ch)
+	}()
+	return ch
+}
+
+// Stats sums the counters of the fleet's meters.
+func (f *Fleet) Stats() Stats {
+	var s Stats
+	for _, m := range f.meters {
+		ms := m.Stats()
+		s.Answered += ms.Answered
+		s.GapViolations += ms.GapViolations
+		s.Dropped += ms.Dropped
+		s.TimedOut += ms.TimedOut
+	}
+	return s
 }
 
 func (f *Fleet) reply(conn net.Conn, resp emop.Frame, fl Faults, m *Meter) {

@@ -236,3 +236,70 @@ func TestFaultInjection(t *testing.T) {
 		t.Errorf("with the gap respected: %v", err)
 	}
 }
+
+// A gap-enforcing meter refuses and counts a request sooner than its gap,
+// or during another request, and answers one after it; drops and timeouts
+// come at their rates and are counted.
+func TestGapDropsAndTimeoutsCounted(t *testing.T) {
+	clock := sim.NewManualClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	f := startFleet(t, clock, spec("EML1000000211", "single"), spec("EML1000000212", "single"), spec("EML1000000213", "single"))
+	ms := f.Meters()
+	ctx := context.Background()
+	ms[0].SetFaults(sim.Faults{MinGap: 200 * time.Millisecond, LatencyMin: 100 * time.Millisecond, LatencyMax: 100 * time.Millisecond})
+	fast, _ := meterconn.New(meterconn.Config{Attempts: 1, ReadTimeout: time.Second})
+	if _, err := fast.Read(ctx, target(ms[0]), emop.ObjPrepayBalance); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fast.Read(ctx, target(ms[0]), emop.ObjPrepayBalance); err == nil {
+		t.Error("a request straight after another was answered")
+	}
+	time.Sleep(250 * time.Millisecond)
+	// Two clients at once (each keeps its own gap, not each other's): the
+	// second connection comes during the first request.
+	other, _ := meterconn.New(meterconn.Config{Attempts: 1, ReadTimeout: time.Second})
+	errs := make(chan error, 2)
+	go func() { _, err := fast.Read(ctx, target(ms[0]), emop.ObjPrepayBalance); errs <- err }()
+	time.Sleep(30 * time.Millisecond)
+	go func() { _, err := other.Read(ctx, target(ms[0]), emop.ObjPrepayBalance); errs <- err }()
+	var failed int
+	for range 2 {
+		if <-errs != nil {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d of two overlapping requests failed, want 1", failed)
+	}
+	time.Sleep(250 * time.Millisecond)
+	polite, _ := meterconn.New(meterconn.Config{Attempts: 1, Gap: 250 * time.Millisecond})
+	for range 2 {
+		if _, err := polite.Read(ctx, target(ms[0]), emop.ObjPrepayBalance); err != nil {
+			t.Errorf("with the gap kept: %v", err)
+		}
+	}
+	if s := ms[0].Stats(); s.GapViolations != 2 || s.Answered != 4 {
+		t.Errorf("stats %+v, want 2 gap violations and 4 answered", s)
+	}
+
+	ms[1].SetFaults(sim.Faults{DropRate: 0.5})
+	ms[2].SetFaults(sim.Faults{TimeoutRate: 1})
+	for range 200 {
+		_, _ = fast.Read(ctx, target(ms[1]), emop.ObjPrepayBalance)
+	}
+	short, _ := meterconn.New(meterconn.Config{Attempts: 1, ReadTimeout: 50 * time.Millisecond})
+	for range 3 {
+		if _, err := short.Read(ctx, target(ms[2]), emop.ObjPrepayBalance); meterconn.Detail(err) != "timeout" {
+			t.Errorf("a request left unanswered: %v", err)
+		}
+	}
+	// 200 tries at 0.5: below 60 or above 140 once in about 10^8 runs.
+	if s := ms[1].Stats(); s.Dropped < 60 || s.Dropped > 140 || s.Dropped+s.Answered != 200 {
+		t.Errorf("drops at 0.5 of 200: %+v", s)
+	}
+	if s := ms[2].Stats(); s.TimedOut != 3 || s.Answered != 0 {
+		t.Errorf("timeouts: %+v", s)
+	}
+	if s := f.Stats(); s.GapViolations != 2 || s.TimedOut != 3 {
+		t.Errorf("fleet stats %+v", s)
+	}
+}

@@ -39,7 +39,17 @@ type Faults struct {
 	LatencyMax  time.Duration `json:"latency_max,omitempty"`  // time in [min, max]
 	CorruptRate float64       `json:"corrupt_rate,omitempty"` // fraction of answers with a bad CRC
 	NakRate     float64       `json:"nak_rate,omitempty"`     // fraction answered NAK 1
-	MinGap      time.Duration `json:"min_gap,omitempty"`      // a request sooner than this after the last is dropped
+	// MinGap is the meter's minimum gap: a connection opened sooner than
+	// this after its last answer, or while another request is in progress,
+	// is closed unanswered — what a real meter's modem does — and counted
+	// (Meter.Stats().GapViolations).
+	MinGap time.Duration `json:"min_gap,omitempty"`
+	// DropRate is the fraction of requests whose connection closes after
+	// the request arrives, unanswered (a cellular drop).
+	DropRate float64 `json:"drop_rate,omitempty"`
+	// TimeoutRate is the fraction of requests never answered: the
+	// connection stays open until the client gives up (at most 30 s).
+	TimeoutRate float64 `json:"timeout_rate,omitempty"`
 	// FlakyL2 and FlakyL3 are the fractions of a three-phase meter's L2
 	// and L3 voltage reads that go unanswered (the connection closes), the
 	// flakiness of back-to-back phase reads the reference works around; 1

@@ -27,6 +27,11 @@ type simConfig struct {
 	registryOut string
 	faults      bool
 	latency     time.Duration
+	// jitter, gap, dropRate and timeoutRate: the cellular link every
+	// meter has (benchmarks): latency ± jitter, the meter's minimum gap
+	// (sooner requests refused and counted), drops and unanswered requests.
+	jitter, gap           time.Duration
+	dropRate, timeoutRate float64
 	// past, when above 0, starts a new fleet's model this long ago and
 	// runs it forward to now at start (a state file's fleet keeps its own).
 	past time.Duration
@@ -43,6 +48,18 @@ func newSimCmd() *cobra.Command {
 		Short: "Run an emulated fleet of Emlite meters speaking EMOP over TCP",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case cfg.latency < 0:
+				return flows.FieldError("--latency", "%v is negative", cfg.latency)
+			case cfg.jitter < 0 || cfg.jitter > cfg.latency:
+				return flows.FieldError("--jitter", "%v is outside 0-%v (--latency)", cfg.jitter, cfg.latency)
+			case cfg.gap < 0:
+				return flows.FieldError("--gap", "%v is negative", cfg.gap)
+			case cfg.dropRate < 0 || cfg.dropRate > 1:
+				return flows.FieldError("--drop-rate", "%g is not a share between 0 and 1", cfg.dropRate)
+			case cfg.timeoutRate < 0 || cfg.timeoutRate > 1-cfg.dropRate:
+				return flows.FieldError("--timeout-rate", "%g is not a share between 0 and %g (1 - --drop-rate)", cfg.timeoutRate, 1-cfg.dropRate)
+			}
 			if cmd.Flags().Changed("three-phase") {
 				if threePhase < 0 || threePhase > 1 {
 					return flows.FieldError("--three-phase", "%g is not a share between 0 and 1", threePhase)
@@ -61,6 +78,9 @@ func newSimCmd() *cobra.Command {
 			debug.FreeOSMemory()
 			fmt.Fprintf(cmd.OutOrStdout(), "simulating %d meters (speed %gx); registry in %s\n", len(f.fleet.Meters()), cfg.speed, cfg.registryOut)
 			<-cmd.Context().Done()
+			st := f.fleet.Stats()
+			fmt.Fprintf(cmd.OutOrStdout(), "answered %d requests; refused %d sooner than the gap or during another; dropped %d; left %d unanswered\n",
+				st.Answered, st.GapViolations, st.Dropped, st.TimedOut)
 			return nil
 		},
 	}
@@ -72,6 +92,10 @@ func newSimCmd() *cobra.Command {
 	fl.StringVar(&cfg.registryOut, "registry-out", "", "write the fleet (serial, ip_address, port, hardware, key...) as JSON here")
 	fl.BoolVar(&cfg.faults, "faults", true, "make a realistic few meters offline, flaky or slow")
 	fl.DurationVar(&cfg.latency, "latency", 0, "every meter takes this long to answer (benchmarks)")
+	fl.DurationVar(&cfg.jitter, "jitter", 0, "answers take --latency ± this, uniformly")
+	fl.DurationVar(&cfg.gap, "gap", 0, "every meter's minimum gap: a request sooner after its last answer, or during another, is refused unanswered and counted (real meters: 2s)")
+	fl.Float64Var(&cfg.dropRate, "drop-rate", 0, "share of requests whose connection closes unanswered (0-1)")
+	fl.Float64Var(&cfg.timeoutRate, "timeout-rate", 0, "share of requests never answered, held open until the client gives up (0-1)")
 	fl.Float64Var(&threePhase, "three-phase", 0.08, "share of three-phase meters in a new fleet, 0-1 (default: two in 25, at indices 22 and 24 of each 25)")
 	fl.DurationVar(&cfg.past, "past", 0, "start a new fleet's model this long ago and run it forward to now (e.g. 168h)")
 
@@ -153,9 +177,13 @@ func startSim(ctx context.Context, cfg simConfig, specs []sim.Spec, log *slog.Lo
 		opts.ThreePhaseShare = cfg.threePhase
 		specs = sim.GenerateFleet(cfg.meters, opts)
 	}
-	if cfg.latency > 0 {
+	if cfg.latency > 0 || cfg.gap > 0 || cfg.dropRate > 0 || cfg.timeoutRate > 0 {
 		for i := range specs {
-			specs[i].Faults.LatencyMin, specs[i].Faults.LatencyMax = cfg.latency, cfg.latency
+			fl := &specs[i].Faults
+			if cfg.latency > 0 {
+				fl.LatencyMin, fl.LatencyMax = cfg.latency-cfg.jitter, cfg.latency+cfg.jitter
+			}
+			fl.MinGap, fl.DropRate, fl.TimeoutRate = cfg.gap, cfg.dropRate, cfg.timeoutRate
 		}
 	}
 	meters, simTime, past, err := loadMeters(cfg, specs)
