@@ -3,6 +3,7 @@ package syncer_test
 import (
 	"context"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +17,20 @@ import (
 // synced and the simulator counts no gap violation.
 func TestGapKeptWithThousandsInFlight(t *testing.T) {
 	const n, gap = 2000, 300 * time.Millisecond
+	// Each meter is a listener and, while read, a connection at each end.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lim.Cur < 4*n {
+		t.Fatalf("open-file limit %d: this test needs %d (ulimit -Hn)", lim.Cur, 4*n)
+	}
 	start := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	r := newRigOf(t, sim.GenerateFleet(n, sim.FleetOptions{AddressPrefix: "127.82", Secret: []byte("gap")}), start,
 		sim.Faults{MinGap: gap, LatencyMin: 20 * time.Millisecond, LatencyMax: 60 * time.Millisecond})
