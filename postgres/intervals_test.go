@@ -266,7 +266,7 @@ func TestProfileReferencesItsMeter(t *testing.T) {
 	if _, err := s.AddRegister(ctx, m.ID, flows.ElementA, false); err != nil {
 		t.Fatal(err)
 	}
-	at := time.Now().UTC().Truncate(24 * time.Hour).AddDate(0, 0, -1)
+	at := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
 	u := func(v uint32) *uint32 { return &v }
 	recs := []flows.ProfileRecord{{At: at, Status: flows.ProfileValidData, ImportA: u(10)}, {At: at.Add(30 * time.Minute), Status: flows.ProfileValidData, ImportA: u(20)}}
 	if _, _, err := s.StoreProfile(ctx, "00000000-0000-4000-8000-000000000031", recs); err == nil {
