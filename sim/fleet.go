@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -16,7 +18,9 @@ import (
 // FleetOptions shape a generated fleet.
 type FleetOptions struct {
 	// AddressPrefix is the first two octets of the meters' loopback
-	// addresses ("127.77"): meter i listens on PREFIX.(i/250).(i%250+1).
+	// addresses ("127.77"): meter i listens on PREFIX.(i/250).(i%250+1),
+	// and beyond the 64,000 addresses that gives, on the next second
+	// octets (meter 64,000 on 127.78.0.1): see MeterAddress.
 	AddressPrefix string
 	// Port is every meter's TCP port (8080 like real meters; 0 = any free).
 	Port int
@@ -99,7 +103,7 @@ func GenerateFleet(n int, opts FleetOptions) []Spec {
 		if i%20 == 19 {
 			s.Mode = "passive" // a digital twin: no hardware here
 		} else {
-			s.IPAddress = fmt.Sprintf("%s.%d.%d", opts.AddressPrefix, i/250, i%250+1)
+			s.IPAddress = MeterAddress(opts.AddressPrefix, i)
 		}
 		if opts.Faults && s.Mode == "active" && i > 0 {
 			switch {
@@ -117,6 +121,35 @@ func GenerateFleet(n int, opts FleetOptions) []Spec {
 		out = append(out, s)
 	}
 	return out
+}
+
+// MetersPerPrefix is how many meters' addresses a two-octet prefix holds
+// (256 × 250): MeterAddress moves on to the next second octet after them.
+const MetersPerPrefix = 256 * 250
+
+// MeterAddress is meter i's address under a two-octet prefix ("127.77"):
+// PREFIX.(i/250).(i%250+1) for the first MetersPerPrefix meters, and so on
+// under the prefixes after it (127.78, ...). Addresses are unique, as the
+// meter registry wants them, for as many meters as there are second
+// octets left (PrefixRoom).
+func MeterAddress(prefix string, i int) string {
+	first, second, ok := strings.Cut(prefix, ".")
+	b, err := strconv.Atoi(second)
+	if !ok || err != nil {
+		return fmt.Sprintf("%s.%d.%d", prefix, i/250%256, i%250+1)
+	}
+	return fmt.Sprintf("%s.%d.%d.%d", first, b+i/MetersPerPrefix, i/250%256, i%250+1)
+}
+
+// PrefixRoom is how many meters MeterAddress can address from prefix
+// before its second octet passes 255 (0 for a prefix it cannot read).
+func PrefixRoom(prefix string) int {
+	_, second, ok := strings.Cut(prefix, ".")
+	b, err := strconv.Atoi(second)
+	if !ok || err != nil || b < 0 || b > 255 {
+		return 0
+	}
+	return (256 - b) * MetersPerPrefix
 }
 
 // Registry is the fleet file written by flows sim --registry-out and read
@@ -206,7 +239,7 @@ func LoadMeters(specs []Spec, path string, now time.Time) ([]*Meter, time.Time, 
 			continue
 		}
 		m := newMeter(s)
-		m.st = st
+		m.restore(st)
 		if m.st.EventSets == nil {
 			m.st.EventSets = map[uint16]uint16{}
 		}

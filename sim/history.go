@@ -52,6 +52,18 @@ type History struct {
 // one continuous history that the meter's present carries on. An offline
 // meter's readings stop offlineFor before now: it has not answered since.
 func NewMeterWithPast(spec Spec, now time.Time, past, step, offlineFor time.Duration) (*Meter, History, error) {
+	return runPast(spec, now, past, step, offlineFor, true)
+}
+
+// RunPast is NewMeterWithPast without the History: the same meter, its
+// past lived (registers, profile log, events, top-ups) but not kept as
+// readings, which for a large fleet weigh far more than the meters.
+func RunPast(spec Spec, now time.Time, past, step time.Duration) (*Meter, error) {
+	m, _, err := runPast(spec, now, past, step, 0, false)
+	return m, err
+}
+
+func runPast(spec Spec, now time.Time, past, step, offlineFor time.Duration, record bool) (*Meter, History, error) {
 	start := now.Add(-past).Truncate(step)
 	m := NewMeter(spec, start)
 	var h History
@@ -70,7 +82,7 @@ func NewMeterWithPast(spec Spec, now time.Time, past, step, offlineFor time.Dura
 			}
 			h.Topups = append(h.Topups, PastTopup{At: t, Amount: amount, Token: tok, BalanceBefore: money(bal), BalanceAfter: money(m.st.Balance)})
 		}
-		if spec.Faults.Offline && now.Sub(t) < offlineFor {
+		if !record || spec.Faults.Offline && now.Sub(t) < offlineFor {
 			continue
 		}
 		h.Readings = append(h.Readings, m.reading(t))

@@ -93,7 +93,8 @@ type State struct {
 	TimeSwitchB  []byte            `json:"time_switch_b"`
 	// Profile is the profile log, one entry per half hour from
 	// ProfileStart, oldest first; an entry with status 0 is a half hour
-	// the meter holds no record for (it was off).
+	// the meter holds no record for (it was off). A running meter keeps
+	// it compactly (profileLog); State fills it in.
 	Profile      []Snapshot `json:"profile"`
 	ProfileStart time.Time  `json:"profile_start"`
 	// PowerOffUntil is the end of a power cut in progress: the meter
@@ -129,6 +130,7 @@ type Meter struct {
 	lastEnd time.Time // real time the last request finished (for MinGap)
 	faults  Faults
 	used    map[uint32]bool
+	prof    profileLog // the profile log; st.Profile stays nil
 
 	active, maxActive atomic.Int32 // connections open at once (overlap check)
 	inFlight          int          // connections being served, under mu (MinGap)
@@ -215,7 +217,56 @@ func (m *Meter) State(now time.Time) State {
 	m.advance(now)
 	st := m.st
 	st.Events = append([]emop.Event(nil), m.st.Events...)
+	st.Profile, st.ProfileStart = m.profileSnapshots(), m.prof.start
 	return st
+}
+
+// restore sets the meter's state from st (a state file's).
+func (m *Meter) restore(st State) {
+	m.st = st
+	m.prof = profileLog{start: st.ProfileStart, limit: profileLimit(m.profileDepth())}
+	for _, s := range st.Profile {
+		s.Voltage = 0 // worked out again when read
+		m.prof.add(s)
+	}
+	m.st.Profile = nil
+	if keep := m.profileDepth(); m.prof.n > keep+keep/8 {
+		m.prof.dropOldest(m.prof.n - keep)
+	}
+	m.st.ProfileStart = time.Time{}
+}
+
+// profileSnapshots returns the whole profile log, voltages filled in.
+func (m *Meter) profileSnapshots() []Snapshot {
+	out := m.prof.snapshots()
+	for i := range out {
+		if out[i].Status != 0 {
+			out[i].Voltage = m.voltage(m.prof.start.Add(time.Duration(i) * 30 * time.Minute))
+		}
+	}
+	return out
+}
+
+// record returns profile record i, voltage filled in, and false when the
+// meter holds none for that half hour.
+func (m *Meter) record(i int) (Snapshot, bool) {
+	if i < 0 || i >= m.prof.n {
+		return Snapshot{}, false
+	}
+	s := m.prof.get(i)
+	if s.Status == 0 {
+		return Snapshot{}, false
+	}
+	s.Voltage = m.voltage(m.prof.start.Add(time.Duration(i) * 30 * time.Minute))
+	return s, true
+}
+
+// recordAt returns the profile record of half hour at, if the meter holds one.
+func (m *Meter) recordAt(at time.Time) (Snapshot, bool) {
+	if at.Before(m.prof.start) {
+		return Snapshot{}, false
+	}
+	return m.record(int(at.Sub(m.prof.start) / (30 * time.Minute)))
 }
 
 // MeterTime returns the meter's own clock (UTC) at simulated time now:
@@ -375,25 +426,24 @@ func (m *Meter) integrate(from, to time.Time) {
 func (m *Meter) snapshot(at time.Time) {
 	s := Snapshot{}
 	if !m.poweredOff(at) {
+		// No voltage: the log works it out again when read (m.record).
 		s = Snapshot{ImportA: uint32(m.st.ImportJ[0] / 3600), ImportB: uint32(m.st.ImportJ[1] / 3600),
-			ExportA: uint32(m.st.ExportJ[0] / 3600), ExportB: uint32(m.st.ExportJ[1] / 3600), Voltage: m.voltage(at),
+			ExportA: uint32(m.st.ExportJ[0] / 3600), ExportB: uint32(m.st.ExportJ[1] / 3600),
 			Status: emop.StatusValidData | m.st.NextStatus}
 		m.st.NextStatus = 0
 	}
-	if len(m.st.Profile) == 0 {
-		m.st.ProfileStart = at
+	keep := m.profileDepth()
+	if m.prof.n == 0 {
+		m.prof = profileLog{start: at, limit: profileLimit(keep)}
 	}
 	// Half hours the model skipped (none in normal running) hold nothing.
-	for next := m.st.ProfileStart.Add(time.Duration(len(m.st.Profile)) * 30 * time.Minute); next.Before(at); next = next.Add(30 * time.Minute) {
-		m.st.Profile = append(m.st.Profile, Snapshot{})
+	for next := m.prof.start.Add(time.Duration(m.prof.n) * 30 * time.Minute); next.Before(at); next = next.Add(30 * time.Minute) {
+		m.prof.add(Snapshot{})
 	}
-	m.st.Profile = append(m.st.Profile, s)
+	m.prof.add(s)
 	// Drop the oldest records in steps, not one copy per half hour.
-	keep := m.profileDepth()
-	if len(m.st.Profile) > keep+keep/8 {
-		drop := len(m.st.Profile) - keep
-		m.st.Profile = append(m.st.Profile[:0:0], m.st.Profile[drop:]...)
-		m.st.ProfileStart = m.st.ProfileStart.Add(time.Duration(drop) * 30 * time.Minute)
+	if m.prof.n > keep+keep/8 {
+		m.prof.dropOldest(m.prof.n - keep)
 	}
 }
 
@@ -437,11 +487,7 @@ func (m *Meter) ProfileRecord(now, at time.Time) (Snapshot, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.advance(now)
-	i := int(at.Sub(m.st.ProfileStart) / (30 * time.Minute))
-	if at.Before(m.st.ProfileStart) || i >= len(m.st.Profile) || m.st.Profile[i].Status == 0 {
-		return Snapshot{}, false
-	}
-	return m.st.Profile[i], true
+	return m.recordAt(at)
 }
 
 func (m *Meter) voltage(at time.Time) uint16 {

@@ -3,6 +3,7 @@ package sim_test
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -341,5 +342,39 @@ func TestProfileLogAgreesWithRegistersAndIsFinite(t *testing.T) {
 	_, recs, err = emop.ParseProfileLog1Response(resp.Data)
 	if err != nil || len(recs) == 0 || !recs[0].Timestamp.Equal(cut.Add(90*time.Minute)) || recs[0].Status != emop.StatusValidData|emop.StatusPowerFail {
 		t.Errorf("after a power cut from %s: %+v %v", cut.Format("15:04"), recs, err)
+	}
+}
+
+// A state file keeps the profile log: a restored meter answers the same
+// records, voltages included.
+func TestStateFileKeepsProfileLog(t *testing.T) {
+	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	end := t0.Add(50 * time.Hour)
+	s := spec("EML1000000010", "twin")
+	s.ProfileDays = 1
+	m := sim.NewMeter(s, t0)
+	m.PowerCut(t0.Add(30*time.Hour), time.Hour)
+	m.ResetCounters(t0.Add(40 * time.Hour))
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := sim.NewFleet([]*sim.Meter{m}, sim.NewManualClock(end), nil).SaveState(path); err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := sim.LoadMeters([]sim.Spec{s}, path, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for at := t0; !at.After(end); at = at.Add(30 * time.Minute) {
+		a, okA := m.ProfileRecord(end, at)
+		b, okB := back[0].ProfileRecord(end, at)
+		if a != b || okA != okB {
+			t.Errorf("%s: restored %+v %v, was %+v %v", at, b, okB, a, okA)
+		}
+		if okA {
+			held++
+		}
+	}
+	if held < 48 {
+		t.Errorf("only %d records held", held)
 	}
 }

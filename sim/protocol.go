@@ -115,14 +115,17 @@ func (m *Meter) profile(format byte, from time.Time) ([]byte, error) {
 	}
 	var recs []rec
 	i := 0
-	if from.After(m.st.ProfileStart) {
-		i = int(min((from.Unix()-m.st.ProfileStart.Unix()+1799)/1800, int64(len(m.st.Profile)))) // in seconds: no Duration overflow
+	if start := m.prof.start; from.After(start) {
+		i = int(min((from.Unix()-start.Unix()+1799)/1800, int64(m.prof.n))) // in seconds: no Duration overflow
 	}
-	for ; i < len(m.st.Profile) && len(recs) < n; i++ {
-		if s := m.st.Profile[i]; s.Status != 0 {
-			recs = append(recs, rec{m.st.ProfileStart.Add(time.Duration(i) * 30 * time.Minute), s})
+	m.prof.each(i, func(i int, s Snapshot) bool {
+		if s.Status != 0 {
+			at := m.prof.start.Add(time.Duration(i) * 30 * time.Minute)
+			s.Voltage = m.voltage(at)
+			recs = append(recs, rec{at, s})
 		}
-	}
+		return len(recs) < n
+	})
 	if format == emop.FormatProfileLog1 {
 		out := make([]emop.ProfileLog1Record, 0, len(recs))
 		for _, r := range recs {

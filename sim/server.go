@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flows-energy/flows/emop"
@@ -15,6 +17,12 @@ import (
 
 // Fleet serves a set of meters, each on its own TCP address, speaking EMOP
 // one request per connection like real meters.
+//
+// By default every meter has a listener of its own (a file descriptor and
+// a goroutine each). With SetShared a fleet instead listens once per port
+// on every loopback address and tells its meters apart by the address a
+// connection came to: a 100,000-meter fleet then needs a handful of
+// descriptors beside its open connections.
 type Fleet struct {
 	clock Clock
 	log   *slog.Logger
@@ -26,6 +34,12 @@ type Fleet struct {
 	wg       sync.WaitGroup
 	ctx      context.Context
 	cancel   context.CancelFunc
+
+	shared    bool
+	sharedLns []net.Listener
+	byAddr    map[netip.AddrPort]*Meter // shared: the meter answering on an address
+
+	open, mostOpen atomic.Int64 // connections being served
 }
 
 // NewFleet makes a fleet from meters already built (NewMeter or a state file).
@@ -40,6 +54,14 @@ func NewFleet(meters []*Meter, clock Clock, log *slog.Logger) *Fleet {
 	return f
 }
 
+// SetShared, before Start, makes the fleet listen once per port on all
+// loopback addresses (Linux) instead of once per meter. Every served
+// meter then needs an IPv4 loopback address of its own (ports 0 share one
+// free port), and an offline meter's connections are reset as soon as
+// they are accepted rather than refused: the kernel completes the
+// handshake before the fleet sees which meter was meant.
+func (f *Fleet) SetShared(shared bool) { f.shared = shared }
+
 // Meters returns the fleet's meters.
 func (f *Fleet) Meters() []*Meter { return f.meters }
 
@@ -52,11 +74,30 @@ func (f *Fleet) Meter(serial string) (*Meter, bool) {
 // Clock returns the fleet's simulated clock.
 func (f *Fleet) Clock() Clock { return f.clock }
 
+// Served counts the meters a fleet of specs listens for: all but the
+// passive ones (digital twins, with no hardware to reach).
+func Served(specs []Spec) int {
+	n := 0
+	for _, s := range specs {
+		if s.Mode != "passive" {
+			n++
+		}
+	}
+	return n
+}
+
 // Start binds every meter that is not offline (passive meters have no
 // hardware and are not served) and serves in the background. A meter
 // with port 0 gets a free port, recorded in its Spec.
 func (f *Fleet) Start(ctx context.Context) error {
 	f.ctx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if f.shared {
+		if err := f.startShared(); err != nil {
+			f.Stop()
+			return err
+		}
+		return nil
+	}
 	for _, m := range f.meters {
 		if m.Spec.Mode == "passive" {
 			continue
@@ -78,6 +119,66 @@ func (f *Fleet) Start(ctx context.Context) error {
 	return nil
 }
 
+// startShared opens one loopback listener per port the meters use (one
+// for all the meters with port 0), maps every meter's address, and then
+// serves (route reads the map unlocked).
+func (f *Fleet) startShared() error {
+	byPort := map[int]net.Listener{}
+	f.byAddr = make(map[netip.AddrPort]*Meter, len(f.meters))
+	for _, m := range f.meters {
+		if m.Spec.Mode == "passive" {
+			continue
+		}
+		ip, err := netip.ParseAddr(m.Spec.IPAddress)
+		if err != nil || !ip.Is4() || !ip.IsLoopback() {
+			return fmt.Errorf("meter %s: shared listeners serve IPv4 loopback addresses, not %q", m.Spec.Serial, m.Spec.IPAddress)
+		}
+		ln, ok := byPort[m.Spec.Port]
+		if !ok {
+			if ln, err = listenLoopback(f.ctx, m.Spec.Port); err != nil {
+				return fmt.Errorf("listen on port %d of every loopback address: %w", m.Spec.Port, err)
+			}
+			byPort[m.Spec.Port] = ln
+			f.mu.Lock()
+			f.sharedLns = append(f.sharedLns, ln)
+			f.mu.Unlock()
+		}
+		m.Spec.Port = ln.Addr().(*net.TCPAddr).Port
+		key := netip.AddrPortFrom(ip, uint16(m.Spec.Port))
+		if other, dup := f.byAddr[key]; dup {
+			return fmt.Errorf("meters %s and %s both have address %s: shared listeners tell meters apart by address", other.Spec.Serial, m.Spec.Serial, key)
+		}
+		f.byAddr[key] = m
+	}
+	for _, ln := range byPort {
+		f.wg.Add(1)
+		go f.accept(ln, "", f.route)
+	}
+	return nil
+}
+
+// route finds the meter whose address a connection on a shared listener
+// came to: nil for none, or one that is offline.
+func (f *Fleet) route(conn net.Conn) *Meter {
+	a, ok := conn.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	m := f.byAddr[netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), uint16(a.Port))]
+	if m == nil || m.Faults().Offline {
+		return nil
+	}
+	return m
+}
+
+// reset closes conn with a TCP reset rather than an orderly close.
+func reset(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	conn.Close()
+}
+
 func (f *Fleet) listen(m *Meter) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort(m.Spec.IPAddress, strconv.Itoa(m.Spec.Port)))
 	if err != nil {
@@ -88,12 +189,12 @@ func (f *Fleet) listen(m *Meter) error {
 	f.lns[m.Spec.Serial] = ln
 	f.mu.Unlock()
 	f.wg.Add(1)
-	go f.serve(m, ln)
+	go f.accept(ln, m.Spec.Serial, func(net.Conn) *Meter { return m })
 	return nil
 }
 
-// SetOffline takes a meter off the network (connections refused) or
-// brings it back.
+// SetOffline takes a meter off the network (connections refused; reset
+// with shared listeners) or brings it back.
 func (f *Fleet) SetOffline(serial string, offline bool) error {
 	m, ok := f.bySerial[serial]
 	if !ok {
@@ -102,6 +203,9 @@ func (f *Fleet) SetOffline(serial string, offline bool) error {
 	fl := m.Faults()
 	fl.Offline = offline
 	m.SetFaults(fl)
+	if f.shared {
+		return nil // route looks at the fault
+	}
 	f.mu.Lock()
 	ln, listening := f.lns[serial]
 	if offline && listening {
@@ -127,25 +231,58 @@ func (f *Fleet) Stop() {
 		ln.Close()
 		delete(f.lns, s)
 	}
+	for _, ln := range f.sharedLns {
+		ln.Close()
+	}
+	f.sharedLns = nil
 	f.mu.Unlock()
 	f.wg.Wait()
 }
 
-func (f *Fleet) serve(m *Meter, ln net.Listener) {
+// accept takes connections on ln until it is closed and serves each for
+// the meter route names; one it names none for is reset (nobody there:
+// the nearest a shared listener has to a refusal). A failed accept (out
+// of file descriptors, most likely) is retried after a pause that grows
+// to a second, as net/http does, rather than ending the meter.
+func (f *Fleet) accept(ln net.Listener, serial string, route func(net.Conn) *Meter) {
 	defer f.wg.Done()
+	var pause time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				f.log.Warn("simulated meter stopped accepting", "meter_serial", m.Spec.Serial, "error", err)
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			if pause == 0 {
+				f.log.Warn("simulated meter cannot accept a connection; retrying", "meter_serial", serial, "address", ln.Addr().String(), "error", err)
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(pause):
+			case <-f.ctx.Done():
+				return
+			}
+			continue
 		}
+		pause = 0
+		m := route(conn)
+		if m == nil {
+			reset(conn)
+			continue
+		}
+		raiseTo(&f.mostOpen, f.open.Add(1))
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
+			defer f.open.Add(-1)
 			f.handle(m, conn)
 		}()
+	}
+}
+
+// raiseTo sets a to n if n is more.
+func raiseTo(a *atomic.Int64, n int64) {
+	for most := a.Load(); n > most && !a.CompareAndSwap(most, n); most = a.Load() {
 	}
 }
 
@@ -257,6 +394,10 @@ func closed(conn net.Conn) <-chan struct{} {
 	}()
 	return ch
 }
+
+// Connections returns how many connections the fleet is serving now and
+// the most it has served at once (refused ones included while they last).
+func (f *Fleet) Connections() (open, most int64) { return f.open.Load(), f.mostOpen.Load() }
 
 // Stats sums the counters of the fleet's meters.
 func (f *Fleet) Stats() Stats {

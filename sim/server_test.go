@@ -3,7 +3,9 @@ package sim_test
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -299,7 +301,135 @@ func TestGapDropsAndTimeoutsCounted(t *testing.T) {
 	if s := ms[2].Stats(); s.TimedOut != 3 || s.Answered != 0 {
 		t.Errorf("timeouts: %+v", s)
 	}
-	if s := f.Stats(); s.GapViolations != 2 || s.TimedOut != 3 {
+	// Both at once, each a quarter: the meter's seeded rolls decide, so
+	// the counts do not depend on timing (a slow answer the short client
+	// gives up on is still counted answered by the meter).
+	ms[2].SetFaults(sim.Faults{DropRate: 0.25, TimeoutRate: 0.25})
+	before := ms[2].Stats()
+	for range 200 {
+		_, _ = short.Read(ctx, target(ms[2]), emop.ObjPrepayBalance)
+	}
+	s := ms[2].Stats()
+	dropped, timedOut, answered := s.Dropped-before.Dropped, s.TimedOut-before.TimedOut, s.Answered-before.Answered
+	if dropped < 25 || dropped > 75 || timedOut < 25 || timedOut > 75 || dropped+timedOut+answered != 200 {
+		t.Errorf("a quarter dropped and a quarter left unanswered of 200: %d dropped, %d unanswered, %d answered", dropped, timedOut, answered)
+	}
+	if s := f.Stats(); s.GapViolations != 2 || s.TimedOut != 3+timedOut || s.Dropped != ms[1].Stats().Dropped+dropped {
 		t.Errorf("fleet stats %+v", s)
+	}
+}
+
+// Shared listeners serve every meter on its own loopback address from one
+// socket: each answers as itself, an offline meter's connections and
+// those to an address no meter has are reset, and it comes back online.
+func TestSharedListeners(t *testing.T) {
+	clock := sim.NewManualClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	single := 0.0 // all answer the balance
+	specs := sim.GenerateFleet(30, sim.FleetOptions{AddressPrefix: "127.94", Secret: []byte("shared"), ThreePhaseShare: &single})
+	var ms []*sim.Meter
+	for _, s := range specs {
+		ms = append(ms, sim.NewMeter(s, clock.Now()))
+	}
+	ms[3].SetFaults(sim.Faults{Offline: true})
+	f := sim.NewFleet(ms, clock, nil)
+	f.SetShared(true)
+	if err := f.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	c := client(t)
+	ctx := context.Background()
+	port := ms[0].Spec.Port
+	for i, m := range ms {
+		if m.Spec.Mode == "passive" {
+			continue
+		}
+		if m.Spec.Port != port || port == 0 {
+			t.Fatalf("meter %d on port %d, meter 0 on %d: one free port for all", i, m.Spec.Port, port)
+		}
+		tg := meterconn.Target{Serial: m.Spec.Serial, Addr: m.Spec.IPAddress + ":" + itoa(port)}
+		p, err := c.Read(ctx, tg, emop.ObjPrepayBalance)
+		if i == 3 {
+			if err == nil {
+				t.Errorf("offline meter %s answered", m.Spec.Serial)
+			}
+			continue
+		}
+		if b, _ := emop.DecodeBalance(p); err != nil || !b.Equal(m.Balance(clock.Now())) {
+			t.Errorf("meter %d at %s: balance %s (%v), the meter holds %s", i, tg.Addr, b, err, m.Balance(clock.Now()))
+		}
+	}
+	if _, err := c.Read(ctx, meterconn.Target{Serial: "EML0000000000", Addr: "127.94.9.9:" + itoa(port)}, emop.ObjPrepayBalance); err == nil {
+		t.Error("an address no meter has was answered")
+	}
+	if err := f.SetOffline(ms[3].Spec.Serial, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(ctx, meterconn.Target{Serial: ms[3].Spec.Serial, Addr: ms[3].Spec.IPAddress + ":" + itoa(port)}, emop.ObjPrepayBalance); err != nil {
+		t.Errorf("back online: %v", err)
+	}
+	if _, most := f.Connections(); most < 1 {
+		t.Errorf("connections: most %d", most)
+	}
+
+	// Two meters on one address cannot be told apart.
+	dup := []*sim.Meter{sim.NewMeter(specs[0], clock.Now()), sim.NewMeter(specs[1], clock.Now())}
+	dup[1].Spec.IPAddress = dup[0].Spec.IPAddress
+	g := sim.NewFleet(dup, clock, nil)
+	g.SetShared(true)
+	if err := g.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "both have address") {
+		t.Errorf("two meters on one address: %v", err)
+	}
+}
+
+// Meter addresses stay unique past the 64,000 a prefix holds.
+func TestMeterAddressesBeyondOnePrefix(t *testing.T) {
+	specs := sim.GenerateFleet(100000, sim.FleetOptions{AddressPrefix: "127.77", Secret: []byte("x")})
+	seen := map[string]bool{}
+	for _, s := range specs {
+		if s.Mode == "passive" {
+			continue
+		}
+		if seen[s.IPAddress] || net.ParseIP(s.IPAddress) == nil {
+			t.Fatalf("%s: address %q repeated or invalid", s.Serial, s.IPAddress)
+		}
+		seen[s.IPAddress] = true
+	}
+	if got := sim.MeterAddress("127.77", 63999); got != "127.77.255.250" {
+		t.Errorf("meter 63,999 at %s", got)
+	}
+	if got := sim.MeterAddress("127.77", 64000); got != "127.78.0.1" {
+		t.Errorf("meter 64,000 at %s", got)
+	}
+	if got := sim.PrefixRoom("127.255"); got != 64000 {
+		t.Errorf("room under 127.255: %d", got)
+	}
+}
+
+// The open-file limit decides how a fleet listens.
+func TestPlanListening(t *testing.T) {
+	need := sim.FilesPerMeter(10000)
+	for _, c := range []struct {
+		mode         sim.Listening
+		served, lim  int
+		shared, warn bool
+		err          string
+	}{
+		{sim.ListenAuto, 10000, need, false, false, ""},
+		{sim.ListenAuto, 10000, need - 1, true, false, ""},
+		{"", 100000, 20000, true, false, ""},
+		{sim.ListenAuto, 100000, 1024, true, true, ""},
+		{sim.ListenPerMeter, 10000, need, false, false, ""},
+		{sim.ListenPerMeter, 100000, 20000, false, false, "needs 104160 open files and the limit is 20000"},
+		{sim.ListenShared, 10, 1 << 20, true, false, ""},
+		{sim.ListenAuto, 50, 1024, false, false, ""}, // a small fleet under a small limit: half of it left
+		{sim.ListenPerMeter, 50, 1024, false, false, ""},
+		{sim.ListenPerMeter, 600, 1024, false, false, "needs 1328 open files and the limit is 1024"},
+		{"many", 10, 1 << 20, false, false, "not auto, per-meter or shared"},
+	} {
+		shared, warn, err := sim.PlanListening(c.mode, c.served, c.lim)
+		if shared != c.shared || (warn != "") != c.warn || (err == nil) != (c.err == "") || err != nil && !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%q, %d meters, limit %d: shared %v, warning %q, %v", c.mode, c.served, c.lim, shared, warn, err)
+		}
 	}
 }

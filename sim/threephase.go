@@ -226,11 +226,7 @@ func (m *Meter) intervals(from, to time.Time) emop.ThreePhaseIntervals {
 
 // snapshotAt returns the record of half hour at, if the meter holds one.
 func (m *Meter) snapshotAt(at time.Time) (Snapshot, bool) {
-	i := int(at.Sub(m.st.ProfileStart) / (30 * time.Minute))
-	if at.Before(m.st.ProfileStart) || i >= len(m.st.Profile) || m.st.Profile[i].Status == 0 {
-		return Snapshot{}, false
-	}
-	return m.st.Profile[i], true
+	return m.recordAt(at)
 }
 
 // interval builds the channels of the half hour from record prev (zero

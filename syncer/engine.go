@@ -231,7 +231,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, flows.Errorf(flows.EINVALID, "sync engine: Store and NewQueue are required")
 	}
 	client, err := cfg.NewQueue(&river.Config{
-		Queues: map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Workers}, GroupQueue: {MaxWorkers: groupJobs(cfg.MaxInFlight)},
+		Queues: map[string]river.QueueConfig{Queue: {MaxWorkers: cfg.Workers}, GroupQueue: {MaxWorkers: groupJobs(cfg.Workers)},
 			// Backfills read for minutes per meter, apart from the workers
 			// that keep the fleet fresh.
 			ProfileQueue:       {MaxWorkers: cfg.BackfillWorkers},
@@ -435,12 +435,13 @@ func (e *Engine) synced(meterID, detail string, ok bool) {
 	}
 }
 
-// groupJobs is how many group syncs one process runs at once: enough
-// that the daily slot minutes of a large fleet (a handful of meters each)
-// can fill the meters in flight, at least 8 and at most 500 (each holds a
-// River worker and, while it writes, a database connection). Their reads
-// share Engine.reads.
-func groupJobs(maxInFlight int) int { return min(max(8, maxInFlight/4), 500) }
+// groupJobs is how many group syncs one process runs at once: a quarter
+// of its floor of meters in flight (Workers), at least 8 and at most 500.
+// Their reads share Engine.reads, whose limit may rise far above that; a
+// group holds as many meters as its slot minute has. Not the ceiling: a
+// process running hundreds of group jobs takes every slot minute before a
+// second process polls, and the work is no longer shared.
+func groupJobs(workers int) int { return min(max(8, workers/4), 500) }
 
 // memoryBudget and perMeterCost bound the meters in flight by memory: a
 // meter being read holds its goroutine, connection buffers and results

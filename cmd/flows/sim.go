@@ -38,6 +38,12 @@ type simConfig struct {
 	// threePhase, when set, is the share of three-phase meters (nil keeps
 	// the default two in 25).
 	threePhase *float64
+	// listening: a listener per meter, shared listeners, or whichever
+	// the open-file limit allows ("" is auto).
+	listening sim.Listening
+	// dropPast: the meters live their past (cfg.past) but keep no
+	// readings of it (only the demo seeds a database from them).
+	dropPast bool
 }
 
 func newSimCmd() *cobra.Command {
@@ -46,7 +52,32 @@ func newSimCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Run an emulated fleet of Emlite meters speaking EMOP over TCP",
-		Args:  cobra.NoArgs,
+		Long: `Run an emulated fleet of Emlite meters speaking EMOP over TCP, one request
+per connection, each meter on its own loopback address.
+
+The cellular link every meter has (for benchmarks):
+  --latency 1s --jitter 300ms   each answer takes 0.7-1.3 s, uniformly
+  --gap 2s                      a request that comes sooner than 2 s after the
+                                meter's last answer, or while another request
+                                to it is in progress, is refused: the
+                                connection closes unanswered, as a real
+                                meter's modem does, and is counted
+  --drop-rate 0.005             that share of requests: the connection closes
+                                after the request arrives, unanswered
+  --timeout-rate 0.001          that share of requests is never answered: the
+                                connection stays open until the client gives
+                                up (at most 30 s)
+On exit (SIGINT, SIGTERM) the simulator prints what it answered, refused,
+dropped and left unanswered.
+
+Listening: a listener per meter costs an open file and a goroutine each, so a
+fleet bigger than the open-file limit allows (its soft limit is raised to the
+hard one at start) is served from one listener per port on every loopback
+address instead (--listeners shared, Linux): an offline meter's connections
+are then reset rather than refused, and the port cannot be shared with
+another process on any loopback address. Fleets beyond 64,000 meters take
+the next prefixes (127.77, then 127.78, ...).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case cfg.latency < 0:
@@ -60,6 +91,11 @@ func newSimCmd() *cobra.Command {
 			case cfg.timeoutRate < 0 || cfg.timeoutRate > 1-cfg.dropRate:
 				return flows.FieldError("--timeout-rate", "%g is not a share between 0 and %g (1 - --drop-rate)", cfg.timeoutRate, 1-cfg.dropRate)
 			}
+			switch cfg.listening {
+			case sim.ListenAuto, sim.ListenPerMeter, sim.ListenShared:
+			default:
+				return flows.FieldError("--listeners", "%q is not auto, per-meter or shared", cfg.listening)
+			}
 			if cmd.Flags().Changed("three-phase") {
 				if threePhase < 0 || threePhase > 1 {
 					return flows.FieldError("--three-phase", "%g is not a share between 0 and 1", threePhase)
@@ -67,16 +103,23 @@ func newSimCmd() *cobra.Command {
 				cfg.threePhase = &threePhase
 			}
 			log := logger()
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(sim.MemoryLimit)
+			}
+			// Only the demo seeds its database from the meters' past; here it
+			// would keep gigabytes of readings alive (10,000 meters, 30 days).
+			cfg.dropPast = true
 			f, err := startSim(cmd.Context(), cfg, nil, log)
 			if err != nil {
 				return err
 			}
 			defer f.stop()
-			// Only the demo seeds its database from the meters' past; here it
-			// would keep gigabytes of readings alive (10,000 meters, 30 days).
-			f.past = nil
 			debug.FreeOSMemory()
-			fmt.Fprintf(cmd.OutOrStdout(), "simulating %d meters (speed %gx); registry in %s\n", len(f.fleet.Meters()), cfg.speed, cfg.registryOut)
+			how := "a listener each"
+			if f.shared {
+				how = "shared listeners"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "simulating %d meters (speed %gx, %s); registry in %s\n", len(f.fleet.Meters()), cfg.speed, how, cfg.registryOut)
 			<-cmd.Context().Done()
 			st := f.fleet.Stats()
 			fmt.Fprintf(cmd.OutOrStdout(), "answered %d requests; refused %d sooner than the gap or during another; dropped %d; left %d unanswered\n",
@@ -86,16 +129,18 @@ func newSimCmd() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&cfg.meters, "meters", 50, "number of meters (a state file keeps its own fleet)")
-	fl.StringVar(&cfg.listen, "listen", "127.77:8080", "PREFIX:PORT: meter i listens on PREFIX.(i/250).(i%250+1):PORT (port 0 = any free)")
+	fl.StringVar(&cfg.listen, "listen", "127.77:8080", "PREFIX:PORT: meter i listens on PREFIX.(i/250).(i%250+1):PORT, beyond 64,000 meters under the next prefix (port 0 = any free)")
 	fl.Float64Var(&cfg.speed, "speed", 1, "simulated time runs this many times faster")
 	fl.StringVar(&cfg.state, "state", "", "keep balances, registers and used tokens in this file across restarts")
 	fl.StringVar(&cfg.registryOut, "registry-out", "", "write the fleet (serial, ip_address, port, hardware, key...) as JSON here")
 	fl.BoolVar(&cfg.faults, "faults", true, "make a realistic few meters offline, flaky or slow")
 	fl.DurationVar(&cfg.latency, "latency", 0, "every meter takes this long to answer (benchmarks)")
-	fl.DurationVar(&cfg.jitter, "jitter", 0, "answers take --latency ± this, uniformly")
+	fl.DurationVar(&cfg.jitter, "jitter", 0, "answers take --latency ± this, uniformly (at most --latency)")
 	fl.DurationVar(&cfg.gap, "gap", 0, "every meter's minimum gap: a request sooner after its last answer, or during another, is refused unanswered and counted (real meters: 2s)")
-	fl.Float64Var(&cfg.dropRate, "drop-rate", 0, "share of requests whose connection closes unanswered (0-1)")
-	fl.Float64Var(&cfg.timeoutRate, "timeout-rate", 0, "share of requests never answered, held open until the client gives up (0-1)")
+	fl.Float64Var(&cfg.dropRate, "drop-rate", 0, "share of requests whose connection closes unanswered after the request arrives (0-1)")
+	fl.Float64Var(&cfg.timeoutRate, "timeout-rate", 0, "share of requests never answered, held open until the client gives up or 30 s (0-1, with --drop-rate at most 1)")
+	cfg.listening = sim.ListenAuto
+	fl.StringVar((*string)(&cfg.listening), "listeners", string(sim.ListenAuto), "auto, per-meter or shared: a listener per meter, or one per port on every loopback address (auto: per meter while the open-file limit holds them)")
 	fl.Float64Var(&threePhase, "three-phase", 0.08, "share of three-phase meters in a new fleet, 0-1 (default: two in 25, at indices 22 and 24 of each 25)")
 	fl.DurationVar(&cfg.past, "past", 0, "start a new fleet's model this long ago and run it forward to now (e.g. 168h)")
 
@@ -138,7 +183,8 @@ func newSimCmd() *cobra.Command {
 
 // runningSim is a started fleet that saves its state periodically.
 type runningSim struct {
-	fleet *sim.Fleet
+	fleet  *sim.Fleet
+	shared bool // served from shared listeners
 	// past is each meter's simulated past (by serial) when the fleet was
 	// made with one (simConfig.past); nil otherwise.
 	past  map[string]sim.History
@@ -160,6 +206,9 @@ func startSim(ctx context.Context, cfg simConfig, specs []sim.Spec, log *slog.Lo
 	prefix, port, err := parseListen(cfg.listen)
 	if err != nil {
 		return nil, err
+	}
+	if room := sim.PrefixRoom(prefix); cfg.meters > room {
+		return nil, flows.FieldError("--listen", "prefix %s has addresses for %d meters, not %d: choose a lower second octet", prefix, room, cfg.meters)
 	}
 	if cfg.state != "" {
 		kept, err := sim.StateSpecs(cfg.state)
@@ -195,6 +244,15 @@ func startSim(ctx context.Context, cfg simConfig, specs []sim.Spec, log *slog.Lo
 		base = simTime
 	}
 	fleet := sim.NewFleet(meters, sim.NewScaledClock(base, cfg.speed), log)
+	limit := raiseFileLimit(log, 0)
+	shared, warning, err := sim.PlanListening(cfg.listening, sim.Served(specs), limit)
+	if err != nil {
+		return nil, flows.FieldError("--listeners", "%v", err)
+	}
+	if warning != "" {
+		log.Warn(warning)
+	}
+	fleet.SetShared(shared)
 	if err := fleet.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -209,7 +267,7 @@ func startSim(ctx context.Context, cfg simConfig, specs []sim.Spec, log *slog.Lo
 		}
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &runningSim{fleet: fleet, past: past, state: cfg.state, log: log, done: make(chan struct{}), quit: cancel}
+	r := &runningSim{fleet: fleet, shared: shared, past: past, state: cfg.state, log: log, done: make(chan struct{}), quit: cancel}
 	go r.saveLoop(rctx)
 	return r, nil
 }
@@ -229,6 +287,17 @@ func loadMeters(cfg simConfig, specs []sim.Spec) ([]*sim.Meter, time.Time, map[s
 			return nil, time.Time{}, nil, flows.FieldError("--state", "%v", err)
 		}
 		return meters, simTime, nil, nil
+	}
+	if cfg.dropPast {
+		meters := make([]*sim.Meter, len(specs))
+		for i, s := range specs {
+			m, err := sim.RunPast(s, now, cfg.past, time.Hour)
+			if err != nil {
+				return nil, time.Time{}, nil, err
+			}
+			meters[i] = m
+		}
+		return meters, now, nil, nil
 	}
 	meters := make([]*sim.Meter, len(specs))
 	past := map[string]sim.History{}
