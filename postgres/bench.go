@@ -265,9 +265,11 @@ func (s *Store) GenerateIntervals(ctx context.Context, registerIDs []string, fro
 	var total int64
 	for day := from; day.Before(to); day = day.AddDate(0, 0, 1) {
 		n, err := s.bulkLoad(ctx, "generated intervals", `
-			INSERT INTO flows.register_interval_hh (register_id, "timestamp", kwh)
-			SELECT register_id, $2::timestamptz + k * interval '30 minutes', round(`+benchLoad+`::numeric / 1000, 3)
-			FROM unnest($1::uuid[]) AS r(register_id), generate_series(0, 47) AS k
+			INSERT INTO flows.register_interval_hh (register_id, "timestamp", kwh, esco)
+			SELECT register_id, $2::timestamptz + k * interval '30 minutes', round(`+benchLoad+`::numeric / 1000, 3), m.esco
+			FROM unnest($1::uuid[]) AS r(register_id)
+			JOIN flows.meter_registers g USING (register_id) JOIN flows.meter_registry m ON m.id = g.meter_id,
+			     generate_series(0, 47) AS k
 			ORDER BY register_id, k`, registerIDs, day)
 		if err != nil {
 			return total, err
@@ -276,9 +278,11 @@ func (s *Store) GenerateIntervals(ctx context.Context, registerIDs []string, fro
 	}
 	// 48 half hours a day: 48 × the slot-0 load plus 7 × (0 + 1 + … + 47).
 	_, err := s.bulkLoad(ctx, "generated interval days", `
-		INSERT INTO flows.register_interval_day (register_id, day, half_hours, kwh)
-		SELECT register_id, d::date, 48, round((48 * `+benchLoad+` + 7 * 1128)::numeric / 1000, 3)
-		FROM unnest($1::uuid[]) AS r(register_id), generate_series($2::date, $3::date - 1, interval '1 day') AS d, (VALUES (0)) AS x(k)`,
+		INSERT INTO flows.register_interval_day (register_id, day, half_hours, kwh, esco)
+		SELECT register_id, d::date, 48, round((48 * `+benchLoad+` + 7 * 1128)::numeric / 1000, 3), m.esco
+		FROM unnest($1::uuid[]) AS r(register_id)
+		JOIN flows.meter_registers g USING (register_id) JOIN flows.meter_registry m ON m.id = g.meter_id,
+		     generate_series($2::date, $3::date - 1, interval '1 day') AS d, (VALUES (0)) AS x(k)`,
 		registerIDs, from, to)
 	return total, err
 }
@@ -300,11 +304,13 @@ func (s *Store) GenerateProfile(ctx context.Context, meterIDs []string, from, to
 	var total int64
 	for k0 := 0; k0 <= last; k0 += 48 {
 		n, err := s.bulkLoad(ctx, "generated profile", `
-			INSERT INTO flows.meter_profile (meter_id, "timestamp", status, import_a_wh, import_b_wh, export_a_wh, export_b_wh)
+			INSERT INTO flows.meter_profile (meter_id, "timestamp", status, import_a_wh, import_b_wh, export_a_wh, export_b_wh, esco)
 			SELECT m.meter_id, $2::timestamptz + k * interval '30 minutes', 32768, `+cum("m.a")+`,
-			       CASE WHEN m.b IS NOT NULL THEN `+cum("m.b")+` END, 0, CASE WHEN m.b IS NOT NULL THEN 0 END
-			FROM (SELECT meter_id, (array_agg(register_id) FILTER (WHERE element <> 'B'))[1] AS a, (array_agg(register_id) FILTER (WHERE element = 'B'))[1] AS b
-			      FROM flows.meter_registers WHERE meter_id = ANY($1::uuid[]) AND status = 'enabled' GROUP BY meter_id) m,
+			       CASE WHEN m.b IS NOT NULL THEN `+cum("m.b")+` END, 0, CASE WHEN m.b IS NOT NULL THEN 0 END, m.esco
+			FROM (SELECT g.meter_id, mr.esco,
+			             (array_agg(register_id) FILTER (WHERE element <> 'B'))[1] AS a, (array_agg(register_id) FILTER (WHERE element = 'B'))[1] AS b
+			      FROM flows.meter_registers g JOIN flows.meter_registry mr ON mr.id = g.meter_id
+			      WHERE g.meter_id = ANY($1::uuid[]) AND g.status = 'enabled' GROUP BY g.meter_id, mr.esco) m,
 			     generate_series($3::int, $4::int) AS k
 			ORDER BY m.meter_id, k`, meterIDs, from, k0, min(k0+47, last))
 		if err != nil {
@@ -319,9 +325,9 @@ func (s *Store) GenerateProfile(ctx context.Context, meterIDs []string, from, to
 // history queries read it) every step over [from, to].
 func (s *Store) GenerateBalanceHistory(ctx context.Context, meterIDs []string, from, to time.Time, step time.Duration) (int64, error) {
 	return s.bulkLoad(ctx, "generated balance history", `
-		INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance, emergency_credit)
-		SELECT id, $2::timestamptz + k * $4::interval, round(50 - (k % 500) * 0.0123, 5), 15
-		FROM unnest($1::uuid[]) AS m(id), generate_series(0, $3) AS k`,
+		INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance, emergency_credit, esco)
+		SELECT m.id, $2::timestamptz + k * $4::interval, round(50 - (k % 500) * 0.0123, 5), 15, r.esco
+		FROM unnest($1::uuid[]) AS m(id) JOIN flows.meter_registry r ON r.id = m.id, generate_series(0, $3) AS k`,
 		meterIDs, from.UTC(), int(to.Sub(from)/step), step)
 }
 

@@ -11,7 +11,8 @@ import (
 // 0016). Nothing in the service calls these.
 
 // SetRowSecurityForBench turns row-level security, and the triggers 0016
-// added for SQL logins, off (on = false) or back on, on every table of the
+// added for SQL logins and those 0020 added to put each history row's
+// ESCO on it, off (on = false) or back on, on every table of the
 // flows schema that has it, so that the benchmark can time the owner's
 // write path without and with 0016 in the same database. It returns how
 // many tables it changed. Only for a private benchmark database: with it
@@ -40,6 +41,16 @@ func (s *Store) SetRowSecurityForBench(ctx context.Context, on bool) (int, error
 		}
 		for _, tg := range []string{"meter_shadows_05_sql_login", "meter_shadows_sql_login_scope"} {
 			if _, err := tx.Exec(ctx, `ALTER TABLE flows.meter_shadows `+trig+` TRIGGER `+tg); err != nil {
+				return err
+			}
+		}
+		// And 0020's: the ESCO put on each history row as it is written.
+		for _, t := range tables {
+			if _, err := tx.Exec(ctx, `DO $$ BEGIN
+				IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '`+t+`'::regclass AND tgname = 'history_esco_fill_insert') THEN
+					ALTER TABLE `+t+` `+trig+` TRIGGER history_esco_fill_insert;
+					ALTER TABLE `+t+` `+trig+` TRIGGER history_esco_fill_update;
+				END IF; END $$`); err != nil {
 				return err
 			}
 		}

@@ -128,8 +128,10 @@ func queueProfile(b *pgx.Batch, meterID string, recs []flows.ProfileRecord, hole
 		}
 	}
 	if len(order) > 0 {
-		b.Queue(`INSERT INTO flows.meter_profile (meter_id, "timestamp", status, import_a_wh, import_b_wh, export_a_wh, export_b_wh)
-			SELECT $1, t, s, ia, ib, ea, eb FROM unnest($2::timestamptz[], $3::int[], $4::int8[], $5::int8[], $6::int8[], $7::int8[]) AS x(t, s, ia, ib, ea, eb)
+		// The meter's ESCO once for the statement (migration 0020: the
+		// fill trigger would look it up for every record).
+		b.Queue(`INSERT INTO flows.meter_profile (meter_id, "timestamp", status, import_a_wh, import_b_wh, export_a_wh, export_b_wh, esco)
+			SELECT $1, t, s, ia, ib, ea, eb, (SELECT esco FROM flows.meter_registry WHERE id = $1) FROM unnest($2::timestamptz[], $3::int[], $4::int8[], $5::int8[], $6::int8[], $7::int8[]) AS x(t, s, ia, ib, ea, eb)
 			-- Both logs' flags count; valid only if both say so.
 			ON CONFLICT (meter_id, "timestamp") DO UPDATE SET read_at = now(),
 				status = ((meter_profile.status | EXCLUDED.status) & ~32768) | (meter_profile.status & EXCLUDED.status & 32768),

@@ -656,3 +656,121 @@ func TestConcurrentMigrationsShareGroupRoles(t *testing.T) {
 		}
 	}
 }
+
+// historyESCOMismatches counts the rows of migration 0020's tables whose
+// esco is not their meter's: the column row-level security scopes them by.
+func historyESCOMismatches(t *testing.T, pool *pgxpool.Pool) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, tbl := range []string{"meter_prepay_balance", "meter_csq", "meter_voltage", "meter_3p_voltage", "meter_health_history",
+		"meter_event_log", "meter_profile", "meter_3p_interval"} {
+		var n int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM flows.`+tbl+` t JOIN flows.meter_registry mr ON mr.id = t.meter_id
+			WHERE t.esco IS DISTINCT FROM mr.esco`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			out[tbl] = n
+		}
+	}
+	for _, tbl := range []string{"register_import", "register_export", "register_interval_hh", "register_interval_day"} {
+		var n int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM flows.`+tbl+` t JOIN flows.meter_registers r USING (register_id)
+			JOIN flows.meter_registry mr ON mr.id = r.meter_id WHERE t.esco IS DISTINCT FROM mr.esco`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			out[tbl] = n
+		}
+	}
+	return out
+}
+
+// A history row is scoped by the ESCO on it (0020): written without one
+// (by a trigger of the shadow, a register trigger, by hand) or by the
+// interval derivation, it carries its meter's; a meter moved to another
+// ESCO takes its history along, so the old ESCO's login stops seeing it
+// and the new one's starts.
+func TestHistoryCarriesItsMetersESCO(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDB(t)
+	pool := openPool(t, dbURL)
+	store := postgres.NewStore(pool)
+	ctx := context.Background()
+	for _, code := range []string{"WLCE", "HMCE"} {
+		if _, err := store.CreateESCO(ctx, code, code); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wlce := mustID(t, pool, `SELECT id FROM flows.escos WHERE code = 'WLCE'`)
+	hmce := mustID(t, pool, `SELECT id FROM flows.escos WHERE code = 'HMCE'`)
+	m, err := store.CreateMeter(ctx, flows.NewMeter{Serial: "EML2137580826", Name: "Plot 01", IPAddress: "10.0.0.1", Hardware: "C1.w", Mode: flows.ModeActive, ESCOCode: "WLCE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []flows.Element{flows.ElementA, flows.ElementB} {
+		if _, err := store.AddRegister(ctx, m.ID, e, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now().UTC().Truncate(30 * time.Minute)
+	day := now.Truncate(24 * time.Hour).Add(-24 * time.Hour)
+	// Shadow triggers (balance, csq, voltage, health, registers), events,
+	// and balance history by hand.
+	mustExec(t, pool, `UPDATE flows.meter_shadows SET balance = 12.5, emergency_credit = 15, csq = 20, voltage = 240.1,
+		health = 'healthy', import_a = 1234.5, import_b = 99.0, export_a = 3 WHERE id = $1`, m.ID)
+	mustExec(t, pool, `INSERT INTO flows.meter_event_log (meter_id, "timestamp", event_type, event_set) VALUES ($1, $2, 1, 1)`, m.ID, now)
+	mustExec(t, pool, `INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance, emergency_credit)
+		SELECT $1, $2::timestamptz - k * interval '30 minutes', 20, 15 FROM generate_series(1, 96) k`, m.ID, now)
+	// A day of profile records, derived into intervals and a day total.
+	mustExec(t, pool, `INSERT INTO flows.meter_profile (meter_id, "timestamp", status, import_a_wh, import_b_wh, export_a_wh, export_b_wh)
+		SELECT $1, $2::timestamptz + k * interval '30 minutes', 32768, 1000 + 100 * k, 500 + 10 * k, 0, 0 FROM generate_series(0, 48) k`, m.ID, day)
+	mustExec(t, pool, `SELECT flows.derive_register_intervals($1, $2, $3)`, m.ID, day, day.Add(24*time.Hour))
+
+	counts := `SELECT (SELECT count(*) FROM flows.meter_prepay_balance) || ',' || (SELECT count(*) FROM flows.meter_csq) || ',' ||
+		(SELECT count(*) FROM flows.meter_event_log) || ',' || (SELECT count(*) FROM flows.register_import) || ',' ||
+		(SELECT count(*) FROM flows.register_interval_hh) || ',' || (SELECT count(*) FROM flows.register_interval_day)`
+	var all string
+	if err := pool.QueryRow(ctx, counts).Scan(&all); err != nil {
+		t.Fatal(err)
+	}
+	if all != "97,1,1,2,96,2" {
+		t.Fatalf("owner sees %s rows (balance, csq, events, imports, intervals, days), want 97,1,1,2,96,2", all)
+	}
+	if bad := historyESCOMismatches(t, pool); len(bad) > 0 {
+		t.Errorf("rows without their meter's ESCO: %v", bad)
+	}
+	wl, _ := grantLogin(t, store, dbURL, postgres.SQLReadonly, "WLCE")
+	hm, _ := grantLogin(t, store, dbURL, postgres.SQLReadonly, "HMCE")
+	see := func(conn *pgx.Conn) string {
+		t.Helper()
+		var got string
+		if err := conn.QueryRow(ctx, counts).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := see(wl); got != all {
+		t.Errorf("WLCE's login sees %s of its meter's rows, want %s", got, all)
+	}
+	if got := see(hm); got != "0,0,0,0,0,0" {
+		t.Errorf("HMCE's login sees %s of WLCE's meter's rows, want none", got)
+	}
+
+	// The meter changes hands.
+	mustExec(t, pool, `UPDATE flows.meter_registry SET esco = $1 WHERE id = $2`, hmce, m.ID)
+	if got := see(wl); got != "0,0,0,0,0,0" {
+		t.Errorf("after the move WLCE's login sees %s rows of the meter it gave up", got)
+	}
+	if got := see(hm); got != all {
+		t.Errorf("after the move HMCE's login sees %s of its new meter's rows, want %s", got, all)
+	}
+	if bad := historyESCOMismatches(t, pool); len(bad) > 0 {
+		t.Errorf("after the move, rows still of the old ESCO: %v", bad)
+	}
+	// A row cannot be given another ESCO than its meter's by an update.
+	mustExec(t, pool, `UPDATE flows.meter_prepay_balance SET esco = $1 WHERE meter_id = $2`, wlce, m.ID)
+	if bad := historyESCOMismatches(t, pool); len(bad) > 0 {
+		t.Errorf("an update gave rows another ESCO than their meter's: %v", bad)
+	}
+}

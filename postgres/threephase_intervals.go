@@ -123,8 +123,8 @@ func queueThreePhase(b *pgx.Batch, meterID string, ivs []flows.ThreePhaseInterva
 		}
 		args = append(args, other)
 		// Column names come from emop's table, never from a meter.
-		b.Queue(fmt.Sprintf(`INSERT INTO flows.meter_3p_interval (meter_id, "timestamp", status, %s, other_channels)
-			SELECT $1, t, s, %s, o::jsonb FROM unnest($2::timestamptz[], $3::int[], %s, $%d::text[]) AS x(t, s, %s, o)
+		b.Queue(fmt.Sprintf(`INSERT INTO flows.meter_3p_interval (meter_id, "timestamp", status, %s, other_channels, esco)
+			SELECT $1, t, s, %s, o::jsonb, (SELECT esco FROM flows.meter_registry WHERE id = $1) FROM unnest($2::timestamptz[], $3::int[], %s, $%d::text[]) AS x(t, s, %s, o)
 			ON CONFLICT (meter_id, "timestamp") DO UPDATE SET read_at = now(),
 				status = ((meter_3p_interval.status | EXCLUDED.status) & ~1) | (meter_3p_interval.status & EXCLUDED.status & 1),
 				%s,
