@@ -19,6 +19,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -57,9 +58,12 @@ type Store interface {
 
 // Config configures a Pusher.
 type Config struct {
-	Store     Store
-	Meters    meterop.Meters
-	Workers   int           // requests pushed at once (8)
+	Store  Store
+	Meters meterop.Meters
+	// Workers is how many requests are pushed at once (64): a push is a
+	// handful of requests to one meter, nearly all of it waiting on the
+	// meter's latency and gap.
+	Workers   int
 	PollEvery time.Duration // how often to look for due requests (1 s)
 	// Lease is how long a claim lasts without renewal (30 s): a push renews
 	// it every third of it, so a dead process's half-done push is taken
@@ -85,6 +89,9 @@ type Pusher struct {
 	cfg  Config
 	rec  recorder
 	loop lifecycle.Loop
+	// slots holds a token per push in progress, across passes: at most
+	// Workers at once.
+	slots chan struct{}
 }
 
 // New returns a pusher.
@@ -95,7 +102,7 @@ func New(cfg Config) *Pusher {
 		}
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 8
+		cfg.Workers = 64
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 10
@@ -116,7 +123,7 @@ func New(cfg Config) *Pusher {
 	// Next attempts are compared with the database's clock, so they are
 	// set in real time, not the injected clock's.
 	rec := recorder{policy: policy{maxAttempts: cfg.MaxAttempts, retryBase: cfg.RetryBase}, store: cfg.Store, now: time.Now, log: cfg.Logger}
-	return &Pusher{cfg: cfg, rec: rec}
+	return &Pusher{cfg: cfg, rec: rec, slots: make(chan struct{}, cfg.Workers)}
 }
 
 // Start pushes in the background until Stop; it returns at once.
@@ -128,15 +135,27 @@ func (p *Pusher) Start(ctx context.Context) error {
 // Stop stops pushing and waits for the current pass (bounded by ctx).
 func (p *Pusher) Stop(ctx context.Context) error { return p.loop.Stop(ctx) }
 
+// run starts a pass every PollEvery without waiting for the last to end:
+// a top-up submitted while earlier pushes are still talking to their
+// meters is claimed within PollEvery (when a slot is free), not after
+// them. The passes share the Workers slots.
 func (p *Pusher) run(ctx context.Context) {
 	t := time.NewTicker(p.cfg.PollEvery)
 	defer t.Stop()
+	var passes sync.WaitGroup
+	defer passes.Wait() // Stop returns once every push has been recorded
 	for {
 		ictx, cancel := context.WithTimeout(ctx, p.cfg.PassTimeout)
-		if _, err := p.RunOnce(ictx); err != nil && ctx.Err() == nil {
+		done, err := p.startPass(ictx)
+		if err != nil && ctx.Err() == nil {
 			p.cfg.Logger.Warn("pushing requests", "error", err)
 		}
-		cancel()
+		passes.Go(func() { <-done; cancel() })
+		sctx, cancelSettle := context.WithTimeout(ctx, p.cfg.PassTimeout)
+		if err := p.afterPass(sctx); err != nil && ctx.Err() == nil {
+			p.cfg.Logger.Warn("settling requests", "error", err)
+		}
+		cancelSettle()
 		select {
 		case <-ctx.Done():
 			return
@@ -146,85 +165,145 @@ func (p *Pusher) run(ctx context.Context) {
 }
 
 // RunOnce pushes every request due now and checks verified tariffs for
-// activation. It returns how many items it worked on.
+// activation, waiting for the pushes. It returns how many requests it
+// pushed and tariffs it checked.
 func (p *Pusher) RunOnce(ctx context.Context) (int, error) {
-	if p.cfg.ClockThreshold > 0 {
-		if _, err := p.cfg.Store.QueueClockCorrections(ctx, p.cfg.ClockThreshold); err != nil {
-			return 0, err
-		}
-	}
-	n, err := p.pushDue(ctx)
+	var n atomic.Int64
+	done, err := p.pass(ctx, &n)
+	<-done
 	if err != nil {
-		return n, err
+		return int(n.Load()), err
 	}
+	due, err := p.settle(ctx)
+	return int(n.Load()) + due, err
+}
+
+// afterPass settles rollouts and checks activations (the background
+// loop's part of RunOnce after starting a pass).
+func (p *Pusher) afterPass(ctx context.Context) error {
+	_, err := p.settle(ctx)
+	return err
+}
+
+func (p *Pusher) settle(ctx context.Context) (int, error) {
 	if err := p.cfg.Store.SettleRollouts(ctx); err != nil {
-		return n, err
+		return 0, err
 	}
 	due, err := p.cfg.Store.TariffRequestsAwaitingActivation(ctx, p.cfg.Now(), 100)
 	if err != nil {
-		return n, err
+		return 0, err
 	}
 	for _, r := range due {
 		p.rec.record(ctx, tariffPushed(r), p.checkActivation(ctx, r).at(flows.RequestVerified), writeWith(p.cfg.Store.MoveTariffRequest, r.ID, 0))
 	}
-	return n + len(due), nil
+	return len(due), nil
 }
 
-// pushDue claims and pushes due requests until none is left. Only what
-// was due when the pass began is pushed: a retry scheduled during the
-// pass waits for the next one.
-func (p *Pusher) pushDue(ctx context.Context) (int, error) {
+// startPass queues clock corrections and starts a pass; done is closed
+// when its pushes are recorded.
+func (p *Pusher) startPass(ctx context.Context) (<-chan struct{}, error) {
+	var n atomic.Int64
+	return p.pass(ctx, &n)
+}
+
+func (p *Pusher) pass(ctx context.Context, n *atomic.Int64) (<-chan struct{}, error) {
+	if p.cfg.ClockThreshold > 0 {
+		if _, err := p.cfg.Store.QueueClockCorrections(ctx, p.cfg.ClockThreshold); err != nil {
+			c := make(chan struct{})
+			close(c)
+			return c, err
+		}
+	}
+	return p.pushDue(ctx, n)
+}
+
+// pushDue claims due requests while push slots are free and pushes them;
+// done is closed when every push it started has been recorded. Only what
+// was due when the pass began is claimed: a retry scheduled during the
+// pass waits for a later one. Pushes are counted in n as they start.
+func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64) (<-chan struct{}, error) {
 	// An operator asked for every push: the meter's next turn is its.
 	ctx = meterconn.Operator(ctx)
-	n := 0
 	passStart := time.Now()
+	hb := newHeartbeat(p)
+	hctx, stopHeartbeat := context.WithCancel(ctx)
+	go hb.run(hctx)
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	finish := func() {
+		go func() {
+			wg.Wait()
+			stopHeartbeat()
+			close(done)
+		}()
+	}
+	// push runs one claimed request in a slot (waiting for one when the
+	// passes before took them all since the claim: its lease is renewed
+	// meanwhile).
+	push := func(id string, attempt int, kind string, run func(ctx context.Context)) {
+		pctx := hb.hold(ctx, kind, flows.Claim{ID: id, Attempt: attempt})
+		n.Add(1)
+		wg.Go(func() {
+			select {
+			case p.slots <- struct{}{}:
+				defer func() { <-p.slots }()
+			case <-pctx.Done(): // stopping, or the claim was lost: run records nothing it did not do
+			}
+			run(pctx)
+		})
+	}
 	for {
-		trs, err := p.cfg.Store.ClaimTariffRequests(ctx, p.cfg.Workers, p.cfg.Lease, passStart)
+		free := p.cfg.Workers - len(p.slots)
+		if free <= 0 {
+			finish()
+			return done, nil
+		}
+		trs, err := p.cfg.Store.ClaimTariffRequests(ctx, free, p.cfg.Lease, passStart)
 		if err != nil {
-			return n, err
+			finish()
+			return done, err
 		}
-		tus, err := p.cfg.Store.ClaimTopups(ctx, p.cfg.Workers, p.cfg.Lease, passStart)
-		if err != nil {
-			return n, err
+		var tus []flows.Topup
+		if free > len(trs) {
+			if tus, err = p.cfg.Store.ClaimTopups(ctx, free-len(trs), p.cfg.Lease, passStart); err != nil {
+				finish()
+				return done, err
+			}
 		}
-		cmds, err := p.cfg.Store.ClaimMeterCommands(ctx, p.cfg.Workers, p.cfg.Lease, passStart)
-		if err != nil {
-			return n, err
+		var cmds []flows.MeterCommand
+		if free > len(trs)+len(tus) {
+			if cmds, err = p.cfg.Store.ClaimMeterCommands(ctx, free-len(trs)-len(tus), p.cfg.Lease, passStart); err != nil {
+				finish()
+				return done, err
+			}
 		}
-		if len(trs)+len(tus)+len(cmds) == 0 {
-			return n, nil
-		}
-		hb := newHeartbeat(p)
-		hctx, stopHeartbeat := context.WithCancel(ctx)
-		go hb.run(hctx)
-		var wg sync.WaitGroup
 		for _, r := range trs {
-			pctx := hb.hold(ctx, "tariff", flows.Claim{ID: r.ID, Attempt: r.Attempts})
-			wg.Go(func() {
+			push(r.ID, r.Attempts, "tariff", func(pctx context.Context) {
 				o := p.pushTariff(pctx, r)
 				hb.release(r.ID)
 				p.rec.record(ctx, tariffPushed(r), o, writeWith(p.cfg.Store.MoveTariffRequest, r.ID, r.Attempts))
 			})
 		}
 		for _, t := range tus {
-			pctx := hb.hold(ctx, "topup", flows.Claim{ID: t.ID, Attempt: t.Attempts})
-			wg.Go(func() {
+			push(t.ID, t.Attempts, "topup", func(pctx context.Context) {
 				o := p.pushTopup(pctx, t)
 				hb.release(t.ID)
 				p.rec.record(ctx, topupPushed(t), o, p.finishTopup(t))
 			})
 		}
 		for _, c := range cmds {
-			pctx := hb.hold(ctx, "command", flows.Claim{ID: c.ID, Attempt: c.Attempts})
-			wg.Go(func() {
+			push(c.ID, c.Attempts, "command", func(pctx context.Context) {
 				o := p.pushCommand(pctx, c)
 				hb.release(c.ID)
 				p.rec.record(ctx, commandPushed(c), o, writeWith(p.cfg.Store.MoveMeterCommand, c.ID, c.Attempts))
 			})
 		}
+		if len(trs)+len(tus)+len(cmds) < free {
+			finish() // nothing more was due
+			return done, nil
+		}
+		// As many as there were slots: more may be due once pushes end.
 		wg.Wait()
-		stopHeartbeat()
-		n += len(trs) + len(tus) + len(cmds)
 	}
 }
 

@@ -165,16 +165,37 @@ func (m *meterState) take(ctx context.Context, operator bool, wait time.Duration
 		}
 	}
 	m.mu.Unlock()
-	// Handed the turn as it gave up: pass it on.
-	m.give()
+	// Handed the turn as it gave up: pass it on (the gap is past).
+	m.give(0)
 	return err
 }
 
-// give hands the turn to the first operator request waiting, else the
-// first scheduled one, else frees it.
-func (m *meterState) give() {
+// give gives the turn back. Waiting requests are handed it when the
+// meter's gap after lastDone has passed, not at once: the turn is decided
+// when the meter can next be asked, so an operator request that arrives
+// during the gap (the next step of a top-up, a moment after the last)
+// goes before the scheduled reads that were already waiting.
+func (m *meterState) give(gap time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.waiting[0])+len(m.waiting[1]) == 0 {
+		m.busy = false
+		return
+	}
+	if wait := time.Until(m.lastDone.Add(gap)); wait > 0 {
+		time.AfterFunc(wait, func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			m.handOff()
+		})
+		return
+	}
+	m.handOff()
+}
+
+// handOff hands the turn to the first operator request waiting, else the
+// first scheduled one, else frees it. m.mu is held.
+func (m *meterState) handOff() {
 	for p := range m.waiting {
 		if len(m.waiting[p]) > 0 {
 			ch := m.waiting[p][0]
@@ -313,7 +334,7 @@ func (c *Client) do(ctx context.Context, t Target, kind string, data []byte) (_ 
 	}
 	defer func() {
 		m.lastDone = time.Now()
-		m.give()
+		m.give(c.cfg.Gap)
 	}()
 	select {
 	case c.global <- struct{}{}:

@@ -432,3 +432,12 @@ func (s *Store) QueryCount(ctx context.Context, sql string) (int, error) {
 	}
 	return n, translate(rows.Err(), "query")
 }
+
+// SyncTally returns, over the active meters, the syncs recorded (hourly,
+// on-demand, any), how many meters have a sync state and how many were
+// synced more than once.
+func (s *Store) SyncTally(ctx context.Context) (syncs int64, meters, twice int, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT coalesce(sum(st.syncs), 0), count(*), count(*) FILTER (WHERE st.syncs > 1)
+		FROM flows.meter_sync_state st JOIN flows.meter_registry mr ON mr.id = st.meter_id WHERE mr.mode = 'active'`).Scan(&syncs, &meters, &twice)
+	return syncs, meters, twice, translate(err, "sync state")
+}

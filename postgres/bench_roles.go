@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -44,7 +45,22 @@ func (s *Store) SetRowSecurityForBench(ctx context.Context, on bool) (int, error
 				return err
 			}
 		}
-		// And 0020's: the ESCO put on each history row as it is written.
+		// And 0020's: the ESCO put on each history row as it is written,
+		// by the fill triggers and inside the shadow's history and register
+		// triggers (off: their bodies as 0001 wrote them).
+		version := 20
+		if !on {
+			version = 1
+		}
+		for _, fn := range []string{"flows.meter_shadows_history()", "flows.meter_shadows_register_read()"} {
+			def, err := functionFromMigration(version, fn)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, def); err != nil {
+				return err
+			}
+		}
 		for _, t := range tables {
 			if _, err := tx.Exec(ctx, `DO $$ BEGIN
 				IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '`+t+`'::regclass AND tgname = 'history_esco_fill_insert') THEN
@@ -77,4 +93,30 @@ func (s *Store) ExplainAnalyze(ctx context.Context, sql string) (string, error) 
 	}
 	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	return strings.Join(lines, "\n"), translate(err, "explain")
+}
+
+// functionFromMigration returns migration version's definition of the
+// function fn (as "flows.name()"), as a CREATE OR REPLACE statement.
+func functionFromMigration(version int, fn string) (string, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return "", err
+	}
+	for _, m := range ms {
+		if m.Version != version {
+			continue
+		}
+		for _, create := range []string{"CREATE OR REPLACE FUNCTION " + fn, "CREATE FUNCTION " + fn} {
+			if i := strings.Index(m.SQL, create); i >= 0 {
+				body := m.SQL[i:]
+				end := strings.Index(body, "END $$;")
+				if end < 0 {
+					break
+				}
+				return "CREATE OR REPLACE FUNCTION " + fn + body[len(create):end+len("END $$;")], nil
+			}
+		}
+		return "", fmt.Errorf("migration %d does not define %s", version, fn)
+	}
+	return "", fmt.Errorf("no migration %d", version)
 }

@@ -673,6 +673,13 @@ func historyESCOMismatches(t *testing.T, pool *pgxpool.Pool) map[string]int {
 			out[tbl] = n
 		}
 	}
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM flows.meter_shadows s JOIN flows.meter_registry mr ON mr.id = s.id
+		WHERE s.esco IS DISTINCT FROM mr.esco`).Scan(&n); err != nil {
+		t.Fatal(err)
+	} else if n > 0 {
+		out["meter_shadows"] = n
+	}
 	for _, tbl := range []string{"register_import", "register_export", "register_interval_hh", "register_interval_day"} {
 		var n int
 		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM flows.`+tbl+` t JOIN flows.meter_registers r USING (register_id)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -70,7 +71,7 @@ func newBenchCmd() *cobra.Command {
 	syncCmd.Flags().IntVar(&workers, "workers", 400, "concurrent meter syncs")
 	syncCmd.Flags().DurationVar(&latency, "latency", 20*time.Millisecond, "simulated meter latency")
 	syncCmd.Flags().DurationVar(&rawFor, "raw-for", 5*time.Second, "how long to measure raw capacity")
-	bench.AddCommand(syncCmd, newBenchRolloutCmd(), newBenchBackfillCmd(), newBenchIntervalsCmd(), newBenchRolesCmd())
+	bench.AddCommand(syncCmd, newBenchRolloutCmd(), newBenchBackfillCmd(), newBenchIntervalsCmd(), newBenchRolesCmd(), newBenchFleetCmd())
 	return bench
 }
 
@@ -83,9 +84,31 @@ func (c *countingObserver) ObserveRequest(kind, result string, d time.Duration) 
 // fleet (in a child process) registered in it.
 type benchFleet struct {
 	store   *postgres.Store
+	url     string // the database's, for child processes
 	targets []meterconn.Target
+	specs   []sim.Spec // the active meters', keys included (tokens)
 	simPID  int
+	sim     *exec.Cmd
+	simOut  *bytes.Buffer // the simulator's standard output
 	cleanup func()
+}
+
+// simStats are what the simulator printed at exit.
+type simStats struct{ answered, refused, dropped, unanswered int64 }
+
+// stopSim stops the simulator and returns what it counted.
+func (f *benchFleet) stopSim() (simStats, error) {
+	var st simStats
+	_ = f.sim.Process.Signal(syscall.SIGTERM)
+	_ = f.sim.Wait()
+	for _, l := range strings.Split(f.simOut.String(), "\n") {
+		if strings.HasPrefix(l, "answered ") {
+			_, err := fmt.Sscanf(l, "answered %d requests; refused %d sooner than the gap or during another; dropped %d; left %d unanswered",
+				&st.answered, &st.refused, &st.dropped, &st.unanswered)
+			return st, err
+		}
+	}
+	return st, fmt.Errorf("the simulator printed no counts: %q", f.simOut.String())
 }
 
 // procCPU returns the CPU seconds (user + system) of the processes whose
@@ -146,7 +169,8 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 	if err := postgres.CreateDatabase(ctx, cluster.URL("postgres"), "flows"); err != nil {
 		return nil, err
 	}
-	pool, err := postgres.Open(ctx, cluster.URL("flows")+"&pool_max_conns="+strconv.Itoa(poolSize))
+	f.url = cluster.URL("flows")
+	pool, err := postgres.Open(ctx, f.url+"&pool_max_conns="+strconv.Itoa(poolSize))
 	if err != nil {
 		return nil, err
 	}
@@ -164,11 +188,18 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 	simProc := exec.Command(self, append([]string{"sim", "--meters", strconv.Itoa(meters), "--listen", "127.91:0", "--faults=false",
 		"--latency", latency.String(), "--registry-out", reg}, simArgs...)...)
 	simProc.Stderr = os.Stderr
+	f.simOut = &bytes.Buffer{}
+	simProc.Stdout = f.simOut
 	if err := simProc.Start(); err != nil {
 		return nil, err
 	}
-	f.simPID = simProc.Process.Pid
-	cleanups = append(cleanups, func() { _ = simProc.Process.Signal(syscall.SIGTERM); _ = simProc.Wait() })
+	f.simPID, f.sim = simProc.Process.Pid, simProc
+	cleanups = append(cleanups, func() {
+		if simProc.ProcessState == nil {
+			_ = simProc.Process.Signal(syscall.SIGTERM)
+			_ = simProc.Wait()
+		}
+	})
 	var specs []sim.Spec
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if specs, err = sim.ReadRegistry(reg); err == nil {
@@ -185,6 +216,7 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 			continue
 		}
 		f.targets = append(f.targets, meterconn.Target{Serial: s.Serial, Addr: net.JoinHostPort(s.IPAddress, strconv.Itoa(s.Port))})
+		f.specs = append(f.specs, s)
 		nm = append(nm, flows.NewMeter{Serial: s.Serial, IPAddress: s.IPAddress, Port: s.Port, Hardware: s.Hardware, Mode: flows.ModeActive})
 		layouts = append(layouts, s.Layout)
 	}
@@ -249,7 +281,7 @@ func benchSyncFleet(cmd *cobra.Command, meters, workers int, latency, rawFor tim
 		return 0, err
 	}
 	defer func() { _ = eng.Stop(context.Background()) }()
-	if r.fresh, err = waitFreshBalances(ctx, cmd.OutOrStdout(), store, start, len(targets)); err != nil {
+	if r.fresh, err = waitFreshBalances(ctx, cmd.OutOrStdout(), store, start, len(targets), 10*time.Minute); err != nil {
 		return 0, err
 	}
 	r.elapsed = time.Since(start)
@@ -290,12 +322,12 @@ func benchRawCapacity(ctx context.Context, targets []meterconn.Target, workers i
 	return float64(rawN.Load()) / d.Seconds(), rawErr.Load(), nil
 }
 
-// waitFreshBalances polls until want meters have a synced balance (or ten
-// minutes from start have passed) and returns how many have. With
+// waitFreshBalances polls until want meters have a synced balance (or
+// within from start has passed) and returns how many have. With
 // FLOWS_BENCH_TRACE set it prints progress and the job queue's states.
-func waitFreshBalances(ctx context.Context, out io.Writer, store *postgres.Store, start time.Time, want int) (int, error) {
+func waitFreshBalances(ctx context.Context, out io.Writer, store *postgres.Store, start time.Time, want int, within time.Duration) (int, error) {
 	var fresh int
-	for deadline := start.Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+	for deadline := start.Add(within); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		var err error
 		if fresh, err = store.CountFreshBalances(ctx); err != nil {
 			return 0, err

@@ -175,6 +175,8 @@ func parseComponents(s string) ([]string, error) {
 // lifecycle group: started in order, stopped in reverse.
 type services struct {
 	group    lifecycle.Group
+	eng      *syncer.Engine // with the sync or api component
+	reg      *prometheus.Registry
 	httpAddr string
 	grpcAddr string
 }
@@ -215,7 +217,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		MaxConcurrent: inFlight, Observer: flowshttp.NewMeterRequests(w.reg)}); err != nil {
 		return nil, err
 	}
-	svc := &services{grpcAddr: cfg.grpcAddr}
+	svc := &services{grpcAddr: cfg.grpcAddr, reg: w.reg}
 	defer func() {
 		if err != nil {
 			svc.stop() // whatever failed, nothing started is left running
@@ -228,6 +230,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		if eng, err = w.engine(); err != nil {
 			return nil, err
 		}
+		svc.eng = eng
 	}
 	start := func(name string, s lifecycle.Service) error { return svc.group.Start(ctx, name, s) }
 	if has("mediator") {
