@@ -441,3 +441,23 @@ func (s *Store) SyncTally(ctx context.Context) (syncs int64, meters, twice int, 
 		FROM flows.meter_sync_state st JOIN flows.meter_registry mr ON mr.id = st.meter_id WHERE mr.mode = 'active'`).Scan(&syncs, &meters, &twice)
 	return syncs, meters, twice, translate(err, "sync state")
 }
+
+// SyncsBy returns, per sync engine (meter_sync_state.last_synced_by), how
+// many active meters it synced last.
+func (s *Store) SyncsBy(ctx context.Context) (map[string]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT coalesce(st.last_synced_by, ''), count(*)
+		FROM flows.meter_sync_state st JOIN flows.meter_registry mr ON mr.id = st.meter_id WHERE mr.mode = 'active' GROUP BY 1`)
+	if err != nil {
+		return nil, translate(err, "sync state")
+	}
+	out := map[string]int{}
+	for rows.Next() {
+		var by string
+		var n int
+		if err := rows.Scan(&by, &n); err != nil {
+			return nil, translate(err, "sync state")
+		}
+		out[by] = n
+	}
+	return out, translate(rows.Err(), "sync state")
+}

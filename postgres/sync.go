@@ -261,9 +261,10 @@ func queueSyncState(b *pgx.Batch, r flows.SyncResult, freq, owner string) {
 		lastError = details
 	}
 	b.Queue(`
-		INSERT INTO flows.meter_sync_state (meter_id, last_attempt_at, last_success_at, consecutive_failures, last_error, syncs, last_run)
-		VALUES ($1, $2, CASE WHEN $3 THEN $2::timestamptz END, CASE WHEN $3 THEN 0 ELSE 1 END, NULLIF($4, ''), 1, jsonb_build_object($5::text, $2::timestamptz))
+		INSERT INTO flows.meter_sync_state (meter_id, last_attempt_at, last_success_at, consecutive_failures, last_error, syncs, last_run, last_synced_by)
+		VALUES ($1, $2, CASE WHEN $3 THEN $2::timestamptz END, CASE WHEN $3 THEN 0 ELSE 1 END, NULLIF($4, ''), 1, jsonb_build_object($5::text, $2::timestamptz), NULLIF($6, ''))
 		ON CONFLICT (meter_id) DO UPDATE SET
+			last_synced_by = coalesce(NULLIF($6, ''), meter_sync_state.last_synced_by),
 			-- The lease goes back with the result.
 			lease_owner = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN NULL ELSE meter_sync_state.lease_owner END,
 			lease_until = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN NULL ELSE meter_sync_state.lease_until END,
@@ -342,21 +343,27 @@ const slotSQL = `to_timestamp(floor(extract(epoch FROM $3::timestamptz) / $2) * 
 // LeaseDueGroup leases, in one statement, the meters still due at
 // frequency f whose slot falls in the minute starting at minute (failing:
 // only meters that failed flows.FailingAfter times or more in a row, or
-// only the others), and returns them. Meters leased by someone else are left out.
-func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now time.Time, failing bool, owner string, ttl time.Duration) ([]flows.Meter, int, error) {
+// only the others), not synced at or after since (the group's own
+// earlier chunks), at most limit of them (0: all), and returns them with
+// how many due meters it left (held by someone else, or beyond the
+// limit). Meters leased by someone else are left out.
+func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now, since time.Time, failing bool, owner string, ttl time.Duration, limit int) ([]flows.Meter, int, error) {
 	secs := int64(f.Interval() / time.Second)
 	rows, err := s.pool.Query(ctx, `
 		WITH m AS (
 			SELECT r.id, `+slotSQL+` AS slot, (st.last_run ->> $1)::timestamptz AS last_run,
-			       coalesce(st.consecutive_failures, 0) >= $8 AS failing
+			       coalesce(st.consecutive_failures, 0) >= $8 AS failing,
+			       st.lease_until IS NULL OR st.lease_until < now() OR st.lease_owner = $6 AS free
 			FROM flows.meter_registry r LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL),
 		due AS (
-			SELECT id FROM m WHERE date_trunc('minute', slot) = $4 AND (last_run IS NULL OR last_run < slot - make_interval(secs => $2 / 2))
+			SELECT id, free FROM m WHERE date_trunc('minute', slot) = $4 AND (last_run IS NULL OR last_run < least(slot - make_interval(secs => $2 / 2), $10))
 			  AND failing = $5),
 		l AS (
+			-- The limit among the meters free to lease (those held by
+			-- another sync would otherwise fill it and stall the group).
 			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until)
-			SELECT id, $6, now() + $7::interval FROM due
+			SELECT id, $6, now() + $7::interval FROM due WHERE free ORDER BY id LIMIT nullif($9::int, 0)
 			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $6, lease_until = now() + $7::interval
 			WHERE meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $6
 			RETURNING meter_id)
@@ -364,7 +371,7 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 		WHERE mr.id IN (SELECT meter_id FROM l)
 		UNION ALL SELECT NULL, '', '', NULL, 0, '', 'active', NULL, '', false, false, NULL, '', now(), now(), (SELECT count(*) FROM due)
 		WHERE NOT EXISTS (SELECT 1 FROM l)`,
-		string(f), secs, now, minute.UTC(), failing, owner, ttl.String(), flows.FailingAfter)
+		string(f), secs, now, minute.UTC(), failing, owner, ttl.String(), flows.FailingAfter, limit, since.UTC())
 	if err != nil {
 		return nil, 0, translate(err, "lease sync group")
 	}
@@ -391,7 +398,7 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 		out = append(out, m)
 	}
 	// Due meters held by another sync (another frequency, or an
-	// on-demand sync) are left for a later attempt.
+	// on-demand sync), or beyond the limit, are left for a later attempt.
 	return out, due - len(out), rows.Err()
 }
 

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -54,7 +55,7 @@ type Store interface {
 	SyncedMeters(ctx context.Context) (int, error)
 	DueSyncs(ctx context.Context, f flows.Frequency, now, horizon time.Time) ([]flows.DueSync, error)
 	LeaseMeter(ctx context.Context, meterID, owner string, ttl time.Duration) (*flows.Meter, bool, error)
-	LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now time.Time, failing bool, owner string, ttl time.Duration) ([]flows.Meter, int, error)
+	LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now, since time.Time, failing bool, owner string, ttl time.Duration, limit int) ([]flows.Meter, int, error)
 	ReleaseSyncLease(ctx context.Context, meterID, owner string) error
 	// ApplySync(s) write results and release owner's leases with them.
 	ApplySync(ctx context.Context, r flows.SyncResult, freq, owner string) error
@@ -140,7 +141,10 @@ type Engine struct {
 	// reads holds a slot per meter being read by a group sync, shared by
 	// every group job, so a slot minute of many meters can use them all
 	// and many small groups run side by side; resize sets its limit.
-	reads    *limiter
+	reads *limiter
+	// groups counts the group jobs running in this process: a chunk is
+	// their share of the meters in flight, three times over.
+	groups   atomic.Int64
 	setTime  setTimes
 	bounds   Bounds
 	bound    string // what decided the limit (under mu)
@@ -452,15 +456,54 @@ const (
 	perMeterCost = 64 << 10
 )
 
-// workGroup syncs the meters of one slot minute: leases them, reads them
-// in parallel, and writes every result in one transaction.
+// workGroup syncs the meters of one slot minute, a chunk at a time: it
+// leases a chunk, reads its meters in parallel and writes their results in
+// one transaction, then the next, until none is due. A slot minute of a
+// big fleet at cellular latency takes far longer than the job's timeout
+// (100,000 meters: 1,667 a minute, each set about 20 s), so a run stops
+// taking chunks after half the timeout and snoozes to come back for the
+// rest. A chunk is three times the group's share of the meters in flight
+// (the limit over the group jobs running): enough that the slots stay
+// full while a chunk's slowest meters finish, few enough that a chunk
+// ends well inside the timeout whatever the fleet.
 func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error {
 	a := job.Args
-	meters, busy, err := e.cfg.Store.LeaseDueGroup(ctx, flows.Frequency(a.Frequency), time.Unix(a.Minute, 0), e.cfg.Now().UTC(), a.Failing,
-		e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second)
-	if err != nil {
-		return err
+	until := time.Now().Add(e.cfg.SyncTimeout / 2)
+	e.groups.Add(1)
+	defer e.groups.Add(-1)
+	// A meter the group synced in an earlier chunk or run may still count
+	// as due (synced before its slot's half period, as the first wave
+	// does): the job's age on the engine's clock leaves those out.
+	since := e.cfg.Now().Add(-time.Since(job.CreatedAt))
+	for {
+		limit, _ := e.reads.state()
+		chunk := max(8, 3*limit/int(max(e.groups.Load(), 1)))
+		meters, left, err := e.cfg.Store.LeaseDueGroup(ctx, flows.Frequency(a.Frequency), time.Unix(a.Minute, 0), e.cfg.Now().UTC(), since, a.Failing,
+			e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second, chunk)
+		if err != nil {
+			return err
+		}
+		stored, err := e.syncChunk(ctx, meters, a.Frequency)
+		if err != nil {
+			return err
+		}
+		switch {
+		case left == 0 && stored == len(meters):
+			return nil
+		case stored < len(meters) || ctx.Err() != nil:
+			// The rest are held by other syncs, or could not be read or
+			// stored (released, still due): come back for them.
+			return river.JobSnooze(5 * time.Second)
+		case time.Now().After(until):
+			return river.JobSnooze(time.Second)
+		}
 	}
+}
+
+// syncChunk reads meters (leased) in parallel within the engine's limit on
+// meters in flight, writes every result in one transaction, releases the
+// leases of those it could not read, and returns how many it stored.
+func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq string) (int, error) {
 	results := make([]*flows.SyncResult, len(meters))
 	var wg sync.WaitGroup
 	for i := range meters {
@@ -471,8 +514,8 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 		go func() {
 			defer func() { e.reads.release(); wg.Done() }()
 			t0 := time.Now()
-			res, err := e.readMeter(ctx, &meters[i], a.Frequency)
-			e.setTime.observe(a.Frequency, time.Since(t0))
+			res, err := e.readMeter(ctx, &meters[i], freq)
+			e.setTime.observe(freq, time.Since(t0))
 			if err != nil {
 				e.cfg.Logger.Warn("sync failed", "meter_serial", meters[i].Serial, "error", err)
 				return
@@ -490,9 +533,9 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 		}
 		apply = append(apply, *r)
 	}
-	skipped, err := e.cfg.Store.ApplySyncs(context.WithoutCancel(ctx), apply, a.Frequency, e.cfg.Owner)
+	skipped, err := e.cfg.Store.ApplySyncs(context.WithoutCancel(ctx), apply, freq, e.cfg.Owner)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	notStored := map[string]string{}
 	for _, sk := range skipped {
@@ -514,10 +557,7 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 		}
 		e.synced(r.MeterID, detail, ok)
 	}
-	if busy > 0 {
-		return river.JobSnooze(5 * time.Second) // come back for the meters that were busy
-	}
-	return nil
+	return len(apply) - len(skipped), nil
 }
 
 // SyncMeter runs one frequency's syncers against a meter and applies the

@@ -323,6 +323,14 @@ func TestTwoEnginesShareTheWork(t *testing.T) {
 			t.Errorf("%s synced %d times, want 3", serial, n)
 		}
 	}
+	// Each meter's sync state names the engine that synced it last.
+	by, err := r.store.SyncsBy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(by) != 2 || by["a"] == 0 || by["b"] == 0 || by["a"]+by["b"] != active {
+		t.Errorf("last synced by %v, want engines a and b sharing %d meters", by, active)
+	}
 }
 
 // queue builds engines' job queues on the test database.

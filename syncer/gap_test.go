@@ -95,3 +95,55 @@ func TestGapKeptWithThousandsInFlight(t *testing.T) {
 	}
 	t.Logf("%d meters synced, peak %d in flight, %d requests answered", active, peak.Load(), st.Answered)
 }
+
+// A slot minute whose meters take far longer to read than a job may run
+// (a big fleet at cellular latency: 1,667 meters a minute at 100,000) is
+// read a chunk at a time, a run snoozing before its timeout and coming
+// back for the rest: every meter is synced, once. Here the job timeout is
+// 400 ms and a slot minute's 20 meters, two at a time (16 in flight among
+// eight group jobs), take about 600; before chunking, each group job was
+// cancelled at its timeout with its last meters unread and completed all
+// the same, leaving them for the next hour.
+func TestSlotMinuteLongerThanJobTimeout(t *testing.T) {
+	const n = 1200
+	start := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	r := newRigOf(t, sim.GenerateFleet(n, sim.FleetOptions{AddressPrefix: "127.83", Secret: []byte("chunks")}), start,
+		sim.Faults{LatencyMin: 5 * time.Millisecond, LatencyMax: 15 * time.Millisecond})
+	ctx := context.Background()
+	if _, err := r.store.Pool().Exec(ctx, `UPDATE flows.meter_metrics SET enabled = (run_frequency = 'hourly')`); err != nil {
+		t.Fatal(err)
+	}
+	client, err := meterconn.New(meterconn.Config{Attempts: 2, Backoff: 20 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, MaxConcurrent: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := syncer.New(syncer.Config{Store: r.store, NewQueue: queue(r.store), Meters: client, Owner: "chunks", Workers: 16, MaxInFlight: 16,
+		SyncTimeout: 400 * time.Millisecond, Now: r.clock.Now, ScheduleEvery: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Stop(context.Background()) })
+	var active int
+	if err := r.store.Pool().QueryRow(ctx, `SELECT count(*) FROM flows.meter_registry WHERE mode = 'active'`).Scan(&active); err != nil {
+		t.Fatal(err)
+	}
+	var synced, twice int
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		if err := r.store.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE syncs > 0), count(*) FILTER (WHERE syncs > 1) FROM flows.meter_sync_state`).Scan(&synced, &twice); err != nil {
+			t.Fatal(err)
+		}
+		if synced >= active {
+			break
+		}
+		if time.Now().After(deadline) {
+			jobs, _ := r.store.QueueJobStates(ctx)
+			t.Fatalf("%d of %d active meters synced after 3 minutes (the groups gave up on the rest); jobs %s", synced, active, jobs)
+		}
+	}
+	if twice > 0 {
+		t.Errorf("%d meters synced twice in one hour", twice)
+	}
+}

@@ -11,9 +11,14 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -35,6 +40,7 @@ type fleetOptions struct {
 	latency, jitter, gap, fresh, timeout        time.Duration
 	actionsWithin, rawFor                       time.Duration
 	dropRate                                    float64
+	scaleOut                                    bool
 }
 
 func newBenchFleetCmd() *cobra.Command {
@@ -100,13 +106,17 @@ Example:
 	f.DurationVar(&o.actionsWithin, "actions-within", 5*time.Minute, "the top-ups and syncs are submitted at random moments in this first part of the wave")
 	f.DurationVar(&o.timeout, "timeout", 40*time.Minute, "give up waiting for the whole fleet after this")
 	f.DurationVar(&o.rawFor, "raw-for", 20*time.Second, "how long to measure the ceiling")
+	f.BoolVar(&o.scaleOut, "scale-out", false, "then run the same fleet again with two flows serve --components sync,commands processes on the database, each with half the floor and ceiling")
 	return cmd
 }
 
 // fleetFigures are what flows bench fleet measured.
 type fleetFigures struct {
 	o                      fleetOptions
-	active                 int // the fleet's active meters (the simulator makes a few passive ones)
+	nodes                  int
+	by                     map[string]int // meters by the engine that synced them
+	memory                 string         // peak resident memory of the engine
+	active                 int            // the fleet's active meters (the simulator makes a few passive ones)
 	fresh                  int
 	elapsed                time.Duration
 	engineRequests         int64
@@ -126,32 +136,89 @@ type fleetFigures struct {
 }
 
 func runFleetBench(ctx context.Context, out io.Writer, o fleetOptions) error {
+	nodes := []int{1}
+	if o.scaleOut {
+		nodes = append(nodes, 2)
+	}
+	var runs []fleetFigures
+	for _, n := range nodes {
+		fig, err := fleetRun(ctx, out, o, n)
+		if err != nil {
+			return err
+		}
+		fig.print(out)
+		runs = append(runs, fig)
+	}
+	if len(runs) == 2 {
+		one, two := runs[0], runs[1]
+		total := 0
+		most := 0
+		for _, n := range two.by {
+			total += n
+			most = max(most, n)
+		}
+		share := float64(most) / float64(max(total, 1))
+		fmt.Fprintf(out, "scale out, two flows serve --components sync,commands on one database, each half the ceiling, against one with all of it:\n")
+		fmt.Fprintf(out, "  wall time: %.1f s against %.1f s: %.2fx (goal within 10%%: %s)\n", two.elapsed.Seconds(), one.elapsed.Seconds(),
+			two.elapsed.Seconds()/one.elapsed.Seconds(), goalMet(two.elapsed.Seconds() <= 1.1*one.elapsed.Seconds()))
+		fmt.Fprintf(out, "  split: %v, the larger share %.2f (goal ≤ 0.60: %s); meters synced more than once: %d, on demand %d (goal: only those: %s)\n",
+			two.by, share, goalMet(share <= 0.6), two.twice, o.syncs, goalMet(two.twice <= o.syncs))
+	}
+	return nil
+}
+
+// fleetRun is one run of the fleet benchmark: the API, sync engine and
+// commands in this process (nodes 1), or the API here and the sync engine
+// and commands in nodes child processes, each with its share of the floor
+// and the ceiling.
+func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes int) (fleetFigures, error) {
+	fig := fleetFigures{o: o, nodes: nodes}
 	fmt.Fprintf(out, "starting %d simulated meters and a database (a minute or two at 100,000)...\n", o.meters)
 	t0 := time.Now()
 	bf, err := startBenchFleet(ctx, o.meters, 40, o.latency, "--jitter", o.jitter.String(), "--gap", o.gap.String(),
 		"--drop-rate", fmt.Sprint(o.dropRate), "--three-phase", "0")
 	if err != nil {
-		return err
+		return fig, err
 	}
 	defer bf.cleanup()
 	if err := bf.store.EnableOnlySyncersAt(ctx, flows.Hourly); err != nil {
-		return err
+		return fig, err
 	}
 	fmt.Fprintf(out, "  ready in %v\n", time.Since(t0).Round(time.Second))
-	fig := fleetFigures{o: o, active: len(bf.targets)}
+	fig.active = len(bf.targets)
 
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	cfg := serveConfig{httpAddr: "127.0.0.1:0", grpcAddr: "127.0.0.1:0", components: []string{"api", "sync", "commands"},
+	components := []string{"api", "sync", "commands"}
+	if nodes > 1 {
+		components = []string{"api"} // the on-demand syncs are queued for the nodes
+	}
+	cfg := serveConfig{httpAddr: "127.0.0.1:0", grpcAddr: "127.0.0.1:0", components: components,
 		meterGap: o.gap, workers: o.workers, maxInFlight: o.maxInFlight, freshWithin: o.fresh, backfillDays: 30,
 		jwtSecret: secret, lease: 30 * time.Second}
 	// The services' own log at WARN: the figures are what this prints.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cpu0, pg0 := cpuSeconds(), procCPU("postgres", 0)
 	start := time.Now()
+	var children []*fleetNode
+	defer func() {
+		for _, c := range children {
+			c.stop()
+		}
+	}()
+	for i := range nodes {
+		if nodes == 1 {
+			break
+		}
+		c, err := startFleetNode(ctx, bf.url, o, nodes, i)
+		if err != nil {
+			return fig, err
+		}
+		children = append(children, c)
+	}
 	svc, err := runServices(ctx, bf.store, cfg, log)
 	if err != nil {
-		return err
+		return fig, err
 	}
 	stopped := false
 	defer func() {
@@ -161,7 +228,7 @@ func runFleetBench(ctx context.Context, out io.Writer, o fleetOptions) error {
 	}()
 	token, err := flowshttp.IssueToken(secret, "bench", flowshttp.RoleOperator, "", 2*time.Hour, time.Now())
 	if err != nil {
-		return err
+		return fig, err
 	}
 	api := &benchAPI{base: "http://" + svc.httpAddr + "/api/v1", token: token}
 
@@ -207,20 +274,41 @@ func runFleetBench(ctx context.Context, out io.Writer, o fleetOptions) error {
 	}
 
 	if fig.fresh, err = waitFreshBalances(ctx, io.Discard, bf.store, start, len(bf.targets), o.timeout); err != nil {
-		return err
+		return fig, err
 	}
 	fig.elapsed = time.Since(start)
 	wg.Wait()
 	fig.topupsLost, fig.syncsLost = int(lostTopups.Load()), int(lostSyncs.Load())
 	fig.simAtWave = meterRequests(svc)
+	if fig.by, err = bf.store.SyncsBy(ctx); err != nil {
+		return fig, err
+	}
 	if fig.syncs0, fig.synced, fig.twice, err = bf.store.SyncTally(ctx); err != nil {
-		return err
+		return fig, err
 	}
 	sz := svc.eng.Sizing()
 	fig.inFlight, fig.bound = sz.InFlight, sz.Bound
 	fig.cpu, fig.pgCPU = cpuSeconds()-cpu0, procCPU("postgres", 0)-pg0
+	fig.memory = peakMemory()
+	for _, c := range children {
+		fig.cpu += procCPU("", c.cmd.Process.Pid)
+		fig.memory = "per node " + c.peakMemory() // the nodes are alike; the last one's
+	}
 	svc.stop()
 	stopped = true
+	for _, c := range children {
+		c.stop()
+	}
+	children = nil
+	if nodes > 1 {
+		fig.inFlight, fig.bound = 0, fmt.Sprintf("each node's own, up to --max-in-flight %d", o.maxInFlight/nodes)
+		time.Sleep(o.latency + o.jitter + o.gap)
+		if fig.sim, err = bf.stopSim(); err != nil {
+			return fig, err
+		}
+		fig.engineRequests = fig.sim.answered + fig.sim.refused + fig.sim.dropped + fig.sim.unanswered
+		return fig, nil
+	}
 
 	// The ceiling at the engine's concurrency, after the wave (its
 	// requests are told apart from the engine's by count). A request the
@@ -237,14 +325,13 @@ func runFleetBench(ctx context.Context, out io.Writer, o fleetOptions) error {
 		perSet = max(1, int((float64(n)/float64(fig.fresh))+0.5))
 	}
 	if fig.ceiling, rawN, fig.ceilingErrors, err = benchGapCeiling(ctx, bf.targets, fig.ceilingAt, perSet, o.gap, o.rawFor); err != nil {
-		return err
+		return fig, err
 	}
 	if fig.sim, err = bf.stopSim(); err != nil {
-		return err
+		return fig, err
 	}
 	fig.engineRequests = fig.sim.answered + fig.sim.refused + fig.sim.dropped + fig.sim.unanswered - rawN
-	fig.print(out)
-	return nil
+	return fig, nil
 }
 
 // benchGapCeiling measures what the simulator serves at concurrency n with
@@ -397,15 +484,21 @@ func (r fleetFigures) print(out io.Writer) {
 	o := r.o
 	rate := float64(r.engineRequests) / r.elapsed.Seconds()
 	perK := func(cpu float64) float64 { return cpu / float64(max(r.fresh, 1)) * 1000 }
-	fmt.Fprintf(out, "fleet benchmark: %d meters, latency %v ± %v, gap %v, %.1f%% drops; sync-workers %d, max-in-flight %d, fresh-within %v\n",
-		o.meters, o.latency, o.jitter, o.gap, o.dropRate*100, o.workers, o.maxInFlight, o.fresh)
+	fmt.Fprintf(out, "fleet benchmark, %d node(s): %d meters, latency %v ± %v, gap %v, %.1f%% drops; sync-workers %d, max-in-flight %d (in all), fresh-within %v\n",
+		r.nodes, o.meters, o.latency, o.jitter, o.gap, o.dropRate*100, o.workers, o.maxInFlight, o.fresh)
 	fmt.Fprintf(out, "  hourly set, whole fleet:   %8.1f s for %d/%d active meters (goal ≤ %.0f s: %s)\n", r.elapsed.Seconds(), r.fresh, r.active,
 		o.fresh.Seconds(), goalMet(r.fresh == r.active && r.elapsed <= o.fresh))
 	fmt.Fprintf(out, "  syncs recorded:            %8d for %d meters; %d synced more than once (%d of them on demand)\n", r.syncs0, r.synced, r.twice, r.o.syncs)
-	fmt.Fprintf(out, "  meters in flight:          %8d at the end (decided by: %s)\n", r.inFlight, r.bound)
+	if r.nodes == 1 {
+		fmt.Fprintf(out, "  meters in flight:          %8d at the end (decided by: %s)\n", r.inFlight, r.bound)
+	} else {
+		fmt.Fprintf(out, "  meters in flight:          %s; synced by %v\n", r.bound, r.by)
+	}
 	fmt.Fprintf(out, "  engine request rate:       %8.0f requests/s (%d requests, %.1f a meter)\n", rate, r.engineRequests, float64(r.engineRequests)/float64(max(r.fresh, 1)))
-	fmt.Fprintf(out, "  ceiling at %d in flight:  %8.0f requests/s (same run, gap kept, %d failed): efficiency %.2f\n", r.ceilingAt, r.ceiling, r.ceilingErrors, rate/r.ceiling)
-	fmt.Fprintf(out, "  engine CPU:                %8.1f s, %.2f s per 1,000 meter-syncs; peak memory %s (goal ≤ 2 GiB)\n", r.cpu, perK(r.cpu), peakMemory())
+	if r.ceiling > 0 {
+		fmt.Fprintf(out, "  ceiling at %d in flight:  %8.0f requests/s (same run, gap kept, %d failed): efficiency %.2f\n", r.ceilingAt, r.ceiling, r.ceilingErrors, rate/r.ceiling)
+	}
+	fmt.Fprintf(out, "  engine CPU:                %8.1f s, %.2f s per 1,000 meter-syncs; peak memory %s (goal ≤ 2 GiB)\n", r.cpu, perK(r.cpu), r.memory)
 	fmt.Fprintf(out, "  PostgreSQL CPU:            %8.1f s, %.2f s per 1,000 meter-syncs (%.2f of a core over the wave; goal < 1)\n",
 		r.pgCPU, perK(r.pgCPU), r.pgCPU/r.elapsed.Seconds())
 	fmt.Fprintf(out, "  gap violations:            %8d (goal 0: %s); the simulator dropped %d, left %d unanswered, answered %d\n",
@@ -444,4 +537,83 @@ func meterRequests(svc *services) int64 {
 		}
 	}
 	return int64(n)
+}
+
+// fleetNode is a flows serve --components sync,commands child process of
+// the fleet benchmark.
+type fleetNode struct {
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{} // closed when the process has exited
+}
+
+// lockedBuffer is a bytes.Buffer safe for a child's output and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// startFleetNode starts node i of nodes, with its share of the floor and
+// ceiling, and waits until it serves.
+func startFleetNode(ctx context.Context, url string, o fleetOptions, nodes, i int) (*fleetNode, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	n := &fleetNode{out: &lockedBuffer{}, done: make(chan struct{})}
+	n.cmd = exec.Command(self, "serve", "--components", "sync,commands", "--database-url", url,
+		"--sync-workers", strconv.Itoa(max(1, o.workers/nodes)), "--max-in-flight", strconv.Itoa(max(1, o.maxInFlight/nodes)),
+		"--fresh-within", o.fresh.String(), "--meter-gap", o.gap.String(), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0")
+	n.cmd.Stdout = n.out
+	logf, err := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("flows-bench-node-%d.log", i)))
+	if err != nil {
+		return nil, err
+	}
+	n.cmd.Stderr = logf
+	if err := n.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	go func() { _ = n.cmd.Wait(); logf.Close(); close(n.done) }()
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(n.out.String(), "flows serving"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			n.stop()
+			return nil, fmt.Errorf("node %d did not start (its log: %s)", i, logf.Name())
+		}
+	}
+	return n, nil
+}
+
+// peakMemory is the node's peak resident memory.
+func (n *fleetNode) peakMemory() string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}
+
+// stop ends the node (SIGTERM: a clean shutdown) and waits for it.
+func (n *fleetNode) stop() {
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(40 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
 }
