@@ -57,6 +57,23 @@ func (s *Store) WithReplication() *Store {
 	return &c
 }
 
+// WithOwnPool returns a store like s on a pool of its own of at most
+// maxConns connections to the same database, for work that must not wait
+// for a connection behind the sync engine's writes (operators' pushes).
+// Close it when done.
+func (s *Store) WithOwnPool(ctx context.Context, maxConns int32) (*Store, error) {
+	cfg := s.pool.Config()
+	cfg.MaxConns = maxConns
+	cfg.MinConns = 0
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	c := *s
+	c.pool = pool
+	return &c, nil
+}
+
 // Close closes the store's pool.
 func (s *Store) Close() { s.pool.Close() }
 

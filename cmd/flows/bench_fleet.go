@@ -128,6 +128,9 @@ type fleetFigures struct {
 	syncs0                 int64 // syncs recorded when the fleet was fresh
 	synced, twice          int   // meters with a sync, and synced more than once, by then
 	simAtWave              int64 // the transport's requests (retries not counted) by then
+	poolAcquires           int64 // the shared database pool's acquires, and those that waited, by then
+	poolWaits              int64
+	poolWait               time.Duration
 	bound                  string
 	sim                    simStats
 	topups, syncs          []time.Duration // completed ones
@@ -280,6 +283,8 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes int) (fl
 	wg.Wait()
 	fig.topupsLost, fig.syncsLost = int(lostTopups.Load()), int(lostSyncs.Load())
 	fig.simAtWave = meterRequests(svc)
+	st := bf.store.Pool().Stat()
+	fig.poolAcquires, fig.poolWaits, fig.poolWait = st.AcquireCount(), st.EmptyAcquireCount(), st.AcquireDuration()
 	if fig.by, err = bf.store.SyncsBy(ctx); err != nil {
 		return fig, err
 	}
@@ -501,6 +506,10 @@ func (r fleetFigures) print(out io.Writer) {
 	fmt.Fprintf(out, "  engine CPU:                %8.1f s, %.2f s per 1,000 meter-syncs; peak memory %s (goal ≤ 2 GiB)\n", r.cpu, perK(r.cpu), r.memory)
 	fmt.Fprintf(out, "  PostgreSQL CPU:            %8.1f s, %.2f s per 1,000 meter-syncs (%.2f of a core over the wave; goal < 1)\n",
 		r.pgCPU, perK(r.pgCPU), r.pgCPU/r.elapsed.Seconds())
+	if r.nodes == 1 {
+		fmt.Fprintf(out, "  database pool (shared):    %8d acquires, %.1f%% waited for a connection, %.1f ms a wait on average\n", r.poolAcquires,
+			100*float64(r.poolWaits)/float64(max(r.poolAcquires, 1)), float64(r.poolWait.Microseconds())/1000/float64(max(r.poolWaits, 1)))
+	}
 	fmt.Fprintf(out, "  gap violations:            %8d (goal 0: %s); the simulator dropped %d, left %d unanswered, answered %d\n",
 		r.sim.refused, goalMet(r.sim.refused == 0), r.sim.dropped, r.sim.unanswered, r.sim.answered)
 	fmt.Fprintf(out, "  top-ups, POST to completed: p50 %5.1f s, p99 %5.1f s, %d of %d (goal p99 ≤ 30 s: %s)%s\n",

@@ -253,7 +253,18 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		}
 	}
 	if has("commands") {
-		pusher := command.New(command.Config{Store: w.store, Meters: w.transport, Lease: cfg.lease, Logger: log.With("component", "commands"),
+		// Pushes have database connections of their own: an operator's
+		// top-up steps never wait for a connection behind a wave of sync
+		// writes (at 100,000 meters those held the shared pool long enough
+		// for a top-up to lose the meter's turn between its requests).
+		cmdStore, err := w.store.WithOwnPool(ctx, commandPoolSize)
+		if err != nil {
+			return nil, err
+		}
+		if err := start("commands database pool", closer(cmdStore.Close)); err != nil {
+			return nil, err
+		}
+		pusher := command.New(command.Config{Store: cmdStore, Meters: w.transport, Lease: cfg.lease, Logger: log.With("component", "commands"),
 			FailPoint: crashAt(os.Getenv("FLOWS_CRASH_AT"), log)})
 		if err := start("commands", pusher); err != nil {
 			return nil, err
@@ -273,6 +284,18 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 	}
 	return svc, nil
 }
+
+// commandPoolSize is the command pusher's own database connections: a
+// push is a few short statements between meter requests that take seconds,
+// so 64 pushes at once (command.Config.Workers) need few.
+const commandPoolSize = 8
+
+// closer is a service that does nothing at start and calls stop at Stop
+// (a pool closed after the services started later have stopped).
+type closer func()
+
+func (c closer) Start(context.Context) error { return nil }
+func (c closer) Stop(context.Context) error  { c(); return nil }
 
 // engine builds the sync engine (started only with the sync component).
 func (w *wiring) engine() (*syncer.Engine, error) {
