@@ -92,6 +92,11 @@ type Pusher struct {
 	// slots holds a token per push in progress, across passes: at most
 	// Workers at once.
 	slots chan struct{}
+	// claimed counts the requests claimed and not yet recorded, across
+	// passes: a pass claims only what there are slots for, so a top-up
+	// claimed a second later is not queued behind a backlog of claims
+	// waiting for slots (100,000 meters: thousands of clock corrections).
+	claimed atomic.Int64
 }
 
 // New returns a pusher.
@@ -243,7 +248,9 @@ func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64) (<-chan struct{},
 	push := func(id string, attempt int, kind string, run func(ctx context.Context)) {
 		pctx := hb.hold(ctx, kind, flows.Claim{ID: id, Attempt: attempt})
 		n.Add(1)
+		p.claimed.Add(1)
 		wg.Go(func() {
+			defer p.claimed.Add(-1)
 			select {
 			case p.slots <- struct{}{}:
 				defer func() { <-p.slots }()
@@ -253,7 +260,7 @@ func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64) (<-chan struct{},
 		})
 	}
 	for {
-		free := p.cfg.Workers - len(p.slots)
+		free := p.cfg.Workers - int(p.claimed.Load())
 		if free <= 0 {
 			finish()
 			return done, nil
