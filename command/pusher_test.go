@@ -65,8 +65,11 @@ func (r *rig) pusher(t *testing.T, fail func(string) error) *command.Pusher {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A 200 ms lease (takeovers within a test) is renewed every 50 ms: 8
+	// pushes at once, not the default 64, keep those renewals inside it on
+	// a loaded test database.
 	return command.New(command.Config{Store: r.store, Meters: c, Now: r.clock.Now, Lease: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
-		RetryBase: time.Millisecond, FailPoint: fail})
+		RetryBase: time.Millisecond, FailPoint: fail, Workers: 8})
 }
 
 func runOnce(t *testing.T, p *command.Pusher) {
