@@ -89,13 +89,10 @@ type Pusher struct {
 	cfg  Config
 	rec  recorder
 	loop lifecycle.Loop
-	// slots holds a token per push in progress, across passes: at most
-	// Workers at once.
-	slots chan struct{}
 	// claimed counts the requests claimed and not yet recorded, across
-	// passes: a pass claims only what there are slots for, so a top-up
-	// claimed a second later is not queued behind a backlog of claims
-	// waiting for slots (100,000 meters: thousands of clock corrections).
+	// passes: at most Workers. A pass claims only what is left, so a
+	// top-up claimed a second later is not queued behind a backlog of
+	// earlier claims (100,000 meters: thousands of clock corrections).
 	claimed atomic.Int64
 }
 
@@ -128,7 +125,7 @@ func New(cfg Config) *Pusher {
 	// Next attempts are compared with the database's clock, so they are
 	// set in real time, not the injected clock's.
 	rec := recorder{policy: policy{maxAttempts: cfg.MaxAttempts, retryBase: cfg.RetryBase}, store: cfg.Store, now: time.Now, log: cfg.Logger}
-	return &Pusher{cfg: cfg, rec: rec, slots: make(chan struct{}, cfg.Workers)}
+	return &Pusher{cfg: cfg, rec: rec}
 }
 
 // Start pushes in the background until Stop; it returns at once.
@@ -143,7 +140,7 @@ func (p *Pusher) Stop(ctx context.Context) error { return p.loop.Stop(ctx) }
 // run starts a pass every PollEvery without waiting for the last to end:
 // a top-up submitted while earlier pushes are still talking to their
 // meters is claimed within PollEvery (when a slot is free), not after
-// them. The passes share the Workers slots.
+// them. The passes share the Workers pushes at once.
 func (p *Pusher) run(ctx context.Context) {
 	t := time.NewTicker(p.cfg.PollEvery)
 	defer t.Stop()
@@ -151,13 +148,13 @@ func (p *Pusher) run(ctx context.Context) {
 	defer passes.Wait() // Stop returns once every push has been recorded
 	for {
 		ictx, cancel := context.WithTimeout(ctx, p.cfg.PassTimeout)
-		done, err := p.startPass(ictx)
+		done, err := p.pass(ictx, new(atomic.Int64), false)
 		if err != nil && ctx.Err() == nil {
 			p.cfg.Logger.Warn("pushing requests", "error", err)
 		}
 		passes.Go(func() { <-done; cancel() })
 		sctx, cancelSettle := context.WithTimeout(ctx, p.cfg.PassTimeout)
-		if err := p.afterPass(sctx); err != nil && ctx.Err() == nil {
+		if _, err := p.settle(sctx); err != nil && ctx.Err() == nil {
 			p.cfg.Logger.Warn("settling requests", "error", err)
 		}
 		cancelSettle()
@@ -174,7 +171,7 @@ func (p *Pusher) run(ctx context.Context) {
 // pushed and tariffs it checked.
 func (p *Pusher) RunOnce(ctx context.Context) (int, error) {
 	var n atomic.Int64
-	done, err := p.pass(ctx, &n)
+	done, err := p.pass(ctx, &n, true)
 	<-done
 	if err != nil {
 		return int(n.Load()), err
@@ -183,13 +180,7 @@ func (p *Pusher) RunOnce(ctx context.Context) (int, error) {
 	return int(n.Load()) + due, err
 }
 
-// afterPass settles rollouts and checks activations (the background
-// loop's part of RunOnce after starting a pass).
-func (p *Pusher) afterPass(ctx context.Context) error {
-	_, err := p.settle(ctx)
-	return err
-}
-
+// settle settles rollouts and checks verified tariffs for activation.
 func (p *Pusher) settle(ctx context.Context) (int, error) {
 	if err := p.cfg.Store.SettleRollouts(ctx); err != nil {
 		return 0, err
@@ -204,14 +195,9 @@ func (p *Pusher) settle(ctx context.Context) (int, error) {
 	return len(due), nil
 }
 
-// startPass queues clock corrections and starts a pass; done is closed
-// when its pushes are recorded.
-func (p *Pusher) startPass(ctx context.Context) (<-chan struct{}, error) {
-	var n atomic.Int64
-	return p.pass(ctx, &n)
-}
-
-func (p *Pusher) pass(ctx context.Context, n *atomic.Int64) (<-chan struct{}, error) {
+// pass queues clock corrections and starts pushing what is due; done is
+// closed when its pushes are recorded.
+func (p *Pusher) pass(ctx context.Context, n *atomic.Int64, drain bool) (<-chan struct{}, error) {
 	if p.cfg.ClockThreshold > 0 {
 		if _, err := p.cfg.Store.QueueClockCorrections(ctx, p.cfg.ClockThreshold); err != nil {
 			c := make(chan struct{})
@@ -219,14 +205,15 @@ func (p *Pusher) pass(ctx context.Context, n *atomic.Int64) (<-chan struct{}, er
 			return c, err
 		}
 	}
-	return p.pushDue(ctx, n)
+	return p.pushDue(ctx, n, drain)
 }
 
-// pushDue claims due requests while push slots are free and pushes them;
+// pushDue claims due requests while fewer than Workers are claimed and
+// pushes them (with drain, until none is due);
 // done is closed when every push it started has been recorded. Only what
 // was due when the pass began is claimed: a retry scheduled during the
 // pass waits for a later one. Pushes are counted in n as they start.
-func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64) (<-chan struct{}, error) {
+func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64, drain bool) (<-chan struct{}, error) {
 	// An operator asked for every push: the meter's next turn is its.
 	ctx = meterconn.Operator(ctx)
 	passStart := time.Now()
@@ -242,20 +229,12 @@ func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64) (<-chan struct{},
 			close(done)
 		}()
 	}
-	// push runs one claimed request in a slot (waiting for one when the
-	// passes before took them all since the claim: its lease is renewed
-	// meanwhile).
 	push := func(id string, attempt int, kind string, run func(ctx context.Context)) {
 		pctx := hb.hold(ctx, kind, flows.Claim{ID: id, Attempt: attempt})
 		n.Add(1)
 		p.claimed.Add(1)
 		wg.Go(func() {
 			defer p.claimed.Add(-1)
-			select {
-			case p.slots <- struct{}{}:
-				defer func() { <-p.slots }()
-			case <-pctx.Done(): // stopping, or the claim was lost: run records nothing it did not do
-			}
 			run(pctx)
 		})
 	}
@@ -309,7 +288,14 @@ func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64) (<-chan struct{},
 			finish() // nothing more was due
 			return done, nil
 		}
-		// As many as there were slots: more may be due once pushes end.
+		// As many as there was room for: more may be due once pushes end.
+		// RunOnce (drain) waits for them and claims again; the background
+		// loop returns, and its next pass claims as room frees, so a
+		// top-up never waits for a whole batch of pushes to end.
+		if !drain {
+			finish()
+			return done, nil
+		}
 		wg.Wait()
 	}
 }

@@ -389,3 +389,50 @@ func TestTariffCrashRecovery(t *testing.T) {
 		t.Errorf("after restart: %s after %d attempts", req.Status, req.Attempts)
 	}
 }
+
+// The background pusher does not wait for the pushes it has under way
+// before claiming more: a top-up submitted while another meter's push is
+// still talking to a slow meter is pushed and completed first. (Passes
+// used to claim a batch and wait for all of it.)
+func TestTopupNotBehindSlowPush(t *testing.T) {
+	start := time.Now().UTC().Truncate(time.Second)
+	r := newRig(t, start, "127.106")
+	ctx := context.Background()
+	slow, quick := r.fleet.Meters()[0], r.fleet.Meters()[1]
+	slow.SetFaults(sim.Faults{LatencyMin: 800 * time.Millisecond, LatencyMax: 800 * time.Millisecond})
+	c, err := meterconn.New(meterconn.Config{Attempts: 1, ReadTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := command.New(command.Config{Store: r.store, Meters: c, Now: r.clock.Now, PollEvery: 50 * time.Millisecond, ClockThreshold: -1})
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	topUp := func(m *sim.Meter) string {
+		tok, _ := sim.VendToken(m.Spec.Serial, m.Spec.Key, d("5"))
+		tu, err := r.store.CreateTopup(ctx, r.ids[m.Spec.Serial], tok, nil, "", "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tu.ID
+	}
+	slowID := topUp(slow)
+	time.Sleep(300 * time.Millisecond) // the slow push is under way
+	quickID := topUp(quick)
+	var quickDone time.Time
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		q, _ := r.store.Topup(ctx, quickID)
+		s, _ := r.store.Topup(ctx, slowID)
+		if q != nil && q.Status == flows.TopupCompleted && quickDone.IsZero() {
+			quickDone = time.Now()
+			if s != nil && s.Status != flows.TopupWaiting {
+				t.Fatalf("the slow meter's top-up ended (%s) before the quick one: the quick one waited for it", s.Status)
+			}
+		}
+		if !quickDone.IsZero() && s != nil && s.Status == flows.TopupCompleted {
+			return
+		}
+	}
+	t.Fatalf("top-ups not both completed (quick done at %v)", quickDone)
+}

@@ -392,3 +392,49 @@ func TestOperatorRequestGoesFirst(t *testing.T) {
 		t.Errorf("requests reached the meter as %q, want %q", got, want)
 	}
 }
+
+// An operator's next request that arrives during the meter's gap, after
+// its last one ended (a top-up's next step), goes before the scheduled
+// request that was already waiting: the turn is handed over when the gap
+// has passed, not when the last request ended.
+func TestOperatorNextStepDuringGapGoesFirst(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var order []string
+	f := newFake(t, func(n int, req emop.Frame) ([]byte, bool) {
+		mu.Lock()
+		if emop.ObjectID(uint32(req.Data[1])<<16|uint32(req.Data[2])<<8|uint32(req.Data[3])) == emop.ObjSerial {
+			order = append(order, "operator")
+		} else {
+			order = append(order, "scheduled")
+		}
+		mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		return answer(req, balance, 0), true
+	})
+	c := newClient(t, meterconn.Config{Gap: 300 * time.Millisecond})
+	target := meterconn.Target{Addr: f.addr()}
+	ctx := context.Background()
+	op := meterconn.Operator(ctx)
+	steps := make(chan error, 1)
+	go func() { // two steps, a little apart, as a top-up's are
+		_, err := c.Read(op, target, emop.ObjSerial)
+		if err == nil {
+			time.Sleep(20 * time.Millisecond) // its database write between
+			_, err = c.Read(op, target, emop.ObjSerial)
+		}
+		steps <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the first step is under way
+	scheduled := make(chan error, 1)
+	go func() { _, err := c.Read(ctx, target, emop.ObjPrepayBalance); scheduled <- err }()
+	for _, ch := range []chan error{steps, scheduled} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "operator operator scheduled"
+	if got := strings.Join(order, " "); got != want {
+		t.Errorf("requests reached the meter as %q, want %q", got, want)
+	}
+}

@@ -373,8 +373,13 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-func peakMemory() string {
-	b, _ := os.ReadFile("/proc/self/status")
+// peakMemory is this process's peak resident memory.
+func peakMemory() string { return peakMemoryOf("self") }
+
+// peakMemoryOf is process pid's ("self": this one's) peak resident memory,
+// from /proc.
+func peakMemoryOf(pid string) string {
+	b, _ := os.ReadFile("/proc/" + pid + "/status")
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(l, "VmHWM:") {
 			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))

@@ -127,7 +127,7 @@ type fleetFigures struct {
 	inFlight               int
 	syncs0                 int64 // syncs recorded when the fleet was fresh
 	synced, twice          int   // meters with a sync, and synced more than once, by then
-	simAtWave              int64 // the transport's requests (retries not counted) by then
+	transportRequests              int64 // the transport's requests (retries not counted) by then
 	poolAcquires           int64 // the shared database pool's acquires, and those that waited, by then
 	poolWaits              int64
 	poolWait               time.Duration
@@ -282,7 +282,7 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes int) (fl
 	fig.elapsed = time.Since(start)
 	wg.Wait()
 	fig.topupsLost, fig.syncsLost = int(lostTopups.Load()), int(lostSyncs.Load())
-	fig.simAtWave = meterRequests(svc)
+	fig.transportRequests = meterRequests(svc)
 	st := bf.store.Pool().Stat()
 	fig.poolAcquires, fig.poolWaits, fig.poolWait = st.AcquireCount(), st.EmptyAcquireCount(), st.AcquireDuration()
 	if fig.by, err = bf.store.SyncsBy(ctx); err != nil {
@@ -326,7 +326,7 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes int) (fl
 	// simulator's count less the ceiling's own, known once both ran: the
 	// requests before the wave ended are the engine's).
 	perSet := 7
-	if n := fig.simAtWave; n > 0 && fig.fresh > 0 {
+	if n := fig.transportRequests; n > 0 && fig.fresh > 0 {
 		perSet = max(1, int((float64(n)/float64(fig.fresh))+0.5))
 	}
 	if fig.ceiling, rawN, fig.ceilingErrors, err = benchGapCeiling(ctx, bf.targets, fig.ceilingAt, perSet, o.gap, o.rawFor); err != nil {
@@ -601,15 +601,7 @@ func startFleetNode(ctx context.Context, url string, o fleetOptions, nodes, i in
 }
 
 // peakMemory is the node's peak resident memory.
-func (n *fleetNode) peakMemory() string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
-		}
-	}
-	return "unknown"
-}
+func (n *fleetNode) peakMemory() string { return peakMemoryOf(strconv.Itoa(n.cmd.Process.Pid)) }
 
 // stop ends the node (SIGTERM: a clean shutdown) and waits for it.
 func (n *fleetNode) stop() {

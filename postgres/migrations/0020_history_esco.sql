@@ -106,7 +106,25 @@ CREATE TRIGGER meter_registry_rescope_history AFTER UPDATE OF esco ON flows.mete
 
 -- The derivations of 0019 and 0017, unchanged but for the ESCO supplied
 -- once per statement (a month's intervals would otherwise fire the fill
--- trigger for each of their rows).
+-- trigger for each of their rows), and the days they touch recounted by
+-- one function both call.
+CREATE FUNCTION flows.recount_register_days(m uuid, from_ts timestamptz, to_ts timestamptz, e uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- The days of [from, to) touched, recounted from the derived table.
+    DELETE FROM flows.register_interval_day t
+    USING flows.meter_registers r
+    WHERE r.meter_id = m AND r.status = 'enabled' AND t.register_id = r.register_id
+      AND t.day >= (from_ts AT TIME ZONE 'UTC')::date AND t.day <= ((to_ts - interval '1 microsecond') AT TIME ZONE 'UTC')::date;
+    INSERT INTO flows.register_interval_day (register_id, day, half_hours, kwh, esco)
+    SELECT i.register_id, (i."timestamp" AT TIME ZONE 'UTC')::date, count(*), sum(i.kwh), e
+    FROM flows.register_interval_hh i JOIN flows.meter_registers r ON r.register_id = i.register_id
+    WHERE r.meter_id = m AND r.status = 'enabled'
+      AND i."timestamp" >= ((from_ts AT TIME ZONE 'UTC')::date AT TIME ZONE 'UTC')
+      AND i."timestamp" < ((((to_ts - interval '1 microsecond') AT TIME ZONE 'UTC')::date + 1) AT TIME ZONE 'UTC')
+    GROUP BY 1, 2;
+END
+$$;
 CREATE OR REPLACE FUNCTION flows.derive_register_intervals(m uuid, from_ts timestamptz, to_ts timestamptz) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -162,18 +180,7 @@ BEGIN
         RETURNING 1)
     SELECT (SELECT count(*) FROM d WHERE kwh IS NOT NULL)::integer INTO n;
 
-    -- The days touched, recounted from the derived table.
-    DELETE FROM flows.register_interval_day t
-    USING flows.meter_registers r
-    WHERE r.meter_id = m AND r.status = 'enabled' AND t.register_id = r.register_id
-      AND t.day >= (from_ts AT TIME ZONE 'UTC')::date AND t.day <= ((to_ts - interval '1 microsecond') AT TIME ZONE 'UTC')::date;
-    INSERT INTO flows.register_interval_day (register_id, day, half_hours, kwh, esco)
-    SELECT i.register_id, (i."timestamp" AT TIME ZONE 'UTC')::date, count(*), sum(i.kwh), e
-    FROM flows.register_interval_hh i JOIN flows.meter_registers r ON r.register_id = i.register_id
-    WHERE r.meter_id = m AND r.status = 'enabled'
-      AND i."timestamp" >= ((from_ts AT TIME ZONE 'UTC')::date AT TIME ZONE 'UTC')
-      AND i."timestamp" < ((((to_ts - interval '1 microsecond') AT TIME ZONE 'UTC')::date + 1) AT TIME ZONE 'UTC')
-    GROUP BY 1, 2;
+    PERFORM flows.recount_register_days(m, from_ts, to_ts, e);
     RETURN n;
 END
 $$;
@@ -212,18 +219,7 @@ BEGIN
         RETURNING 1)
     SELECT (SELECT count(*) FROM d WHERE kwh IS NOT NULL)::integer INTO n;
 
-    -- The days touched, recounted from the derived table (as 0013 does).
-    DELETE FROM flows.register_interval_day t
-    USING flows.meter_registers r
-    WHERE r.meter_id = m AND r.status = 'enabled' AND t.register_id = r.register_id
-      AND t.day >= (from_ts AT TIME ZONE 'UTC')::date AND t.day <= ((to_ts - interval '1 microsecond') AT TIME ZONE 'UTC')::date;
-    INSERT INTO flows.register_interval_day (register_id, day, half_hours, kwh, esco)
-    SELECT i.register_id, (i."timestamp" AT TIME ZONE 'UTC')::date, count(*), sum(i.kwh), e
-    FROM flows.register_interval_hh i JOIN flows.meter_registers r ON r.register_id = i.register_id
-    WHERE r.meter_id = m AND r.status = 'enabled'
-      AND i."timestamp" >= ((from_ts AT TIME ZONE 'UTC')::date AT TIME ZONE 'UTC')
-      AND i."timestamp" < ((((to_ts - interval '1 microsecond') AT TIME ZONE 'UTC')::date + 1) AT TIME ZONE 'UTC')
-    GROUP BY 1, 2;
+    PERFORM flows.recount_register_days(m, from_ts, to_ts, e);
     RETURN n;
 END
 $$;
