@@ -127,7 +127,7 @@ type fleetFigures struct {
 	inFlight               int
 	syncs0                 int64 // syncs recorded when the fleet was fresh
 	synced, twice          int   // meters with a sync, and synced more than once, by then
-	transportRequests              int64 // the transport's requests (retries not counted) by then
+	transportRequests      int64 // the transport's requests (retries not counted) by then
 	poolAcquires           int64 // the shared database pool's acquires, and those that waited, by then
 	poolWaits              int64
 	poolWait               time.Duration
