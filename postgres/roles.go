@@ -55,10 +55,10 @@ type SQLLoginSpec struct {
 
 // SQLLogin is a login of this database (a row of flows.sql_logins).
 type SQLLogin struct {
-	Name      string
-	Access    SQLAccess
-	ESCO      string // code; "" for every ESCO
-	CreatedAt time.Time
+	Name      string    `json:"login"`
+	Access    SQLAccess `json:"role"`
+	ESCO      string    `json:"esco"` // code; "" for every ESCO
+	CreatedAt time.Time `json:"created_at"`
 }
 
 var loginNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -72,7 +73,8 @@ func loadEnvDefaults() {
 
 func addEnvCommands(root *cobra.Command) {
 	root.AddCommand(&cobra.Command{Use: "env_set ENV", Short: "make ENV (the file emlite.ENV.env in $EMOP_HOME or ~/.simt) the current environment",
-		Args: cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
+		Example: cli.Example("emop env_set prod"),
+		Args:    cobra.ExactArgs(1), RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if !envName.MatchString(name) {
 				return fmt.Errorf("environment %q: want letters, digits, - or _", name)
@@ -98,6 +100,7 @@ func addEnvCommands(root *cobra.Command) {
 			return nil
 		}})
 	root.AddCommand(&cobra.Command{Use: "env_show", Short: "the current environment and the settings emop takes from it", Args: cobra.NoArgs,
+		Example: cli.Example("emop env_show"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			link := filepath.Join(envDir(), "emlite.env")
 			target, err := os.Readlink(link)
@@ -122,6 +125,7 @@ func addEnvCommands(root *cobra.Command) {
 			return nil
 		}})
 	root.AddCommand(&cobra.Command{Use: "version", Short: "emop's version", Args: cobra.NoArgs,
+		Example: cli.Example("emop version"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fmt.Fprintf(cmd.OutOrStdout(), "version=%s\n", version())
 			return nil

@@ -9,15 +9,17 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/spf13/cobra"
 )
 
 func newFrameCmd() *cobra.Command {
 	frame := &cobra.Command{Use: "frame", Short: "Decode and encode EMOP frames (no meter needed)"}
 	decode := &cobra.Command{
-		Use:   "decode HEX",
-		Short: "Decode one frame and print it as JSON",
-		Args:  cobra.MinimumNArgs(1),
+		Use:     "decode HEX",
+		Example: cli.Example("emop frame decode 7e11000000000021ae42050160010000c02f"),
+		Short:   "Decode one frame and print it as JSON",
+		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := parseHex(strings.Join(args, ""))
 			if err != nil {
@@ -36,9 +38,10 @@ func newFrameCmd() *cobra.Command {
 	var seq uint8
 	var src, dst string
 	encode := &cobra.Command{
-		Use:   "encode --object NAME|HEX [--write PAYLOAD_HEX]",
-		Short: "Print a request frame as hex: a read, or a write with --write",
-		Args:  cobra.NoArgs,
+		Use:     "encode --object NAME|HEX [--write PAYLOAD_HEX]",
+		Example: cli.Example("emop frame encode --object prepay_balance", "emop frame encode --object ffc802 --write 01"),
+		Short:   "Print a request frame as hex: a read, or a write with --write",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			objArg, _ := cmd.Flags().GetString("object")
 			id, _, err := emop.ParseObject(objArg)

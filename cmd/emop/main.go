@@ -4,27 +4,29 @@
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"strings"
 
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/spf13/cobra"
 )
 
 func main() {
-	if err := newRoot().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "emop:", explain(err))
-		os.Exit(1)
-	}
+	root := newRoot()
+	cli.Prepare(root)
+	os.Exit(cli.Run(context.Background(), root, os.Args[1:], os.Stderr, func(err error) (string, int) {
+		// Errors of the emop package carry its name; the line already does.
+		return strings.TrimPrefix(explain(err), "emop: "), cli.ExitFailure
+	}))
 }
 
 func newRoot() *cobra.Command {
 	loadEnvDefaults() // the current environment file (env_set), under flags and variables
 	var g globals
 	root := &cobra.Command{
-		Use:           "emop [--mediator HOST:PORT | --direct HOST:PORT] [-s SERIAL] COMMAND [ARGS]",
-		Short:         "Read and write Emlite meters over EMOP",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:   "emop [--mediator HOST:PORT | --direct HOST:PORT] [-s SERIAL] COMMAND [ARGS]",
+		Short: "Read and write Emlite meters over EMOP",
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.mediator, "mediator", os.Getenv("MEDIATOR_SERVER"), "mediator HOST:PORT (default $MEDIATOR_SERVER)")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/mediator"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
@@ -177,12 +178,35 @@ var any0 = cobra.MaximumNArgs(1)
 func newAdder(root *cobra.Command, g *globals) addFunc {
 	return func(use, short string, nargs cobra.PositionalArgs, record bool, run runFunc) *cobra.Command {
 		name := strings.Fields(use)[0]
-		c := &cobra.Command{Use: use + " [SERIAL]", Short: short, Args: nargs, RunE: func(cmd *cobra.Command, args []string) error {
+		c := &cobra.Command{Use: use + " [SERIAL]", Short: short, Args: nargs, Example: meterExample(use), RunE: func(cmd *cobra.Command, args []string) error {
 			return runOnTargets(cmd, g, name, record, run, args)
 		}}
 		root.AddCommand(c)
 		return c
 	}
+}
+
+// exampleArgs are the values meterExample puts for a usage line's argument
+// names.
+var exampleArgs = map[string]string{
+	"INDEX":       "0",
+	"TOKEN":       "12345678901234567890",
+	"OBJECT":      "prepay_balance",
+	"PAYLOAD_HEX": "01",
+	"on|off":      "on",
+}
+
+// meterExample is a meter command's --help example: through the
+// environment's mediator, by serial, and directly to one meter.
+func meterExample(use string) string {
+	words := strings.Fields(use)
+	for i, w := range words[1:] {
+		if v, ok := exampleArgs[w]; ok {
+			words[i+1] = v
+		}
+	}
+	line := strings.Join(words, " ")
+	return cli.Example("emop "+line+" EML2137580826", "emop --direct 127.77.0.1:8080 "+line, "emop --serials EML2137580826,EML2137580827 "+line)
 }
 
 // runOnTargets runs one meter command on each target. With one target its
@@ -473,8 +497,10 @@ func setting(id emop.ObjectID, names []string) runFunc {
 
 // addSettingCommands adds the backlight and load switch writes.
 func addSettingCommands(add addFunc) {
-	add("backlight_write SETTING", "backlight setting: "+strings.Join(emop.BacklightSettings, ", "), cobra.RangeArgs(1, 2), false, setting(emop.ObjBacklight, emop.BacklightSettings))
-	add("load_switch_write SETTING", "load switch setting: "+strings.Join(emop.LoadSwitchSettings, ", "), cobra.RangeArgs(1, 2), false, setting(emop.ObjLoadSwitch, emop.LoadSwitchSettings))
+	b := add("backlight_write SETTING", "backlight setting: "+strings.Join(emop.BacklightSettings, ", "), cobra.RangeArgs(1, 2), false, setting(emop.ObjBacklight, emop.BacklightSettings))
+	b.Example = meterExample("backlight_write " + emop.BacklightSettings[1])
+	l := add("load_switch_write SETTING", "load switch setting: "+strings.Join(emop.LoadSwitchSettings, ", "), cobra.RangeArgs(1, 2), false, setting(emop.ObjLoadSwitch, emop.LoadSwitchSettings))
+	l.Example = meterExample("load_switch_write " + emop.LoadSwitchSettings[0])
 }
 
 func parseTime(s string) (time.Time, error) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
 	"github.com/shopspring/decimal"
@@ -53,6 +54,7 @@ func addTariffWrite(add addFunc) {
 	c.Flags().StringVar(&ec, "emergency-credit", "15.00", "emergency credit GBP")
 	c.Flags().StringVar(&eca, "ecredit-availability", "10.00", "emergency credit availability threshold GBP")
 	c.Flags().StringVar(&drr, "debt-recovery-rate", "0.30", "debt recovery GBP/day")
+	c.Example = meterExample("tariffs_future_write --from-ts 2027-01-01T00:00:00 --unit-rate 0.2843 --standing-charge 0.5512")
 	for _, f := range []string{"from-ts", "unit-rate", "standing-charge"} {
 		_ = c.MarkFlagRequired(f)
 	}
@@ -113,6 +115,7 @@ func parseFutureTariff(unitRate, unitRateB, standing, ec, eca, drr string) (mete
 // addManagement adds info and list, which ask the mediator's InfoService.
 func addManagement(root *cobra.Command, g *globals) {
 	root.AddCommand(&cobra.Command{Use: "info [SERIAL]", Short: "registry and shadow of a meter (from the mediator)", Args: cobra.MaximumNArgs(1),
+		Example: cli.Example("emop info EML2137580826", "emop -s EML2137580826 info"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.mediatorClient()
 			if err != nil {
@@ -130,8 +133,9 @@ func addManagement(root *cobra.Command, g *globals) {
 			return nil
 		}})
 	var esco string
-	var asJSON bool
+	var out *cli.Output
 	list := &cobra.Command{Use: "list", Short: "the mediator's meters", Args: cobra.NoArgs,
+		Example: cli.Example("emop list", "emop list --esco WLCE --output json"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.mediatorClient()
 			if err != nil {
@@ -141,13 +145,13 @@ func addManagement(root *cobra.Command, g *globals) {
 			if err != nil {
 				return err
 			}
-			if asJSON {
+			if out.JSON() {
 				fmt.Fprintln(cmd.OutOrStdout(), js)
 				return nil
 			}
 			return printMeterTable(cmd, js)
 		}}
 	list.Flags().StringVar(&esco, "esco", "", "only this ESCO")
-	list.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	out = cli.AddOutput(list)
 	root.AddCommand(list)
 }

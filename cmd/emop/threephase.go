@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/intervalcsv"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
@@ -107,6 +108,7 @@ func addThreePhaseCommands(add addFunc) {
 			}
 			return intervalsJSON(cfg, rows, statuses)
 		})
+	c.Example = meterExample("three_phase_intervals --day 2026-11-30")
 	c.Flags().StringVar(&day, "day", "", "a UTC day, YYYY-MM-DD: 00:00 to 23:30 (as the reference)")
 	c.Flags().StringVar(&startTime, "start-time", "", "window start (ISO 8601; no offset means UTC)")
 	c.Flags().StringVar(&endTime, "end-time", "", "window end (ISO 8601), at most 24 hours after --start-time")
@@ -269,6 +271,7 @@ func writeIntervalsCSV(path, serial string, from time.Time, cfg emop.ThreePhaseC
 // printed nulls).
 func newClockDriftCmd(g *globals) *cobra.Command {
 	return &cobra.Command{Use: "clock_drift [SERIAL]", Short: "clock difference from the last sync (from the mediator)", Args: any0,
+		Example: cli.Example("emop clock_drift EML2137580826"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.mediatorClient()
 			if err != nil {

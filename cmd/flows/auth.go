@@ -8,6 +8,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/spf13/cobra"
 )
 
@@ -16,9 +17,10 @@ func newAuthCmd() *cobra.Command {
 	var role, esco, subject, secretFile string
 	var ttl time.Duration
 	issue := &cobra.Command{
-		Use:   "issue",
-		Short: "Print a signed API token (HS256 secret from $FLOWS_JWT_SECRET or --secret-file)",
-		Args:  cobra.NoArgs,
+		Use:     "issue",
+		Example: cli.Example("FLOWS_JWT_SECRET=... flows auth issue --sub alice --role operator --esco WLCE"),
+		Short:   "Print a signed API token (HS256 secret from $FLOWS_JWT_SECRET or --secret-file)",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			secret, err := jwtSecret(secretFile)
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/command"
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/internal/pgembed"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
@@ -57,9 +58,10 @@ func newBenchCmd() *cobra.Command {
 	var meters, workers int
 	var latency, rawFor time.Duration
 	syncCmd := &cobra.Command{
-		Use:   "sync",
-		Short: "Time the hourly sync of a simulated fleet against the simulator's raw capacity",
-		Args:  cobra.NoArgs,
+		Use:     "sync",
+		Example: cli.Example("flows bench sync", "flows bench sync --meters 2000 --latency 1s"),
+		Short:   "Time the hourly sync of a simulated fleet against the simulator's raw capacity",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if meters < 1 || workers < 1 {
 				return flows.FieldError("--meters", "meters and workers must be positive")
@@ -392,9 +394,10 @@ func newBenchRolloutCmd() *cobra.Command {
 	var meters, workers int
 	var latency time.Duration
 	cmd := &cobra.Command{
-		Use:   "rollout",
-		Short: "Time a tariff rollout to a simulated fleet: pushed, read back and verified on every meter",
-		Args:  cobra.NoArgs,
+		Use:     "rollout",
+		Example: cli.Example("flows bench rollout --meters 1000"),
+		Short:   "Time a tariff rollout to a simulated fleet: pushed, read back and verified on every meter",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			bf, err := startBenchFleet(ctx, meters, min(workers+10, 200), latency)

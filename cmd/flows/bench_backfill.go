@@ -18,6 +18,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
@@ -38,9 +39,10 @@ type backfillOptions struct {
 func newBenchBackfillCmd() *cobra.Command {
 	var o backfillOptions
 	cmd := &cobra.Command{
-		Use:   "backfill",
-		Short: "Time the profile backfill of a simulated fleet's past against the simulator's raw capacity",
-		Args:  cobra.NoArgs,
+		Use:     "backfill",
+		Example: cli.Example("flows bench backfill --meters 2000 --days 7"),
+		Short:   "Time the profile backfill of a simulated fleet's past against the simulator's raw capacity",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case o.meters < 1:

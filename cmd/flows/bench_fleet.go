@@ -24,6 +24,7 @@ import (
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
 	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/sim"
 	"github.com/shopspring/decimal"
@@ -46,8 +47,9 @@ type fleetOptions struct {
 func newBenchFleetCmd() *cobra.Command {
 	var o fleetOptions
 	cmd := &cobra.Command{
-		Use:   "fleet",
-		Short: "The hourly set of a fleet at cellular latency, with top-ups and on-demand syncs during the wave",
+		Use:     "fleet",
+		Example: cli.Example("flows bench fleet --meters 10000", "flows bench fleet --scale-out"),
+		Short:   "The hourly set of a fleet at cellular latency, with top-ups and on-demand syncs during the wave",
 		Long: `The hourly set of a simulated fleet at cellular latency (each request
 --latency ± --jitter, a --gap between requests to one meter that the
 simulator enforces, --drop-rate of connections dropped), run as flows serve

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/internal/pgembed"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/spf13/cobra"
@@ -63,9 +64,10 @@ const twinEvery = 4
 func newBenchIntervalsCmd() *cobra.Command {
 	var o intervalsOptions
 	cmd := &cobra.Command{
-		Use:   "intervals",
-		Short: "Time interval writes against COPY, and reads at 50 M half hours, in a private database",
-		Args:  cobra.NoArgs,
+		Use:     "intervals",
+		Example: cli.Example("flows bench intervals --rows 5000000"),
+		Short:   "Time interval writes against COPY, and reads at 50 M half hours, in a private database",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case o.meters < 1:

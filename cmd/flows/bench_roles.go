@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/shopspring/decimal"
 	"github.com/spf13/cobra"
@@ -28,9 +29,10 @@ type rolesOptions struct {
 func newBenchRolesCmd() *cobra.Command {
 	var o rolesOptions
 	cmd := &cobra.Command{
-		Use:   "roles",
-		Short: "Time the seed's history queries as the owner and as ESCO-scoped logins, and the sync write path with RLS on and off",
-		Args:  cobra.NoArgs,
+		Use:     "roles",
+		Example: cli.Example("flows bench roles"),
+		Short:   "Time the seed's history queries as the owner and as ESCO-scoped logins, and the sync write path with RLS on and off",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case o.meters < 2:

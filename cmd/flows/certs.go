@@ -7,8 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/mediator"
 	"github.com/spf13/cobra"
 )
@@ -27,7 +30,7 @@ func newCertsCmd() *cobra.Command {
 	var hosts []string
 	var role string
 	certs.AddCommand(
-		&cobra.Command{Use: "init ENV", Short: "Make the environment's CA", Args: cobra.ExactArgs(1),
+		&cobra.Command{Use: "init ENV", Example: cli.Example("flows certs init prod"), Short: "Make the environment's CA", Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if err := mediator.InitCA(where(args[0]), args[0]); err != nil {
 					return err
@@ -36,7 +39,7 @@ func newCertsCmd() *cobra.Command {
 				return nil
 			}},
 		func() *cobra.Command {
-			c := &cobra.Command{Use: "server ENV", Short: "Make the mediator's certificate", Args: cobra.ExactArgs(1),
+			c := &cobra.Command{Use: "server ENV", Example: cli.Example("flows certs server prod --host mediator.example.org"), Short: "Make the mediator's certificate", Args: cobra.ExactArgs(1),
 				RunE: func(cmd *cobra.Command, args []string) error {
 					if err := mediator.Issue(where(args[0]), "server", "", hosts); err != nil {
 						return err
@@ -48,7 +51,7 @@ func newCertsCmd() *cobra.Command {
 			return c
 		}(),
 		func() *cobra.Command {
-			c := &cobra.Command{Use: "client ENV CLIENT_ID --ou ROLE", Short: "Make a client certificate (roles: internal, partner, readonly)", Args: cobra.ExactArgs(2),
+			c := &cobra.Command{Use: "client ENV CLIENT_ID --ou ROLE", Example: cli.Example("flows certs client prod support-laptop --ou readonly"), Short: "Make a client certificate (roles: internal, partner, readonly)", Args: cobra.ExactArgs(2),
 				RunE: func(cmd *cobra.Command, args []string) error {
 					if args[1] == "server" || args[1] == "ca" || strings.ContainsAny(args[1], "/\\. ") {
 						return flows.FieldError("CLIENT_ID", "%q cannot be a client name", args[1])
@@ -63,21 +66,8 @@ func newCertsCmd() *cobra.Command {
 			_ = c.MarkFlagRequired("ou")
 			return c
 		}(),
-		&cobra.Command{Use: "list ENV", Short: "List the environment's certificates", Args: cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				files, _ := filepath.Glob(filepath.Join(where(args[0]), "*.pem"))
-				for _, f := range files {
-					if strings.HasSuffix(f, "-key.pem") {
-						continue
-					}
-					if c, err := readCert(f); err == nil {
-						fmt.Fprintf(cmd.OutOrStdout(), "%s\tCN=%s OU=%s\texpires %s\n", filepath.Base(f), c.Subject.CommonName,
-							strings.Join(c.Subject.OrganizationalUnit, ","), c.NotAfter.Format("2006-01-02"))
-					}
-				}
-				return nil
-			}},
-		&cobra.Command{Use: "info CERT", Short: "Show a certificate", Args: cobra.ExactArgs(1),
+		newCertsListCmd(where),
+		&cobra.Command{Use: "info CERT", Example: cli.Example("flows certs info ~/.flows/certs/prod/server.crt"), Short: "Show a certificate", Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				c, err := readCert(args[0])
 				if err != nil {
@@ -101,4 +91,44 @@ func readCert(path string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s is not PEM", path)
 	}
 	return x509.ParseCertificate(blk.Bytes)
+}
+
+// certRow is one certificate of flows certs list.
+type certRow struct {
+	File    string    `json:"file"`
+	CN      string    `json:"common_name"`
+	Role    string    `json:"role"` // the OU: internal, partner, readonly (empty for the CA and server)
+	Expires time.Time `json:"expires"`
+}
+
+func newCertsListCmd(where func(string) string) *cobra.Command {
+	var out *cli.Output
+	c := &cobra.Command{Use: "list ENV", Example: cli.Example("flows certs list prod", "flows certs list prod --output json"), Short: "List the environment's certificates", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := where(args[0])
+			if _, err := os.Stat(dir); err != nil {
+				return flows.FieldError("ENV", "no certificates for %q in %s (make them with flows certs init %s, or point --dir at them)", args[0], dir, args[0])
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, "*.pem"))
+			rows := []certRow{}
+			for _, f := range files {
+				if strings.HasSuffix(f, "-key.pem") {
+					continue
+				}
+				if c, err := readCert(f); err == nil {
+					rows = append(rows, certRow{File: filepath.Base(f), CN: c.Subject.CommonName, Role: strings.Join(c.Subject.OrganizationalUnit, ","), Expires: c.NotAfter.UTC()})
+				}
+			}
+			if out.JSON() {
+				return writeJSON(cmd, rows)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "FILE\tCN\tROLE\tEXPIRES")
+			for _, r := range rows {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.File, r.CN, r.Role, r.Expires.Format("2006-01-02"))
+			}
+			return w.Flush()
+		}}
+	out = cli.AddOutput(c)
+	return c
 }

@@ -1,8 +1,10 @@
 package main_test
 
 import (
+	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -25,8 +27,13 @@ func TestCertsCommand(t *testing.T) {
 		t.Errorf("second init overwrote the CA: %s", out)
 	}
 	out, err := run("list", "test")
-	if err != nil || !strings.Contains(out, "CN=ops OU=internal") || !strings.Contains(out, "CN=flows-mediators") {
+	if err != nil || !regexp.MustCompile(`(?m)^ops\.pem +ops +internal +\d{4}-\d\d-\d\d$`).MatchString(out) || !strings.Contains(out, "flows-mediators") {
 		t.Errorf("list: %v\n%s", err, out)
+	}
+	out, err = run("list", "test", "--output", "json")
+	var certs []struct{ File, Role string }
+	if err != nil || json.Unmarshal([]byte(out), &certs) != nil || len(certs) != 3 || certs[1].File != "ops.pem" || certs[1].Role != "internal" {
+		t.Errorf("list --output json: %v %+v\n%s", err, certs, out)
 	}
 	if out, err := run("info", filepath.Join(dir, "server.pem")); err != nil || !strings.Contains(out, "mediator.example") {
 		t.Errorf("info: %v\n%s", err, out)

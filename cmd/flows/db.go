@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/spf13/cobra"
 )
@@ -20,9 +21,10 @@ func newDBCmd() *cobra.Command {
 	db := &cobra.Command{Use: "db", Short: "Database logins for analysts and BI tools (read-only or operator, optionally one ESCO)"}
 	var role, esco, login string
 	grant := &cobra.Command{
-		Use:   "grant --role readonly|operator [--esco CODE] --login NAME",
-		Short: "Create a database login and print its connection URL (the password is shown only then)",
-		Args:  cobra.NoArgs,
+		Use:     "grant --role readonly|operator [--esco CODE] --login NAME",
+		Example: cli.Example("flows db grant --role readonly --esco WLCE --login wlce_bi"),
+		Short:   "Create a database login and print its connection URL (the password is shown only then)",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			access := postgres.SQLAccess(role)
 			if access != postgres.SQLReadonly && access != postgres.SQLOperator {
@@ -62,9 +64,10 @@ func newDBCmd() *cobra.Command {
 	addDatabaseFlag(grant)
 
 	revoke := &cobra.Command{
-		Use:   "revoke --login NAME",
-		Short: "Remove a database login: it can connect no more, and its open sessions are ended",
-		Args:  cobra.NoArgs,
+		Use:     "revoke --login NAME",
+		Example: cli.Example("flows db revoke --login wlce_bi"),
+		Short:   "Remove a database login: it can connect no more, and its open sessions are ended",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := postgres.ValidateLoginName(login); err != nil {
 				return flagError(err)
@@ -90,10 +93,12 @@ func newDBCmd() *cobra.Command {
 	_ = revoke.MarkFlagRequired("login")
 	addDatabaseFlag(revoke)
 
+	var out *cli.Output
 	list := &cobra.Command{
-		Use:   "logins",
-		Short: "List the logins granted in this database",
-		Args:  cobra.NoArgs,
+		Use:     "logins",
+		Example: cli.Example("flows db logins", "flows db logins --output json"),
+		Short:   "List the logins granted in this database",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url, err := databaseURL(cmd)
 			if err != nil {
@@ -103,6 +108,9 @@ func newDBCmd() *cobra.Command {
 				logins, err := store.SQLLogins(cmd.Context())
 				if err != nil {
 					return err
+				}
+				if out.JSON() {
+					return writeJSON(cmd, logins)
 				}
 				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(w, "LOGIN\tROLE\tESCO\tCREATED")
@@ -117,6 +125,7 @@ func newDBCmd() *cobra.Command {
 			})
 		},
 	}
+	out = cli.AddOutput(list)
 	addDatabaseFlag(list)
 	db.AddCommand(grant, revoke, list)
 	return db

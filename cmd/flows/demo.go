@@ -17,6 +17,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/internal/demo"
 	"github.com/flows-energy/flows/internal/pgembed"
 	"github.com/flows-energy/flows/postgres"
@@ -39,9 +40,10 @@ type demoConfig struct {
 func newDemoCmd() *cobra.Command {
 	var cfg demoConfig
 	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Run everything on an embedded PostgreSQL with a simulated fleet",
-		Args:  cobra.NoArgs,
+		Use:     "demo",
+		Example: cli.Example("flows demo", "flows demo --meters 200 --speed 60"),
+		Short:   "Run everything on an embedded PostgreSQL with a simulated fleet",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := cfg.validate(); err != nil {
 				return err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/smip"
 	"github.com/spf13/cobra"
@@ -33,8 +34,9 @@ type smipExport struct {
 func newExportSMIPCmd() *cobra.Command {
 	var esco, serial, from, to, out string
 	cmd := &cobra.Command{
-		Use:   "smip (--esco CODE | --serial S) --from DAY --to DAY --out DIR",
-		Short: "Write SMIP CSV files of half-hourly profile readings: one per meter, element and UTC day",
+		Use:     "smip (--esco CODE | --serial S) --from DAY --to DAY --out DIR",
+		Example: cli.Example("flows export smip --esco WLCE --from 2026-11-01 --to 2026-11-30 --out ./smip", "flows export smip --serial EML2137580826 --from 2026-11-30 --to 2026-11-30 --out ."),
+		Short:   "Write SMIP CSV files of half-hourly profile readings: one per meter, element and UTC day",
 		Long: `Writes DIR/<serial>[-A|-B]-<YYYYMMDD>.csv for every UTC day from --from to --to
 (both included, at most 366 days): a twin-element meter gets an -A and a -B
 file a day, a single-element meter one file without the suffix. Each file is

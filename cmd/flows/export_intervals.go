@@ -10,6 +10,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/intervalcsv"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/spf13/cobra"
@@ -21,8 +22,9 @@ func newExportIntervalsCmd() *cobra.Command {
 	var esco, serial, from, to, out string
 	var statuses bool
 	cmd := &cobra.Command{
-		Use:   "intervals (--esco CODE | --serial S) --from DAY --to DAY --out DIR [--status]",
-		Short: "Write three-phase interval CSV files: one per meter and UTC day",
+		Use:     "intervals (--esco CODE | --serial S) --from DAY --to DAY --out DIR [--status]",
+		Example: cli.Example("flows export intervals --serial P1234567 --from 2026-11-01 --to 2026-11-07 --out ./3p"),
+		Short:   "Write three-phase interval CSV files: one per meter and UTC day",
 		Long: `Writes DIR/<serial>_<YYYY-MM-DD>_intervals.csv for every three-phase meter and
 UTC day from --from to --to (both included, at most 366 days): the
 reference's three_phase_intervals file, byte for byte what

@@ -5,37 +5,45 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/spf13/cobra"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newRoot().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "flows:", flows.ErrorMessage(err))
-		if flows.ErrorCode(err) == flows.EINTERNAL {
-			fmt.Fprintln(os.Stderr, "  detail:", err)
-		}
-		if flows.ErrorCode(err) == flows.ENOTIMPL {
-			os.Exit(3)
-		}
-		os.Exit(1)
+	root := newRoot()
+	cli.Prepare(root)
+	code := cli.Run(ctx, root, os.Args[1:], os.Stderr, explain)
+	stop()
+	os.Exit(code)
+}
+
+// explain turns a failed command's error into its message and exit status:
+// the application error's message, with the detail of an internal one (an
+// operator needs it and a CLI has no log to send it to), 3 for a feature
+// not built.
+func explain(err error) (string, int) {
+	msg := flows.ErrorMessage(err)
+	switch flows.ErrorCode(err) {
+	case flows.EINTERNAL:
+		msg += "\n  detail: " + err.Error()
+	case flows.ENOTIMPL:
+		return msg, 3
 	}
+	return msg, cli.ExitFailure
 }
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "flows",
-		Short:         "Head-end and meter management for prepayment electricity meters",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:   "flows",
+		Short: "Head-end and meter management for prepayment electricity meters",
 	}
 	root.AddCommand(newDemoCmd(), newServeCmd(), newMigrateCmd(), newSimCmd(), newMeterCmd(), newAuthCmd(), newBenchCmd(), newCertsCmd(), newReplicaCmd(), newExportCmd(), newDBCmd())
 	return root

@@ -32,8 +32,8 @@ func TestServePartitionFlags(t *testing.T) {
 		args := append([]string{"serve", "--components", "mediator", "--database-url", "postgres://nobody@127.0.0.1:1/none"}, c.args...)
 		out, err := exec.Command(flowsBin, args...).CombinedOutput()
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), c.want) {
-			t.Errorf("serve %v: %v\n%s\nwant exit 1 saying %q", c.args, err, out, c.want)
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) || !strings.Contains(string(out), "Usage: flows serve") {
+			t.Errorf("serve %v: %v\n%s\nwant a usage error (exit 2) saying %q", c.args, err, out, c.want)
 		}
 	}
 

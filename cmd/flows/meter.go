@@ -7,13 +7,14 @@ import (
 	"text/tabwriter"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/syncer"
 	"github.com/spf13/cobra"
 )
 
 func newMeterCmd() *cobra.Command {
-	meter := &cobra.Command{Use: "meter", Short: "Registry commands: import, list, show, sync"}
+	meter := &cobra.Command{Use: "meter", Short: "Meters: import, list, show, sync, and requests to them (tariff, topup)"}
 	meter.AddCommand(newMeterImportCmd(), newMeterListCmd(), newMeterShowCmd(), newMeterSyncCmd(), newTariffCmd(), newTopupCmd())
 	return meter
 }
@@ -21,9 +22,10 @@ func newMeterCmd() *cobra.Command {
 func newMeterImportCmd() *cobra.Command {
 	var esco string
 	imp := &cobra.Command{
-		Use:   "import FILE",
-		Short: `Register meters from a JSON file {"meters": [{"serial", "ip_address", "port", "hardware", ...}]}`,
-		Args:  cobra.ExactArgs(1),
+		Use:     "import FILE",
+		Example: cli.Example("flows meter import meters.json"),
+		Short:   `Register meters from a JSON file {"meters": [{"serial", "ip_address", "port", "hardware", ...}]}`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			entries, err := readRegistryFile(args[0])
 			if err != nil {
@@ -57,11 +59,12 @@ func newMeterImportCmd() *cobra.Command {
 func newMeterListCmd() *cobra.Command {
 	var filter flows.MeterFilter
 	var mode, health string
-	var asJSON bool
+	var out *cli.Output
 	list := &cobra.Command{
-		Use:   "list",
-		Short: "List registered meters",
-		Args:  cobra.NoArgs,
+		Use:     "list",
+		Example: cli.Example("flows meter list", "flows meter list --esco WLCE --output json"),
+		Short:   "List registered meters",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			store, closeFn, err := openStore(cmd)
 			if err != nil {
@@ -69,11 +72,11 @@ func newMeterListCmd() *cobra.Command {
 			}
 			defer closeFn()
 			filter.Mode, filter.Health = flows.Mode(mode), flows.Health(health)
-			ms, err := store.Meters(cmd.Context(), filter)
+			ms, err := store.MeterRows(cmd.Context(), filter)
 			if err != nil {
 				return err
 			}
-			if asJSON {
+			if out.JSON() {
 				return writeJSON(cmd, ms)
 			}
 			return writeMeterTable(cmd, ms)
@@ -83,30 +86,45 @@ func newMeterListCmd() *cobra.Command {
 	list.Flags().StringVar(&mode, "mode", "", "active or passive")
 	list.Flags().StringVar(&health, "health", "", "healthy or unhealthy")
 	list.Flags().StringVarP(&filter.Query, "query", "q", "", "serial or name contains")
-	list.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	out = cli.AddOutput(list)
 	addDatabaseFlag(list)
 	return list
 }
 
-// writeMeterTable prints meters as flows meter list's table.
-func writeMeterTable(cmd *cobra.Command, ms []flows.Meter) error {
+// writeMeterTable prints meters as flows meter list's table: who the
+// meter is, and what an operator looks at first (balance, health, signal,
+// when it last answered). "-" is a value Flows has not read yet.
+func writeMeterTable(cmd *cobra.Command, ms []flows.MeterRow) error {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SERIAL\tNAME\tMODE\tHARDWARE\tIP\tESCO")
+	fmt.Fprintln(w, "SERIAL\tNAME\tMODE\tHARDWARE\tESCO\tBALANCE\tHEALTH\tCSQ\tLAST ONLINE")
 	for _, m := range ms {
-		ip := ""
-		if m.IPAddress != nil {
-			ip = m.IPAddress.String()
+		balance, health, csq, online := "-", "-", "-", "-"
+		if m.Balance != nil {
+			balance = "£" + m.Balance.StringFixed(2)
+			if m.Stale {
+				balance += " (stale)"
+			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Serial, m.Name, m.Mode, m.Hardware, ip, m.ESCOCode)
+		if m.Health != nil {
+			health = string(*m.Health)
+		}
+		if m.CSQ != nil {
+			csq = fmt.Sprint(*m.CSQ)
+		}
+		if m.LastOnline != nil {
+			online = m.LastOnline.UTC().Format("2006-01-02 15:04Z")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Serial, m.Name, m.Mode, m.Hardware, m.ESCOCode, balance, health, csq, online)
 	}
 	return w.Flush()
 }
 
 func newMeterShowCmd() *cobra.Command {
 	show := &cobra.Command{
-		Use:   "show SERIAL",
-		Short: "Show a meter's registry row, shadow and registers as JSON",
-		Args:  cobra.ExactArgs(1),
+		Use:     "show SERIAL",
+		Example: cli.Example("flows meter show EML2137580826"),
+		Short:   "Show a meter's registry row, shadow and registers as JSON",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := flows.ValidateSerial(args[0]); err != nil {
 				return err
@@ -129,9 +147,10 @@ func newMeterShowCmd() *cobra.Command {
 
 func newMeterSyncCmd() *cobra.Command {
 	sync := &cobra.Command{
-		Use:   "sync SERIAL",
-		Short: "Queue an immediate sync of one meter",
-		Args:  cobra.ExactArgs(1),
+		Use:     "sync SERIAL",
+		Example: cli.Example("flows meter sync EML2137580826"),
+		Short:   "Queue an immediate sync of one meter",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			store, m, closeFn, err := meterArg(cmd, args[0])
 			if err != nil {

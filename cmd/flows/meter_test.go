@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +66,7 @@ func TestMigrateAndMeterCommands(t *testing.T) {
 	if out, err := flowsCmd(t, "meter", "import", moved, "--esco", "WLCE", "--database-url", url); err != nil || !strings.Contains(out, "0 new, 1 updated") {
 		t.Fatalf("re-import: %v\n%s", err, out)
 	}
-	out, err = flowsCmd(t, "meter", "list", "--json", "--esco", "wlce", "--database-url", url)
+	out, err = flowsCmd(t, "meter", "list", "--output", "json", "--esco", "wlce", "--database-url", url)
 	if err != nil {
 		t.Fatal(err, out)
 	}
@@ -90,7 +91,31 @@ func TestMigrateAndMeterCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Registers) != 1 || st.Registers[0].Element != "SINGLE" || !st.Registers[0].DirectionReversed {
 		t.Fatalf("show solar meter: %v\n%s", err, out)
 	}
-	if out, err := flowsCmd(t, "meter", "show", "EML2137589999", "--database-url", url); err == nil || !strings.Contains(out, "not found") {
-		t.Fatalf("show unknown: %v\n%s", err, out)
+	if out, err := flowsCmd(t, "meter", "show", "EML2137589999", "--database-url", url); exitCode(err) != 1 || !strings.Contains(out, "not found") {
+		t.Fatalf("show unknown: %v\n%s\nwant exit 1, not found", err, out)
 	}
+	// The table an operator reads: state beside identity, "-" for not read yet.
+	out, err = flowsCmd(t, "meter", "list", "--esco", "WLCE", "--database-url", url)
+	if err != nil || !strings.Contains(out, "BALANCE") || !strings.Contains(out, "LAST ONLINE") || !strings.Contains(out, "EML2137580002") {
+		t.Fatalf("list table: %v\n%s", err, out)
+	}
+	// Usage errors exit 2 with the usage line; they never reach the database.
+	for _, args := range [][]string{{"meter", "lst"}, {"meter", "show"}, {"meter", "list", "--output", "yaml"}, {"meter", "topup", "EML2137580002"}} {
+		out, err := flowsCmd(t, append(args, "--database-url", url)...)
+		if exitCode(err) != 2 || !strings.Contains(out, "Usage: flows meter") {
+			t.Errorf("flows %v: %v\n%s\nwant exit 2 with the usage line", args, err, out)
+		}
+	}
+}
+
+// exitCode is a finished command's exit status (0 for a nil error).
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

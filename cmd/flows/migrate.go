@@ -4,15 +4,17 @@ import (
 	"fmt"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/spf13/cobra"
 )
 
 func newMigrateCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "migrate [up|status]",
-		Short: "Apply pending schema migrations (up, the default) or list them (status)",
-		Args:  cobra.MaximumNArgs(1),
+		Use:     "migrate [up|status]",
+		Example: cli.Example("flows migrate", "flows migrate status"),
+		Short:   "Apply pending schema migrations (up, the default) or list them (status)",
+		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			action := "up"
 			if len(args) == 1 {

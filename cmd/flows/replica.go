@@ -5,16 +5,18 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/spf13/cobra"
 )
 
 func newReplicaCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "replica", Short: "Replication of shadows to databases where the meters are passive twins"}
-	var asJSON bool
+	var out *cli.Output
 	status := &cobra.Command{
-		Use:   "status",
-		Short: "Each replica's cursor, backlog, the entry it refuses and how many were quarantined",
-		Args:  cobra.NoArgs,
+		Use:     "status",
+		Example: cli.Example("flows replica status", "flows replica status --output json"),
+		Short:   "Each replica's cursor, backlog, the entry it refuses and how many were quarantined",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			store, closeFn, err := openStore(cmd)
 			if err != nil {
@@ -25,7 +27,7 @@ func newReplicaCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
+			if out.JSON() {
 				return writeJSON(cmd, sts)
 			}
 			if len(sts) == 0 {
@@ -44,7 +46,7 @@ func newReplicaCmd() *cobra.Command {
 			return w.Flush()
 		},
 	}
-	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	out = cli.AddOutput(status)
 	addDatabaseFlag(status)
 	cmd.AddCommand(status)
 	return cmd

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/shopspring/decimal"
 	"github.com/spf13/cobra"
 )
@@ -22,9 +23,10 @@ func requester() string {
 func newTariffCmd() *cobra.Command {
 	var from, rateA, rateB, sc, ec, eca, drr string
 	cmd := &cobra.Command{
-		Use:   "tariff SERIAL",
-		Short: "Schedule a future tariff: a durable request, pushed and verified by the commands component",
-		Args:  cobra.ExactArgs(1),
+		Use:     "tariff SERIAL",
+		Example: cli.Example("flows meter tariff EML2137580826 --from-ts 2027-01-01T00:00:00Z --unit-rate 0.2843 --standing-charge 0.5512"),
+		Short:   "Schedule a future tariff: a durable request, pushed and verified by the commands component",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if rateB == "" {
 				rateB = rateA
@@ -75,9 +77,10 @@ func newTariffCmd() *cobra.Command {
 func newTopupCmd() *cobra.Command {
 	var token, amount, source string
 	cmd := &cobra.Command{
-		Use:   "topup SERIAL --token DIGITS",
-		Short: "Add a top-up token to the ledger; the commands component pushes and confirms it",
-		Args:  cobra.ExactArgs(1),
+		Use:     "topup SERIAL --token DIGITS",
+		Example: cli.Example("flows meter topup EML2137580826 --token 12345678901234567890 --amount 10.00"),
+		Short:   "Add a top-up token to the ledger; the commands component pushes and confirms it",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var amt *decimal.Decimal
 			if amount != "" {

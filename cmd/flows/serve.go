@@ -13,6 +13,7 @@ import (
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/command"
 	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/internal/lifecycle"
 	"github.com/flows-energy/flows/mediator"
 	"github.com/flows-energy/flows/meterconn"
@@ -62,8 +63,9 @@ func newServeCmd() *cobra.Command {
 	var cfg serveConfig
 	var components string
 	cmd := &cobra.Command{
-		Use:   "serve",
-		Short: "Run the API, sync engine, commands and mediator against a database",
+		Use:     "serve",
+		Example: cli.Example("flows serve --database-url postgres://flows@db/flows", "flows serve --components sync,commands --database-url $FLOWS_DATABASE_URL"),
+		Short:   "Run the API, sync engine, commands and mediator against a database",
 		Long: `Run the API, sync engine, commands and mediator against a database.
 
 Sizing a node. A meter's set is a few requests in a row, each the meter's

@@ -36,8 +36,8 @@ func TestServeMediatorRefusesOpenAddress(t *testing.T) {
 	url := pgtest.NewDB(t)
 	out, err := exec.Command(flowsBin, "serve", "--components", "mediator", "--grpc", "0.0.0.0:0", "--database-url", url).CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("serve on 0.0.0.0 without TLS: %v, want exit 1\n%s", err, out)
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("serve on 0.0.0.0 without TLS: %v, want a usage error (exit 2)\n%s", err, out)
 	}
 	for _, want := range []string{"flows: --grpc: 0.0.0.0:0 is not a loopback address", "--grpc-cert, --grpc-key and --grpc-ca", "--grpc-insecure"} {
 		if !strings.Contains(string(out), want) {

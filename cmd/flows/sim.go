@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/sim"
 	"github.com/shopspring/decimal"
 	"github.com/spf13/cobra"
@@ -50,8 +51,9 @@ func newSimCmd() *cobra.Command {
 	var cfg simConfig
 	var threePhase float64
 	cmd := &cobra.Command{
-		Use:   "sim",
-		Short: "Run an emulated fleet of Emlite meters speaking EMOP over TCP",
+		Use:     "sim",
+		Example: cli.Example("flows sim --meters 100 --listen 127.77:8080 --registry-out fleet.json"),
+		Short:   "Run an emulated fleet of Emlite meters speaking EMOP over TCP",
 		Long: `Run an emulated fleet of Emlite meters speaking EMOP over TCP, one request
 per connection, each meter on its own loopback address.
 
@@ -146,9 +148,10 @@ the next prefixes (127.77, then 127.78, ...).`,
 
 	var registry, serial, amount string
 	token := &cobra.Command{
-		Use:   "token",
-		Short: "Print a valid 20-digit top-up token for a simulated meter",
-		Args:  cobra.NoArgs,
+		Use:     "token",
+		Example: cli.Example("flows sim token --registry fleet.json --serial EML2137580826 --amount 10"),
+		Short:   "Print a valid 20-digit top-up token for a simulated meter",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			specs, err := sim.ReadRegistry(registry)
 			if err != nil {

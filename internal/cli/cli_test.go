@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/flows-energy/flows"
+	"github.com/spf13/cobra"
+)
+
+// tree is a small command tree shaped like flows': a group with a command
+// taking a serial and a required flag, and one that fails.
+func tree() *cobra.Command {
+	root := &cobra.Command{Use: "flows"}
+	meter := &cobra.Command{Use: "meter", Short: "meters"}
+	var token string
+	topup := &cobra.Command{Use: "topup SERIAL --token DIGITS", Args: cobra.ExactArgs(1), Example: Example("flows meter topup EML1 --token 1"),
+		RunE: func(c *cobra.Command, a []string) error {
+			if token == "bad" {
+				return flows.FieldError("--token", "want 20 digits")
+			}
+			return nil
+		}}
+	topup.Flags().StringVar(&token, "token", "", "token")
+	_ = topup.MarkFlagRequired("token")
+	show := &cobra.Command{Use: "show SERIAL", Args: cobra.ExactArgs(1), RunE: func(c *cobra.Command, a []string) error {
+		return flows.Errorf(flows.ENOTFOUND, "no meter %s", a[0])
+	}}
+	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(c *cobra.Command, a []string) error { return nil }}
+	AddOutput(list)
+	meter.AddCommand(topup, show, list)
+	root.AddCommand(meter)
+	return root
+}
+
+func run(args ...string) (int, string) {
+	var stderr bytes.Buffer
+	root := tree()
+	root.SetOut(new(bytes.Buffer))
+	Prepare(root)
+	code := Run(context.Background(), root, args, &stderr, func(err error) (string, int) {
+		return flows.ErrorMessage(err), ExitFailure
+	})
+	return code, stderr.String()
+}
+
+func TestUsageErrorsExit2WithTheUsageLine(t *testing.T) {
+	for _, c := range []struct {
+		args  []string
+		want  string // in the message line
+		usage string // the usage line printed
+	}{
+		{[]string{"meter", "show"}, "flows: missing SERIAL", "Usage: flows meter show SERIAL"},
+		{[]string{"meter", "show", "a", "b"}, `too many arguments: "b" after SERIAL`, "Usage: flows meter show SERIAL"},
+		{[]string{"meter", "list", "x"}, `unexpected argument "x"`, "Usage: flows meter list"},
+		{[]string{"meter", "topup", "EML1"}, "missing required flag --token", "Usage: flows meter topup SERIAL --token DIGITS"},
+		{[]string{"meter", "topup", "EML1", "--token", "bad"}, "--token: want 20 digits", "Usage: flows meter topup"},
+		{[]string{"meter", "list", "--bogus"}, "unknown flag: --bogus", "Usage: flows meter list"},
+		{[]string{"meter", "list", "--output", "yaml"}, "want table or json", "Usage: flows meter list"},
+		{[]string{"meter", "lst"}, `unknown command "lst" for "flows meter"; did you mean "list"?`, "Usage: flows meter COMMAND"},
+		{[]string{"metr"}, `unknown command "metr" for "flows"; did you mean "meter"?`, "Usage: flows COMMAND"},
+	} {
+		code, out := run(c.args...)
+		if code != ExitUsage || !strings.Contains(out, c.want) || !strings.Contains(out, c.usage) || !strings.Contains(out, "--help' for more") {
+			t.Errorf("flows %s: exit %d\n%s\nwant exit 2, %q and %q", strings.Join(c.args, " "), code, out, c.want, c.usage)
+		}
+	}
+}
+
+func TestFailuresExit1WithTheirMessage(t *testing.T) {
+	code, out := run("meter", "show", "EML9")
+	if code != ExitFailure || out != "flows: no meter EML9\n" {
+		t.Errorf("exit %d, %q; want 1 and the error's message alone", code, out)
+	}
+}
+
+func TestAGroupWithoutASubcommandShowsItsHelp(t *testing.T) {
+	if code, out := run("meter"); code != 0 || out != "" {
+		t.Errorf("exit %d, stderr %q", code, out)
+	}
+	if code, _ := run("meter", "list", "--output", "json"); code != 0 {
+		t.Errorf("--output json: exit %d", code)
+	}
+}
+
+func TestLintFindsExamplesThatDoNotRun(t *testing.T) {
+	bad := func() *cobra.Command {
+		root := tree()
+		for _, c := range root.Commands()[0].Commands() {
+			switch c.Name() {
+			case "topup":
+				c.Example = Example("flows meter topup EML1") // the required --token missing
+			case "list":
+				c.Example = Example("flows meter list --format json")
+			}
+		}
+		return root
+	}
+	got := strings.Join(Lint(bad), "\n")
+	for _, want := range []string{"flows meter show: no example", `flows meter topup: example "flows meter topup EML1": required flag(s) "token" not set`, "flows meter list: example \"flows meter list --format json\": unknown flag: --format"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Lint:\n%s\nwant %q", got, want)
+		}
+	}
+	if len(Lint(bad)) != 3 {
+		t.Errorf("Lint found %d problems, want 3:\n%s", len(Lint(bad)), got)
+	}
+}
