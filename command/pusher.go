@@ -17,6 +17,7 @@ package command
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -321,6 +322,11 @@ func (p *Pusher) target(ctx context.Context, meterID string) (*flows.Meter, mete
 // is recorded (the database is what failed), so the request keeps its
 // lease until it expires and the next pass resumes it, as after a crash.
 func (p *Pusher) storeFailed(req pushed, what string, err error) outcome {
+	if errors.Is(err, context.Canceled) {
+		// Shutting down: not a fault, and the next start resumes the push.
+		p.cfg.Logger.Info("push interrupted by shutdown; resumed at the next start", "request_kind", req.kind, "request_id", req.id)
+		return stopped()
+	}
 	p.cfg.Logger.Error(what, "request_kind", req.kind, "request_id", req.id, "error", err)
 	return stopped()
 }

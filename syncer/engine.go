@@ -249,7 +249,7 @@ func New(cfg Config) (*Engine, error) {
 		CompletedJobRetentionPeriod: 25 * time.Hour,
 		FetchCooldown:               20 * time.Millisecond,
 		FetchPollInterval:           500 * time.Millisecond,
-		Logger:                      cfg.Logger.With("component", "river"),
+		Logger:                      slog.New(riverHandler{cfg.Logger.Handler()}).With("component", "river"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sync engine: %w", err)
@@ -404,7 +404,7 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 	if res == nil {
 		// Nothing applied (and so the lease not released with it).
 		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), a.MeterID, e.cfg.Owner); err != nil {
-			e.cfg.Logger.Warn("releasing sync lease", "meter_id", a.MeterID, "error", err)
+			e.cfg.Logger.Warn("releasing sync lease", "meter_serial", m.Serial, "error", err)
 		}
 	}
 	if err != nil {
@@ -420,17 +420,18 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 		return nil
 	}
 	_, detail, ok := res.Verdict()
-	e.synced(a.MeterID, detail, ok)
+	e.synced(a.MeterID, m.Serial, detail, ok)
 	return nil
 }
 
-// synced logs a failed sync and tells OnSynced.
-func (e *Engine) synced(meterID, detail string, ok bool) {
+// synced logs a failed sync (by serial: what an operator searches for)
+// and tells OnSynced.
+func (e *Engine) synced(meterID, serial, detail string, ok bool) {
 	if !ok {
 		if detail == "" {
 			detail = "no answer"
 		}
-		e.cfg.Logger.Info("sync failed", "meter_id", meterID, "detail", detail)
+		e.cfg.Logger.Info("sync failed", "meter_serial", serial, "detail", detail)
 	} else {
 		detail = ""
 	}
@@ -537,14 +538,18 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 	if err != nil {
 		return 0, err
 	}
+	serial := make(map[string]string, len(meters))
+	for _, m := range meters {
+		serial[m.ID] = m.Serial
+	}
 	notStored := map[string]string{}
 	for _, sk := range skipped {
-		e.cfg.Logger.Warn("sync result not stored", "meter_id", sk.MeterID, "error", sk.Err)
+		e.cfg.Logger.Warn("sync result not stored", "meter_serial", serial[sk.MeterID], "error", sk.Err)
 		notStored[sk.MeterID] = flows.ErrorMessage(sk.Err)
 	}
 	for _, id := range released {
 		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), id, e.cfg.Owner); err != nil {
-			e.cfg.Logger.Warn("releasing sync lease", "meter_id", id, "error", err)
+			e.cfg.Logger.Warn("releasing sync lease", "meter_serial", serial[id], "error", err)
 		}
 	}
 	for _, r := range apply {
@@ -555,7 +560,7 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 		if msg, bad := notStored[r.MeterID]; bad {
 			detail, ok = "not stored: the sync result: "+msg, false
 		}
-		e.synced(r.MeterID, detail, ok)
+		e.synced(r.MeterID, serial[r.MeterID], detail, ok)
 	}
 	return len(apply) - len(skipped), nil
 }

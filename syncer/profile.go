@@ -340,7 +340,7 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 	}
 	defer func() {
 		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), m.ID, owner); err != nil {
-			e.cfg.Logger.Warn("releasing sync lease", "meter_id", m.ID, "error", err)
+			e.cfg.Logger.Warn("releasing sync lease", "meter_serial", m.Serial, "error", err)
 		}
 	}()
 	target, err := meterconn.TargetOf(m)

@@ -34,7 +34,10 @@ type demoConfig struct {
 	readyFile string
 	fresh     bool
 	simListen string
-	past      time.Duration
+	// simListenSet: --sim-listen was given, so addresses in use are an
+	// error; the default gives way to free ports.
+	simListenSet bool
+	past         time.Duration
 }
 
 func newDemoCmd() *cobra.Command {
@@ -48,6 +51,7 @@ func newDemoCmd() *cobra.Command {
 			if err := cfg.validate(); err != nil {
 				return err
 			}
+			cfg.simListenSet = cmd.Flags().Changed("sim-listen")
 			return runDemo(cmd.Context(), cmd, cfg)
 		},
 	}
@@ -209,7 +213,7 @@ type demoDatabase struct {
 }
 
 func startDemoDatabase(ctx context.Context, pgDir string, log *slog.Logger) (_ *demoDatabase, err error) {
-	cluster, err := pgembed.Start(ctx, pgembed.Config{Dir: pgDir, Durable: true, Logger: log})
+	cluster, err := pgembed.Start(ctx, pgembed.Config{Dir: pgDir, Durable: true, KeepPort: true, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -255,8 +259,18 @@ func startDemoFleet(ctx context.Context, cfg demoConfig, dataDir string, store *
 		return nil, nil, "", err
 	}
 	specs := sim.GenerateFleet(cfg.meters, sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: simSecret, Faults: true})
-	simulator, err := startSim(ctx, simConfig{meters: cfg.meters, listen: cfg.simListen, speed: cfg.speed, past: cfg.past,
-		state: filepath.Join(dataDir, "sim-state.json")}, specs, log)
+	sc := simConfig{meters: cfg.meters, listen: cfg.simListen, speed: cfg.speed, past: cfg.past, state: filepath.Join(dataDir, "sim-state.json")}
+	simulator, err := startSim(ctx, sc, specs, log)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		if cfg.simListenSet {
+			return nil, nil, "", flows.FieldError("--sim-listen", "%v: another program listens there; stop it, or use --sim-listen %s:0 for free ports", err, prefix)
+		}
+		// Another demo or simulator has the default addresses: the meters
+		// take free ports instead (they are registered where they listen).
+		log.Warn("the simulator's default addresses are in use; the meters listen on free ports", "sim_listen", cfg.simListen, "error", err)
+		sc.freePorts = true
+		simulator, err = startSim(ctx, sc, specs, log)
+	}
 	if err != nil {
 		return nil, nil, "", err
 	}

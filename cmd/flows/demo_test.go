@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -270,9 +271,14 @@ func TestDemoEndToEnd(t *testing.T) {
 	if _, err := psql(t, rf.DatabaseURL, "SELECT 1"); err == nil {
 		t.Fatal("database still answers after the demo stopped")
 	}
+	firstURL := rf.DatabaseURL
 
-	// Restarting keeps the data (no reseed); --fresh starts over.
+	// Restarting keeps the data (no reseed) and the database's address
+	// (yesterday's psql URL works); --fresh starts over.
 	cmd, rf, out = startDemo(t, dataDir, "--meters", "12")
+	if rf.DatabaseURL != firstURL {
+		t.Errorf("after restart the database URL is %s, was %s", rf.DatabaseURL, firstURL)
+	}
 	if name, _ := psql(t, rf.DatabaseURL, "SELECT name FROM flows.meter_registry WHERE serial = 'EML2137580826'"); name != "kept" {
 		t.Errorf("after restart name = %q, want the edit kept", name)
 	}
@@ -282,6 +288,22 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Errorf("after --fresh with 3 meters: %s meters", n)
 	}
 	stopDemo(t, cmd, out)
+}
+
+// Simulator addresses given with --sim-listen and held by another program
+// are a usage error that says how to get free ports.
+func TestDemoSimAddressesInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.79.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	cmd := exec.Command(flowsBin, "demo", "--data", t.TempDir(), "--meters", "2", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--sim-listen", fmt.Sprintf("127.79:%d", port))
+	b, err := cmd.CombinedOutput()
+	if exitCode(err) != 2 || !strings.Contains(string(b), "address already in use") || !strings.Contains(string(b), "--sim-listen 127.79:0") {
+		t.Errorf("demo on a taken address: %v\n%s\nwant exit 2 naming --sim-listen 127.79:0", err, b)
+	}
 }
 
 func TestDemoRejectsBadFlags(t *testing.T) {

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -244,7 +246,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 			if flows.ErrorField(err) != "" {
 				return nil, err // names its flag already
 			}
-			return nil, flows.FieldError("--grpc", "%v", err)
+			return nil, listenError("--grpc", err)
 		}
 		svc.grpcAddr = med.Addr()
 		log.Info("mediator listening", "addr", svc.grpcAddr, "mutual_tls", cfg.grpcCert != "" || cfg.grpcKey != "" || cfg.grpcCA != "")
@@ -276,7 +278,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		srv := flowshttp.NewServer(flowshttp.Config{Addr: cfg.httpAddr, Store: w.store, JWTSecret: cfg.jwtSecret,
 			SyncNow: eng.SyncNow, Registry: w.reg, TrustProxy: cfg.trustProxy, Logger: log.With("component", "http")})
 		if err := start("api", srv); err != nil {
-			return nil, flows.FieldError("--http", "%v", err)
+			return nil, listenError("--http", err)
 		}
 		svc.httpAddr = srv.Addr()
 	}
@@ -285,6 +287,15 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		return nil, err
 	}
 	return svc, nil
+}
+
+// listenError names the flag of an address that could not be listened on,
+// and says what to do when another program holds it.
+func listenError(flag string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return flows.FieldError(flag, "%v: another program (another flows demo or serve?) listens there; stop it or choose another address with %s", err, flag)
+	}
+	return flows.FieldError(flag, "%v", err)
 }
 
 // commandPoolSize is the command pusher's own database connections: a

@@ -21,8 +21,12 @@ import (
 )
 
 type simConfig struct {
-	meters      int
-	listen      string
+	meters int
+	listen string
+	// freePorts makes every meter listen on a free port of its address,
+	// whatever listen or the state file says (the demo, when the default
+	// ports are taken).
+	freePorts   bool
 	speed       float64
 	state       string
 	registryOut string
@@ -228,6 +232,11 @@ func startSim(ctx context.Context, cfg simConfig, specs []sim.Spec, log *slog.Lo
 		opts := sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: secret, Faults: cfg.faults}
 		opts.ThreePhaseShare = cfg.threePhase
 		specs = sim.GenerateFleet(cfg.meters, opts)
+	}
+	if cfg.freePorts {
+		for i := range specs {
+			specs[i].Port = 0
+		}
 	}
 	if cfg.latency > 0 || cfg.gap > 0 || cfg.dropRate > 0 || cfg.timeoutRate > 0 {
 		for i := range specs {

@@ -37,6 +37,11 @@ type Config struct {
 	Dir string
 	// Port is the TCP port on 127.0.0.1; 0 picks a free one.
 	Port int
+	// KeepPort, with Port 0, keeps the port between starts: the one of
+	// the last start is tried first (so yesterday's psql URL still
+	// works), a free one when it is taken. It is kept in the data
+	// directory's flows.port.
+	KeepPort bool
 	// Durable keeps fsync on. Tests turn it off for speed; the demo keeps it.
 	Durable bool
 	// Logger receives progress messages; nil discards them.
@@ -106,8 +111,18 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	// A free port can be taken by someone else between our probe and the
 	// server's bind; try a few.
+	portFile := filepath.Join(c.dir, "flows.port")
+	kept := 0
+	if cfg.Port == 0 && cfg.KeepPort {
+		if b, err := os.ReadFile(portFile); err == nil {
+			kept, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		port := cfg.Port
+		if attempt == 0 && kept > 0 {
+			port = kept
+		}
 		if port == 0 {
 			if port, err = freePort(); err != nil {
 				return nil, err
@@ -118,6 +133,14 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		if err == nil {
 			c.port = port
 			log.Info("PostgreSQL started", "dir", c.dir, "port", port)
+			if kept > 0 && port != kept {
+				log.Warn("PostgreSQL's port of the last run is taken: the database URL has changed", "was", kept, "now", port)
+			}
+			if cfg.KeepPort {
+				if err := os.WriteFile(portFile, []byte(strconv.Itoa(port)+"\n"), 0o644); err != nil {
+					log.Warn("keeping PostgreSQL's port", "error", err)
+				}
+			}
 			return c, nil
 		}
 		if attempt >= 2 || cfg.Port != 0 {
