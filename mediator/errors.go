@@ -73,7 +73,7 @@ func commStatus(serial string, err error) error {
 
 var (
 	nakRE  = regexp.MustCompile(`^NAK (\d+)`)
-	commRE = regexp.MustCompile(`^failed to connect after retries: (\w+)`)
+	commRE = regexp.MustCompile(`^failed to connect after retries: (\w+)(?: \(meter \S+, (\d+) attempts\))?`)
 )
 
 // fromStatus maps a status back to the error the transport would have
@@ -99,7 +99,9 @@ func fromStatus(err error) error {
 			if kind == "protocol" {
 				return &meterconn.ProtocolError{Msg: msg}
 			}
-			return &meterconn.CommError{Kind: kind, Err: errors.New(msg)}
+			// The mediator made the attempts; say how many, once.
+			attempts, _ := strconv.Atoi(m[2])
+			return &meterconn.CommError{Kind: kind, Attempts: attempts, Err: errors.New("reported by the mediator")}
 		}
 		return flows.Errorf(flows.EUNAVAILABLE, "mediator unavailable: %s", msg)
 	case codes.DeadlineExceeded:

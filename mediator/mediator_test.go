@@ -149,8 +149,8 @@ func TestRelayAndStatusCodes(t *testing.T) {
 	off := r.fleet.Meters()[2]
 	_ = r.fleet.SetOffline(off.Spec.Serial, true)
 	var ce *meterconn.CommError
-	if _, err := c.Read(ctx, meterconn.Target{Serial: off.Spec.Serial}, emop.ObjCSQ); !errors.As(err, &ce) || ce.Kind != "unreachable" {
-		t.Errorf("offline meter: %v, want a CommError (UNAVAILABLE) saying unreachable", err)
+	if _, err := c.Read(ctx, meterconn.Target{Serial: off.Spec.Serial}, emop.ObjCSQ); !errors.As(err, &ce) || ce.Kind != "unreachable" || ce.Attempts < 1 || strings.Count(err.Error(), "attempts") != 1 {
+		t.Errorf("offline meter: %v, want a CommError (UNAVAILABLE) saying unreachable, with the mediator's attempts once", err)
 	}
 	silent := r.fleet.Meters()[3]
 	silent.SetFaults(sim.Faults{Silent: true})

@@ -329,11 +329,14 @@ func benchRawCapacity(ctx context.Context, targets []meterconn.Target, workers i
 // FLOWS_BENCH_TRACE set it prints progress and the job queue's states.
 func waitFreshBalances(ctx context.Context, out io.Writer, store *postgres.Store, start time.Time, want int, within time.Duration) (int, error) {
 	var fresh int
+	bar := cli.NewProgress(out, "meters synced", want)
+	defer bar.Done()
 	for deadline := start.Add(within); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		var err error
 		if fresh, err = store.CountFreshBalances(ctx); err != nil {
 			return 0, err
 		}
+		bar.Set(fresh, 0)
 		if os.Getenv("FLOWS_BENCH_TRACE") != "" {
 			jobs, _ := store.QueueJobStates(ctx)
 			fmt.Fprintf(out, "  %5.1fs fresh %d, jobs %s\n", time.Since(start).Seconds(), fresh, jobs)

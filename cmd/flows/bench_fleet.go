@@ -278,7 +278,7 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes int) (fl
 		}()
 	}
 
-	if fig.fresh, err = waitFreshBalances(ctx, io.Discard, bf.store, start, len(bf.targets), o.timeout); err != nil {
+	if fig.fresh, err = waitFreshBalances(ctx, out, bf.store, start, len(bf.targets), o.timeout); err != nil {
 		return fig, err
 	}
 	fig.elapsed = time.Since(start)

@@ -66,8 +66,11 @@ a three-phase meter's profile is not collected here); --serial one meter.`,
 				return flows.FieldError("--out", "%v", err)
 			}
 			files := 0
+			bar := cli.NewProgress(cmd.OutOrStdout(), "meters exported", len(meters))
+			defer bar.Done()
 			for _, m := range meters {
 				n, err := x.write(cmd, store, &m)
+				bar.Add(1)
 				files += n
 				if err != nil {
 					return fmt.Errorf("export %s (%d files written): %w", m.Serial, files, err)

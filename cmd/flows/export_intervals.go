@@ -54,7 +54,10 @@ three-phase meter.`,
 				return flows.FieldError("--out", "%v", err)
 			}
 			files := 0
+			bar := cli.NewProgress(cmd.OutOrStdout(), "meters exported", len(meters))
+			defer bar.Done()
 			for _, m := range meters {
+				bar.Add(1)
 				for day := x.from; !day.After(x.to); day = day.AddDate(0, 0, 1) {
 					if err := writeIntervalsDay(cmd, store, &m, day, x.out, statuses); err != nil {
 						return fmt.Errorf("export %s (%d files written): %w", m.Serial, files, err)

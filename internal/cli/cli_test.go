@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flows-energy/flows"
 	"github.com/spf13/cobra"
@@ -106,5 +107,21 @@ func TestLintFindsExamplesThatDoNotRun(t *testing.T) {
 	}
 	if len(Lint(bad)) != 3 {
 		t.Errorf("Lint found %d problems, want 3:\n%s", len(Lint(bad)), got)
+	}
+}
+
+func TestProgressBar(t *testing.T) {
+	if got := Bar("export", 5, 10, 3*time.Second); got != "export [===============               ]  50% 5/10 3s" {
+		t.Errorf("half: %q", got)
+	}
+	if got := Bar("export", 12, 10, 0); !strings.Contains(got, "[==============================] 100%") {
+		t.Errorf("over: %q", got)
+	}
+	// Not a terminal (a buffer, as when piped): nothing drawn.
+	p := NewProgress(new(bytes.Buffer), "x", 3)
+	p.Add(3)
+	p.Done()
+	if p.w != nil {
+		t.Error("drawing to a pipe")
 	}
 }
