@@ -164,21 +164,12 @@ func (s *Server) listMeters(w http.ResponseWriter, r *http.Request, c *Claims) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"meters": rows, "limit": f.Limit, "offset": f.Offset})
+	writeJSON(w, http.StatusOK, meterList{Meters: rows, Limit: f.Limit, Offset: f.Offset})
 	return nil
 }
 
 func (s *Server) createMeter(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	var body struct {
-		Serial    string     `json:"serial"`
-		Name      string     `json:"name"`
-		IPAddress string     `json:"ip_address"`
-		Port      int        `json:"port"`
-		Hardware  string     `json:"hardware"`
-		Mode      flows.Mode `json:"mode"`
-		ESCO      string     `json:"esco"`
-		DST       bool       `json:"daylight_savings_correction_enabled"`
-	}
+	var body newMeterBody
 	if err := decode(r, &body); err != nil {
 		return err
 	}
@@ -211,10 +202,7 @@ func (s *Server) getMeter(w http.ResponseWriter, r *http.Request, c *Claims) err
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, struct {
-		*flows.MeterStatus
-		IntervalCompleteness flows.Completeness `json:"interval_completeness"`
-	}{st, comp})
+	writeJSON(w, http.StatusOK, meterResource{st, comp})
 	return nil
 }
 
@@ -263,7 +251,7 @@ func (s *Server) balance(w http.ResponseWriter, r *http.Request, c *Claims) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "from": from, "to": to, "bucket": bucket, "points": pts})
+	writeJSON(w, http.StatusOK, balanceHistory{Serial: m.Serial, From: from, To: to, Bucket: bucket, Points: pts})
 	return nil
 }
 
@@ -276,7 +264,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, c *Claims) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "events": evs})
+	writeJSON(w, http.StatusOK, eventList{Serial: m.Serial, Events: evs})
 	return nil
 }
 
@@ -293,8 +281,8 @@ func (s *Server) tariffs(w http.ResponseWriter, r *http.Request, c *Claims) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "active": st.Shadow.TariffsActive, "future": st.Shadow.TariffsFuture,
-		"future_pending": st.FuturePending, "requests": reqs})
+	writeJSON(w, http.StatusOK, meterTariffs{Serial: m.Serial, Active: st.Shadow.TariffsActive, Future: st.Shadow.TariffsFuture,
+		FuturePending: st.FuturePending, Requests: reqs})
 	return nil
 }
 
@@ -314,9 +302,9 @@ func (s *Server) putFutureTariff(w http.ResponseWriter, r *http.Request, c *Clai
 	if err != nil {
 		return trimPrefix(err, "tariffs_future.")
 	}
-	out := map[string]any{"id": req.ID, "status": req.Status, "request": req}
+	out := tariffAccepted{ID: req.ID, Status: req.Status, Request: req}
 	if req.ActivationAt.Sub(s.cfg.Now()) < 24*time.Hour {
-		out["warnings"] = []string{"activation is less than 24 hours ahead; the meter may not be reached in time"}
+		out.Warnings = []string{"activation is less than 24 hours ahead; the meter may not be reached in time"}
 	}
 	w.Header().Set("Location", "/api/v1/tariff-requests/"+req.ID)
 	writeJSON(w, http.StatusAccepted, out)
@@ -375,11 +363,7 @@ func (s *Server) postToken(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if err != nil {
 		return err
 	}
-	var body struct {
-		Token  string           `json:"token"`
-		Amount *decimal.Decimal `json:"amount"`
-		Source string           `json:"source"`
-	}
+	var body tokenBody
 	if err := decode(r, &body); err != nil {
 		return err
 	}
@@ -396,7 +380,7 @@ func (s *Server) postToken(w http.ResponseWriter, r *http.Request, c *Claims) er
 		return err
 	}
 	w.Header().Set("Location", "/api/v1/topups/"+tu.ID)
-	writeJSON(w, http.StatusAccepted, map[string]any{"id": tu.ID, "status": tu.Status, "topup": tu})
+	writeJSON(w, http.StatusAccepted, topupAccepted{ID: tu.ID, Status: tu.Status, Topup: tu})
 	return nil
 }
 
@@ -414,7 +398,7 @@ func (s *Server) syncMeter(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if err := s.cfg.SyncNow(r.Context(), m.ID); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"serial": m.Serial, "status": "queued"})
+	writeJSON(w, http.StatusAccepted, syncQueued{Serial: m.Serial, Status: "queued"})
 	return nil
 }
 
@@ -423,10 +407,7 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request, c *Claims) 
 	if err != nil {
 		return err
 	}
-	var body struct {
-		Kind  flows.CommandKind `json:"kind"`
-		Value string            `json:"value"`
-	}
+	var body commandBody
 	if err := decode(r, &body); err != nil {
 		return err
 	}
@@ -440,13 +421,7 @@ func (s *Server) postCommand(w http.ResponseWriter, r *http.Request, c *Claims) 
 }
 
 func (s *Server) postRollout(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	var body struct {
-		Tariff          flows.Tariff `json:"tariff"`
-		ESCO            string       `json:"esco"`
-		Serials         []string     `json:"serials"`
-		AbortFailurePct *int         `json:"abort_failure_pct"`
-		RatePerMinute   int          `json:"rate_per_minute"`
-	}
+	var body rolloutBody
 	if err := decode(r, &body); err != nil {
 		return err
 	}
@@ -501,7 +476,7 @@ func (s *Server) viewLowBalance(w http.ResponseWriter, r *http.Request, c *Claim
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"threshold": th, "meters": rows})
+	writeJSON(w, http.StatusOK, lowBalanceView{Threshold: th, Meters: rows})
 	return nil
 }
 
@@ -519,7 +494,7 @@ func (s *Server) viewOffline(w http.ResponseWriter, r *http.Request, c *Claims) 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"meters": rows})
+	writeJSON(w, http.StatusOK, offlineView{Meters: rows})
 	return nil
 }
 
@@ -528,7 +503,7 @@ func (s *Server) viewClockDrift(w http.ResponseWriter, r *http.Request, c *Claim
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"meters": rows})
+	writeJSON(w, http.StatusOK, clockDriftView{Meters: rows})
 	return nil
 }
 
@@ -543,7 +518,7 @@ func (s *Server) signal(w http.ResponseWriter, r *http.Request, c *Claims) error
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "points": pts})
+	writeJSON(w, http.StatusOK, signalHistory{Serial: m.Serial, Points: pts})
 	return nil
 }
 
@@ -552,6 +527,6 @@ func (s *Server) fleet(w http.ResponseWriter, r *http.Request, c *Claims) error 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"escos": sums})
+	writeJSON(w, http.StatusOK, fleetView{ESCOs: sums})
 	return nil
 }

@@ -97,8 +97,7 @@ func (s *Server) intervals(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if pts == nil {
 		pts = []flows.IntervalPoint{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"serial": m.Serial, "bucket": bucket, "from": from, "to": to,
-		"completeness": comp, "points": pts})
+	writeJSON(w, http.StatusOK, intervalSeries{Serial: m.Serial, Bucket: bucket, From: from, To: to, Completeness: comp, Points: pts})
 	return nil
 }
 

@@ -208,49 +208,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(status)
 }
 
-// openapi serves an OpenAPI 3 document built from the same route table
-// the server mounts, so every route is documented.
+// openapi serves the OpenAPI 3 document (openapi.go).
 func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
-	paths := map[string]map[string]any{}
-	for _, rt := range s.routes() {
-		op := map[string]any{
-			"summary":      rt.summary,
-			"description":  "Role: " + string(rt.role) + " or above. A token limited to an ESCO sees only that ESCO's meters.",
-			"security":     []map[string][]string{{"bearer": {}}},
-			"x-flows-role": string(rt.role),
-			"responses": map[string]any{
-				"200": map[string]any{"description": "OK"}, "202": map[string]any{"description": "Accepted: a durable request"},
-				"400": map[string]any{"$ref": "#/components/responses/Problem"}, "401": map[string]any{"$ref": "#/components/responses/Problem"},
-				"403": map[string]any{"$ref": "#/components/responses/Problem"}, "404": map[string]any{"$ref": "#/components/responses/Problem"},
-				"409": map[string]any{"$ref": "#/components/responses/Problem"},
-			},
-		}
-		var params []map[string]any
-		for _, seg := range strings.Split(rt.path, "/") {
-			if strings.HasPrefix(seg, "{") {
-				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": map[string]string{"type": "string"}})
-			}
-		}
-		if params != nil {
-			op["parameters"] = params
-		}
-		if paths[rt.path] == nil {
-			paths[rt.path] = map[string]any{}
-		}
-		paths[rt.path][strings.ToLower(rt.method)] = op
-	}
-	doc := map[string]any{
-		"openapi": "3.0.3",
-		"info":    map[string]string{"title": "Flows API", "version": "1"},
-		"paths":   paths,
-		"components": map[string]any{
-			"securitySchemes": map[string]any{"bearer": map[string]string{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-			"responses": map[string]any{"Problem": map[string]any{"description": "RFC 9457 problem with a stable code and the offending field",
-				"content": map[string]any{"application/problem+json": map[string]any{"schema": map[string]any{"type": "object",
-					"properties": map[string]any{"type": map[string]string{"type": "string"}, "title": map[string]string{"type": "string"},
-						"status": map[string]string{"type": "integer"}, "detail": map[string]string{"type": "string"},
-						"code": map[string]string{"type": "string"}, "field": map[string]string{"type": "string"}}}}}}},
-		},
-	}
-	writeJSON(w, http.StatusOK, doc)
+	writeJSON(w, http.StatusOK, openAPIDocument(s.routes()))
 }

@@ -58,3 +58,23 @@ func ValidateCommand(kind flows.CommandKind, value string) error {
 	_, _, err := CommandWrite(kind, value, time.Now())
 	return err
 }
+
+// CommandKinds are the meter commands there are, in the API's order.
+var CommandKinds = []flows.CommandKind{flows.CommandClock, flows.CommandPrepay, flows.CommandDST, flows.CommandBacklight, flows.CommandLoadSwitch}
+
+// CommandValues returns the values CommandWrite takes for kind: none (the
+// empty string) for the clock, on and off for the flags, the setting names
+// for backlight and load switch. The API document lists them.
+func CommandValues(kind flows.CommandKind) []string {
+	switch kind {
+	case flows.CommandClock:
+		return []string{""}
+	case flows.CommandPrepay, flows.CommandDST:
+		return []string{"on", "off"}
+	case flows.CommandBacklight:
+		return slices.Clone(emop.BacklightSettings)
+	case flows.CommandLoadSwitch:
+		return slices.Clone(emop.LoadSwitchSettings)
+	}
+	return nil
+}

@@ -1,0 +1,309 @@
+package http
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/meterop"
+	"github.com/shopspring/decimal"
+)
+
+// opDoc is what the document says of a route beyond its summary: the
+// body it decodes, the body it answers with, its query parameters. The
+// bodies are zero values of the handler's own types, so the schemas are
+// generated from what the handler really decodes and encodes.
+type opDoc struct {
+	in     any // request body, nil for none
+	out    any // response body of the success status
+	status int // success status (200 unless set)
+	query  []param
+	csv    bool // the success body is text/csv, not JSON
+}
+
+type param struct{ name, typ, desc string }
+
+// q builds query parameters: name:type:description, type string|integer|boolean|number.
+func q(specs ...string) []param {
+	ps := make([]param, len(specs))
+	for i, s := range specs {
+		parts := strings.SplitN(s, ":", 3)
+		ps[i] = param{parts[0], parts[1], parts[2]}
+	}
+	return ps
+}
+
+var (
+	rangeParams = q("from:string:start, RFC 3339 (default 7 days before to)", "to:string:end, RFC 3339 (default now)")
+	escoParam   = q("esco:string:only this ESCO's meters (a token limited to an ESCO always is)")
+)
+
+// opDocs documents every route by "METHOD path"; TestOpenAPIDocumentsEveryRoute
+// fails for a route without one.
+var opDocs = map[string]opDoc{
+	"GET /api/v1/meters": {out: meterList{}, query: append(q("mode:string:active or passive", "health:string:healthy or unhealthy",
+		"low_balance:number:balance under this amount (GBP)", "offline:boolean:only meters offline", "q:string:serial or name contains",
+		"limit:integer:1-1000 (default 100)", "offset:integer:rows to skip"), escoParam...)},
+	"POST /api/v1/meters":                        {in: newMeterBody{}, out: flows.Meter{}, status: http.StatusCreated},
+	"GET /api/v1/meters/{serial}":                {out: meterResource{}},
+	"PATCH /api/v1/meters/{serial}":              {in: flows.MeterPatch{}, out: flows.Meter{}},
+	"GET /api/v1/meters/{serial}/balance":        {out: balanceHistory{}, query: append(rangeParams, q("bucket:string:raw (default), hour or day")...)},
+	"GET /api/v1/meters/{serial}/events":         {out: eventList{}},
+	"GET /api/v1/meters/{serial}/signal":         {out: signalHistory{}},
+	"GET /api/v1/meters/{serial}/intervals":      {out: intervalSeries{}, query: q("from:string:RFC 3339 or YYYY-MM-DD", "to:string:RFC 3339 or YYYY-MM-DD (a day: its end)", "bucket:string:hh (default) or day")},
+	"GET /api/v1/meters/{serial}/intervals.csv":  {csv: true, query: q("day:string:YYYY-MM-DD (default yesterday, UTC)", "element:string:A or B (required on twin-element meters)")},
+	"GET /api/v1/fleet":                          {out: fleetView{}, query: escoParam},
+	"GET /api/v1/meters/{serial}/tariffs":        {out: meterTariffs{}},
+	"PUT /api/v1/meters/{serial}/tariffs/future": {in: flows.Tariff{}, out: tariffAccepted{}, status: http.StatusAccepted},
+	"GET /api/v1/tariff-requests/{id}":           {out: flows.TariffRequest{}},
+	"POST /api/v1/meters/{serial}/tokens":        {in: tokenBody{}, out: topupAccepted{}, status: http.StatusAccepted},
+	"GET /api/v1/topups/{id}":                    {out: flows.Topup{}},
+	"POST /api/v1/meters/{serial}/sync":          {out: syncQueued{}, status: http.StatusAccepted},
+	"POST /api/v1/meters/{serial}/commands":      {in: commandBody{}, out: flows.MeterCommand{}, status: http.StatusAccepted},
+	"GET /api/v1/commands/{id}":                  {out: flows.MeterCommand{}},
+	"POST /api/v1/rollouts":                      {in: rolloutBody{}, out: flows.Rollout{}, status: http.StatusAccepted},
+	"GET /api/v1/rollouts/{id}":                  {out: flows.Rollout{}},
+	"GET /api/v1/views/low-balance":              {out: lowBalanceView{}, query: append(q("threshold:number:GBP (default 5.00)"), escoParam...)},
+	"GET /api/v1/views/offline":                  {out: offlineView{}, query: append(q("scope:string:recent (3-24 h, default) or all"), escoParam...)},
+	"GET /api/v1/views/clock-drift":              {out: clockDriftView{}, query: escoParam},
+}
+
+// enums are the values of the string types the API carries.
+var enums = map[reflect.Type][]string{
+	reflect.TypeFor[flows.Mode]():          {string(flows.ModeActive), string(flows.ModePassive)},
+	reflect.TypeFor[flows.Health]():        {string(flows.HealthHealthy), string(flows.HealthUnhealthy)},
+	reflect.TypeFor[flows.RequestStatus](): {"pending", "sending", "sent", "verified", "active", "failed", "superseded"},
+	reflect.TypeFor[flows.TopupStatus]():   {string(flows.TopupWaiting), string(flows.TopupCompleted), string(flows.TopupFailed)},
+	reflect.TypeFor[flows.Bucket]():        {string(flows.BucketRaw), string(flows.BucketHour), string(flows.BucketDay), string(flows.BucketHalfHour)},
+}
+
+// descriptions say what a schema alone cannot.
+var descriptions = map[reflect.Type]string{
+	reflect.TypeFor[commandBody](): "kind and the value it takes: clock takes no value (the meter is set to the time of the push); " +
+		"prepay_enabled and daylight_savings_correction take on or off; backlight and load_switch a setting name.",
+	reflect.TypeFor[tokenBody](): "token: 20 digits; amount: GBP, optional, a decimal string; source: payment (default), gift, solar_credit or adjustment.",
+}
+
+// openAPIDocument builds the document from the route table the server
+// mounts, so every route is in it.
+func openAPIDocument(routes []route) map[string]any {
+	g := &schemaGen{defs: map[string]any{}}
+	paths := map[string]map[string]any{}
+	for _, rt := range routes {
+		d := opDocs[rt.method+" "+rt.path]
+		status := d.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		ok := map[string]any{"description": http.StatusText(status)}
+		switch {
+		case d.csv:
+			ok["content"] = map[string]any{"text/csv": map[string]any{"schema": map[string]string{"type": "string"}}}
+		case d.out != nil:
+			ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.of(reflect.TypeOf(d.out))}}
+		}
+		problem := map[string]any{"$ref": "#/components/responses/Problem"}
+		op := map[string]any{
+			"summary":      rt.summary,
+			"description":  "Role: " + string(rt.role) + " or above. A token limited to an ESCO sees only that ESCO's meters.",
+			"security":     []map[string][]string{{"bearer": {}}},
+			"x-flows-role": string(rt.role),
+			"responses": map[string]any{
+				itoa(status): ok, "400": problem, "401": problem, "403": problem, "404": problem, "409": problem, "503": problem,
+			},
+		}
+		var params []map[string]any
+		for _, seg := range strings.Split(rt.path, "/") {
+			if strings.HasPrefix(seg, "{") {
+				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": map[string]string{"type": "string"}})
+			}
+		}
+		for _, p := range d.query {
+			params = append(params, map[string]any{"name": p.name, "in": "query", "description": p.desc, "schema": map[string]string{"type": p.typ}})
+		}
+		if params != nil {
+			op["parameters"] = params
+		}
+		if d.in != nil {
+			in := &schemaGen{defs: g.defs, in: true}
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": in.of(reflect.TypeOf(d.in))}}}
+		}
+		if paths[rt.path] == nil {
+			paths[rt.path] = map[string]any{}
+		}
+		paths[rt.path][strings.ToLower(rt.method)] = op
+	}
+	g.defs["Problem"] = map[string]any{"type": "object", "required": []string{"type", "title", "status", "code"},
+		"properties": map[string]any{"type": map[string]string{"type": "string"}, "title": map[string]string{"type": "string"},
+			"status": map[string]string{"type": "integer"}, "detail": map[string]string{"type": "string"},
+			"code":  map[string]string{"type": "string", "description": "stable: invalid, not_found, conflict, unauthorized, forbidden, unavailable, ..."},
+			"field": map[string]string{"type": "string", "description": "the input that was wrong (a body field, a query parameter)"}}}
+	return map[string]any{
+		"openapi": "3.0.3",
+		"info":    map[string]string{"title": "Flows API", "version": "1"},
+		"paths":   paths,
+		"components": map[string]any{
+			"schemas":         g.defs,
+			"securitySchemes": map[string]any{"bearer": map[string]string{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+			"responses": map[string]any{"Problem": map[string]any{"description": "RFC 9457 problem with a stable code and the offending field",
+				"content": map[string]any{"application/problem+json": map[string]any{"schema": map[string]string{"$ref": "#/components/schemas/Problem"}}}}},
+		},
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// schemaGen turns Go types into OpenAPI 3.0 schemas as encoding/json
+// encodes them: named structs become components, pointers nullable,
+// omitempty fields optional, decimals strings (money is never a float).
+// With in set it describes request bodies: components named ...Input,
+// required only what requiredIn names (a body's other fields have defaults).
+type schemaGen struct {
+	defs map[string]any
+	in   bool
+}
+
+// requiredIn are the fields a request body must have.
+var requiredIn = map[reflect.Type][]string{
+	reflect.TypeFor[newMeterBody](): {"serial"},
+	reflect.TypeFor[tokenBody]():    {"token"},
+	reflect.TypeFor[commandBody]():  {"kind"},
+	reflect.TypeFor[rolloutBody]():  {"tariff"},
+	reflect.TypeFor[flows.Tariff](): {"activation_datetime"},
+}
+
+var (
+	timeType    = reflect.TypeFor[time.Time]()
+	decimalType = reflect.TypeFor[decimal.Decimal]()
+	addrType    = reflect.TypeFor[netip.Addr]()
+	rawType     = reflect.TypeFor[json.RawMessage]()
+)
+
+func (g *schemaGen) of(t reflect.Type) map[string]any {
+	switch t {
+	case timeType:
+		return map[string]any{"type": "string", "format": "date-time"}
+	case decimalType:
+		s := map[string]any{"type": "string", "format": "decimal", "pattern": `^-?[0-9]+(\.[0-9]+)?$`, "example": "12.34",
+			"description": "a decimal amount as a string: money is never a float"}
+		if g.in {
+			s["description"] = "a decimal amount; a string keeps every digit (a JSON number is accepted too)"
+		}
+		return s
+	case addrType:
+		return map[string]any{"type": "string", "format": "ipv4"}
+	case rawType:
+		return map[string]any{"description": "any JSON value"}
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		s := g.of(t.Elem())
+		if _, ref := s["$ref"]; ref {
+			return map[string]any{"allOf": []any{s}, "nullable": true}
+		}
+		c := map[string]any{"nullable": true}
+		for k, v := range s {
+			c[k] = v
+		}
+		return c
+	case reflect.String:
+		s := map[string]any{"type": "string"}
+		if e, ok := enums[t]; ok {
+			s["enum"] = e
+		}
+		return s
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return map[string]any{"type": "integer"}
+	case reflect.Float32, reflect.Float64:
+		return map[string]any{"type": "number"}
+	case reflect.Slice, reflect.Array:
+		return map[string]any{"type": "array", "items": g.of(t.Elem())}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": g.of(t.Elem())}
+	case reflect.Struct:
+		if t.Name() == "" {
+			return g.object(t)
+		}
+		name := strings.ToUpper(t.Name()[:1]) + t.Name()[1:] // meterList: MeterList
+		if g.in {
+			name += "Input"
+		}
+		if _, done := g.defs[name]; !done {
+			g.defs[name] = map[string]any{} // a placeholder against recursion
+			g.defs[name] = g.object(t)
+		}
+		return map[string]any{"$ref": "#/components/schemas/" + name}
+	}
+	return map[string]any{"description": "any JSON value"}
+}
+
+// object is a struct's schema: its fields, and its embedded structs'
+// fields flattened as encoding/json does.
+func (g *schemaGen) object(t reflect.Type) map[string]any {
+	props := map[string]any{}
+	var required []string
+	g.fields(t, props, &required)
+	if g.in {
+		required = requiredIn[t]
+	}
+	s := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 {
+		s["required"] = required
+	}
+	if d, ok := descriptions[t]; ok {
+		s["description"] = d
+	}
+	if t == reflect.TypeFor[commandBody]() {
+		s["oneOf"] = commandVariants()
+	}
+	return s
+}
+
+func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]string) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				g.fields(ft, props, required)
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		props[name] = g.of(f.Type)
+		if !strings.Contains(opts, "omitempty") {
+			*required = append(*required, name)
+		}
+	}
+}
+
+// commandVariants are a command body's kinds, each with the values it takes.
+func commandVariants() []any {
+	var vs []any
+	for _, k := range meterop.CommandKinds {
+		vs = append(vs, map[string]any{"properties": map[string]any{
+			"kind":  map[string]any{"type": "string", "enum": []string{string(k)}},
+			"value": map[string]any{"type": "string", "enum": meterop.CommandValues(k)},
+		}})
+	}
+	return vs
+}
