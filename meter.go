@@ -5,7 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -215,7 +217,19 @@ func ValidateText(field, s string, max int) error {
 }
 
 // Validate checks a filter's free-text query (at most 100 characters).
-func (f *MeterFilter) Validate() error { return ValidateText("q", f.Query, 100) }
+func (f *MeterFilter) Validate() error {
+	if err := ValidateText("q", f.Query, 100); err != nil {
+		return err
+	}
+	if !slices.Contains(MeterSorts, strings.TrimPrefix(f.Sort, "-")) && f.Sort != "" {
+		return FieldError("sort", "%q is not one of %s (a leading - sorts descending)", f.Sort, strings.Join(MeterSorts, ", "))
+	}
+	return nil
+}
+
+// MeterSorts are the orders a meter list takes (MeterFilter.Sort; "-"
+// before one reverses it). The default is by name, then serial.
+var MeterSorts = []string{"name", "serial", "esco", "balance", "health", "csq", "last_online"}
 
 // Shadow is the reported state of one meter, as last read from it (or, for a
 // passive meter, mirrored from the database where it is active).
@@ -366,6 +380,7 @@ type MeterFilter struct {
 	Query    string           // substring of serial or name
 	Below    *decimal.Decimal // balance under this
 	Offline  bool             // in meters_offline_all
+	Sort     string           // one of MeterSorts, "-" first for descending; "" by name
 	Limit    int
 	Offset   int
 }

@@ -18,6 +18,7 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Meters(ctx context.Context, f flows.MeterFilter) ([]flows.Meter, error)
 	MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.MeterRow, error)
+	CountMeters(ctx context.Context, f flows.MeterFilter) (int, error)
 	FleetSummaries(ctx context.Context, escoCode string) ([]flows.FleetSummary, error)
 	SignalHistory(ctx context.Context, meterID string, from, to time.Time) ([]flows.SignalPoint, error)
 	MeterBySerial(ctx context.Context, serial string) (*flows.Meter, error)
@@ -37,6 +38,7 @@ type Store interface {
 	TopupsForMeter(ctx context.Context, meterID string, from time.Time, limit int) ([]flows.Topup, error)
 	CreateMeterCommand(ctx context.Context, meterID string, kind flows.CommandKind, value, requestedBy string) (*flows.MeterCommand, error)
 	MeterCommand(ctx context.Context, id string) (*flows.MeterCommand, error)
+	MeterCommandsForMeter(ctx context.Context, meterID string, limit int) ([]flows.MeterCommand, error)
 	LowBalance(ctx context.Context, threshold decimal.Decimal, escoCode string) ([]flows.LowBalance, error)
 	OfflineRecently(ctx context.Context, escoCode string) ([]flows.OfflineMeter, error)
 	OfflineAll(ctx context.Context, escoCode string) ([]flows.OfflineMeter, error)
@@ -127,7 +129,8 @@ func scopeESCO(r *http.Request, c *Claims) string {
 
 func (s *Server) listMeters(w http.ResponseWriter, r *http.Request, c *Claims) error {
 	q := r.URL.Query()
-	f := flows.MeterFilter{ESCOCode: scopeESCO(r, c), Mode: flows.Mode(q.Get("mode")), Health: flows.Health(q.Get("health")), Query: q.Get("q"), Limit: 100}
+	f := flows.MeterFilter{ESCOCode: scopeESCO(r, c), Mode: flows.Mode(q.Get("mode")), Health: flows.Health(q.Get("health")), Query: q.Get("q"),
+		Sort: q.Get("sort"), Limit: 100}
 	if v := q.Get("low_balance"); v != "" {
 		d, err := decimal.NewFromString(v)
 		if err != nil {
@@ -164,7 +167,11 @@ func (s *Server) listMeters(w http.ResponseWriter, r *http.Request, c *Claims) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, meterList{Meters: rows, Limit: f.Limit, Offset: f.Offset})
+	total, err := s.cfg.Store.CountMeters(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, meterList{Meters: rows, Total: total, Limit: f.Limit, Offset: f.Offset})
 	return nil
 }
 

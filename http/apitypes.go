@@ -13,6 +13,7 @@ import (
 
 type meterList struct {
 	Meters []meterRow `json:"meters"`
+	Total  int        `json:"total"` // meters the filters match, all pages
 	Limit  int        `json:"limit"`
 	Offset int        `json:"offset"`
 }

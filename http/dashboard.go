@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"embed"
@@ -11,6 +12,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +62,11 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	},
 	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 	"pct":  percent,
+	"topupStatus":   topupStatus,
+	"requestStatus": requestStatus,
+	// noflash is a page without its message: the error page shows the
+	// message in its own place, not as a flash above it.
+	"noflash": func(p page) page { p.Flash = ""; return p },
 	"timep": func(t *time.Time) string {
 		if t == nil {
 			return "never"
@@ -155,7 +162,16 @@ func (s *Server) dash(h func(w http.ResponseWriter, r *http.Request, c *Claims) 
 			if flows.ErrorCode(err) == flows.EINTERNAL {
 				s.cfg.Logger.Error("dashboard request failed", "path", r.URL.Path, "error", err)
 			}
-			s.render(w, status, "login", page{Title: "Error", Claims: c, Flash: flows.ErrorMessage(err)})
+			title := "Something went wrong"
+			switch status {
+			case http.StatusNotFound:
+				title = "Not found"
+			case http.StatusBadRequest:
+				title = "That request was not understood"
+			case http.StatusForbidden:
+				title = "Not allowed"
+			}
+			s.render(w, status, "error", page{Title: title, Claims: c, Flash: flows.ErrorMessage(err)})
 		}
 	}
 }
@@ -257,14 +273,32 @@ func back(w http.ResponseWriter, r *http.Request, serial, msg string) {
 	http.Redirect(w, r, "/meters/"+url.PathEscape(serial)+"?msg="+url.QueryEscape(msg), http.StatusSeeOther)
 }
 
+// fleetPageSize is the fleet page's rows a page: the server pages, sorts
+// and searches, so 100,000 meters cost what 50 do.
+const fleetPageSize = 50
+
 func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request, c *Claims) error {
 	q := r.URL.Query()
-	f := flows.MeterFilter{ESCOCode: scopeESCO(r, c), Query: q.Get("q"), Health: flows.Health(q.Get("health")), Offline: q.Get("offline") == "1"}
+	f := flows.MeterFilter{ESCOCode: scopeESCO(r, c), Query: q.Get("q"), Health: flows.Health(q.Get("health")), Offline: q.Get("offline") == "1",
+		Sort: q.Get("sort"), Limit: fleetPageSize}
 	if q.Get("low") == "1" {
 		five := decimal.NewFromInt(5)
 		f.Below = &five
 	}
+	pageNo := 1
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1<<20 {
+			return flows.FieldError("page", "%q is not a page number", v)
+		}
+		pageNo = n
+	}
+	f.Offset = (pageNo - 1) * fleetPageSize
 	rows, err := s.cfg.Store.MeterRows(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	matching, err := s.cfg.Store.CountMeters(r.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -293,8 +327,87 @@ func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		Completeness []template.HTML // the rows' completeness cells
 		Q, Health    string
 		Low, Offline bool
-	}{page{Title: "Fleet", Claims: c, Flash: q.Get("msg")}, total, escos, rows, comp, q.Get("q"), q.Get("health"), q.Get("low") == "1", f.Offline})
+		Sort         string
+		Columns      []sortColumn
+		Pager        pager
+	}{page{Title: "Fleet", Claims: c, Flash: q.Get("msg")}, total, escos, rows, comp, q.Get("q"), q.Get("health"), q.Get("low") == "1", f.Offline,
+		f.Sort, sortColumns(q, f.Sort), newPager(q, pageNo, fleetPageSize, len(rows), matching)})
 	return nil
+}
+
+// sortColumn is a fleet table heading: a link that sorts by it (again:
+// the other way), marked when it is the current order.
+type sortColumn struct {
+	Label, Title, Href string
+	Sorted             string // "", "ascending" or "descending" (aria-sort)
+}
+
+func sortColumns(q url.Values, current string) []sortColumn {
+	cols := []struct{ key, label, title string }{{"serial", "serial", ""}, {"name", "name", ""}, {"esco", "ESCO", ""}, {"", "mode", ""}, {"", "hardware", ""},
+		{"balance", "balance", ""}, {"health", "health", ""}, {"csq", "signal", ""}, {"last_online", "last online", ""},
+		{"", "intervals 7 d", "share of expected half hours derived over the last 7 complete UTC days"}, {"", "30 d", "over the last 30 complete UTC days"}}
+	out := make([]sortColumn, len(cols))
+	for i, col := range cols {
+		out[i] = sortColumn{Label: col.label, Title: col.title}
+		if col.key == "" {
+			continue
+		}
+		next := col.key
+		switch current {
+		case col.key:
+			out[i].Sorted, next = "ascending", "-"+col.key
+		case "-" + col.key:
+			out[i].Sorted = "descending"
+		}
+		if current == "" && col.key == "name" {
+			out[i].Sorted, next = "ascending", "-name"
+		}
+		out[i].Href = withQuery(q, map[string]string{"sort": next, "page": ""})
+	}
+	return out
+}
+
+// pager is the fleet page's position: "51–100 of 1,234" and the links
+// before and after, keeping the filters and order.
+type pager struct {
+	From, To, Of int
+	Prev, Next   string
+}
+
+func newPager(q url.Values, pageNo, size, rows, matching int) pager {
+	p := pager{From: (pageNo-1)*size + 1, To: (pageNo-1)*size + rows, Of: matching}
+	if rows == 0 {
+		p.From = 0
+	}
+	if pageNo > 1 {
+		p.Prev = withQuery(q, map[string]string{"page": strconv.Itoa(pageNo - 1)})
+	}
+	if p.To < matching {
+		p.Next = withQuery(q, map[string]string{"page": strconv.Itoa(pageNo + 1)})
+	}
+	return p
+}
+
+// withQuery is "/?" with q's parameters changed by set ("" removes one),
+// so a link keeps the page's filters in the URL.
+func withQuery(q url.Values, set map[string]string) string {
+	v := url.Values{}
+	for k, vs := range q {
+		if k != "msg" {
+			v[k] = vs
+		}
+	}
+	for k, val := range set {
+		if val == "" || k == "page" && val == "1" {
+			v.Del(k)
+		} else {
+			v.Set(k, val)
+		}
+	}
+	if len(v) == 0 {
+		return "/"
+	}
+	return "/?" + v.Encode()
 }
 
 func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) error {
@@ -308,11 +421,15 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		return err
 	}
 	now := s.cfg.Now().UTC()
-	bal, err := s.cfg.Store.BalanceHistory(ctx, m.ID, now.Add(-7*24*time.Hour), now.Add(time.Minute), flows.BucketRaw)
+	rng, err := chartRange(r.URL.Query(), now)
 	if err != nil {
 		return err
 	}
-	sig, err := s.cfg.Store.SignalHistory(ctx, m.ID, now.Add(-7*24*time.Hour), now.Add(time.Minute))
+	bal, err := s.cfg.Store.BalanceHistory(ctx, m.ID, rng.from, rng.to, flows.BucketRaw)
+	if err != nil {
+		return err
+	}
+	sig, err := s.cfg.Store.SignalHistory(ctx, m.ID, rng.from, rng.to)
 	if err != nil {
 		return err
 	}
@@ -330,7 +447,15 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 			balance = append(balance, [2]string{bal[i].Timestamp.Format(time.RFC3339), bal[i].Balance.String()})
 		}
 	}
-	topups, err := s.topupMarkers(ctx, m.ID, evs, now.Add(-7*24*time.Hour))
+	topups, err := s.topupMarkers(ctx, m.ID, evs, rng.from)
+	if err != nil {
+		return err
+	}
+	ledger, err := s.cfg.Store.TopupsForMeter(ctx, m.ID, now.Add(-90*24*time.Hour), 20)
+	if err != nil {
+		return err
+	}
+	cmds, err := s.cfg.Store.MeterCommandsForMeter(ctx, m.ID, 20)
 	if err != nil {
 		return err
 	}
@@ -360,7 +485,13 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		BalanceJSON, CSQJSON, VoltageJSON [][2]string
 		TopupsJSON                        []string
 		Intervals                         *intervalPanel
-	}{page{Title: m.Serial, Claims: c, Flash: r.URL.Query().Get("msg")}, st, stale, evs, reqs, balance, csq, volt, topups, intervals})
+		Topups                            []flows.Topup
+		Commands                          []flows.MeterCommand
+		Form                              tariffFormValues
+		Range                             chartSpan
+		Ranges                            []rangeLink
+	}{page{Title: m.Serial, Claims: c, Flash: r.URL.Query().Get("msg")}, st, stale, evs, reqs, balance, csq, volt, topups, intervals,
+		ledger, cmds, prefillTariff(st, now), rng, rangeLinks(r.URL, rng)})
 	return nil
 }
 
@@ -470,7 +601,7 @@ func (s *Server) tariffForm(r *http.Request, c *Claims, m *flows.Meter) (string,
 	if err != nil {
 		return "", trimPrefix(err, "tariffs_future.")
 	}
-	return "Tariff request " + string(req.Status), nil
+	return "Tariff request accepted: " + requestStatus(req.Status) + " (its progress is under Requests below)", nil
 }
 
 func (s *Server) tokenForm(r *http.Request, c *Claims, m *flows.Meter) (string, error) {
@@ -478,7 +609,7 @@ func (s *Server) tokenForm(r *http.Request, c *Claims, m *flows.Meter) (string, 
 	if err != nil {
 		return "", err
 	}
-	return "Top-up " + string(tu.Status), nil
+	return "Top-up accepted: " + topupStatus(tu.Status) + " (its progress is under Top-ups below)", nil
 }
 
 func (s *Server) syncForm(r *http.Request, _ *Claims, m *flows.Meter) (string, error) {
@@ -536,4 +667,131 @@ func (s *Server) rolloutPage(w http.ResponseWriter, r *http.Request, c *Claims) 
 		Done, Percent int
 	}{page{Title: "Rollout", Claims: c}, ro, done, pct})
 	return nil
+}
+
+// topupStatus says a top-up's status as an operator would.
+func topupStatus(s flows.TopupStatus) string {
+	switch s {
+	case flows.TopupWaiting:
+		return "waiting to be sent to the meter"
+	case flows.TopupCompleted:
+		return "credited on the meter"
+	case flows.TopupFailed:
+		return "failed: not credited"
+	}
+	return string(s)
+}
+
+// requestStatus says a tariff request's or command's status as an
+// operator would.
+func requestStatus(s flows.RequestStatus) string {
+	switch s {
+	case flows.RequestPending:
+		return "waiting to be sent"
+	case flows.RequestSending:
+		return "being sent"
+	case flows.RequestSent:
+		return "sent, being checked"
+	case flows.RequestVerified:
+		return "on the meter, confirmed"
+	case flows.RequestActive:
+		return "in force"
+	case flows.RequestFailed:
+		return "failed"
+	case flows.RequestSuperseded:
+		return "replaced by a later request"
+	}
+	return string(s)
+}
+
+// tariffFormValues prefill the future-tariff form: the rates the meter
+// has now (what an operator changes one of), and the next midnight of
+// the meter's clock as the activation.
+type tariffFormValues struct {
+	StandingCharge, UnitRateA, UnitRateB, EmergencyCredit, ECreditAvailability, DebtRecovery string
+	Activation, ActivationZone                                                              string
+}
+
+func prefillTariff(st *flows.MeterStatus, now time.Time) tariffFormValues {
+	v := tariffFormValues{EmergencyCredit: "15.00", ECreditAvailability: "10.00", DebtRecovery: "0.25"}
+	if t := st.Shadow.TariffsActive; t != nil {
+		for _, f := range []struct {
+			d   *decimal.Decimal
+			dst *string
+		}{{t.StandingCharge, &v.StandingCharge}, {t.UnitRateElementA, &v.UnitRateA}, {t.UnitRateElementB, &v.UnitRateB},
+			{t.PrepaymentEmergencyCredit, &v.EmergencyCredit}, {t.PrepaymentECreditAvailability, &v.ECreditAvailability},
+			{t.PrepaymentDebtRecoveryRate, &v.DebtRecovery}} {
+			if f.d != nil {
+				*f.dst = f.d.String()
+			}
+		}
+	}
+	zone := flows.MeterClockZone(st.Meter.DaylightSavingsCorrectionEnabled)
+	local := now.In(zone)
+	next := time.Date(local.Year(), local.Month(), local.Day()+1, 0, 0, 0, 0, zone)
+	v.Activation = next.Format("2006-01-02T15:04:05")
+	v.ActivationZone = "UTC"
+	if zone != time.UTC {
+		v.ActivationZone = "UK time"
+	}
+	return v
+}
+
+// chartSpan is the meter page's history range: the last 24 h, 7 days (the
+// default) or 30 days, or whole UTC days from and to (at most 92).
+type chartSpan struct {
+	Name     string // 24h, 7d, 30d; "" for from/to
+	From, To string // the custom days, YYYY-MM-DD (shown in the form)
+	from, to time.Time
+}
+
+var chartSpans = []struct {
+	name, label string
+	d           time.Duration
+}{{"24h", "24 h", 24 * time.Hour}, {"7d", "7 days", 7 * 24 * time.Hour}, {"30d", "30 days", 30 * 24 * time.Hour}}
+
+func chartRange(q url.Values, now time.Time) (chartSpan, error) {
+	if q.Get("from") != "" || q.Get("to") != "" {
+		from, err := flows.ParseDay("from", q.Get("from"))
+		if err != nil {
+			return chartSpan{}, err
+		}
+		to, err := flows.ParseDay("to", cmp.Or(q.Get("to"), flows.FormatDay(now)))
+		if err != nil {
+			return chartSpan{}, err
+		}
+		switch {
+		case to.Before(from):
+			return chartSpan{}, flows.FieldError("to", "%s is before from %s", flows.FormatDay(to), flows.FormatDay(from))
+		case flows.DaysBetween(from, to) > 92:
+			return chartSpan{}, flows.FieldError("to", "at most 92 days of history at once")
+		}
+		return chartSpan{From: flows.FormatDay(from), To: flows.FormatDay(to), from: from, to: to.Add(24 * time.Hour)}, nil
+	}
+	name := cmp.Or(q.Get("range"), "7d")
+	for _, sp := range chartSpans {
+		if sp.name == name {
+			return chartSpan{Name: name, From: flows.FormatDay(now.Add(-sp.d)), To: flows.FormatDay(now), from: now.Add(-sp.d), to: now.Add(time.Minute)}, nil
+		}
+	}
+	return chartSpan{}, flows.FieldError("range", "%q is not 24h, 7d or 30d", name)
+}
+
+// rangeLink is one of the range picker's choices.
+type rangeLink struct {
+	Label, Href string
+	Current     bool
+}
+
+func rangeLinks(u *url.URL, cur chartSpan) []rangeLink {
+	var out []rangeLink
+	for _, sp := range chartSpans {
+		q := u.Query()
+		q.Del("from")
+		q.Del("to")
+		q.Del("msg")
+		q.Set("range", sp.name)
+		out = append(out, rangeLink{Label: sp.label, Href: u.Path + "?" + q.Encode(), Current: cur.Name == sp.name})
+	}
+	return out
 }

@@ -197,26 +197,57 @@ func TestDashboardInBrowser(t *testing.T) {
 	// The filtered page replaces this one: one row, the meter searched for.
 	poll("search results", fmt.Sprintf(`location.search.includes("q=") && document.querySelectorAll("#meters tbody tr").length === 1 && !!document.querySelector('a.meter-link[href="/meters/%s"]')`, serial))
 	submit("open a meter", fmt.Sprintf(`a.meter-link[href="/meters/%s"]`, serial))
-	step("meter page", chromedp.WaitVisible(chromedp.CSS("#balance-chart circle.pt")))
-	points, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#balance-chart circle.pt").length`))
+	step("meter page", chromedp.WaitVisible(chromedp.CSS("#balance-chart canvas")))
+	points, err := chromedp.Run(bctx, chromedp.Evaluate[int](`flowsCharts["balance-chart"].points`))
 	if err != nil || points < 5 {
 		t.Errorf("balance chart has %d points (%v), want one per sync (5)", points, err)
 	}
-	if n, _ := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#csq-chart circle.pt").length`)); n < 5 {
+	if n, _ := chromedp.Run(bctx, chromedp.Evaluate[int](`flowsCharts["csq-chart"].points`)); n < 5 {
 		t.Errorf("signal chart has %d points", n)
 	}
+	// The balance axis fits the balances (all well above the emergency-credit
+	// limit of -£15 here): the limit is named under the chart, not drawn at
+	// the foot of a flat line; the time axis spans the readings.
+	fit, _ := chromedp.Run(bctx, chromedp.Evaluate[bool](`(() => { const c = flowsCharts["balance-chart"], u = c.plot;
+		const ys = u.data[1], lo = Math.min(...ys), hi = Math.max(...ys);
+		return !c.guideShown && u.scales.y.min > -15 && u.scales.y.min <= lo && u.scales.y.max >= hi && u.scales.x.min <= u.data[0][0]; })()`))
+	if !fit {
+		t.Error("balance chart's axes do not fit its data")
+	}
+	if note := text("#balance-chart-note"); !strings.Contains(note, "emergency credit limit: −£15.00") {
+		t.Errorf("note under the balance chart: %q", note)
+	}
+	// The range picker reloads the page with the range in the URL.
+	submit("24 h range", `#range a[href*="range=24h"]`)
+	poll("24 h chosen", `location.search.includes("range=24h") && document.querySelector("#range b").textContent === "24 h" && !!window.flowsCharts["balance-chart"]`)
 	shot("dashboard-meter.png")
 
 	// Schedule a future tariff through the form and watch its request
 	// move on as the pusher works.
+	// The form starts from the tariff the meter has and its next midnight.
+	mst, err := store.MeterStatus(ctx, serial)
+	if err != nil || mst.Shadow.TariffsActive == nil || mst.Shadow.TariffsActive.UnitRateElementA == nil {
+		t.Fatalf("active tariff of %s: %v", serial, err)
+	}
+	prefilled, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById("unit_rate_element_a").value`))
+	activation, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById("activation_datetime").value`))
+	if want := mst.Shadow.TariffsActive.UnitRateElementA.String(); prefilled != want {
+		t.Errorf("unit rate A prefilled %q, want the active %s", prefilled, want)
+	}
+	if at, err := time.Parse("2006-01-02T15:04:05", activation); err != nil || !at.After(time.Now().UTC().Add(-24*time.Hour)) || at.Hour() != 0 || at.Minute() != 0 {
+		t.Errorf("activation prefilled %q, want the next midnight", activation)
+	}
 	act := time.Now().UTC().Add(72 * time.Hour).Format("2006-01-02T15:04:05")
 	step("tariff form", chromedp.SetValue(chromedp.CSS("#unit_rate_element_a"), "0.31111"), chromedp.SetValue(chromedp.CSS("#activation_datetime"), act))
 	submit("schedule a tariff", "#tariff-form button")
 	step("tariff scheduled", chromedp.WaitVisible(chromedp.CSS("#flash")), chromedp.WaitVisible(chromedp.CSS("#requests td.status")))
-	if msg := text("#flash"); !strings.Contains(msg, "pending") {
-		t.Errorf("the page said %q, want the pending request", msg)
+	if msg := text("#flash"); !strings.Contains(msg, "waiting to be sent") {
+		t.Errorf("the page said %q, want the request waiting to be sent", msg)
 	}
-	poll("request verified", `document.querySelector("#requests td.status") && document.querySelector("#requests td.status").textContent === "verified"`)
+	poll("request verified", `document.querySelector("#requests td.status") && document.querySelector("#requests td.status").dataset.status === "verified"`)
+	if st := text("#requests td.status"); st != "on the meter, confirmed" {
+		t.Errorf("verified request reads %q", st)
+	}
 	shot("dashboard-tariff.png")
 	if st := fleet.Meters()[1].State(clock.Now()); st.Future.RateA() != 31111 {
 		t.Errorf("the meter's future rate is %d, want 31111", st.Future.RateA())

@@ -47,6 +47,7 @@ var (
 var opDocs = map[string]opDoc{
 	"GET /api/v1/meters": {out: meterList{}, query: append(q("mode:string:active or passive", "health:string:healthy or unhealthy",
 		"low_balance:number:balance under this amount (GBP)", "offline:boolean:only meters offline", "q:string:serial or name contains",
+		"sort:string:name (default), serial, esco, balance, health, csq or last_online; a leading - descends",
 		"limit:integer:1-1000 (default 100)", "offset:integer:rows to skip"), escoParam...)},
 	"POST /api/v1/meters":                        {in: newMeterBody{}, out: flows.Meter{}, status: http.StatusCreated},
 	"GET /api/v1/meters/{serial}":                {out: meterResource{}},

@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -26,7 +28,7 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 			(SELECT c."timestamp" FROM flows.meter_csq c WHERE c.meter_id = mr.id AND c.csq IS NOT NULL ORDER BY c."timestamp" DESC LIMIT 1)
 		FROM flows.meter_registry mr
 		LEFT JOIN flows.escos e ON e.id = mr.esco
-		JOIN flows.meter_shadows ms ON ms.id = mr.id` + where + ` ORDER BY mr.name NULLS LAST, mr.serial` + pageClause(f, &args)
+		JOIN flows.meter_shadows ms ON ms.id = mr.id` + where + ` ORDER BY ` + meterOrder(f.Sort) + pageClause(f, &args)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, translate(err, "meters")
@@ -59,6 +61,47 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// meterOrders are the SQL of flows.MeterSorts. Every order ends with the
+// serial, so pages do not overlap. last_online sorts by the same subquery
+// the rows show; it reads every meter's newest signal row, so it is the
+// slowest.
+var meterOrders = map[string]string{
+	"name":        "mr.name %s NULLS LAST",
+	"serial":      "mr.serial %s",
+	"esco":        "e.code %s NULLS LAST",
+	"balance":     "ms.balance %s NULLS LAST",
+	"health":      "ms.health %s NULLS LAST",
+	"csq":         "ms.csq %s NULLS LAST",
+	"last_online": `(SELECT c."timestamp" FROM flows.meter_csq c WHERE c.meter_id = mr.id AND c.csq IS NOT NULL ORDER BY c."timestamp" DESC LIMIT 1) %s NULLS LAST`,
+}
+
+// meterOrder is the ORDER BY of a validated sort ("" by name).
+func meterOrder(sort string) string {
+	dir := "ASC"
+	if rest, ok := strings.CutPrefix(sort, "-"); ok {
+		sort, dir = rest, "DESC"
+	}
+	o, ok := meterOrders[sort]
+	if !ok {
+		o = meterOrders["name"]
+	}
+	return fmt.Sprintf(o, dir) + ", mr.serial " + dir
+}
+
+// CountMeters counts the meters f matches, ignoring its page: the fleet
+// page's "of N".
+func (s *Store) CountMeters(ctx context.Context, f flows.MeterFilter) (int, error) {
+	where, args, err := meterWhere(f)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = s.pool.QueryRow(ctx, `SELECT count(*) FROM flows.meter_registry mr
+		LEFT JOIN flows.escos e ON e.id = mr.esco
+		JOIN flows.meter_shadows ms ON ms.id = mr.id`+where, args...).Scan(&n)
+	return n, translate(err, "meters")
 }
 
 // balanceFrequency returns how often balances are read, and false when

@@ -109,3 +109,23 @@ func (s *Store) MoveMeterCommand(ctx context.Context, id string, from, to flows.
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// MeterCommandsForMeter returns a meter's newest commands, newest first:
+// the meter page's list.
+func (s *Store) MeterCommandsForMeter(ctx context.Context, meterID string, limit int) ([]flows.MeterCommand, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+meterCommandCols+` FROM flows.meter_commands c
+		JOIN flows.meter_registry m ON m.id = c.meter_id WHERE c.meter_id = $1 ORDER BY c.created_at DESC LIMIT $2`, meterID, limit)
+	if err != nil {
+		return nil, translate(err, "meter commands")
+	}
+	defer rows.Close()
+	out := []flows.MeterCommand{}
+	for rows.Next() {
+		c, err := scanMeterCommand(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *c)
+	}
+	return out, rows.Err()
+}

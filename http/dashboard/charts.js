@@ -1,35 +1,66 @@
 // Draws the page's charts from the JSON the server embedded (balance,
-// signal, voltage; daily and half-hourly intervals), and keeps the tariff
-// request table current. Nothing else runs in the browser.
+// signal, voltage with uPlot; daily and half-hourly intervals as SVG), and
+// keeps the tariff request table current. Nothing else runs in the browser.
 "use strict";
-function drawChart(svg) {
-  const W = 560, H = 180, P = 34;
-  const pts = JSON.parse(document.getElementById(svg.dataset.series).textContent || "[]").map(p => ({t: Date.parse(p[0]), v: Number(p[1])}));
-  const guides = svg.dataset.guide ? [{v: Number(svg.dataset.guide), label: svg.dataset.guideLabel}] : [];
-  const markers = svg.dataset.markers ? JSON.parse(document.getElementById(svg.dataset.markers).textContent || "[]").map(Date.parse) : [];
-  const unit = svg.dataset.unit || "";
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("width", "100%");
-  svg.setAttribute("preserveAspectRatio", "none");
-  const ns = "http://www.w3.org/2000/svg", el = (name, attrs, text) => {
-    const e = document.createElementNS(ns, name);
-    for (const k in attrs) e.setAttribute(k, attrs[k]);
-    if (text != null) e.textContent = text;
-    svg.appendChild(e); return e;
+// Time-series charts (balance, signal, voltage) are uPlot's (vendored in
+// /static/vendor/uplot): a time axis, the value under the cursor in the
+// legend, drag to zoom and double-click to reset. The y axis fits the data;
+// a reference line (the emergency-credit limit) is drawn when it lies near
+// the data, and named under the chart when it does not. Top-ups are marked
+// from the ledger.
+const charts = {};
+window.flowsCharts = charts; // for the browser tests and the curious
+function timeChart(div) {
+  const pts = JSON.parse(document.getElementById(div.dataset.series).textContent || "[]");
+  const note = document.getElementById(div.id + "-note");
+  if (!pts.length) { div.textContent = "No readings in this range yet."; div.classList.add("empty"); charts[div.id] = {points: 0}; return; }
+  const xs = pts.map(p => Date.parse(p[0]) / 1000), ys = pts.map(p => Number(p[1]));
+  const prefix = div.dataset.prefix || "", unit = div.dataset.unit || "", dp = Number(div.dataset.decimals ?? 2);
+  const guide = div.dataset.guide ? Number(div.dataset.guide) : null, guideLabel = div.dataset.guideLabel || "";
+  const markers = div.dataset.markers ? JSON.parse(document.getElementById(div.dataset.markers).textContent || "[]").map(t => Date.parse(t) / 1000) : [];
+  let lo = Math.min(...ys), hi = Math.max(...ys);
+  const pad = Math.max((hi - lo) * 0.1, Math.abs(hi) * 0.02, dp === 0 ? 2 : 0.5);
+  lo -= pad; hi += pad;
+  // Near the data: within a quarter of its span below it.
+  const guideShown = guide !== null && guide <= hi && guide >= lo - (hi - lo) * 0.25;
+  if (guideShown) lo = Math.min(lo, guide - pad / 2);
+  if (note) note.textContent = guide !== null && !guideShown ? `${guideLabel}: ${fmtValue(guide, prefix, unit, dp)}, below the range shown.` : "";
+  const dpr = window.devicePixelRatio || 1;
+  const draw = u => {
+    const ctx = u.ctx, {left, top, width, height} = u.bbox;
+    ctx.save();
+    if (guideShown) {
+      const y = u.valToPos(guide, "y", true);
+      ctx.strokeStyle = ctx.fillStyle = "#c0392b"; ctx.setLineDash([4 * dpr, 4 * dpr]); ctx.lineWidth = dpr;
+      ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(left + width, y); ctx.stroke();
+      ctx.font = `${11 * dpr}px system-ui, sans-serif`; ctx.fillText(guideLabel, left + 6 * dpr, y - 4 * dpr);
+    }
+    ctx.setLineDash([2 * dpr, 3 * dpr]); ctx.strokeStyle = ctx.fillStyle = "#1e8449"; ctx.lineWidth = dpr;
+    for (const m of markers) {
+      const x = u.valToPos(m, "x", true);
+      if (x < left || x > left + width) continue;
+      ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, top + height); ctx.stroke();
+      ctx.beginPath(); ctx.moveTo(x - 5 * dpr, top); ctx.lineTo(x + 5 * dpr, top); ctx.lineTo(x, top + 8 * dpr); ctx.fill();
+    }
+    ctx.restore();
   };
-  if (!pts.length) { el("text", {x: 20, y: 90}, "no data yet"); return; }
-  const ts = pts.map(p => p.t), vs = pts.map(p => p.v).concat(guides.map(g => g.v));
-  const t0 = Math.min(...ts), t1 = Math.max(...ts), v0 = Math.min(...vs), v1 = Math.max(...vs);
-  const x = t => P + (W - 2 * P) * (t - t0) / ((t1 - t0) || 1), y = v => H - P - (H - 2 * P) * (v - v0) / ((v1 - v0) || 1);
-  el("text", {x: 4, y: 14, "font-size": 11}, v1.toFixed(1) + unit);
-  el("text", {x: 4, y: H - P + 4, "font-size": 11}, v0.toFixed(1) + unit);
-  for (const g of guides) {
-    el("line", {class: "guide", x1: P, x2: W - P, y1: y(g.v), y2: y(g.v), stroke: "#c0392b", "stroke-dasharray": 4});
-    el("text", {x: W - P - 110, y: y(g.v) - 3, "font-size": 10, fill: "#c0392b"}, g.label);
-  }
-  el("polyline", {fill: "none", stroke: "#2e86de", "stroke-width": 1.5, points: pts.map(p => x(p.t) + "," + y(p.v)).join(" ")});
-  for (const p of pts) el("circle", {class: "pt", cx: x(p.t), cy: y(p.v), r: 1.8, fill: "#2e86de"});
-  for (const m of markers) if (m >= t0 && m <= t1) el("path", {class: "topup", d: `M${x(m)},${P - 10} l-5,-8 h10 z`, fill: "#1e8449"});
+  const opts = {
+    width: Math.max(div.clientWidth, 280), height: 220,
+    cursor: {drag: {x: true, y: false}},
+    scales: {x: {time: true}, y: {range: () => [lo, hi]}},
+    series: [{value: (u, v) => v == null ? "–" : new Date(v * 1000).toISOString().slice(0, 16).replace("T", " ") + "Z"},
+      {label: div.dataset.label || "value", stroke: "#2e86de", width: 1.5, points: {size: 4}, value: (u, v) => fmtValue(v, prefix, unit, dp)}],
+    // A whole-number series (signal) gets whole-number ticks.
+    axes: [{}, Object.assign({size: 64, values: (u, vals) => vals.map(v => fmtValue(v, prefix, unit, Math.min(dp, 2)))}, dp === 0 ? {incrs: [1, 2, 5, 10, 20, 50]} : {})],
+    hooks: {draw: [draw]},
+  };
+  const u = new uPlot(opts, [xs, ys], div);
+  charts[div.id] = {plot: u, points: xs.length, guideShown, markers: markers.filter(m => m >= xs[0] && m <= xs[xs.length - 1]).length};
+  new ResizeObserver(() => u.setSize({width: Math.max(div.clientWidth, 280), height: 220})).observe(div);
+}
+function fmtValue(v, prefix, unit, dp) {
+  if (v == null) return "–";
+  return (v < 0 ? "−" : "") + prefix + Math.abs(v).toFixed(dp) + unit;
 }
 // Interval charts: the data is {labels, series: [{name, kind, values,
 // half_hours, expected}], until}; a null value is a bucket with nothing
@@ -106,7 +137,7 @@ function drawProfile(svg) {
     flush();
   }
 }
-document.querySelectorAll("svg.chart").forEach(drawChart);
+if (window.uPlot) document.querySelectorAll("div.uchart").forEach(timeChart);
 document.querySelectorAll("svg.bars").forEach(drawBars);
 document.querySelectorAll("svg.profile").forEach(drawProfile);
 const box = document.getElementById("requests-box");
