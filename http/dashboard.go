@@ -60,8 +60,8 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 		}
 		return string(*h)
 	},
-	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
-	"pct":  percent,
+	"time":          func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"pct":           percent,
 	"topupStatus":   topupStatus,
 	"requestStatus": requestStatus,
 	// noflash is a page without its message: the error page shows the
@@ -709,7 +709,7 @@ func requestStatus(s flows.RequestStatus) string {
 // the meter's clock as the activation.
 type tariffFormValues struct {
 	StandingCharge, UnitRateA, UnitRateB, EmergencyCredit, ECreditAvailability, DebtRecovery string
-	Activation, ActivationZone                                                              string
+	Activation, ActivationZone                                                               string
 }
 
 func prefillTariff(st *flows.MeterStatus, now time.Time) tariffFormValues {
