@@ -306,7 +306,7 @@ func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if err != nil {
 		return err
 	}
-	escos, err := s.cfg.Store.FleetSummaries(r.Context(), scopeESCO(r, c))
+	escos, err := s.summaries.get(r.Context(), scopeESCO(r, c), s.cfg.Now(), s.cfg.Store.FleetSummaries)
 	if err != nil {
 		return err
 	}

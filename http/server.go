@@ -46,6 +46,9 @@ type Server struct {
 	// the fleet page and the metric at most once a minute and used by any
 	// page while fresh (completeness.go).
 	fleetCompleteness fleetCompleteness
+	// summaries are the fleet page's counts, at most summaryAge old
+	// (summaries.go).
+	summaries summaries
 }
 
 // NewServer returns a server; call Start to listen.
