@@ -323,8 +323,9 @@ func (p *Pusher) target(ctx context.Context, meterID string) (*flows.Meter, mete
 // lease until it expires and the next pass resumes it, as after a crash.
 func (p *Pusher) storeFailed(req pushed, what string, err error) outcome {
 	if errors.Is(err, context.Canceled) {
-		// Shutting down: not a fault, and the next start resumes the push.
-		p.cfg.Logger.Info("push interrupted by shutdown; resumed at the next start", "request_kind", req.kind, "request_id", req.id)
+		// Shutting down, or the lease was lost: not a fault of the store,
+		// and a later pass (or the next start) resumes the push.
+		p.cfg.Logger.Info("push stopped (shutting down, or its lease lost); a later pass resumes it", "request_kind", req.kind, "request_id", req.id)
 		return stopped()
 	}
 	p.cfg.Logger.Error(what, "request_kind", req.kind, "request_id", req.id, "error", err)
