@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,7 +78,8 @@ var opDocs = map[string]opDoc{
 var enums = map[reflect.Type][]string{
 	reflect.TypeFor[flows.Mode]():          {string(flows.ModeActive), string(flows.ModePassive)},
 	reflect.TypeFor[flows.Health]():        {string(flows.HealthHealthy), string(flows.HealthUnhealthy)},
-	reflect.TypeFor[flows.RequestStatus](): {"pending", "sending", "sent", "verified", "active", "failed", "superseded"},
+	reflect.TypeFor[flows.RequestStatus](): {string(flows.RequestPending), string(flows.RequestSending), string(flows.RequestSent),
+		string(flows.RequestVerified), string(flows.RequestActive), string(flows.RequestFailed), string(flows.RequestSuperseded)},
 	reflect.TypeFor[flows.TopupStatus]():   {string(flows.TopupWaiting), string(flows.TopupCompleted), string(flows.TopupFailed)},
 	reflect.TypeFor[flows.Bucket]():        {string(flows.BucketRaw), string(flows.BucketHour), string(flows.BucketDay), string(flows.BucketHalfHour)},
 }
@@ -114,7 +116,7 @@ func openAPIDocument(routes []route) map[string]any {
 			"security":     []map[string][]string{{"bearer": {}}},
 			"x-flows-role": string(rt.role),
 			"responses": map[string]any{
-				itoa(status): ok, "400": problem, "401": problem, "403": problem, "404": problem, "409": problem, "503": problem,
+				strconv.Itoa(status): ok, "400": problem, "401": problem, "403": problem, "404": problem, "409": problem, "503": problem,
 			},
 		}
 		var params []map[string]any
@@ -144,7 +146,7 @@ func openAPIDocument(routes []route) map[string]any {
 			"code":  map[string]string{"type": "string", "description": "stable: invalid, not_found, conflict, unauthorized, forbidden, unavailable, ..."},
 			"field": map[string]string{"type": "string", "description": "the input that was wrong (a body field, a query parameter)"}}}
 	return map[string]any{
-		"openapi": "3.0.3",
+		"openapi": "3.1.0",
 		"info":    map[string]string{"title": "Flows API", "version": "1"},
 		"paths":   paths,
 		"components": map[string]any{
@@ -156,9 +158,36 @@ func openAPIDocument(routes []route) map[string]any {
 	}
 }
 
-func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
-// schemaGen turns Go types into OpenAPI 3.0 schemas as encoding/json
+// nullable is s that also takes null, as OpenAPI 3.1 (JSON Schema) says
+// it: a type list with "null" (and null among an enum's values), or
+// anyOf with null for a reference.
+func nullable(s map[string]any) map[string]any {
+	if _, ref := s["$ref"]; ref {
+		return map[string]any{"anyOf": []any{s, map[string]any{"type": "null"}}}
+	}
+	c := map[string]any{}
+	for k, v := range s {
+		c[k] = v
+	}
+	if t, ok := s["type"].(string); ok {
+		c["type"] = []string{t, "null"}
+	}
+	if e, ok := s["enum"].([]string); ok {
+		c["enum"] = append(append([]any{}, anySlice(e)...), nil)
+	}
+	return c
+}
+
+func anySlice(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// schemaGen turns Go types into OpenAPI 3.1 schemas as encoding/json
 // encodes them: named structs become components, pointers nullable,
 // omitempty fields optional, decimals strings (money is never a float).
 // With in set it describes request bodies: components named ...Input,
@@ -202,15 +231,7 @@ func (g *schemaGen) of(t reflect.Type) map[string]any {
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
-		s := g.of(t.Elem())
-		if _, ref := s["$ref"]; ref {
-			return map[string]any{"allOf": []any{s}, "nullable": true}
-		}
-		c := map[string]any{"nullable": true}
-		for k, v := range s {
-			c[k] = v
-		}
-		return c
+		return nullable(g.of(t.Elem()))
 	case reflect.String:
 		s := map[string]any{"type": "string"}
 		if e, ok := enums[t]; ok {

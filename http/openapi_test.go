@@ -151,33 +151,47 @@ func schemaAt(doc map[string]any, method, path string, request bool) map[string]
 	return content.(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)
 }
 
-// validate checks v against an OpenAPI 3.0 schema: the subset Flows' document
-// uses ($ref, allOf, nullable, type, enum, required, properties,
-// additionalProperties, items). An object property the schema does not
+// validate checks v against an OpenAPI 3.1 schema: the subset Flows' document
+// uses ($ref, anyOf, type or a list of types with "null", enum, required,
+// properties, additionalProperties, items). An object property the schema does not
 // declare is a problem too: the document must describe all of a body.
 func validate(doc, s map[string]any, v any, at string) []string {
 	if ref, ok := s["$ref"].(string); ok {
 		name := strings.TrimPrefix(ref, "#/components/schemas/")
 		return validate(doc, doc["components"].(map[string]any)["schemas"].(map[string]any)[name].(map[string]any), v, at)
 	}
-	if v == nil {
-		if s["nullable"] == true {
-			return nil
-		}
-		return []string{at + ": null, not nullable"}
-	}
-	if all, ok := s["allOf"].([]any); ok {
+	if alts, ok := s["anyOf"].([]any); ok {
 		var ps []string
-		for _, sub := range all {
-			ps = append(ps, validate(doc, sub.(map[string]any), v, at)...)
+		for _, sub := range alts {
+			p := validate(doc, sub.(map[string]any), v, at)
+			if len(p) == 0 {
+				return nil
+			}
+			ps = append(ps, p...)
 		}
 		return ps
+	}
+	// OpenAPI 3.1: "type" is a name or a list of them ("null" among them
+	// for a nullable value).
+	typ, _ := s["type"].(string)
+	if types, ok := s["type"].([]any); ok {
+		for _, t := range types {
+			if t == "null" && v == nil {
+				return nil
+			}
+			if t != "null" {
+				typ = t.(string)
+			}
+		}
+	}
+	if v == nil && typ != "null" {
+		return []string{at + ": null, not nullable"}
 	}
 	var ps []string
 	if e, ok := s["enum"].([]any); ok && !slices.Contains(e, v) {
 		ps = append(ps, fmt.Sprintf("%s: %v is not one of %v", at, v, e))
 	}
-	switch s["type"] {
+	switch typ {
 	case "object":
 		o, ok := v.(map[string]any)
 		if !ok {
