@@ -37,6 +37,10 @@ func newBenchCmd() *cobra.Command {
 	bench := &cobra.Command{Use: "bench", Short: "Benchmarks that print their figures",
 		// --cpuprofile: where the engine's own time goes, for go tool pprof.
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			// cobra runs only the nearest persistent hook: the root's too.
+			if err := checkLogFlags(cmd, args); err != nil {
+				return err
+			}
 			if cpuProfile == "" {
 				return nil
 			}

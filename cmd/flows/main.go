@@ -44,13 +44,47 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "flows",
 		Short: "Head-end and meter management for prepayment electricity meters",
+		// cobra runs only the nearest PersistentPreRunE: a command with
+		// its own (flows bench) calls this one too.
+		PersistentPreRunE: checkLogFlags,
 	}
+	root.PersistentFlags().StringVar(&logFlags.level, "log-level", "info", "debug, info, warn or error")
+	root.PersistentFlags().StringVar(&logFlags.format, "log-format", "text", "text or json (one object a line, for a log collector)")
 	root.AddCommand(newDemoCmd(), newServeCmd(), newMigrateCmd(), newSimCmd(), newMeterCmd(), newAuthCmd(), newBenchCmd(), newCertsCmd(), newReplicaCmd(), newExportCmd(), newDBCmd())
 	return root
 }
 
+// logFlags are the root's --log-level and --log-format, which every
+// command's logger follows.
+var logFlags struct{ level, format string }
+
+// logger is the process's logger on stderr, as --log-level (debug, info,
+// warn, error) and --log-format (text, json) say; the flags are checked
+// before any command runs (checkLogFlags).
 func logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	opts := &slog.HandlerOptions{Level: logLevel(logFlags.level)}
+	if logFlags.format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s)) // checked by checkLogFlags
+	return l
+}
+
+// checkLogFlags refuses a log level or format Flows does not know.
+func checkLogFlags(*cobra.Command, []string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(logFlags.level)); err != nil {
+		return flows.FieldError("--log-level", "%q is not debug, info, warn or error", logFlags.level)
+	}
+	if logFlags.format != "text" && logFlags.format != "json" {
+		return flows.FieldError("--log-format", "%q is not text or json", logFlags.format)
+	}
+	return nil
 }
 
 // databaseURL returns --database-url or FLOWS_DATABASE_URL.

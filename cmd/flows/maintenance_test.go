@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os/exec"
 	"strings"
@@ -27,6 +28,8 @@ func TestServePartitionFlags(t *testing.T) {
 		{[]string{"--retention", "meter_csq=many"}, `flows: --retention: "meter_csq=many": "many" is not a whole number of months`},
 		{[]string{"--retention", "meter_csq=-2"}, `flows: --retention: "meter_csq=-2": meter_csq: -2 months is negative`},
 		{[]string{"--retention", "meter_csq=2", "--retention", "meter_csq=3"}, `flows: --retention: "meter_csq=3": meter_csq is given twice`},
+		{[]string{"--log-level", "loud"}, `flows: --log-level: "loud" is not debug, info, warn or error`},
+		{[]string{"--log-format", "xml"}, `flows: --log-format: "xml" is not text or json`},
 	} {
 		// No database is reached: the flags are refused first.
 		args := append([]string{"serve", "--components", "mediator", "--database-url", "postgres://nobody@127.0.0.1:1/none"}, c.args...)
@@ -39,7 +42,7 @@ func TestServePartitionFlags(t *testing.T) {
 
 	url := pgtest.NewDB(t)
 	cmd := exec.Command(flowsBin, "serve", "--components", "mediator", "--grpc", "127.0.0.1:0", "--database-url", url,
-		"--partitions-ahead", "6", "--retention", "meter_csq=24")
+		"--partitions-ahead", "6", "--retention", "meter_csq=24", "--log-format", "json")
 	var buf lockedBuffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
@@ -68,5 +71,14 @@ func TestServePartitionFlags(t *testing.T) {
 	}
 	if !logged() {
 		t.Errorf("serve did not log the partitions it made:\n%s", buf.String())
+	}
+	// --log-format json: each log line is one JSON object.
+	for _, line := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(line, "history partitions maintained") {
+			var rec struct{ Level, Msg string }
+			if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Level != "INFO" {
+				t.Errorf("--log-format json logged %q (%v), want a JSON object at INFO", line, err)
+			}
+		}
 	}
 }
