@@ -58,15 +58,7 @@ func BenchmarkAPI(b *testing.B) {
 	if _, err := pool.Exec(ctx, `VACUUM ANALYZE flows.meter_registers, flows.register_interval_day`); err != nil {
 		b.Fatal(err)
 	}
-	srv := flowshttp.NewServer(flowshttp.Config{Addr: "127.0.0.1:0", Store: store, JWTSecret: secret})
-	if err := srv.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = srv.Stop(context.Background()) }()
-	tok, err := flowshttp.IssueToken(secret, "bench", flowshttp.RoleReadonly, "", time.Hour, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
+	api, tok := benchServer(b, store)
 	// The bare handler has a pool of its own on the same database, so it
 	// starts as cold as the API's does rather than on connections the
 	// API's pass opened.
@@ -78,7 +70,6 @@ func BenchmarkAPI(b *testing.B) {
 	bare := httptest.NewServer(bareMeterHandler(postgres.NewStore(barePool)))
 	defer bare.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	api := "http://" + srv.Addr()
 	getFrom := func(base, path string) time.Duration {
 		req, _ := http.NewRequest("GET", base+path, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -222,16 +213,7 @@ func BenchmarkFleetPage(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	srv := flowshttp.NewServer(flowshttp.Config{Addr: "127.0.0.1:0", Store: store, JWTSecret: secret})
-	if err := srv.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = srv.Stop(context.Background()) }()
-	tok, err := flowshttp.IssueToken(secret, "bench", flowshttp.RoleReadonly, "", time.Hour, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
-	api := "http://" + srv.Addr()
+	api, tok := benchServer(b, store)
 	ck := session(b, api, tok)
 	median := func(runs int, f func() time.Duration) time.Duration {
 		var ds []time.Duration
@@ -280,4 +262,20 @@ func BenchmarkFleetPage(b *testing.B) {
 		b.ReportMetric(ms(def), "ms-first-page")
 		b.ReportMetric(ms(ceiling), "ceiling-ms")
 	}
+}
+
+// benchServer starts an API server on store for the benchmark's length and
+// returns its base URL and a read-only token.
+func benchServer(b *testing.B, store *postgres.Store) (api, tok string) {
+	b.Helper()
+	srv := flowshttp.NewServer(flowshttp.Config{Addr: "127.0.0.1:0", Store: store, JWTSecret: secret})
+	if err := srv.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	tok, err := flowshttp.IssueToken(secret, "bench", flowshttp.RoleReadonly, "", time.Hour, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return "http://" + srv.Addr(), tok
 }
