@@ -518,7 +518,9 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 			res, err := e.readMeter(ctx, &meters[i], freq)
 			e.setTime.observe(freq, time.Since(t0))
 			if err != nil {
-				e.cfg.Logger.Warn("sync failed", "meter_serial", meters[i].Serial, "error", err)
+				if ctx.Err() == nil { // at shutdown the read was cut short, not failed: it is due still
+					e.cfg.Logger.Warn("sync failed", "meter_serial", meters[i].Serial, "error", err)
+				}
 				return
 			}
 			results[i] = res
