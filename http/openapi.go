@@ -76,12 +76,12 @@ var opDocs = map[string]opDoc{
 
 // enums are the values of the string types the API carries.
 var enums = map[reflect.Type][]string{
-	reflect.TypeFor[flows.Mode]():          {string(flows.ModeActive), string(flows.ModePassive)},
-	reflect.TypeFor[flows.Health]():        {string(flows.HealthHealthy), string(flows.HealthUnhealthy)},
+	reflect.TypeFor[flows.Mode]():   {string(flows.ModeActive), string(flows.ModePassive)},
+	reflect.TypeFor[flows.Health](): {string(flows.HealthHealthy), string(flows.HealthUnhealthy)},
 	reflect.TypeFor[flows.RequestStatus](): {string(flows.RequestPending), string(flows.RequestSending), string(flows.RequestSent),
 		string(flows.RequestVerified), string(flows.RequestActive), string(flows.RequestFailed), string(flows.RequestSuperseded)},
-	reflect.TypeFor[flows.TopupStatus]():   {string(flows.TopupWaiting), string(flows.TopupCompleted), string(flows.TopupFailed)},
-	reflect.TypeFor[flows.Bucket]():        {string(flows.BucketRaw), string(flows.BucketHour), string(flows.BucketDay), string(flows.BucketHalfHour)},
+	reflect.TypeFor[flows.TopupStatus](): {string(flows.TopupWaiting), string(flows.TopupCompleted), string(flows.TopupFailed)},
+	reflect.TypeFor[flows.Bucket]():      {string(flows.BucketRaw), string(flows.BucketHour), string(flows.BucketDay), string(flows.BucketHalfHour)},
 }
 
 // descriptions say what a schema alone cannot.
@@ -157,7 +157,6 @@ func openAPIDocument(routes []route) map[string]any {
 		},
 	}
 }
-
 
 // nullable is s that also takes null, as OpenAPI 3.1 (JSON Schema) says
 // it: a type list with "null" (and null among an enum's values), or
