@@ -66,6 +66,7 @@ func (h *heartbeat) run(ctx context.Context) {
 }
 
 func (h *heartbeat) renew(ctx context.Context) {
+	h.p.holds.renew(ctx)
 	h.mu.Lock()
 	var tariffs, topups, commands []flows.Claim
 	for _, c := range h.claims {

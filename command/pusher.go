@@ -55,6 +55,11 @@ type Store interface {
 	// sync's reads are recorded.
 	ApplyObservation(ctx context.Context, r flows.SyncResult) error
 	Audit(ctx context.Context, e flows.AuditEntry) error
+	// A push holds its meter (postgres.Store.LeaseMeterForPush): no other
+	// node syncs or pushes to it meanwhile.
+	LeaseMeterForPush(ctx context.Context, meterID, owner string, ttl time.Duration) (bool, error)
+	ExtendPushLeases(ctx context.Context, meterIDs []string, owner string, ttl time.Duration) (map[string]bool, error)
+	ReleasePushLease(ctx context.Context, meterID, owner string) error
 }
 
 // Config configures a Pusher.
@@ -82,14 +87,19 @@ type Config struct {
 	// ClockThreshold is the drift beyond which a meter's clock is set
 	// (20 s); 0 keeps the default, negative turns clock correction off.
 	ClockThreshold time.Duration
+	// Node names this process in meter leases, as the sync engine's Owner
+	// does (host:pid, the default): pushes and syncs of one node share
+	// its per-meter turn, another node's wait for the meter.
+	Node string
 }
 
 // Pusher pushes requests. Start/Stop run it in the background; RunOnce
 // does one pass (tests, tools).
 type Pusher struct {
 	cfg  Config
-	rec  recorder
-	loop lifecycle.Loop
+	rec   recorder
+	loop  lifecycle.Loop
+	holds *meterHolds
 	// claimed counts the requests claimed and not yet recorded, across
 	// passes: at most Workers. A pass claims only what is left, so a
 	// top-up claimed a second later is not queued behind a backlog of
@@ -123,10 +133,15 @@ func New(cfg Config) *Pusher {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Node == "" {
+		cfg.Node = defaultNode()
+	}
 	// Next attempts are compared with the database's clock, so they are
 	// set in real time, not the injected clock's.
 	rec := recorder{policy: policy{maxAttempts: cfg.MaxAttempts, retryBase: cfg.RetryBase}, store: cfg.Store, now: time.Now, log: cfg.Logger}
-	return &Pusher{cfg: cfg, rec: rec}
+	p := &Pusher{cfg: cfg, rec: rec}
+	p.holds = newMeterHolds(p)
+	return p
 }
 
 // Start pushes in the background until Stop; it returns at once.
@@ -230,13 +245,22 @@ func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64, drain bool) (<-ch
 			close(done)
 		}()
 	}
-	push := func(id string, attempt int, kind string, run func(ctx context.Context)) {
+	push := func(id string, attempt int, kind, meterID string, run func(ctx context.Context)) {
 		pctx := hb.hold(ctx, kind, flows.Claim{ID: id, Attempt: attempt})
 		n.Add(1)
 		p.claimed.Add(1)
 		wg.Go(func() {
 			defer p.claimed.Add(-1)
-			run(pctx)
+			mctx, release, err := p.holds.hold(pctx, meterID)
+			if err != nil {
+				// Nothing was sent: the claim's lease runs out and a
+				// later pass (here or elsewhere) takes it up.
+				hb.release(id)
+				p.storeFailed(pushed{kind: kind, id: id, meterID: meterID}, "waiting for the meter", err)
+				return
+			}
+			defer release()
+			run(mctx)
 		})
 	}
 	for {
@@ -265,21 +289,21 @@ func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64, drain bool) (<-ch
 			}
 		}
 		for _, r := range trs {
-			push(r.ID, r.Attempts, "tariff", func(pctx context.Context) {
+			push(r.ID, r.Attempts, "tariff", r.MeterID, func(pctx context.Context) {
 				o := p.pushTariff(pctx, r)
 				hb.release(r.ID)
 				p.rec.record(ctx, tariffPushed(r), o, writeWith(p.cfg.Store.MoveTariffRequest, r.ID, r.Attempts))
 			})
 		}
 		for _, t := range tus {
-			push(t.ID, t.Attempts, "topup", func(pctx context.Context) {
+			push(t.ID, t.Attempts, "topup", t.MeterID, func(pctx context.Context) {
 				o := p.pushTopup(pctx, t)
 				hb.release(t.ID)
 				p.rec.record(ctx, topupPushed(t), o, p.finishTopup(t))
 			})
 		}
 		for _, c := range cmds {
-			push(c.ID, c.Attempts, "command", func(pctx context.Context) {
+			push(c.ID, c.Attempts, "command", c.MeterID, func(pctx context.Context) {
 				o := p.pushCommand(pctx, c)
 				hb.release(c.ID)
 				p.rec.record(ctx, commandPushed(c), o, writeWith(p.cfg.Store.MoveMeterCommand, c.ID, c.Attempts))

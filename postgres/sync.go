@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -53,7 +54,8 @@ func (s *Store) LeaseMeter(ctx context.Context, meterID, owner string, ttl time.
 		WITH l AS (
 			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until) VALUES ($1, $2, now() + $3::interval)
 			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $2, lease_until = now() + $3::interval
-			WHERE meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $2
+			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $2)
+			  AND `+pushFree("meter_sync_state", "$2")+`
 			RETURNING meter_id)
 		SELECT `+meterColumns+` FROM flows.meter_registry mr LEFT JOIN flows.escos e ON e.id = mr.esco
 		WHERE mr.id = $1 AND EXISTS (SELECT 1 FROM l)`, meterID, owner, ttl.String()))
@@ -67,6 +69,65 @@ func (s *Store) LeaseMeter(ctx context.Context, meterID, owner string, ttl time.
 		return nil, false, err // gone (ENOTFOUND) or unreadable
 	}
 	return nil, false, nil
+}
+
+// pushFree is SQL true when no other node holds the push lease of the
+// meter_sync_state row st (migration 0023) against the lease owner named
+// by the parameter owner: a node's own pushes and syncs share its
+// per-meter turn, another node's do not.
+func pushFree(st, owner string) string {
+	return fmt.Sprintf(`(%[1]s.push_until IS NULL OR %[1]s.push_until < now() OR split_part(%[1]s.push_owner, '/', 1) = split_part(%[2]s, '/', 1))`, st, owner)
+}
+
+// LeaseMeterForPush takes a meter's push lease for owner (host:pid/push)
+// for ttl, or renews it, unless another node holds the meter's sync lease
+// (or its push lease): false then. A node's own sync lease does not stop
+// it — the node's per-meter turn orders its pushes and syncs.
+func (s *Store) LeaseMeterForPush(ctx context.Context, meterID, owner string, ttl time.Duration) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO flows.meter_sync_state (meter_id, push_owner, push_until)
+		SELECT id, $2, now() + $3::interval FROM flows.meter_registry WHERE id = $1
+		ON CONFLICT (meter_id) DO UPDATE SET push_owner = $2, push_until = now() + $3::interval
+		WHERE (meter_sync_state.push_until IS NULL OR meter_sync_state.push_until < now() OR meter_sync_state.push_owner = $2)
+		  AND (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now()
+		       OR split_part(meter_sync_state.lease_owner, '/', 1) = split_part($2, '/', 1))`, meterID, owner, ttl.String())
+	if err != nil {
+		return false, translate(err, "push lease")
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	if _, err := s.MeterByID(ctx, meterID); err != nil {
+		return false, err // gone (ENOTFOUND) or unreadable
+	}
+	return false, nil
+}
+
+// ExtendPushLeases renews owner's push leases of meters for ttl and
+// returns the meters it renewed (a lease that had expired and been taken
+// by another node is not).
+func (s *Store) ExtendPushLeases(ctx context.Context, meterIDs []string, owner string, ttl time.Duration) (map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, `UPDATE flows.meter_sync_state SET push_until = now() + $3::interval
+		WHERE meter_id = ANY($1::uuid[]) AND push_owner = $2 RETURNING meter_id::text`, meterIDs, owner, ttl.String())
+	if err != nil {
+		return nil, translate(err, "push lease")
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, translate(err, "push lease")
+	}
+	renewed := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		renewed[id] = true
+	}
+	return renewed, nil
+}
+
+// ReleasePushLease gives a push lease back.
+func (s *Store) ReleasePushLease(ctx context.Context, meterID, owner string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET push_owner = NULL, push_until = NULL
+		WHERE meter_id = $1 AND push_owner = $2`, meterID, owner)
+	return translate(err, "push lease")
 }
 
 // ReleaseSyncLease gives a lease back.
@@ -353,7 +414,7 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 		WITH m AS (
 			SELECT r.id, `+slotSQL+` AS slot, (st.last_run ->> $1)::timestamptz AS last_run,
 			       coalesce(st.consecutive_failures, 0) >= $8 AS failing,
-			       st.lease_until IS NULL OR st.lease_until < now() OR st.lease_owner = $6 AS free
+			       (st.lease_until IS NULL OR st.lease_until < now() OR st.lease_owner = $6) AND `+pushFree("st", "$6")+` AS free
 			FROM flows.meter_registry r LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL),
 		due AS (
@@ -365,7 +426,8 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until)
 			SELECT id, $6, now() + $7::interval FROM due WHERE free ORDER BY id LIMIT nullif($9::int, 0)
 			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $6, lease_until = now() + $7::interval
-			WHERE meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $6
+			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $6)
+			  AND `+pushFree("meter_sync_state", "$6")+`
 			RETURNING meter_id)
 		SELECT `+meterColumns+`, (SELECT count(*) FROM due) FROM flows.meter_registry mr LEFT JOIN flows.escos e ON e.id = mr.esco
 		WHERE mr.id IN (SELECT meter_id FROM l)

@@ -268,7 +268,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		if err := start("commands database pool", closer(cmdStore.Close)); err != nil {
 			return nil, err
 		}
-		pusher := command.New(command.Config{Store: cmdStore, Meters: w.transport, Lease: cfg.lease, Logger: log.With("component", "commands"),
+		pusher := command.New(command.Config{Store: cmdStore, Meters: w.transport, Lease: cfg.lease, Node: nodeName(), Logger: log.With("component", "commands"),
 			FailPoint: crashAt(os.Getenv("FLOWS_CRASH_AT"), log)})
 		if err := start("commands", pusher); err != nil {
 			return nil, err
@@ -310,13 +310,19 @@ type closer func()
 func (c closer) Start(context.Context) error { return nil }
 func (c closer) Stop(context.Context) error  { c(); return nil }
 
+// nodeName names this process in meter leases (host:pid): its sync
+// engine and command pusher are one node, sharing its per-meter turn.
+func nodeName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
+}
+
 // engine builds the sync engine (started only with the sync component).
 func (w *wiring) engine() (*syncer.Engine, error) {
-	host, _ := os.Hostname()
 	eng, err := syncer.New(syncer.Config{Store: w.store, Meters: w.transport, Workers: w.cfg.workers,
 		MaxInFlight: w.cfg.maxInFlight, FreshWithin: w.cfg.freshWithin, FileLimit: w.fileLimit,
 		BackfillDays: w.cfg.backfillDays, BackfillWorkers: w.cfg.backfillWorkers,
-		NewQueue: queueOf(w.store), Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Logger: w.log.With("component", "sync")})
+		NewQueue: queueOf(w.store), Owner: nodeName(), Logger: w.log.With("component", "sync")})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,114 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/flows-energy/flows"
+)
+
+// Sync and push leases across nodes (owner host:pid[/holder]): a node's
+// own syncs and pushes share a meter, another node's are kept out — by
+// LeaseMeter, by LeaseDueGroup and by LeaseMeterForPush — until the lease
+// is given back or runs out.
+func TestPushLeaseKeepsOtherNodesOut(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: "EML2137580831", Hardware: "C1.w", IPAddress: "127.0.0.9", Port: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := func(owner string) bool {
+		t.Helper()
+		_, ok, err := s.LeaseMeter(ctx, m.ID, owner, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	push := func(owner string, ttl time.Duration) bool {
+		t.Helper()
+		ok, err := s.LeaseMeterForPush(ctx, m.ID, owner, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	// Node a syncs: node b may not push, a's pusher may.
+	if !lease("a:1") {
+		t.Fatal("a free meter could not be leased")
+	}
+	if push("b:2/push", time.Minute) {
+		t.Error("node b took the push lease of a meter node a is syncing")
+	}
+	if !push("a:1/push", time.Minute) {
+		t.Error("node a's pusher could not take a meter its own engine is syncing")
+	}
+	if err := s.ReleaseSyncLease(ctx, m.ID, "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	// Node a pushes: b's syncs are kept out, one meter at a time or by the
+	// group; a's own backfill is not.
+	if lease("b:2") {
+		t.Error("node b leased a meter node a is pushing to")
+	}
+	var minute time.Time
+	now := time.Now().UTC()
+	if err := s.Pool().QueryRow(ctx, `SELECT date_trunc('minute', to_timestamp(floor(extract(epoch FROM $2::timestamptz) / 3600) * 3600
+		+ (abs(hashtext($1::text)::bigint) % 3600)))`, m.ID, now).Scan(&minute); err != nil {
+		t.Fatal(err)
+	}
+	group := func(owner string) int {
+		t.Helper()
+		got, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, owner, time.Minute, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	if n := group("b:2"); n != 0 {
+		t.Errorf("node b's group leased %d meters node a is pushing to", n)
+	}
+	if !lease("a:1/backfill") {
+		t.Error("node a's backfill could not lease a meter its own pusher holds")
+	}
+	if err := s.ReleaseSyncLease(ctx, m.ID, "a:1/backfill"); err != nil {
+		t.Fatal(err)
+	}
+	if n := group("a:1"); n != 1 {
+		t.Errorf("node a's own group leased %d meters, want its pushed meter", n)
+	}
+	if err := s.ReleaseSyncLease(ctx, m.ID, "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	// Renewed while a pushes; given back, b may have it.
+	renewed, err := s.ExtendPushLeases(ctx, []string{m.ID}, "a:1/push", time.Minute)
+	if err != nil || !renewed[m.ID] {
+		t.Errorf("renewing a's push lease: %v %v", renewed, err)
+	}
+	if renewed, _ := s.ExtendPushLeases(ctx, []string{m.ID}, "b:2/push", time.Minute); renewed[m.ID] {
+		t.Error("b renewed a's push lease")
+	}
+	if err := s.ReleasePushLease(ctx, m.ID, "a:1/push"); err != nil {
+		t.Fatal(err)
+	}
+	if !lease("b:2") {
+		t.Error("a push lease given back still keeps node b out")
+	}
+	if err := s.ReleaseSyncLease(ctx, m.ID, "b:2"); err != nil {
+		t.Fatal(err)
+	}
+	// A dead node's push lease runs out.
+	if !push("a:1/push", 50*time.Millisecond) {
+		t.Fatal("push lease of a free meter")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if !lease("b:2") {
+		t.Error("an expired push lease still keeps node b out")
+	}
+	if _, err := s.LeaseMeterForPush(ctx, "00000000-0000-0000-0000-000000000000", "a:1/push", time.Minute); flows.ErrorCode(err) != flows.ENOTFOUND {
+		t.Errorf("push lease of no meter: %v, want ENOTFOUND", err)
+	}
+}
