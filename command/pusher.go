@@ -96,7 +96,7 @@ type Config struct {
 // Pusher pushes requests. Start/Stop run it in the background; RunOnce
 // does one pass (tests, tools).
 type Pusher struct {
-	cfg  Config
+	cfg   Config
 	rec   recorder
 	loop  lifecycle.Loop
 	holds *meterHolds
