@@ -267,7 +267,7 @@ func (s *Server) ReadElement(ctx context.Context, req *pb.ReadElementRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.cfg.Meters.Read(meterconn.Operator(ctx), t, id)
+	p, err := s.cfg.Meters.Read(callerPriority(ctx), t, id)
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
 	}
@@ -287,7 +287,7 @@ func (s *Server) WriteElement(ctx context.Context, req *pb.WriteElementRequest) 
 	if len(req.GetPayload()) > emop.MaxData-5 {
 		return nil, status.Errorf(codes.InvalidArgument, "payload of %d bytes does not fit a frame", len(req.GetPayload()))
 	}
-	err = s.cfg.Meters.Write(meterconn.Operator(ctx), t, id, req.GetPayload())
+	err = s.cfg.Meters.Write(callerPriority(ctx), t, id, req.GetPayload())
 	s.audit(ctx, m, objectName(id), auditValue(id, req.GetPayload()), err)
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
@@ -306,7 +306,7 @@ func (s *Server) SendRawMessage(ctx context.Context, req *pb.SendRawMessageReque
 	if n := len(req.GetDataField()); n == 0 || n > emop.MaxData {
 		return nil, status.Errorf(codes.InvalidArgument, "dataField of %d bytes: want 1..%d", n, emop.MaxData)
 	}
-	resp, err := s.cfg.Meters.Raw(meterconn.Operator(ctx), t, req.GetDataField())
+	resp, err := s.cfg.Meters.Raw(callerPriority(ctx), t, req.GetDataField())
 	if object, value, write := rawWrite(req.GetDataField()); write {
 		s.audit(ctx, m, object, value, err)
 	}

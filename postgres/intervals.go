@@ -273,39 +273,120 @@ func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Tim
 	case to.Sub(from) > span:
 		return nil, flows.FieldError("to", "at most %d days after from for bucket %s", int(span/(24*time.Hour)), bucket)
 	}
-	// The half hours are summed per bucket first and the buckets joined by
-	// equality: a join on the range of each bucket compares every half
-	// hour with every bucket (1,440 × 2,880 for a meter-month). Buckets
-	// are whole seconds from from (date_bin too), so a UTC day is 24 hours
-	// whatever the session's time zone.
-	rows, err := s.pool.Query(ctx, `
-		WITH e(element) AS (VALUES ('A'), ('B')),
-		     b AS (SELECT $2::timestamptz + make_interval(secs => k * $4) AS h
-		           FROM generate_series(0, (extract(epoch FROM $3::timestamptz - $2::timestamptz) / $4)::int - 1) AS k),
-		     d AS (SELECT * FROM flows.profile_deltas($1, $2, $3)),
-		     s AS (SELECT date_bin(make_interval(secs => $4), "timestamp", $2::timestamptz) AS h, element,
-		                  sum(import_wh) AS import_wh, sum(export_wh) AS export_wh, count(import_wh) AS n
-		           FROM d GROUP BY 1, 2),
-		     has_b AS (SELECT EXISTS (SELECT 1 FROM d WHERE element = 'B')
-		               OR EXISTS (SELECT 1 FROM flows.meter_registers WHERE meter_id = $1 AND element = 'B' AND status = 'enabled') AS yes)
-		SELECT b.h, e.element, s.import_wh, s.export_wh, coalesce(s.n, 0)::int, ($4 / 1800)::int
-		FROM b CROSS JOIN e
-		LEFT JOIN s ON s.h = b.h AND s.element = e.element
-		WHERE e.element = 'A' OR (SELECT yes FROM has_b)
-		ORDER BY e.element, b.h`, meterID, from, to, int64(step/time.Second))
+	// The records and the B register, in one round trip; the deltas are
+	// taken here (profileDeltas: flows.profile_deltas' rule, which a test
+	// holds equal) — the SQL function's window, sort and join cost a
+	// meter-month 13 ms against 1 ms for reading its records.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT "timestamp", status, non_monotonic, import_a_wh, export_a_wh, import_b_wh, export_b_wh
+		FROM flows.meter_profile WHERE meter_id = $1 AND "timestamp" >= $2 AND "timestamp" <= $3::timestamptz + interval '30 minutes'
+		ORDER BY "timestamp"`, meterID, from, to)
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM flows.meter_registers WHERE meter_id = $1 AND element = 'B' AND status = 'enabled')`, meterID)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	rows, err := br.Query()
 	if err != nil {
 		return nil, translate(err, "intervals")
 	}
-	return collect(rows, "intervals", func(row pgx.Row) (*flows.IntervalPoint, error) {
-		var p flows.IntervalPoint
-		var imp, exp *int64
-		if err := row.Scan(&p.Start, &p.Element, &imp, &exp, &p.HalfHours, &p.Expected); err != nil {
-			return nil, err
-		}
-		p.Start = p.Start.UTC()
-		p.ImportKWh, p.ExportKWh = kwhOf(imp), kwhOf(exp)
-		return &p, nil
+	recs, err := collect(rows, "intervals", func(row pgx.Row) (*storedRecord, error) {
+		var r storedRecord
+		err := row.Scan(&r.at, &r.status, &r.nonMonotonic, &r.importA, &r.exportA, &r.importB, &r.exportB)
+		return &r, err
 	})
+	if err != nil {
+		return nil, err
+	}
+	var registerB bool
+	if err := br.QueryRow().Scan(&registerB); err != nil {
+		return nil, translate(err, "intervals")
+	}
+	n := int(to.Sub(from) / step)
+	type sum struct {
+		imp, exp *int64
+		n        int
+	}
+	sums := [2][]sum{make([]sum, n), make([]sum, n)}
+	add := func(to **int64, v *int64) {
+		if v == nil {
+			return
+		}
+		if *to == nil {
+			*to = new(int64)
+		}
+		**to += *v
+	}
+	hasB := registerB
+	for _, d := range profileDeltas(recs, from, to) {
+		e := 0
+		if d.element == "B" {
+			e, hasB = 1, true
+		}
+		k := int(d.start.Sub(from) / step)
+		add(&sums[e][k].imp, d.importWh)
+		add(&sums[e][k].exp, d.exportWh)
+		if d.importWh != nil {
+			sums[e][k].n++
+		}
+	}
+	elements := []string{"A"}
+	if hasB {
+		elements = append(elements, "B")
+	}
+	out := make([]flows.IntervalPoint, 0, len(elements)*n)
+	for e, el := range elements {
+		for k, v := range sums[e] {
+			out = append(out, flows.IntervalPoint{Start: from.Add(time.Duration(k) * step), Element: el, ImportKWh: kwhOf(v.imp), ExportKWh: kwhOf(v.exp),
+				HalfHours: v.n, Expected: int(step / (30 * time.Minute))})
+		}
+	}
+	return out, nil
+}
+
+// storedRecord is a meter_profile row as profileDeltas reads it.
+type storedRecord struct {
+	at                                 time.Time
+	status                             int32
+	nonMonotonic                       bool
+	importA, exportA, importB, exportB *int64
+}
+
+// delta is one element's Wh over the half hour from start.
+type delta struct {
+	element            string
+	start              time.Time
+	importWh, exportWh *int64
+}
+
+// profileDeltas is flows.profile_deltas (migration 0013) over records
+// read in [from, to + 30 min], oldest first: for every two usable records
+// half an hour apart whose half hour starts in [from, to), element A's
+// import and export Wh, and B's where the later record reads B; a reading
+// lower than the one before (a counter reset) gives nil, never a negative.
+// TestProfileDeltasMatchSQL holds the two equal.
+func profileDeltas(recs []storedRecord, from, to time.Time) []delta {
+	usable := func(r storedRecord) bool {
+		return flows.ProfileRecord{Status: uint16(r.status)}.Usable() && !r.nonMonotonic
+	}
+	diff := func(cur, prev *int64) *int64 {
+		if cur == nil || prev == nil || *cur < *prev {
+			return nil
+		}
+		d := *cur - *prev
+		return &d
+	}
+	var out []delta
+	for i := 1; i < len(recs); i++ {
+		prev, cur := recs[i-1], recs[i]
+		start := prev.at.UTC()
+		if !cur.at.Equal(prev.at.Add(30*time.Minute)) || start.Before(from) || !start.Before(to) || !usable(prev) || !usable(cur) {
+			continue
+		}
+		out = append(out, delta{element: "A", start: start, importWh: diff(cur.importA, prev.importA), exportWh: diff(cur.exportA, prev.exportA)})
+		if cur.importB != nil || cur.exportB != nil {
+			out = append(out, delta{element: "B", start: start, importWh: diff(cur.importB, prev.importB), exportWh: diff(cur.exportB, prev.exportB)})
+		}
+	}
+	return out
 }
 
 func bucketName(b flows.Bucket) string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/flows-energy/flows/internal/lifecycle"
 	"github.com/flows-energy/flows/mediator"
 	"github.com/flows-energy/flows/meterconn"
+	"github.com/flows-energy/flows/meterop"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/syncer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +51,12 @@ type serveConfig struct {
 	jwtSecret       []byte
 	lease           time.Duration // command lease
 	trustProxy      bool          // a proxy in front says whether requests came over TLS
+
+	// mediators, when set, are where the sync and commands components
+	// talk to meters (sharded by serial), with mediatorTLS's client
+	// certificate when given, instead of directly.
+	mediators   []string
+	mediatorTLS [3]string // cert, key, CA
 
 	// grpcInsecure lets the mediator serve without mutual TLS on an
 	// address other than loopback (--grpc-insecure).
@@ -105,6 +113,9 @@ when one node's PostgreSQL nears a core.`,
 			if cfg.components, err = parseComponents(components); err != nil {
 				return err
 			}
+			if err := checkMediators(cfg); err != nil {
+				return err
+			}
 			if slices.Contains(cfg.components, "api") {
 				if cfg.jwtSecret, err = jwtSecret(""); err != nil {
 					return err
@@ -153,8 +164,59 @@ when one node's PostgreSQL nears a core.`,
 	cmd.Flags().StringVar(&cfg.grpcKey, "grpc-key", "", "mediator TLS key")
 	cmd.Flags().StringVar(&cfg.grpcCA, "grpc-ca", "", "CA of client certificates")
 	cmd.Flags().BoolVar(&cfg.grpcInsecure, "grpc-insecure", false, "mediator: serve without mutual TLS on a --grpc address other than loopback (anyone who can reach it can read and write any served meter)")
+	cmd.Flags().StringSliceVar(&cfg.mediators, "mediator", nil, "sync and commands talk to meters through these mediators (HOST:PORT, comma-separated; each meter always through the same one, by serial) instead of directly")
+	cmd.Flags().StringVar(&cfg.mediatorTLS[0], "mediator-cert", os.Getenv("MEDIATOR_CLIENT_CERT"), "client certificate for mutual-TLS mediators (role internal; default $MEDIATOR_CLIENT_CERT)")
+	cmd.Flags().StringVar(&cfg.mediatorTLS[1], "mediator-key", os.Getenv("MEDIATOR_CLIENT_KEY"), "its key (default $MEDIATOR_CLIENT_KEY)")
+	cmd.Flags().StringVar(&cfg.mediatorTLS[2], "mediator-ca", os.Getenv("MEDIATOR_CA_CERT"), "CA of the mediators' certificates (default $MEDIATOR_CA_CERT)")
 	addPartitionFlags(cmd, &cfg.partitions)
 	return cmd
+}
+
+// checkMediators validates --mediator: addresses, and a component that
+// would use them.
+func checkMediators(cfg serveConfig) error {
+	if len(cfg.mediators) == 0 {
+		return nil
+	}
+	if !slices.Contains(cfg.components, "sync") && !slices.Contains(cfg.components, "commands") {
+		return flows.FieldError("--mediator", "is where the sync and commands components reach meters; --components has neither")
+	}
+	seen := map[string]bool{}
+	for _, a := range cfg.mediators {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			return flows.FieldError("--mediator", "%q is not HOST:PORT", a)
+		}
+		if seen[a] {
+			return flows.FieldError("--mediator", "%s is listed twice", a)
+		}
+		seen[a] = true
+	}
+	return nil
+}
+
+// meters returns what the sync and commands components talk to meters
+// through: the process's transport, or the --mediator shards (closed with
+// the services).
+func (w *wiring) meters(start func(string, lifecycle.Service) error) (meterop.Meters, error) {
+	if len(w.cfg.mediators) == 0 {
+		return w.transport, nil
+	}
+	var tlsCfg *tls.Config
+	if t := w.cfg.mediatorTLS; t != [3]string{} {
+		var err error
+		if tlsCfg, err = mediator.ClientTLS(t[0], t[1], t[2]); err != nil {
+			return nil, flows.FieldError("--mediator-cert", "%v", err)
+		}
+	}
+	shards, err := mediator.DialShards(w.cfg.mediators, tlsCfg)
+	if err != nil {
+		return nil, flows.FieldError("--mediator", "%v", err)
+	}
+	if err := start("mediator connections", closer(func() { _ = shards.Close() })); err != nil {
+		return nil, err
+	}
+	w.log.Info("talking to meters through mediators", "mediators", strings.Join(w.cfg.mediators, ","), "mutual_tls", tlsCfg != nil)
+	return shards, nil
 }
 
 func parseComponents(s string) ([]string, error) {
@@ -199,6 +261,9 @@ type wiring struct {
 	store     *postgres.Store
 	reg       *prometheus.Registry
 	transport *meterconn.Client
+	// via is how the sync and commands components reach meters: the
+	// transport, or the --mediator shards.
+	via       meterop.Meters
 	fileLimit int // the soft open-file limit, raised at start
 }
 
@@ -227,6 +292,10 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 			svc.stop() // whatever failed, nothing started is left running
 		}
 	}()
+	start := func(name string, s lifecycle.Service) error { return svc.group.Start(ctx, name, s) }
+	if w.via, err = w.meters(start); err != nil {
+		return nil, err
+	}
 	var eng *syncer.Engine
 	if has("sync") || has("api") {
 		// An API without the sync component still queues on-demand syncs
@@ -236,7 +305,6 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		}
 		svc.eng = eng
 	}
-	start := func(name string, s lifecycle.Service) error { return svc.group.Start(ctx, name, s) }
 	if has("mediator") {
 		med, err := w.mediator()
 		if err != nil {
@@ -268,7 +336,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		if err := start("commands database pool", closer(cmdStore.Close)); err != nil {
 			return nil, err
 		}
-		pusher := command.New(command.Config{Store: cmdStore, Meters: w.transport, Lease: cfg.lease, Node: nodeName(), Logger: log.With("component", "commands"),
+		pusher := command.New(command.Config{Store: cmdStore, Meters: w.via, Lease: cfg.lease, Node: nodeName(), Logger: log.With("component", "commands"),
 			FailPoint: crashAt(os.Getenv("FLOWS_CRASH_AT"), log)})
 		if err := start("commands", pusher); err != nil {
 			return nil, err
@@ -319,7 +387,7 @@ func nodeName() string {
 
 // engine builds the sync engine (started only with the sync component).
 func (w *wiring) engine() (*syncer.Engine, error) {
-	eng, err := syncer.New(syncer.Config{Store: w.store, Meters: w.transport, Workers: w.cfg.workers,
+	eng, err := syncer.New(syncer.Config{Store: w.store, Meters: w.via, Workers: w.cfg.workers,
 		MaxInFlight: w.cfg.maxInFlight, FreshWithin: w.cfg.freshWithin, FileLimit: w.fileLimit,
 		BackfillDays: w.cfg.backfillDays, BackfillWorkers: w.cfg.backfillWorkers,
 		NewQueue: queueOf(w.store), Owner: nodeName(), Logger: w.log.With("component", "sync")})
