@@ -30,6 +30,9 @@ func TestServePartitionFlags(t *testing.T) {
 		{[]string{"--retention", "meter_csq=2", "--retention", "meter_csq=3"}, `flows: --retention: "meter_csq=3": meter_csq is given twice`},
 		{[]string{"--log-level", "loud"}, `flows: --log-level: "loud" is not debug, info, warn or error`},
 		{[]string{"--log-format", "xml"}, `flows: --log-format: "xml" is not text or json`},
+		{[]string{"--mediator", "127.0.0.1:50051"}, "flows: --mediator: is where the sync and commands components reach meters; --components has neither"},
+		{[]string{"--components", "sync", "--mediator", "med-a"}, `flows: --mediator: "med-a" is not HOST:PORT`},
+		{[]string{"--components", "sync", "--mediator", "med-a:1,med-a:1"}, "flows: --mediator: med-a:1 is listed twice"},
 	} {
 		// No database is reached: the flags are refused first.
 		args := append([]string{"serve", "--components", "mediator", "--database-url", "postgres://nobody@127.0.0.1:1/none"}, c.args...)
