@@ -167,7 +167,7 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 	}
 	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
 	_ = os.Chmod(dir, 0o755)
-	cluster, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(dir, "pg")})
+	cluster, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(dir, "pg"), Settings: benchPGSettings})
 	if err != nil {
 		return nil, err
 	}

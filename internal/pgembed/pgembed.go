@@ -17,11 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +46,10 @@ type Config struct {
 	KeepPort bool
 	// Durable keeps fsync on. Tests turn it off for speed; the demo keeps it.
 	Durable bool
+	// Settings are server parameters for this start (name to value,
+	// passed as -c name=value): a benchmark sizes its cluster as a
+	// production database would be, the demo and tests keep the defaults.
+	Settings map[string]string
 	// Logger receives progress messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -129,7 +135,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			}
 		}
 		out, err := c.run(ctx, "pg_ctl", "-D", c.dir, "-l", filepath.Join(c.dir, "server.log"), "-w", "-t", "60",
-			"-o", "-p "+strconv.Itoa(port), "start")
+			"-o", "-p "+strconv.Itoa(port)+settings(cfg.Settings), "start")
 		if err == nil {
 			c.port = port
 			log.Info("PostgreSQL started", "dir", c.dir, "port", port)
@@ -383,4 +389,14 @@ func lastLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// settings renders server parameters as postgres options, in name order
+// (names and values are the caller's constants: no quoting is needed).
+func settings(m map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(&b, " -c %s=%s", k, m[k])
+	}
+	return b.String()
 }
