@@ -25,6 +25,7 @@ import (
 	"github.com/flows-energy/flows/emop"
 	flowshttp "github.com/flows-energy/flows/http"
 	"github.com/flows-energy/flows/internal/cli"
+	"github.com/flows-energy/flows/mediator"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/sim"
 	"github.com/shopspring/decimal"
@@ -42,6 +43,7 @@ type fleetOptions struct {
 	actionsWithin, rawFor                       time.Duration
 	dropRate                                    float64
 	scaleOut                                    bool
+	mediators                                   int // then a run through this many mediators
 }
 
 func newBenchFleetCmd() *cobra.Command {
@@ -90,6 +92,8 @@ Example:
 				return flows.FieldError("--gap", "%v is negative", o.gap)
 			case o.rawFor < time.Second:
 				return flows.FieldError("--raw-for", "%v is under a second", o.rawFor)
+			case o.mediators < 0 || o.mediators > 8:
+				return flows.FieldError("--mediators", "%d is outside 0-8", o.mediators)
 			}
 			return runFleetBench(cmd.Context(), cmd.OutOrStdout(), o)
 		},
@@ -109,6 +113,7 @@ Example:
 	f.DurationVar(&o.timeout, "timeout", 40*time.Minute, "give up waiting for the whole fleet after this")
 	f.DurationVar(&o.rawFor, "raw-for", 20*time.Second, "how long to measure the ceiling")
 	f.BoolVar(&o.scaleOut, "scale-out", false, "then run the same fleet again with two flows serve --components sync,commands processes on the database, each with half the floor and ceiling")
+	f.IntVar(&o.mediators, "mediators", 0, "then run the same fleet again with the sync engine and commands reaching meters through this many flows serve --components mediator processes (flows serve --mediator, sharded by serial)")
 	return cmd
 }
 
@@ -126,6 +131,8 @@ type fleetFigures struct {
 	ceilingAt              int     // that concurrency
 	ceilingErrors          int64
 	cpu, pgCPU             float64
+	mediators              []float64 // CPU seconds of each mediator, in a run through mediators
+	shardMeters            []int     // active meters behind each mediator
 	inFlight               int
 	syncs0                 int64 // syncs recorded when the fleet was fresh
 	synced, twice          int   // meters with a sync, and synced more than once, by then
@@ -141,42 +148,102 @@ type fleetFigures struct {
 }
 
 func runFleetBench(ctx context.Context, out io.Writer, o fleetOptions) error {
-	nodes := []int{1}
+	type run struct{ nodes, mediators int }
+	plan := []run{{1, 0}}
 	if o.scaleOut {
-		nodes = append(nodes, 2)
+		plan = append(plan, run{2, 0})
+	}
+	if o.mediators > 0 {
+		plan = append(plan, run{1, o.mediators})
 	}
 	var runs []fleetFigures
-	for _, n := range nodes {
-		fig, err := fleetRun(ctx, out, o, n)
+	for _, r := range plan {
+		fig, err := fleetRun(ctx, out, o, r.nodes, r.mediators)
 		if err != nil {
 			return err
 		}
 		fig.print(out)
 		runs = append(runs, fig)
 	}
-	if len(runs) == 2 {
-		one, two := runs[0], runs[1]
-		total := 0
-		most := 0
-		for _, n := range two.by {
-			total += n
-			most = max(most, n)
+	one := runs[0]
+	within := func(f fleetFigures) string {
+		return fmt.Sprintf("%.1f s against %.1f s: %.2fx (goal within 10%%: %s)", f.elapsed.Seconds(), one.elapsed.Seconds(),
+			f.elapsed.Seconds()/one.elapsed.Seconds(), goalMet(f.elapsed.Seconds() <= 1.1*one.elapsed.Seconds()))
+	}
+	larger := func(parts []float64) float64 {
+		total, most := 0.0, 0.0
+		for _, p := range parts {
+			total += p
+			most = max(most, p)
 		}
-		share := float64(most) / float64(max(total, 1))
-		fmt.Fprintf(out, "scale out, two flows serve --components sync,commands on one database, each half the ceiling, against one with all of it:\n")
-		fmt.Fprintf(out, "  wall time: %.1f s against %.1f s: %.2fx (goal within 10%%: %s)\n", two.elapsed.Seconds(), one.elapsed.Seconds(),
-			two.elapsed.Seconds()/one.elapsed.Seconds(), goalMet(two.elapsed.Seconds() <= 1.1*one.elapsed.Seconds()))
-		fmt.Fprintf(out, "  split: %v, the larger share %.2f (goal ≤ 0.60: %s); meters synced more than once: %d, on demand %d (goal: only those: %s)\n",
-			two.by, share, goalMet(share <= 0.6), two.twice, o.syncs, goalMet(two.twice <= o.syncs))
+		return most / max(total, 1e-9)
+	}
+	for _, f := range runs[1:] {
+		if f.nodes > 1 {
+			var parts []float64
+			for _, n := range f.by {
+				parts = append(parts, float64(n))
+			}
+			share := larger(parts)
+			fmt.Fprintf(out, "scale out, two flows serve --components sync,commands on one database, each half the ceiling, against one with all of it:\n")
+			fmt.Fprintf(out, "  wall time: %s\n", within(f))
+			fmt.Fprintf(out, "  split: %v, the larger share %.2f (goal ≤ 0.60: %s); meters synced more than once: %d, on demand %d (goal: only those: %s)\n",
+				f.by, share, goalMet(share <= 0.6), f.twice, o.syncs, goalMet(f.twice <= o.syncs))
+			continue
+		}
+		var meters []float64
+		for _, n := range f.shardMeters {
+			meters = append(meters, float64(n))
+		}
+		fmt.Fprintf(out, "through %d mediators (flows serve --mediator, sharded by serial), against one process talking to the meters itself:\n", len(f.mediators))
+		fmt.Fprintf(out, "  wall time: %s\n", within(f))
+		fmt.Fprintf(out, "  split: meters %v, the larger share %.2f (goal ≤ 0.60: %s); mediators' CPU %.1f s (larger share %.2f); meters synced more than once: %d, on demand %d (goal: only those: %s)\n",
+			f.shardMeters, larger(meters), goalMet(larger(meters) <= 0.6), sum(f.mediators), larger(f.mediators), f.twice, o.syncs, goalMet(f.twice <= o.syncs))
+	}
+	if len(runs) > 1 {
+		fmt.Fprintf(out, "cost, CPU-seconds per meter per month for the hourly sets (engines, mediators and PostgreSQL):")
+		for _, f := range runs {
+			fmt.Fprintf(out, " %s %.2f;", f.label(), f.monthlyCost())
+		}
+		fmt.Fprintln(out)
 	}
 	return nil
+}
+
+func sum(xs []float64) float64 {
+	t := 0.0
+	for _, x := range xs {
+		t += x
+	}
+	return t
+}
+
+// label names a run's shape.
+func (r fleetFigures) label() string {
+	switch {
+	case len(r.mediators) > 0:
+		return fmt.Sprintf("one node through %d mediators", len(r.mediators))
+	case r.nodes > 1:
+		return fmt.Sprintf("%d nodes", r.nodes)
+	}
+	return "one node"
+}
+
+// monthlyCost is the run's CPU-seconds per meter per month at one hourly
+// set an hour (720 a month).
+func (r fleetFigures) monthlyCost() float64 {
+	return (r.cpu + r.pgCPU) / float64(max(r.fresh, 1)) * 24 * 30
 }
 
 // fleetRun is one run of the fleet benchmark: the API, sync engine and
 // commands in this process (nodes 1), or the API here and the sync engine
 // and commands in nodes child processes, each with its share of the floor
 // and the ceiling.
-func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes int) (fleetFigures, error) {
+//
+// With mediators, the sync engine and commands in this process reach the
+// meters through that many flows serve --components mediator child
+// processes (the gap kept there), sharded by serial.
+func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes, mediators int) (fleetFigures, error) {
 	fig := fleetFigures{o: o, nodes: nodes}
 	fmt.Fprintf(out, "starting %d simulated meters and a database (a minute or two at 100,000)...\n", o.meters)
 	t0 := time.Now()
@@ -215,11 +282,41 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes int) (fl
 		if nodes == 1 {
 			break
 		}
-		c, err := startFleetNode(ctx, bf.url, o, nodes, i)
+		c, err := startFleetNode(ctx, fmt.Sprintf("node-%d", i), "--components", "sync,commands", "--database-url", bf.url,
+			"--sync-workers", strconv.Itoa(max(1, o.workers/nodes)), "--max-in-flight", strconv.Itoa(max(1, o.maxInFlight/nodes)),
+			"--fresh-within", o.fresh.String(), "--meter-gap", o.gap.String(), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0")
 		if err != nil {
 			return fig, err
 		}
 		children = append(children, c)
+	}
+	var meds []*fleetNode
+	defer func() {
+		for _, m := range meds {
+			m.stop()
+		}
+	}()
+	for i := range mediators {
+		// Each mediator may hold every meter in flight: the shards are
+		// even only on average.
+		m, err := startFleetNode(ctx, fmt.Sprintf("mediator-%d", i), "--components", "mediator", "--database-url", bf.url,
+			"--max-in-flight", strconv.Itoa(o.maxInFlight), "--meter-gap", o.gap.String(), "--grpc", "127.0.0.1:0")
+		if err != nil {
+			return fig, err
+		}
+		meds = append(meds, m)
+		cfg.mediators = append(cfg.mediators, m.grpcAddr())
+	}
+	if mediators > 0 {
+		shards, err := mediator.DialShards(cfg.mediators, nil)
+		if err != nil {
+			return fig, err
+		}
+		fig.shardMeters = make([]int, mediators)
+		for _, spec := range bf.specs {
+			fig.shardMeters[shards.Shard(spec.Serial)]++
+		}
+		_ = shards.Close()
 	}
 	svc, err := runServices(ctx, bf.store, cfg, log)
 	if err != nil {
@@ -301,12 +398,33 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes int) (fl
 		fig.cpu += procCPU("", c.cmd.Process.Pid)
 		fig.memory = "per node " + c.peakMemory() // the nodes are alike; the last one's
 	}
+	for _, m := range meds {
+		c := procCPU("", m.cmd.Process.Pid)
+		fig.mediators = append(fig.mediators, c)
+		fig.cpu += c
+		fig.memory += "; mediator " + m.peakMemory()
+	}
 	svc.stop()
 	stopped = true
 	for _, c := range children {
 		c.stop()
 	}
 	children = nil
+	for _, m := range meds {
+		m.stop()
+	}
+	meds = nil
+	if mediators > 0 {
+		// The requests went through the mediators' transports, not this
+		// process's: counted at the simulator, as for several nodes.
+		fig.bound = "this process's, through the mediators"
+		time.Sleep(o.latency + o.jitter + o.gap)
+		if fig.sim, err = bf.stopSim(); err != nil {
+			return fig, err
+		}
+		fig.engineRequests = fig.sim.answered + fig.sim.refused + fig.sim.dropped + fig.sim.unanswered
+		return fig, nil
+	}
 	if nodes > 1 {
 		fig.inFlight, fig.bound = 0, fmt.Sprintf("each node's own, up to --max-in-flight %d", o.maxInFlight/nodes)
 		time.Sleep(o.latency + o.jitter + o.gap)
@@ -496,9 +614,12 @@ func (r fleetFigures) print(out io.Writer) {
 	fmt.Fprintf(out, "  hourly set, whole fleet:   %8.1f s for %d/%d active meters (goal ≤ %.0f s: %s)\n", r.elapsed.Seconds(), r.fresh, r.active,
 		o.fresh.Seconds(), goalMet(r.fresh == r.active && r.elapsed <= o.fresh))
 	fmt.Fprintf(out, "  syncs recorded:            %8d for %d meters; %d synced more than once (%d of them on demand)\n", r.syncs0, r.synced, r.twice, r.o.syncs)
-	if r.nodes == 1 {
+	switch {
+	case len(r.mediators) > 0:
+		fmt.Fprintf(out, "  meters in flight:          %8d at the end (%s); meters behind each mediator %v, their CPU %v s\n", r.inFlight, r.bound, r.shardMeters, r.mediators)
+	case r.nodes == 1:
 		fmt.Fprintf(out, "  meters in flight:          %8d at the end (decided by: %s)\n", r.inFlight, r.bound)
-	} else {
+	default:
 		fmt.Fprintf(out, "  meters in flight:          %s; synced by %v\n", r.bound, r.by)
 	}
 	fmt.Fprintf(out, "  engine request rate:       %8.0f requests/s (%d requests, %.1f a meter)\n", rate, r.engineRequests, float64(r.engineRequests)/float64(max(r.fresh, 1)))
@@ -520,8 +641,7 @@ func (r fleetFigures) print(out io.Writer) {
 	fmt.Fprintf(out, "  on-demand syncs, POST to read: p50 %5.1f s, p99 %5.1f s, %d of %d (goal p99 ≤ 30 s: %s)%s\n",
 		percentile(r.syncs, 50).Seconds(), percentile(r.syncs, 99).Seconds(), len(r.syncs), o.syncs,
 		goalMet(r.syncsLost == 0 && percentile(r.syncs, 99) <= 30*time.Second), lastError(r.syncError))
-	monthly := perK(r.cpu+r.pgCPU) / 1000 * 24 * 30
-	fmt.Fprintf(out, "  cost: %.2f CPU-seconds per meter per month for the hourly sets (720 a month; engine and PostgreSQL)\n", monthly)
+	fmt.Fprintf(out, "  cost: %.2f CPU-seconds per meter per month for the hourly sets (720 a month; engine and PostgreSQL)\n", r.monthlyCost())
 }
 
 func lastError(s string) string {
@@ -571,19 +691,17 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 }
 func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
-// startFleetNode starts node i of nodes, with its share of the floor and
-// ceiling, and waits until it serves.
-func startFleetNode(ctx context.Context, url string, o fleetOptions, nodes, i int) (*fleetNode, error) {
+// startFleetNode starts a flows serve child process with args (its log
+// in the temporary directory, by name) and waits until it serves.
+func startFleetNode(ctx context.Context, name string, args ...string) (*fleetNode, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	n := &fleetNode{out: &lockedBuffer{}, done: make(chan struct{})}
-	n.cmd = exec.Command(self, "serve", "--components", "sync,commands", "--database-url", url,
-		"--sync-workers", strconv.Itoa(max(1, o.workers/nodes)), "--max-in-flight", strconv.Itoa(max(1, o.maxInFlight/nodes)),
-		"--fresh-within", o.fresh.String(), "--meter-gap", o.gap.String(), "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0")
+	n.cmd = exec.Command(self, append([]string{"serve"}, args...)...)
 	n.cmd.Stdout = n.out
-	logf, err := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("flows-bench-node-%d.log", i)))
+	logf, err := os.Create(filepath.Join(os.TempDir(), "flows-bench-"+name+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -596,10 +714,21 @@ func startFleetNode(ctx context.Context, url string, o fleetOptions, nodes, i in
 	for deadline := time.Now().Add(time.Minute); !strings.Contains(n.out.String(), "flows serving"); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			n.stop()
-			return nil, fmt.Errorf("node %d did not start (its log: %s)", i, logf.Name())
+			return nil, fmt.Errorf("%s did not start (its log: %s)", name, logf.Name())
 		}
 	}
 	return n, nil
+}
+
+// grpcAddr is the address a started node's mediator listens on (from its
+// "flows serving …; gRPC on ADDR" line).
+func (n *fleetNode) grpcAddr() string {
+	s := n.out.String()
+	i := strings.Index(s, "gRPC on ")
+	if i < 0 {
+		return ""
+	}
+	return strings.Fields(s[i+len("gRPC on "):])[0]
 }
 
 // peakMemory is the node's peak resident memory.
