@@ -28,7 +28,6 @@ import (
 // place ahead of them.
 type Shards struct {
 	clients []*Client
-	addrs   []string
 }
 
 // DialShards connects to every mediator of addrs (HOST:PORT each); tlsCfg
@@ -55,7 +54,7 @@ func DialShards(addrs []string, tlsCfg *tls.Config) (*Shards, error) {
 			s.Close()
 			return nil, fmt.Errorf("mediator %s: %w", a, err)
 		}
-		s.clients, s.addrs = append(s.clients, c), append(s.addrs, a)
+		s.clients = append(s.clients, c)
 	}
 	return s, nil
 }
@@ -76,9 +75,6 @@ func (s *Shards) Shard(serial string) int {
 	_, _ = h.Write([]byte(serial))
 	return int(h.Sum32() % uint32(len(s.clients)))
 }
-
-// Addr returns the address of mediator i.
-func (s *Shards) Addr(i int) string { return s.addrs[i] }
 
 func (s *Shards) of(t meterconn.Target) *Client { return s.clients[s.Shard(t.Serial)] }
 

@@ -4,16 +4,11 @@ import (
 	"context"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
-	"github.com/flows-energy/flows/internal/pgtest"
 	"github.com/flows-energy/flows/mediator"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
-	"github.com/flows-energy/flows/postgres"
-	"github.com/flows-energy/flows/sim"
 )
 
 // seen records what reached one mediator's meters: per serial, whether
@@ -37,25 +32,9 @@ func (s *seen) Read(ctx context.Context, t meterconn.Target, id emop.ObjectID) (
 // bare client (the emop CLI's) is an operator as before.
 func TestShardsRouteBySerialAndSayScheduled(t *testing.T) {
 	ctx := context.Background()
-	store := postgres.NewStore(pgtest.NewPool(t))
-	clock := sim.NewScaledClock(time.Now(), 1)
-	var ms []*sim.Meter
-	for _, s := range sim.GenerateFleet(12, sim.FleetOptions{AddressPrefix: "127.119", Secret: []byte("shards")}) {
-		ms = append(ms, sim.NewMeter(s, clock.Now()))
-	}
-	fleet := sim.NewFleet(ms, clock, nil)
-	if err := fleet.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fleet.Stop)
-	var nm []flows.NewMeter
-	for _, m := range fleet.Meters() {
-		s := m.Spec
-		nm = append(nm, flows.NewMeter{Serial: s.Serial, IPAddress: s.IPAddress, Port: s.Port, Hardware: s.Hardware, Mode: flows.Mode(s.Mode)})
-	}
-	if _, err := store.ImportMeters(ctx, "", nm, nil); err != nil {
-		t.Fatal(err)
-	}
+	// The rig's own mediator is not used: two are started below.
+	rg := newRig(t, 12, "127.119", meterconn.Config{}, nil)
+	store, fleet := rg.store, rg.fleet
 	var recs []*seen
 	var addrs []string
 	for range 2 {

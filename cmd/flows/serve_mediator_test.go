@@ -52,44 +52,40 @@ func TestServeMediatorRefusesOpenAddress(t *testing.T) {
 		}
 	}
 
-	cmd := exec.Command(flowsBin, "serve", "--components", "mediator", "--grpc", "0.0.0.0:0", "--grpc-insecure", "--database-url", url)
-	var buf lockedBuffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	started := func() bool { return strings.Contains(buf.String(), "flows serving mediator") }
-	for deadline := time.Now().Add(30 * time.Second); !started() && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !started() {
-		t.Fatalf("serve --grpc-insecure did not start:\n%s", buf.String())
-	}
-	if s := buf.String(); !strings.Contains(s, "level=WARN") || !strings.Contains(s, "anyone who can reach") || !strings.Contains(s, "prepay_token_send included") {
+	_, out2 := startServe(t, "--components", "mediator", "--grpc", "0.0.0.0:0", "--grpc-insecure", "--database-url", url)
+	if s := out2.String(); !strings.Contains(s, "level=WARN") || !strings.Contains(s, "anyone who can reach") || !strings.Contains(s, "prepay_token_send included") {
 		t.Errorf("no warning that the mediator is open:\n%s", s)
 	}
 }
 
 // startServe starts flows serve with args and waits until it says it is
-// serving; it returns the process and its gRPC address.
-func startServe(t *testing.T, args ...string) (*exec.Cmd, string) {
+// serving; it returns the process and its output so far and to come.
+func startServe(t *testing.T, args ...string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
 	cmd := exec.Command(flowsBin, append([]string{"serve"}, args...)...)
-	var buf lockedBuffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
+	buf := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	re := regexp.MustCompile(`flows serving .*gRPC on (\S+)`)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if m := re.FindStringSubmatch(buf.String()); m != nil {
-			return cmd, m[1]
+		if grpcAddrIn(buf.String()) != "" {
+			return cmd, buf
 		}
 	}
 	t.Fatalf("flows serve %s did not start:\n%s", strings.Join(args, " "), buf.String())
-	return nil, ""
+	return nil, nil
+}
+
+// grpcAddrIn is the address in flows serve's "flows serving …; gRPC on
+// ADDR" line, "" before it.
+func grpcAddrIn(out string) string {
+	m := regexp.MustCompile(`flows serving .*gRPC on (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		return ""
+	}
+	return m[1]
 }
 
 // flows serve --mediator A,B: the sync engine and the pusher reach every
@@ -129,8 +125,8 @@ func TestServeThroughTwoMediators(t *testing.T) {
 	var meds []*exec.Cmd
 	var addrs []string
 	for range 2 {
-		cmd, addr := startServe(t, "--components", "mediator", "--grpc", "127.0.0.1:0", "--meter-gap", "0", "--database-url", url)
-		meds, addrs = append(meds, cmd), append(addrs, addr)
+		cmd, out := startServe(t, "--components", "mediator", "--grpc", "127.0.0.1:0", "--meter-gap", "0", "--database-url", url)
+		meds, addrs = append(meds, cmd), append(addrs, grpcAddrIn(out.String()))
 	}
 	startServe(t, "--components", "sync,commands", "--mediator", strings.Join(addrs, ","), "--database-url", url, "--meter-gap", "0")
 	shards, err := mediator.DialShards(addrs, nil)
