@@ -293,6 +293,68 @@ func TestProfileReferencesItsMeter(t *testing.T) {
 	}
 }
 
+// register_interval_hh's reference to its register, checked per statement
+// (migration 0024), still refuses intervals of a register that does not
+// exist, naming the constraint; a register's intervals go with its meter,
+// and its id cannot change under them.
+func TestIntervalsReferenceTheirRegister(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: "EML1000000032", IPAddress: "127.92.0.32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := s.AddRegister(ctx, m.ID, flows.ElementA, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	_, err = s.Pool().Exec(ctx, `INSERT INTO flows.register_interval_hh (register_id, "timestamp", kwh) VALUES ('00000000-0000-4000-8000-000000000032', $1, 1)`, at)
+	if err == nil || !strings.Contains(err.Error(), "register_interval_hh_register_id_fkey") || !strings.Contains(err.Error(), "foreign key") {
+		t.Errorf("an interval of a missing register: %v, want the foreign key named", err)
+	}
+	// One statement with a real register and a missing one writes neither.
+	_, err = s.Pool().Exec(ctx, `INSERT INTO flows.register_interval_hh (register_id, "timestamp", kwh) VALUES ($1, $2, 1), ('00000000-0000-4000-8000-000000000032', $2, 1)`, reg.RegisterID, at)
+	if err == nil {
+		t.Error("a statement with a missing register was written")
+	}
+	u := func(v uint32) *uint32 { return &v }
+	recs := []flows.ProfileRecord{{At: at, Status: flows.ProfileValidData, ImportA: u(10)}, {At: at.Add(30 * time.Minute), Status: flows.ProfileValidData, ImportA: u(20)}}
+	if n, _, err := s.StoreProfile(ctx, m.ID, recs); err != nil || n != 1 {
+		t.Fatalf("the meter's own records: %d intervals (%v)", n, err)
+	}
+	count := func() int {
+		var n int
+		if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM flows.register_interval_hh WHERE register_id = $1`, reg.RegisterID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d intervals derived, want 1", n)
+	}
+	_, err = s.Pool().Exec(ctx, `UPDATE flows.register_interval_hh SET register_id = '00000000-0000-4000-8000-000000000032' WHERE register_id = $1`, reg.RegisterID)
+	if err == nil || !strings.Contains(err.Error(), "register_interval_hh_register_id_fkey") {
+		t.Errorf("an interval moved to a missing register: %v, want the foreign key named", err)
+	}
+	// The day totals' own foreign key would refuse first: without them,
+	// the half hours alone must hold the register's id.
+	if _, err := s.Pool().Exec(ctx, `DELETE FROM flows.register_interval_day WHERE register_id = $1`, reg.RegisterID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Pool().Exec(ctx, `UPDATE flows.meter_registers SET register_id = '00000000-0000-4000-8000-000000000033' WHERE register_id = $1`, reg.RegisterID)
+	if err == nil || !strings.Contains(err.Error(), "register_interval_hh_register_id_fkey") || !strings.Contains(err.Error(), `update or delete on table "meter_registers"`) {
+		t.Errorf("a register's id changed under its intervals: %v, want refused", err)
+	}
+	if _, err := s.Pool().Exec(ctx, `DELETE FROM flows.meter_registry WHERE id = $1`, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 0 {
+		t.Errorf("%d intervals left after their meter was deleted", n)
+	}
+}
+
 // Store.Intervals takes its deltas in Go for speed; flows.profile_deltas
 // is the rule (the derived table and the SMIP file use it). Over records
 // with every kind of trouble — a reset, a power failure, a counter going
