@@ -241,10 +241,18 @@ func GroupSyncer(g string) string {
 func (f Frequency) StaleAfter() time.Duration { return 2 * f.Interval() }
 
 // Stale reports whether a value group last read at syncedAt (nil: never)
-// by a syncer running at f is stale at now. This is the one staleness
-// rule: the store, the API and the dashboard all ask it.
-func Stale(syncedAt *time.Time, f Frequency, now time.Time) bool {
-	return syncedAt == nil || now.Sub(*syncedAt) > f.StaleAfter()
+// by a syncer running at f is stale at now, for a meter registered at
+// since. A value never read is stale only once the meter has missed its
+// chance (registered longer than StaleAfter ago): a meter added a minute
+// ago, or a fresh demo's fleet before its first round, is not yet late.
+// This is the one staleness rule: the store, the API and the dashboard all
+// ask it.
+func Stale(syncedAt *time.Time, since time.Time, f Frequency, now time.Time) bool {
+	last := since
+	if syncedAt != nil {
+		last = *syncedAt
+	}
+	return now.Sub(last) > f.StaleAfter()
 }
 
 // ValueFreshness says when a group of shadow values was last read and
@@ -254,14 +262,14 @@ type ValueFreshness struct {
 	// Interval is how often the group is meant to be read.
 	Interval string `json:"interval"`
 	// Stale is true when the values are older than twice their interval
-	// (or were never read). Stale is not offline: a meter can answer its
+	// (or were never read by then since the meter was registered). Stale is not offline: a meter can answer its
 	// signal check while its tariff read keeps failing.
 	Stale bool `json:"stale"`
 }
 
 // Freshness computes the freshness of every scheduled group of a shadow at
-// now, given each syncer's frequency.
-func Freshness(syncedAt map[string]time.Time, freqs map[string]Frequency, now time.Time) map[string]ValueFreshness {
+// now, given each syncer's frequency, for a meter registered at since.
+func Freshness(syncedAt map[string]time.Time, since time.Time, freqs map[string]Frequency, now time.Time) map[string]ValueFreshness {
 	out := map[string]ValueFreshness{}
 	for syncer, f := range freqs {
 		s, ok := SyncerByName(syncer)
@@ -272,7 +280,7 @@ func Freshness(syncedAt map[string]time.Time, freqs map[string]Frequency, now ti
 		if t, ok := syncedAt[s.Group]; ok {
 			v.SyncedAt = &t
 		}
-		v.Stale = Stale(v.SyncedAt, f, now)
+		v.Stale = Stale(v.SyncedAt, since, f, now)
 		out[s.Group] = v
 	}
 	return out

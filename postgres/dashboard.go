@@ -56,7 +56,7 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 			r.Health = &h
 		}
 		if r.Mode == flows.ModeActive && balanceSynced && !emop.IsThreePhase(r.Hardware) { // no balance to read
-			r.Stale = flows.Stale(r.BalanceAt, freq, now)
+			r.Stale = flows.Stale(r.BalanceAt, r.CreatedAt, freq, now)
 		}
 		out = append(out, r)
 	}
@@ -143,7 +143,7 @@ func (s *Store) FleetSummaries(ctx context.Context, escoCode string) ([]flows.Fl
 		       count(*) FILTER (WHERE r.mode = 'active' AND s.health = 'unhealthy'),
 		       count(*) FILTER (WHERE r.id IN (SELECT id FROM flows.meters_offline_all)),
 		       count(*) FILTER (WHERE r.mode = 'active' AND r.ip_address IS NOT NULL AND
-		           coalesce((s.synced_at ->> 'balance')::timestamptz, '-infinity') < $2::timestamptz),
+		           coalesce((s.synced_at ->> 'balance')::timestamptz, r.created_at) < $2::timestamptz),
 		       count(*) FILTER (WHERE s.balance < 5)
 		FROM flows.meter_registry r JOIN flows.meter_shadows s ON s.id = r.id LEFT JOIN flows.escos e ON e.id = r.esco
 		WHERE $1 = '' OR lower(e.code) = lower($1)

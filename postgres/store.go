@@ -291,7 +291,7 @@ func (s *Store) MeterStatus(ctx context.Context, serial string) (*flows.MeterSta
 		if err != nil {
 			return nil, err
 		}
-		st.Freshness = flows.Freshness(sh.SyncedAt, freqs, s.now())
+		st.Freshness = flows.Freshness(sh.SyncedAt, m.CreatedAt, freqs, s.now())
 		threePhase := emop.IsThreePhase(m.Hardware)
 		for g := range st.Freshness {
 			// A group the meter's kind has no syncer for is never read:

@@ -267,3 +267,53 @@ func TestBalanceBucketsAndViews(t *testing.T) {
 		t.Errorf("search %% matched %d meters; wildcards must be literal", len(ms))
 	}
 }
+
+// A balance never read is stale only once its meter has missed its
+// chance: on a fresh fleet nothing is stale before the first round, while
+// a meter registered hours ago and never read is, in the fleet counts and
+// in the meter rows alike.
+func TestStaleOnlyWhatMissedItsChance(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	fresh, err := s.CreateMeter(ctx, flows.NewMeter{Serial: "EML1000000051", IPAddress: "127.92.0.51"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := s.CreateMeter(ctx, flows.NewMeter{Serial: "EML1000000052", IPAddress: "127.92.0.52"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := func() int {
+		sums, err := s.FleetSummaries(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, f := range sums {
+			n += f.Stale
+		}
+		return n
+	}
+	if n := counts(); n != 0 {
+		t.Errorf("%d stale meters registered just now, want 0", n)
+	}
+	if _, err := s.Pool().Exec(ctx, `UPDATE flows.meter_registry SET created_at = now() - interval '3 hours' WHERE id = $1`, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := counts(); n != 1 {
+		t.Errorf("%d stale meters, want 1 (registered 3 hours ago, balance never read hourly)", n)
+	}
+	rows, err := s.MeterRows(ctx, flows.MeterFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if want := r.ID == old.ID; r.Stale != want {
+			t.Errorf("%s stale %v, want %v", r.Serial, r.Stale, want)
+		}
+	}
+	if len(rows) != 2 || fresh.ID == old.ID {
+		t.Fatalf("%d rows", len(rows))
+	}
+}

@@ -216,7 +216,17 @@ func TestOfflineMeterAndRecovery(t *testing.T) {
 	if off, _ := r.store.OfflineRecently(ctx, ""); len(off) != 0 {
 		t.Errorf("still offline: %+v", off)
 	}
-	// Online, yet the 12-hourly values were never read: stale, not offline.
+	// The 12-hourly values were never read, but the meter was registered
+	// just now: not late yet.
+	if len(st.Stale) != 0 {
+		t.Errorf("stale values %q of a meter registered just now", st.Stale)
+	}
+	// Registered two days ago and online, yet the 12-hourly values were
+	// never read: stale, not offline.
+	if _, err := r.store.Pool().Exec(ctx, `UPDATE flows.meter_registry SET created_at = now() - interval '2 days' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = r.store.MeterStatus(ctx, m.Spec.Serial)
 	stale := strings.Join(st.Stale, ",")
 	if !strings.Contains(stale, "tariffs_active") || strings.Contains(stale, "balance") || strings.Contains(stale, "csq") {
 		t.Errorf("stale values %q: want the never-read tariffs, not the fresh balance or csq", stale)
