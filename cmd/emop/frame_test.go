@@ -132,3 +132,34 @@ func TestFrameEncode(t *testing.T) {
 		}
 	}
 }
+
+// A command line that names no way to the meter, no meter, a malformed
+// serial or one route too many is a usage error: exit 2, what was wrong
+// and the usage line; an unreachable meter is a failure: exit 1.
+func TestRouteAndSerialMistakesAreUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"csq", "EML2137580826"}, 2, "no meter route"},
+		{[]string{"--mediator", "127.0.0.1:1", "csq"}, 2, "no meter: pass -s SERIAL"},
+		{[]string{"--mediator", "127.0.0.1:1", "-s", "BAD", "csq"}, 2, `"BAD" is not a meter serial`},
+		{[]string{"--mediator", "127.0.0.1:1", "--direct", "127.0.0.1:1", "csq", "EML2137580826"}, 2, "not both"},
+		{[]string{"--direct", "127.0.0.1:1", "--serials", "EML2137580826,EML2137580827", "csq"}, 2, "--direct reaches one meter"},
+		{[]string{"info", "EML2137580826"}, 2, "needs a mediator"},
+		{[]string{"--direct", "127.0.0.1:1", "csq", "EML2137580826"}, 1, "Failed to connect to meter"},
+	} {
+		_, stderr, err := runEmop(t, c.args...)
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != c.code || !strings.Contains(stderr, c.want) {
+			t.Errorf("emop %s: exit %d, %q; want exit %d naming %q", strings.Join(c.args, " "), code, stderr, c.code, c.want)
+		}
+		if c.code == 2 && !strings.Contains(stderr, "Usage: emop ") {
+			t.Errorf("emop %s: no usage line in %q", strings.Join(c.args, " "), stderr)
+		}
+	}
+}

@@ -32,24 +32,25 @@ type globals struct {
 }
 
 // meters returns the transport: a mediator client, or a direct connection.
-func (g *globals) meters() (meterop.Meters, error) {
+// A missing or doubled route is a usage error (exit 2, with the usage line).
+func (g *globals) meters(cmd *cobra.Command) (meterop.Meters, error) {
 	switch {
 	case g.direct != "" && g.mediator != "":
-		return nil, errors.New("use --direct or --mediator, not both")
+		return nil, cli.Usagef(cmd, "use --direct or --mediator, not both")
 	case g.direct != "":
 		return meterconn.New(meterconn.Config{Gap: g.gap})
 	case g.mediator != "":
-		return g.mediatorClient()
+		return g.mediatorClient(cmd)
 	}
-	return nil, errors.New("no meter route: pass --mediator HOST:PORT (or set MEDIATOR_SERVER) or --direct HOST:PORT")
+	return nil, cli.Usagef(cmd, "no meter route: pass --mediator HOST:PORT (or set MEDIATOR_SERVER) or --direct HOST:PORT")
 }
 
-func (g *globals) mediatorClient() (*mediator.Client, error) {
+func (g *globals) mediatorClient(cmd *cobra.Command) (*mediator.Client, error) {
 	if g.client != nil {
 		return g.client, nil
 	}
 	if g.mediator == "" {
-		return nil, errors.New("this command needs a mediator: pass --mediator HOST:PORT or set MEDIATOR_SERVER")
+		return nil, cli.Usagef(cmd, "this command needs a mediator: pass --mediator HOST:PORT or set MEDIATOR_SERVER")
 	}
 	var cfg *tls.Config
 	if g.ca != "" {
@@ -63,8 +64,10 @@ func (g *globals) mediatorClient() (*mediator.Client, error) {
 	return g.client, err
 }
 
-// targets are the meters a command runs on.
-func (g *globals) targets(args []string) ([]meterconn.Target, error) {
+// targets are the meters a command runs on. No serial, a malformed one or
+// several with --direct are usage errors; an unreadable --serials-file is
+// a failure.
+func (g *globals) targets(cmd *cobra.Command, args []string) ([]meterconn.Target, error) {
 	serials := append([]string(nil), g.serials...)
 	if g.serial != "" {
 		serials = append(serials, g.serial)
@@ -86,17 +89,17 @@ func (g *globals) targets(args []string) ([]meterconn.Target, error) {
 		serials = append(serials, args[0]) // the reference also takes the serial after the command
 	}
 	if len(serials) == 0 {
-		return nil, errors.New("no meter: pass -s SERIAL, --serials or --serials-file")
+		return nil, cli.Usagef(cmd, "no meter: pass -s SERIAL, --serials or --serials-file")
 	}
 	var out []meterconn.Target
 	for _, s := range serials {
 		if err := flows.ValidateSerial(s); err != nil {
-			return nil, err
+			return nil, cli.Usagef(cmd, "%s", flows.ErrorMessage(err))
 		}
 		out = append(out, meterconn.Target{Serial: s, Addr: g.direct})
 	}
 	if g.direct != "" && len(out) > 1 {
-		return nil, errors.New("--direct reaches one meter: give one serial")
+		return nil, cli.Usagef(cmd, "--direct reaches one meter: give one serial")
 	}
 	return out, nil
 }
@@ -212,11 +215,11 @@ func meterExample(use string) string {
 // runOnTargets runs one meter command on each target. With one target its
 // error is returned; with several, each is reported and the first returned.
 func runOnTargets(cmd *cobra.Command, g *globals, name string, record bool, run runFunc, args []string) error {
-	m, err := g.meters()
+	m, err := g.meters(cmd)
 	if err != nil {
 		return err
 	}
-	ts, err := g.targets(args)
+	ts, err := g.targets(cmd, args)
 	if err != nil {
 		return err
 	}

@@ -117,11 +117,11 @@ func addManagement(root *cobra.Command, g *globals) {
 	root.AddCommand(&cobra.Command{Use: "info [SERIAL]", Short: "registry and shadow of a meter (from the mediator)", Args: cobra.MaximumNArgs(1),
 		Example: cli.Example("emop info EML2137580826", "emop -s EML2137580826 info"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.mediatorClient()
+			c, err := g.mediatorClient(cmd)
 			if err != nil {
 				return err
 			}
-			ts, err := g.targets(args)
+			ts, err := g.targets(cmd, args)
 			if err != nil {
 				return err
 			}
@@ -137,7 +137,7 @@ func addManagement(root *cobra.Command, g *globals) {
 	list := &cobra.Command{Use: "list", Short: "the mediator's meters", Args: cobra.NoArgs,
 		Example: cli.Example("emop list", "emop list --esco WLCE --output json"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.mediatorClient()
+			c, err := g.mediatorClient(cmd)
 			if err != nil {
 				return err
 			}

@@ -273,11 +273,11 @@ func newClockDriftCmd(g *globals) *cobra.Command {
 	return &cobra.Command{Use: "clock_drift [SERIAL]", Short: "clock difference from the last sync (from the mediator)", Args: any0,
 		Example: cli.Example("emop clock_drift EML2137580826"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.mediatorClient()
+			c, err := g.mediatorClient(cmd)
 			if err != nil {
 				return err
 			}
-			ts, err := g.targets(args)
+			ts, err := g.targets(cmd, args)
 			if err != nil {
 				return err
 			}
