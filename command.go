@@ -72,16 +72,22 @@ type Topup struct {
 	UsedAt        *time.Time       `json:"used_at"`
 }
 
-// AuditEntry records one write to a meter.
+// AuditEntry records one write to a meter: what was written, for which
+// request and by whom, and what the meter said. Every write Flows makes
+// (the pusher's, the mediator's for outside clients) leaves one.
 type AuditEntry struct {
-	MeterID     string
-	RequestKind string // tariff, topup, clock, flag
-	RequestID   string
-	RequestedBy string
-	Object      string
-	Value       string // tokens redacted
-	Outcome     string // ok, nak, unreachable, ...
-	Detail      string
+	// At is when the write was made; set by the store.
+	At          time.Time `json:"at"`
+	MeterID     string    `json:"-"`
+	RequestKind string    `json:"request_kind"` // tariff, topup, a command's kind (clock, backlight, …), mediator
+	// RequestID is the tariff request, top-up or command written for; ""
+	// for a write through the mediator.
+	RequestID   string `json:"request_id"`
+	RequestedBy string `json:"requested_by"`
+	Object      string `json:"object"`
+	Value       string `json:"value"`   // tokens redacted
+	Outcome     string `json:"outcome"` // ok, nak, error
+	Detail      string `json:"detail"`
 }
 
 // CommandKind is what a meter command changes.

@@ -39,6 +39,7 @@ type Store interface {
 	CreateMeterCommand(ctx context.Context, meterID string, kind flows.CommandKind, value, requestedBy string) (*flows.MeterCommand, error)
 	MeterCommand(ctx context.Context, id string) (*flows.MeterCommand, error)
 	MeterCommandsForMeter(ctx context.Context, meterID string, limit int) ([]flows.MeterCommand, error)
+	MeterAudit(ctx context.Context, meterID string, limit int) ([]flows.AuditEntry, error)
 	LowBalance(ctx context.Context, threshold decimal.Decimal, escoCode string) ([]flows.LowBalance, error)
 	OfflineRecently(ctx context.Context, escoCode string) ([]flows.OfflineMeter, error)
 	OfflineAll(ctx context.Context, escoCode string) ([]flows.OfflineMeter, error)
@@ -70,6 +71,7 @@ func (s *Server) routes() []route {
 		{"PATCH", "/api/v1/meters/{serial}", RoleAdmin, "Change registry fields (name, ip_address, port, mode)", s.patchMeter},
 		{"GET", "/api/v1/meters/{serial}/balance", RoleReadonly, "Balance history (from, to, bucket=raw|hour|day)", s.balance},
 		{"GET", "/api/v1/meters/{serial}/events", RoleReadonly, "The meter's event log, newest first", s.events},
+		{"GET", "/api/v1/meters/{serial}/audit", RoleReadonly, "The meter's audit trail: every write Flows made to it, newest first (limit, default 100, at most 1000)", s.audit},
 		{"GET", "/api/v1/meters/{serial}/signal", RoleReadonly, "CSQ and voltage history (from, to; default 7 days)", s.signal},
 		{"GET", "/api/v1/meters/{serial}/intervals", RoleReadonly, "Consumption per half hour or UTC day, per element, and completeness (from, to: RFC 3339 or YYYY-MM-DD; bucket=hh|day; default the previous UTC day of half hours, or the last 30 days)", s.intervals},
 		{"GET", "/api/v1/meters/{serial}/intervals.csv", RoleReadonly, "One UTC day of the profile as a SMIP CSV file (day=YYYY-MM-DD, default yesterday; element=A|B, required on twin-element meters)", s.intervalsCSV},
@@ -145,19 +147,12 @@ func (s *Server) listMeters(w http.ResponseWriter, r *http.Request, c *Claims) e
 		}
 		f.Offline = b
 	}
-	for _, p := range []struct {
-		name string
-		dst  *int
-		max  int
-		min  int
-	}{{"limit", &f.Limit, 1000, 1}, {"offset", &f.Offset, 1 << 30, 0}} {
-		if v := q.Get(p.name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < p.min || n > p.max {
-				return flows.FieldError(p.name, "%q is not a number %d-%d", v, p.min, p.max)
-			}
-			*p.dst = n
-		}
+	var err error
+	if f.Limit, err = intParam(r, "limit", 0, 1, 1000); err != nil {
+		return err
+	}
+	if f.Offset, err = intParam(r, "offset", 0, 0, 1<<30); err != nil {
+		return err
 	}
 	ms, err := s.cfg.Store.MeterRows(r.Context(), f)
 	if err != nil {
@@ -272,6 +267,36 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, c *Claims) error
 		return err
 	}
 	writeJSON(w, http.StatusOK, eventList{Serial: m.Serial, Events: evs})
+	return nil
+}
+
+// intParam reads an integer query parameter in [lo, hi]; def when absent.
+func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, flows.FieldError(name, "%q is not a number %d-%d", v, lo, hi)
+	}
+	return n, nil
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(r, "limit", 100, 1, 1000)
+	if err != nil {
+		return err
+	}
+	es, err := s.cfg.Store.MeterAudit(r.Context(), m.ID, limit)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, auditList{Serial: m.Serial, Writes: es})
 	return nil
 }
 

@@ -158,6 +158,7 @@ func TestESCOScope(t *testing.T) {
 		{"GET", "/api/v1/meters/EML2200000001", nil},
 		{"GET", "/api/v1/meters/EML2200000001/balance", nil},
 		{"GET", "/api/v1/meters/EML2200000001/events", nil},
+		{"GET", "/api/v1/meters/EML2200000001/audit", nil},
 		{"GET", "/api/v1/meters/EML2200000001/tariffs", nil},
 		{"PUT", "/api/v1/meters/EML2200000001/tariffs/future", futureTariff(at)},
 		{"POST", "/api/v1/meters/EML2200000001/tokens", map[string]any{"token": "11111111111111111111"}},
@@ -206,6 +207,47 @@ func TestESCOScope(t *testing.T) {
 		if code, _ := a.do("GET", path, admin, nil); code != 404 {
 			t.Errorf("GET %s: %d, want 404", path, code)
 		}
+	}
+}
+
+// A meter's audit trail lists the writes made to it, newest first, with
+// what they were for and what the meter said; limit is validated.
+func TestMeterAuditTrail(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	m, err := a.store.MeterBySerial(ctx, "EML1100000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []flows.AuditEntry{
+		{MeterID: m.ID, RequestKind: "topup", RequestedBy: "ops@a", Object: "prepay_token_send", Value: "…7890", Outcome: "ok"},
+		{MeterID: m.ID, RequestKind: "backlight", RequestedBy: "ops@a", Object: "backlight", Value: "on", Outcome: "nak", Detail: "NAK 4"},
+	} {
+		if err := a.store.Audit(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ro := token(t, flowshttp.RoleReadonly, "AAA")
+	code, p := a.do("GET", "/api/v1/meters/EML1100000001/audit", ro, nil)
+	ws, _ := p["writes"].([]any)
+	if code != 200 || len(ws) != 2 {
+		t.Fatalf("audit: %d %v, want 2 writes", code, p)
+	}
+	newest := ws[0].(map[string]any)
+	if newest["object"] != "backlight" || newest["outcome"] != "nak" || newest["detail"] != "NAK 4" || newest["requested_by"] != "ops@a" || newest["at"] == nil {
+		t.Errorf("newest write %v, want the refused backlight", newest)
+	}
+	if ws[1].(map[string]any)["value"] != "…7890" {
+		t.Errorf("older write %v", ws[1])
+	}
+	if _, p := a.do("GET", "/api/v1/meters/EML1100000001/audit?limit=1", ro, nil); len(p["writes"].([]any)) != 1 {
+		t.Errorf("limit=1 gave %v", p)
+	}
+	if code, p := a.do("GET", "/api/v1/meters/EML1100000001/audit?limit=0", ro, nil); code != 400 || p["field"] != "limit" {
+		t.Errorf("limit=0: %d %v, want 400 naming limit", code, p)
+	}
+	if _, p := a.do("GET", "/api/v1/meters/EML1100000002/audit", ro, nil); len(p["writes"].([]any)) != 0 {
+		t.Errorf("a meter never written to: %v", p)
 	}
 }
 

@@ -49,6 +49,11 @@ type eventList struct {
 	Events []flows.MeterEvent `json:"events"`
 }
 
+type auditList struct {
+	Serial string             `json:"serial"`
+	Writes []flows.AuditEntry `json:"writes"`
+}
+
 type meterTariffs struct {
 	Serial        string                `json:"serial"`
 	Active        *flows.Tariff         `json:"active"`

@@ -64,6 +64,8 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"pct":           percent,
 	"topupStatus":   topupStatus,
 	"requestStatus": requestStatus,
+	"auditKind":     auditKind,
+	"auditOutcome":  auditOutcome,
 	// noflash is a page without its message: the error page shows the
 	// message in its own place, not as a flash above it.
 	"noflash": func(p page) page { p.Flash = ""; return p },
@@ -459,6 +461,10 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if err != nil {
 		return err
 	}
+	audit, err := s.cfg.Store.MeterAudit(ctx, m.ID, 20)
+	if err != nil {
+		return err
+	}
 	csq, volt := [][2]string{}, [][2]string{}
 	for _, p := range sig {
 		if p.CSQ != nil {
@@ -487,11 +493,12 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		Intervals                         *intervalPanel
 		Topups                            []flows.Topup
 		Commands                          []flows.MeterCommand
+		Audit                             []flows.AuditEntry
 		Form                              tariffFormValues
 		Range                             chartSpan
 		Ranges                            []rangeLink
 	}{page{Title: m.Serial, Claims: c, Flash: r.URL.Query().Get("msg")}, st, stale, evs, reqs, balance, csq, volt, topups, intervals,
-		ledger, cmds, prefillTariff(st, now), rng, rangeLinks(r.URL, rng)})
+		ledger, cmds, audit, prefillTariff(st, now), rng, rangeLinks(r.URL, rng)})
 	return nil
 }
 
@@ -702,6 +709,32 @@ func requestStatus(s flows.RequestStatus) string {
 		return "replaced by a later request"
 	}
 	return string(s)
+}
+
+// auditKind says what a write to a meter was for.
+func auditKind(k string) string {
+	switch k {
+	case "tariff":
+		return "tariff request"
+	case "topup":
+		return "top-up"
+	case "mediator":
+		return "a mediator client"
+	}
+	return "command: " + strings.ReplaceAll(k, "_", " ")
+}
+
+// auditOutcome says what the meter made of a write.
+func auditOutcome(o string) string {
+	switch o {
+	case "ok":
+		return "accepted"
+	case "nak":
+		return "refused (NAK)"
+	case "error":
+		return "no answer"
+	}
+	return o
 }
 
 // tariffFormValues prefill the future-tariff form: the rates the meter

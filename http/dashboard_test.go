@@ -249,6 +249,12 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("verified request reads %q", st)
 	}
 	shot("dashboard-tariff.png")
+	// The writes the push made are in the meter's audit trail, with who
+	// asked and what the meter said.
+	step("audit trail", chromedp.Navigate(base+"/meters/"+serial), chromedp.WaitVisible(chromedp.CSS("#audit-list")))
+	if a := text("#audit-list"); !strings.Contains(a, "tariff request") || !strings.Contains(a, "accepted") || !strings.Contains(a, "tester-operator") {
+		t.Errorf("audit trail after a verified tariff push reads %q", a)
+	}
 	if st := fleet.Meters()[1].State(clock.Now()); st.Future.RateA() != 31111 {
 		t.Errorf("the meter's future rate is %d, want 31111", st.Future.RateA())
 	}

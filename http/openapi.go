@@ -56,6 +56,7 @@ var opDocs = map[string]opDoc{
 	"GET /api/v1/meters/{serial}/balance":        {out: balanceHistory{}, query: append(rangeParams, q("bucket:string:raw (default), hour or day")...)},
 	"GET /api/v1/meters/{serial}/events":         {out: eventList{}},
 	"GET /api/v1/meters/{serial}/signal":         {out: signalHistory{}},
+	"GET /api/v1/meters/{serial}/audit":          {out: auditList{}, query: q("limit:integer:1-1000 (default 100)")},
 	"GET /api/v1/meters/{serial}/intervals":      {out: intervalSeries{}, query: q("from:string:RFC 3339 or YYYY-MM-DD", "to:string:RFC 3339 or YYYY-MM-DD (a day: its end)", "bucket:string:hh (default) or day")},
 	"GET /api/v1/meters/{serial}/intervals.csv":  {csv: true, query: q("day:string:YYYY-MM-DD (default yesterday, UTC)", "element:string:A or B (required on twin-element meters)")},
 	"GET /api/v1/fleet":                          {out: fleetView{}, query: escoParam},

@@ -279,6 +279,28 @@ func (s *Store) Audit(ctx context.Context, e flows.AuditEntry) error {
 	return translate(err, "audit")
 }
 
+// MeterAudit returns a meter's newest audited writes, newest first: the
+// meter page's audit trail and the API's.
+func (s *Store) MeterAudit(ctx context.Context, meterID string, limit int) ([]flows.AuditEntry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT at, request_kind, coalesce(request_id::text, ''), coalesce(requested_by, ''), object,
+			coalesce(value, ''), outcome, coalesce(detail, '')
+		FROM flows.meter_write_audit WHERE meter_id = $1 ORDER BY at DESC, id DESC LIMIT $2`, meterID, limit)
+	if err != nil {
+		return nil, translate(err, "audit")
+	}
+	defer rows.Close()
+	out := []flows.AuditEntry{}
+	for rows.Next() {
+		e := flows.AuditEntry{MeterID: meterID}
+		if err := rows.Scan(&e.At, &e.RequestKind, &e.RequestID, &e.RequestedBy, &e.Object, &e.Value, &e.Outcome, &e.Detail); err != nil {
+			return nil, err
+		}
+		e.At = e.At.UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
 // ExtendLeases renews, for lease from now, the leases of the claims a
 // pusher is still working on (tariff requests, top-ups, meter commands),
 // and returns the ids it renewed: a claim missing from them expired and
