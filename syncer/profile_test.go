@@ -2,6 +2,7 @@ package syncer_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
+	"github.com/flows-energy/flows/smip"
 	"github.com/flows-energy/flows/syncer"
 	"github.com/shopspring/decimal"
 )
@@ -91,6 +93,32 @@ func TestProfileIntervalsMatchSimulator(t *testing.T) {
 		}
 		if want := 48 * len(elements); derived != want {
 			t.Errorf("%s: %d derived register intervals, want %d", m.Spec.Serial, derived, want)
+		}
+		// The SMIP files of the collected day (-A and -B on the twin) hold
+		// the simulator's register readings at each half hour, to the Wh.
+		for el, i := range elements {
+			twin := len(elements) == 2
+			name := smip.Name(m.Spec.Serial, el, twin)
+			rows, err := r.store.SMIPDay(ctx, id, el, day)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, wantCSV strings.Builder
+			if err := smip.WriteDay(&got, name, rows); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&wantCSV, "\"created_at\",\"%s\",\"%s_rev\"\r\n", name, name)
+			for h := range 48 {
+				at := day.Add(time.Duration(h) * 30 * time.Minute)
+				v := want[m.Spec.Serial][at]
+				fmt.Fprintf(&wantCSV, "%s,%d,%d\r\n", at.Format("2006-01-02 15:04:05")+"+0000", v[i], v[2+i])
+			}
+			if got.String() != wantCSV.String() {
+				t.Errorf("%s: SMIP file differs from the simulator's readings:\n%q\nwant\n%q", smip.FileName(m.Spec.Serial, el, twin, day), got.String(), wantCSV.String())
+			}
+			if twin != strings.HasSuffix(name, "-"+el) {
+				t.Errorf("%s: file name %s", m.Spec.Serial, smip.FileName(m.Spec.Serial, el, twin, day))
+			}
 		}
 		st, _ := r.store.MeterStatus(ctx, m.Spec.Serial)
 		if at := st.Shadow.SyncedAt["profile"]; !at.Equal(r.clock.Now()) {
