@@ -440,3 +440,95 @@ func TestBackfillRunBoundedByTime(t *testing.T) {
 		t.Errorf("the backlog took %d backfill runs of 300 ms; want several", runs)
 	}
 }
+
+// Backfills never delay the hourly set: with every meter's ten-day
+// backlog queued for a single backfill worker, the hour's scheduled syncs
+// of every meter (those being backfilled included) are all done while the
+// backfills still have most of their work ahead of them.
+func TestBackfillNeverDelaysTheHourlySet(t *testing.T) {
+	start := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	r := newRig(t, 4, start, sim.Faults{LatencyMin: 15 * time.Millisecond, LatencyMax: 25 * time.Millisecond})
+	ctx := context.Background()
+	now := start.Add(10*24*time.Hour + 40*time.Minute)
+	r.clock.Set(now)
+	client, err := meterconn.New(meterconn.Config{Attempts: 2, Backoff: 10 * time.Millisecond, ReadTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := syncer.New(syncer.Config{Store: r.store, NewQueue: queue(r.store), Meters: client, Owner: "hourly", Workers: 4,
+		BackfillWorkers: 1, Now: r.clock.Now, ScheduleEvery: 200 * time.Millisecond, BackfillRun: time.Second, BackfillPause: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var profiled []string
+	active := 0
+	for _, m := range r.fleet.Meters() {
+		if m.Spec.Mode != "active" {
+			continue
+		}
+		active++
+		id := r.ids[m.Spec.Serial]
+		res, err := eng.SyncMeter(ctx, id, string(flows.Daily))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ProfileBacklog {
+			profiled = append(profiled, id)
+		}
+		if _, err := eng.SyncMeter(ctx, id, string(flows.Hourly)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(profiled) < 2 {
+		t.Fatalf("%d meters with a backlog, want several", len(profiled))
+	}
+	// An hour on, every meter's hourly set is due, and every backlog is
+	// queued; the engine starts on both at once.
+	next := now.Add(time.Hour)
+	r.clock.Set(next)
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Stop(context.Background()) })
+	missing := func() int {
+		n := 0
+		for _, id := range profiled {
+			gaps, err := r.store.ProfileGaps(ctx, id, start, now.Truncate(30*time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range gaps {
+				n += g.HalfHours()
+			}
+		}
+		return n
+	}
+	before := missing()
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		fresh := 0
+		for _, m := range r.fleet.Meters() {
+			if m.Spec.Mode != "active" {
+				continue
+			}
+			st, err := r.store.MeterStatus(ctx, m.Spec.Serial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if at, ok := st.Shadow.SyncedAt["balance"]; ok && !at.Before(next) {
+				fresh++
+			}
+		}
+		if fresh == active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d meters' hourly sets done after 2 minutes", fresh)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	left := missing()
+	if before == 0 || left*2 < before {
+		t.Errorf("when the hourly set was done, %d of %d missing half hours were left: the set waited for the backfills", left, before)
+	}
+}
