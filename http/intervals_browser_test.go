@@ -39,11 +39,11 @@ func TestIntervalChartsInBrowser(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
-	count := func(sel string) int {
+	num := func(expr string) int {
 		t.Helper()
-		n, err := chromedp.Run(bctx, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, sel)))
+		n, err := chromedp.Run(bctx, chromedp.Evaluate[int](expr))
 		if err != nil {
-			t.Fatalf("count %s: %v", sel, err)
+			t.Fatalf("%s: %v", expr, err)
 		}
 		return n
 	}
@@ -104,29 +104,40 @@ func TestIntervalChartsInBrowser(t *testing.T) {
 	shot("intervals-fleet.png")
 
 	// A single-element meter, yesterday by default: 44 half hours drawn
-	// in two runs, the 4 missing ones shaded between them.
-	open("meter page", "/meters/EML1100000001", "#profile-chart circle.pt")
-	if g, segs, pts := count("#profile-chart rect.gap"), count("#profile-chart polyline.seg.import"), count("#profile-chart circle.pt.import"); g != 4 || segs != 2 || pts != 44 {
-		t.Errorf("profile: %d gaps, %d import lines, %d points; want 4, 2 and 44", g, segs, pts)
+	// in two runs, the 4 missing ones shaded between them; the cursor over
+	// a missing half hour says so.
+	open("meter page", "/meters/EML1100000001", "#profile-chart canvas")
+	if g, runs, pts := num(`flowsCharts["profile-chart"].missing`), num(`flowsCharts["profile-chart"].runs.import`), num(`flowsCharts["profile-chart"].drawn.import`); g != 4 || runs != 2 || pts != 44 {
+		t.Errorf("profile: %d gaps, %d import runs, %d points; want 4, 2 and 44", g, runs, pts)
 	}
-	if n := count("#profile-chart .seg.export"); n != 0 {
-		t.Errorf("an all-zero export is drawn (%d lines)", n)
+	if s := eval(`flowsCharts["profile-chart"].series.join(",")`); s != "import" {
+		t.Errorf("profile series %q: an all-zero export is drawn", s)
 	}
-	if gap := eval(`document.querySelector("#profile-chart rect.gap title").textContent`); gap != "04:30: no interval" {
+	if gap := eval(`flowsCharts["profile-chart"].missingAt[0]`); !strings.HasSuffix(gap, "T04:30:00Z") {
 		t.Errorf("first gap %q, want 04:30", gap)
+	}
+	if v := eval(`flowsCharts["profile-chart"].legendAt(9).join(",")`); v != "missing" {
+		t.Errorf("the cursor over 04:30 shows %q, want missing", v)
+	}
+	if v := eval(`flowsCharts["profile-chart"].legendAt(0).join(",")`); !strings.HasSuffix(v, " kWh") {
+		t.Errorf("the cursor over 00:00 shows %q, want its kWh", v)
+	}
+	// The balance chart's one reading gets a day around it on the time
+	// axis, not years.
+	if span := num(`(() => { const x = flowsCharts["balance-chart"].plot.scales.x; return Math.round(x.max - x.min); })()`); span <= 0 || span > 86400 {
+		t.Errorf("one balance reading spans %d s of time axis, want a day", span)
 	}
 	// Yesterday is a bar (a partial day: 44 of 48); the 29 days before it
 	// have nothing, marked as missing, not drawn as zero.
-	if bars, miss := count("#daily-chart rect.daybar.import"), count("#daily-chart rect.missing"); bars != 1 || miss != 29 {
+	if bars, miss := num(`flowsCharts["daily-chart"].drawn.import`), num(`flowsCharts["daily-chart"].missing`); bars != 1 || miss != 29 {
 		t.Errorf("daily chart: %d bars, %d missing days; want 1 and 29", bars, miss)
 	}
-	if title := eval(`document.querySelector("#daily-chart rect.daybar title").textContent`); !strings.Contains(title, "4.4 kWh (44 of 48 half hours)") {
-		t.Errorf("the day's bar says %q", title)
+	if v := eval(`flowsCharts["daily-chart"].legendAt(29).join(",")`); !strings.Contains(v, "4.4 kWh (44 of 48 half hours)") {
+		t.Errorf("the cursor over yesterday's bar shows %q", v)
 	}
-	// The highest bar spans the chart's height (a stylesheet rule for
-	// other bars once flattened it).
-	if h, err := chromedp.Run(bctx, chromedp.Evaluate[float64](`document.querySelector("#daily-chart rect.daybar").getBBox().height`)); err != nil || h < 100 {
-		t.Errorf("the day's bar is %v high (%v), want the chart's 120", h, err)
+	// The highest bar spans most of the plot's height.
+	if h := num(`Math.round(flowsCharts["daily-chart"].barHeight(0, 29) / flowsCharts["daily-chart"].plot.bbox.height * window.devicePixelRatio * 100)`); h < 85 {
+		t.Errorf("the day's bar is %d%% of the plot's height, want about 90", h)
 	}
 	if c := eval(`document.querySelector("#complete-7d").textContent + " " + document.querySelector("#complete-30d").textContent`); c != "13.1% 3.1%" {
 		t.Errorf("meter page completeness %q", c)
@@ -155,9 +166,9 @@ func TestIntervalChartsInBrowser(t *testing.T) {
 	if _, err := chromedp.RunResponse(bctx, chromedp.Click(chromedp.CSS("#day-form button"))); err != nil {
 		t.Fatal(err)
 	}
-	step("the chosen day", chromedp.WaitVisible(chromedp.CSS("#profile-chart rect.gap")))
-	if g, segs := count("#profile-chart rect.gap"), count("#profile-chart polyline"); g != 48 || segs != 0 {
-		t.Errorf("an empty day: %d gaps, %d lines; want 48 and none", g, segs)
+	step("the chosen day", chromedp.WaitVisible(chromedp.CSS("#profile-chart canvas")))
+	if g, runs := num(`flowsCharts["profile-chart"].missing`), num(`flowsCharts["profile-chart"].runs.import || 0`); g != 48 || runs != 0 {
+		t.Errorf("an empty day: %d gaps, %d lines; want 48 and none", g, runs)
 	}
 	if m := eval(`document.querySelector("#profile-missing").textContent`); m != "48" {
 		t.Errorf("missing count %q", m)
@@ -165,12 +176,27 @@ func TestIntervalChartsInBrowser(t *testing.T) {
 
 	// A twin-element meter: import A and B, export A (B exports nothing),
 	// no gap; a file per element.
-	open("twin meter page", "/meters/EML1100000002?day="+ymd, "#profile-chart circle.pt")
-	if imp, exp, g := count("#profile-chart polyline.seg.import"), count("#profile-chart polyline.seg.export"), count("#profile-chart rect.gap"); imp != 2 || exp != 1 || g != 0 {
+	open("twin meter page", "/meters/EML1100000002?day="+ymd, "#profile-chart canvas")
+	if imp, exp, g := num(`flowsCharts["profile-chart"].runs.import`), num(`flowsCharts["profile-chart"].runs.export`), num(`flowsCharts["profile-chart"].missing`); imp != 2 || exp != 1 || g != 0 {
 		t.Errorf("twin profile: %d import lines, %d export lines, %d gaps; want 2, 1 and 0", imp, exp, g)
 	}
 	if links := eval(`[...document.querySelectorAll("a.smip-link")].map(a => a.textContent).join(" ")`); links != fmt.Sprintf("EML1100000002-A-%s.csv EML1100000002-B-%s.csv", day.Format("20060102"), day.Format("20060102")) {
 		t.Errorf("twin SMIP links %q", links)
 	}
 	shot("intervals-twin.png")
+
+	// On a phone (390 px wide): the fleet and meter pages fit the screen's
+	// width (wide tables scroll inside their panels) and the charts are
+	// drawn within it.
+	step("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	for _, path := range []string{"/", "/meters/EML1100000002?day=" + ymd} {
+		open("phone "+path, path, "main")
+		if w := num(`document.documentElement.scrollWidth - window.innerWidth`); w > 1 {
+			t.Errorf("on a phone, %s is %d px wider than the screen", path, w)
+		}
+	}
+	if w := num(`Math.round(document.querySelector("#profile-chart canvas").getBoundingClientRect().right - window.innerWidth)`); w > 0 {
+		t.Errorf("on a phone, the profile chart runs %d px past the screen", w)
+	}
+	shot("dashboard-phone-meter.png")
 }

@@ -1,5 +1,5 @@
 // Draws the page's charts from the JSON the server embedded (balance,
-// signal, voltage with uPlot; daily and half-hourly intervals as SVG), and
+// signal, voltage, daily and half-hourly intervals, all with uPlot), and
 // keeps the tariff request table current. Nothing else runs in the browser.
 "use strict";
 // Time-series charts (balance, signal, voltage) are uPlot's (vendored in
@@ -45,9 +45,10 @@ function timeChart(div) {
     ctx.restore();
   };
   const opts = {
-    width: Math.max(div.clientWidth, 280), height: 220,
+    width: Math.max(div.clientWidth, 280), height: 220, tzDate: utc,
     cursor: {drag: {x: true, y: false}},
-    scales: {x: {time: true}, y: {range: () => [lo, hi]}},
+    // One reading alone gets a day around it, not uPlot's years.
+    scales: {x: {time: true, range: (u, mn, mx) => xs.length && xs[0] === xs[xs.length - 1] ? [xs[0] - 43200, xs[0] + 43200] : [mn, mx]}, y: {range: () => [lo, hi]}},
     series: [{value: (u, v) => v == null ? "–" : new Date(v * 1000).toISOString().slice(0, 16).replace("T", " ") + "Z"},
       {label: div.dataset.label || "value", stroke: "#2e86de", width: 1.5, points: {size: 4}, value: (u, v) => fmtValue(v, prefix, unit, dp)}],
     // A whole-number series (signal) gets whole-number ticks.
@@ -62,84 +63,102 @@ function fmtValue(v, prefix, unit, dp) {
   if (v == null) return "–";
   return (v < 0 ? "−" : "") + prefix + Math.abs(v).toFixed(dp) + unit;
 }
-// Interval charts: the data is {labels, series: [{name, kind, values,
-// half_hours, expected}], until}; a null value is a bucket with nothing
-// derived, drawn as a gap (never as zero).
+// Interval charts, uPlot too: the data is {labels, series: [{name, kind,
+// values, half_hours, expected}], until}. A null value is a bucket with
+// nothing derived: a gap in the day's lines (shaded) and a red tick under
+// the daily bars, never a zero. A day with fewer half hours than expected
+// is drawn paler and says so in the legend. Buckets from until on have not
+// ended yet: not missing, just not yet.
 const colours = {import: ["#2e86de", "#85c1e9"], export: ["#e67e22", "#f5cba7"]};
-function svgEl(svg, name, attrs, text) {
-  const e = document.createElementNS("http://www.w3.org/2000/svg", name);
-  for (const k in attrs) e.setAttribute(k, attrs[k]);
-  if (text != null) e.textContent = text;
-  svg.appendChild(e); return e;
-}
-function titled(e, text) { svgEl(e, "title", {}, text); }
-function intervalChart(svg) {
-  const W = 1100, H = 200, P = 40;
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("width", "100%");
-  const d = JSON.parse(document.getElementById(svg.dataset.series).textContent || "{}");
-  const labels = d.labels || [], series = d.series || [], n = labels.length;
-  if (!n || !series.length) { svgEl(svg, "text", {x: 20, y: 90}, "no interval data"); return null; }
-  const vs = series.flatMap(s => s.values.filter(v => v !== null).map(Number));
-  const v1 = Math.max(...vs, 0) || 1;
-  const y = v => H - P - (H - 2 * P) * v / v1, slot = (W - 2 * P) / n;
-  svgEl(svg, "text", {x: 2, y: P + 4, "font-size": 11}, v1.toFixed(2));
-  svgEl(svg, "text", {x: 2, y: H - P + 4, "font-size": 11}, "0");
-  svgEl(svg, "line", {x1: P, x2: W - P, y1: H - P, y2: H - P, stroke: "#999"});
+const utc = ts => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC");
+function intervalChart(div) {
+  const bars = div.classList.contains("bars"), step = bars ? 86400 : 1800;
+  const d = JSON.parse(document.getElementById(div.dataset.series).textContent || "{}");
+  const labels = d.labels || [], series = d.series || [], n = labels.length, until = Math.min(d.until ?? n, n);
+  // Each bucket sits at its middle (the cursor picks the bucket under it);
+  // the legend names the bucket by its start.
+  const xs = labels.map(l => Date.parse(l) / 1000 + step / 2);
+  // A bucket is missing when it has ended with no import on some element.
+  const missing = [];
+  for (let i = 0; i < until; i++) if (series.some(s => s.kind === "import" && s.values[i] === null)) missing.push(i);
+  const info = {kind: bars ? "bars" : "lines", series: series.map(s => s.name), missing: missing.length,
+    missingAt: missing.map(i => labels[i]), drawn: {}, runs: {}};
+  charts[div.id] = info;
+  if (!n || !series.length) { div.textContent = "No interval data."; div.classList.add("empty"); return; }
+  const ys = series.map(s => s.values.map(v => v === null ? null : Number(v)));
+  for (const [j, s] of series.entries()) {
+    const drawn = ys[j].filter(v => v !== null).length;
+    let runs = 0;
+    ys[j].forEach((v, i) => { if (v !== null && (i === 0 || ys[j][i - 1] === null)) runs++; });
+    info.drawn[s.kind] = (info.drawn[s.kind] || 0) + drawn;
+    info.runs[s.kind] = (info.runs[s.kind] || 0) + runs;
+  }
+  const hi = Math.max(0, ...ys.flat().filter(v => v !== null)) * 1.1 || 1;
+  const partial = (j, i) => ys[j][i] !== null && series[j].half_hours[i] < series[j].expected;
+  // Bars side by side in the day's slot: series j of k at its own offset.
+  const barPaths = (u, sidx) => {
+    const j = sidx - 1, k = series.length, p = new Path2D();
+    const slot = u.valToPos(xs[0] + step, "x", true) - u.valToPos(xs[0], "x", true), bw = slot * 0.8 / k;
+    const y0 = u.valToPos(0, "y", true);
+    ys[j].forEach((v, i) => {
+      if (v === null) return;
+      const x = u.valToPos(xs[i] - step / 2, "x", true) + slot * 0.1 + j * bw, y = u.valToPos(v, "y", true);
+      p.rect(x, y, bw, y0 - y);
+    });
+    return {stroke: p, fill: p};
+  };
+  const dpr = window.devicePixelRatio || 1;
+  const draw = u => {
+    const ctx = u.ctx, {top, height} = u.bbox;
+    const x0 = i => u.valToPos(xs[i] - step / 2, "x", true), x1 = i => u.valToPos(xs[i] + step / 2, "x", true);
+    ctx.save();
+    for (const i of missing) {
+      if (bars) { ctx.fillStyle = "#c0392b"; ctx.fillRect(x0(i) + 1, top + height - 3 * dpr, x1(i) - x0(i) - 2, 3 * dpr); }
+      else { ctx.fillStyle = "rgba(192, 57, 43, 0.15)"; ctx.fillRect(x0(i), top, x1(i) - x0(i), height); }
+    }
+    if (bars) { // partial days, paler
+      const slot = x1(0) - x0(0), bw = slot * 0.8 / series.length, y0 = u.valToPos(0, "y", true);
+      ctx.fillStyle = "rgba(255, 255, 255, 0.55)";
+      series.forEach((s, j) => ys[j].forEach((v, i) => {
+        if (!partial(j, i)) return;
+        const y = u.valToPos(v, "y", true);
+        ctx.fillRect(x0(i) + slot * 0.1 + j * bw, y, bw, y0 - y);
+      }));
+    }
+    ctx.restore();
+  };
   const seen = {};
-  series.forEach((s, j) => {
-    const k = seen[s.kind] || 0, c = colours[s.kind][k] || "#888";
-    seen[s.kind] = k + 1;
-    s.colour = c;
-    svgEl(svg, "rect", {class: "legend", x: P + 130 * j, y: 4, width: 10, height: 10, fill: c});
-    svgEl(svg, "text", {class: "legend", x: P + 130 * j + 14, y: 13}, s.name);
-  });
-  return {W, H, P, n, y, slot, labels, series, until: d.until ?? n};
+  const opts = {
+    width: Math.max(div.clientWidth, 280), height: 200, tzDate: utc,
+    cursor: {drag: {x: !bars, y: false}, points: {show: !bars}},
+    scales: {x: {time: true, range: () => [xs[0] - step / 2, xs[n - 1] + step / 2]}, y: {range: () => [0, hi]}},
+    legend: {live: true},
+    series: [{value: (u, v) => v == null ? "–" : new Date((v - step / 2) * 1000).toISOString().slice(0, bars ? 10 : 16).replace("T", " ") + (bars ? "" : "Z")},
+      ...series.map((s, j) => {
+        const k = seen[s.kind] || 0, c = colours[s.kind][k] || "#888";
+        seen[s.kind] = k + 1;
+        const value = (u, v, si, i) => {
+          if (i == null) return "–";
+          if (v == null) return i < until ? "missing" : "not yet";
+          return `${s.values[i]} kWh` + (partial(j, i) ? ` (${s.half_hours[i]} of ${s.expected} half hours)` : "");
+        };
+        return bars ? {label: s.name, stroke: c, fill: c, width: 0, paths: barPaths, points: {show: false}, value}
+          : {label: s.name, stroke: c, width: 1.5, points: {show: true, size: 4}, value};
+      })],
+    axes: [{}, {size: 56, values: (u, vals) => vals.map(v => v.toFixed(hi < 0.25 ? 3 : 2))}],
+    hooks: {draw: [draw]},
+  };
+  const u = new uPlot(opts, [xs, ...ys], div);
+  info.plot = u;
+  // What the legend says of bucket i (as the cursor over it would show).
+  info.legendAt = i => { u.setCursor({left: u.valToPos(xs[i], "x"), top: 10}); return [...div.querySelectorAll(".u-legend .u-series")].slice(1).map(e => e.querySelector(".u-value").textContent); };
+  info.barHeight = (j, i) => ys[j][i] === null ? 0 : (u.valToPos(0, "y") - u.valToPos(ys[j][i], "y"));
+  new ResizeObserver(() => u.setSize({width: Math.max(div.clientWidth, 280), height: 200})).observe(div);
 }
-function drawBars(svg) {
-  const c = intervalChart(svg);
-  if (!c) return;
-  const bw = c.slot * 0.8 / c.series.length;
-  for (let i = 0; i < c.n; i++) {
-    if (i % 5 === 0) svgEl(svg, "text", {x: c.P + i * c.slot, y: c.H - c.P + 14, "font-size": 10}, c.labels[i].slice(5, 10));
-    c.series.forEach((s, j) => {
-      const x = c.P + i * c.slot + c.slot * 0.1 + j * bw, v = s.values[i], day = c.labels[i].slice(0, 10);
-      if (v === null) {
-        if (i < c.until) titled(svgEl(svg, "rect", {class: "missing", x, y: c.H - c.P - 3, width: bw, height: 3, fill: "#c0392b"}), `${day}: no half hour derived`);
-        return;
-      }
-      const partial = s.half_hours[i] < s.expected;
-      titled(svgEl(svg, "rect", {class: "daybar " + s.kind, x, y: c.y(Number(v)), width: bw, height: c.H - c.P - c.y(Number(v)), fill: s.colour, opacity: partial ? 0.45 : 1}),
-        `${day} ${s.name}: ${v} kWh` + (partial ? ` (${s.half_hours[i]} of ${s.expected} half hours)` : ""));
-    });
-  }
+if (window.uPlot) {
+  document.querySelectorAll("div.uchart").forEach(timeChart);
+  document.querySelectorAll("div.ichart").forEach(intervalChart);
 }
-function drawProfile(svg) {
-  const c = intervalChart(svg);
-  if (!c) return;
-  const x = i => c.P + c.slot * (i + 0.5);
-  for (let i = 0; i < c.n; i++) {
-    if (i % 12 === 0) svgEl(svg, "text", {x: c.P + i * c.slot, y: c.H - c.P + 14, "font-size": 10}, c.labels[i].slice(11, 16));
-    if (i < c.until && c.series.some(s => s.kind === "import" && s.values[i] === null))
-      titled(svgEl(svg, "rect", {class: "gap", x: c.P + i * c.slot, y: c.P, width: c.slot, height: c.H - 2 * c.P, fill: "#fadbd8"}), c.labels[i].slice(11, 16) + ": no interval");
-  }
-  for (const s of c.series) {
-    let run = [];
-    const flush = () => {
-      if (run.length > 1) svgEl(svg, "polyline", {class: "seg " + s.kind, fill: "none", stroke: s.colour, "stroke-width": 1.5, points: run.join(" ")});
-      run = [];
-    };
-    s.values.forEach((v, i) => {
-      if (v === null) { flush(); return; }
-      run.push(x(i) + "," + c.y(Number(v)));
-      svgEl(svg, "circle", {class: "pt " + s.kind, cx: x(i), cy: c.y(Number(v)), r: 2, fill: s.colour});
-    });
-    flush();
-  }
-}
-if (window.uPlot) document.querySelectorAll("div.uchart").forEach(timeChart);
-document.querySelectorAll("svg.bars").forEach(drawBars);
-document.querySelectorAll("svg.profile").forEach(drawProfile);
 const box = document.getElementById("requests-box");
 if (box) setInterval(async () => {
   const res = await fetch(box.dataset.refresh, {credentials: "same-origin"});
