@@ -62,8 +62,9 @@ func retry(detail string) outcome  { return outcome{result: resultRetry, detail:
 func failed(detail string) outcome { return outcome{result: resultFailed, detail: detail} }
 func stopped() outcome             { return outcome{result: resultStopped} }
 
-// fromError classifies a failed step: a meter that cannot be reached (or
-// a push interrupted by shutdown) is retried; a refusal, or anything that
+// fromError classifies a failed step: a meter that cannot be reached, or
+// a mediator on the way to it that is down (or a push interrupted by
+// shutdown) is retried; a refusal, or anything that
 // is not the meter's doing, fails at once. what, when set, says which
 // step failed ("read back failed").
 func fromError(what string, err error) outcome {
@@ -81,7 +82,9 @@ func fromError(what string, err error) outcome {
 		// out and the next pass resumes the push, as after a crash, without
 		// using up an attempt.
 		return stopped()
-	case meterconn.FailureComm:
+	case meterconn.FailureComm, meterconn.FailureDependency:
+		// A meter not answering, or the way to it down (a mediator):
+		// the request is kept and retried with backoff.
 		return retry(detail)
 	}
 	return failed(detail)

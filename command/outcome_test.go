@@ -50,6 +50,13 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("bad input: %+v", d)
 		}
 	})
+	t.Run("a mediator down on the way to the meter keeps the request, retried, and says why", func(t *testing.T) {
+		down := flows.Errorf(flows.EUNAVAILABLE, "mediator unavailable: connection refused")
+		d := pol.decide(fromError("", down), 1, now)
+		if d.to != flows.RequestPending || d.next.Sub(now) != 30*time.Second || !strings.Contains(d.detail, "mediator unavailable") {
+			t.Errorf("mediator down: %+v, want pending in 30 s naming the mediator", d)
+		}
+	})
 	t.Run("a shutdown mid-push records nothing and uses no attempt", func(t *testing.T) {
 		if o := fromError("", context.Canceled); o.result != resultStopped {
 			t.Errorf("canceled: %+v", o)

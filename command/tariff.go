@@ -36,7 +36,7 @@ func (p *Pusher) pushTariff(ctx context.Context, r flows.TariffRequest) outcome 
 	// part-way can be undone: the meter must always hold a tariff somebody
 	// asked for, never a mix of two.
 	before, err := p.heldFuture(ctx, t)
-	if c := meterconn.Classify(err); c == meterconn.FailureComm || c == meterconn.FailureCanceled {
+	if c := meterconn.Classify(err); c.Unreached() || c == meterconn.FailureCanceled {
 		return fromError("", err) // the meter did not answer: retry the whole push later
 	}
 	for i, w := range writes {

@@ -511,6 +511,11 @@ const (
 	// FailureOther: anything else, such as an input that cannot be
 	// encoded. Not the meter's doing; retrying does not help.
 	FailureOther
+	// FailureDependency: something between Flows and the meter is down
+	// (a mediator the request goes through, the database a step needs):
+	// an EUNAVAILABLE error. Nothing is known about the meter, so nothing
+	// is held against it; retrying later may work.
+	FailureDependency
 )
 
 // Classify says what err means. A CommError whose last attempt was a NAK
@@ -528,9 +533,16 @@ func Classify(err error) Failure {
 		return FailureRefused
 	case errors.Is(err, context.Canceled):
 		return FailureCanceled
+	case flows.ErrorCode(err) == flows.EUNAVAILABLE:
+		return FailureDependency
 	}
 	return FailureOther
 }
+
+// Unreached reports whether the request did not get an answer from the
+// meter: it could not be reached (FailureComm), or the way to it is down
+// (FailureDependency). Either way, asking it more now is pointless.
+func (f Failure) Unreached() bool { return f == FailureComm || f == FailureDependency }
 
 // TargetOf returns where to reach a meter's hardware, or the EINVALID
 // error of flows.Meter.Address when Flows may not talk to it.

@@ -506,6 +506,11 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 // leases of those it could not read, and returns how many it stored.
 func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq string) (int, error) {
 	results := make([]*flows.SyncResult, len(meters))
+	// Meters not read because the way to them is down: one log line for
+	// the chunk, not one a meter (a dead mediator is thousands of them).
+	var unreachedMu sync.Mutex
+	var unreached []string
+	var unreachedErr error
 	var wg sync.WaitGroup
 	for i := range meters {
 		if e.reads.acquire(ctx) != nil {
@@ -518,7 +523,13 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 			res, err := e.readMeter(ctx, &meters[i], freq)
 			e.setTime.observe(freq, time.Since(t0))
 			if err != nil {
-				if ctx.Err() == nil { // at shutdown the read was cut short, not failed: it is due still
+				switch {
+				case ctx.Err() != nil: // at shutdown the read was cut short, not failed: it is due still
+				case meterconn.Classify(err) == meterconn.FailureDependency:
+					unreachedMu.Lock()
+					unreached, unreachedErr = append(unreached, meters[i].Serial), err
+					unreachedMu.Unlock()
+				default:
 					e.cfg.Logger.Warn("sync failed", "meter_serial", meters[i].Serial, "error", err)
 				}
 				return
@@ -527,6 +538,10 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 		}()
 	}
 	wg.Wait()
+	if len(unreached) > 0 {
+		e.cfg.Logger.Warn("meters not read: the way to them is down; they stay due and are not marked unhealthy",
+			"meters", len(unreached), "meter_serial", unreached[0], "error", unreachedErr)
+	}
 	var apply []flows.SyncResult
 	var released []string
 	for i, r := range results {
@@ -637,6 +652,12 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 		}
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return nil, err // shutting down: the next slot will do it
+		}
+		if meterconn.Classify(err) == meterconn.FailureDependency {
+			// A mediator (or the database) between Flows and the meter is
+			// down: nothing is recorded against the meter, which stays due
+			// and is read again once the way to it is back.
+			return nil, err
 		}
 		if meterconn.Classify(err) == meterconn.FailureComm {
 			res.Failure = meterconn.Detail(err)

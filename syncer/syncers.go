@@ -194,7 +194,7 @@ var runs = map[string]func(ctx context.Context, c *call) error{
 			// Blank means three-phase; the configuration says which kind
 			// (THREE_PHASE_UNKNOWN when it is refused or unknown).
 			p, err := c.read(ctx, emop.ObjThreePhaseHardwareConfig)
-			if meterconn.Classify(err) == meterconn.FailureComm {
+			if meterconn.Classify(err).Unreached() {
 				return err
 			}
 			if cfg, derr := emop.DecodeThreePhaseConfig(p); err == nil && derr == nil {

@@ -80,7 +80,7 @@ func syncThreePhaseReads(ctx context.Context, c *call) error {
 				continue
 			}
 		}
-		if meterconn.Classify(err) == meterconn.FailureComm || ctx.Err() != nil {
+		if meterconn.Classify(err).Unreached() || ctx.Err() != nil {
 			return err
 		}
 		failed, last = append(failed, t.name+": "+meterconn.Detail(err)), err

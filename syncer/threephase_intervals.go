@@ -236,7 +236,7 @@ func (e *Engine) backfillThreePhase(ctx context.Context, c *call) error {
 	}
 	cfg, err := threePhaseConfig(ctx, c)
 	if err != nil {
-		if meterconn.Classify(err) == meterconn.FailureComm {
+		if meterconn.Classify(err).Unreached() {
 			return fmt.Errorf("three-phase backfill of %s: %w", m.Serial, err) // retried with backoff
 		}
 		return river.JobCancel(fmt.Errorf("three-phase backfill of %s: %w", m.Serial, err)) // the next daily sync names it
