@@ -61,6 +61,8 @@ func commStatus(serial string, err error) error {
 	var ce *meterconn.CommError
 	var pe *meterconn.ProtocolError
 	switch {
+	case errors.Is(err, errNodeBusy):
+		return status.Errorf(codes.ResourceExhausted, "Meter %s is busy (another Flows node is talking to it; try again)", serial)
 	case errors.Is(err, meterconn.ErrBusy):
 		return status.Errorf(codes.ResourceExhausted, "Meter %s is busy (timeout)", serial)
 	case errors.As(err, &ce):

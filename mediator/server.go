@@ -45,6 +45,9 @@ type Store interface {
 	MetersForCLI(ctx context.Context, esco string) ([]flows.CLIMeter, error)
 	ListenRegistry(ctx context.Context, changed func()) error
 	Audit(ctx context.Context, e flows.AuditEntry) error
+	// The lease a request from outside Flows is served under (lease.go).
+	LeaseMeterForPush(ctx context.Context, meterID, owner string, ttl time.Duration) (bool, error)
+	ReleasePushLease(ctx context.Context, meterID, owner string) error
 }
 
 // Config configures a Server.
@@ -60,14 +63,22 @@ type Config struct {
 	// Insecure allows serving without TLS on an address other than
 	// loopback (flows serve --grpc-insecure). Without it, Start refuses.
 	Insecure bool
-	Logger   *slog.Logger
+	// Node names this process in meter leases (host:pid by default; flows
+	// serve passes the name its sync engine uses, so they are one node).
+	Node string
+	// LeaseWait is how long a request from outside Flows (emop, scripts)
+	// waits while another node syncs or pushes to its meter (30 s) before
+	// it is answered "busy".
+	LeaseWait time.Duration
+	Logger    *slog.Logger
 }
 
 // Server is the mediator.
 type Server struct {
 	pb.UnimplementedEmliteMediatorServiceServer
 	pb.UnimplementedInfoServiceServer
-	cfg Config
+	cfg   Config
+	holds *holds
 
 	refreshMu sync.Mutex // one refresh at a time: an older result never replaces a newer
 	mu        sync.RWMutex
@@ -87,7 +98,15 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, meters: map[string]flows.Meter{}}
+	if cfg.Node == "" {
+		cfg.Node = defaultNode()
+	}
+	if cfg.LeaseWait <= 0 {
+		cfg.LeaseWait = defaultLeaseWait
+	}
+	s := &Server{cfg: cfg, meters: map[string]flows.Meter{}}
+	s.holds = newHolds(s)
+	return s
 }
 
 // Start loads the registry, listens on the configured address and serves
@@ -259,7 +278,7 @@ func objectID(id int32) (emop.ObjectID, error) {
 
 // ReadElement reads one object and returns its payload.
 func (s *Server) ReadElement(ctx context.Context, req *pb.ReadElementRequest) (*pb.ReadElementReply, error) {
-	_, t, err := s.target(req.GetSerial())
+	m, t, err := s.target(req.GetSerial())
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +286,11 @@ func (s *Server) ReadElement(ctx context.Context, req *pb.ReadElementRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	release, err := s.holdFor(ctx, m.ID)
+	if err != nil {
+		return nil, toStatus(t.Serial, err)
+	}
+	defer release()
 	p, err := s.cfg.Meters.Read(callerPriority(ctx), t, id)
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
@@ -287,8 +311,15 @@ func (s *Server) WriteElement(ctx context.Context, req *pb.WriteElementRequest) 
 	if len(req.GetPayload()) > emop.MaxData-5 {
 		return nil, status.Errorf(codes.InvalidArgument, "payload of %d bytes does not fit a frame", len(req.GetPayload()))
 	}
+	release, err := s.holdFor(ctx, m.ID)
+	if err != nil {
+		return nil, toStatus(t.Serial, err)
+	}
+	defer release()
 	err = s.cfg.Meters.Write(callerPriority(ctx), t, id, req.GetPayload())
-	s.audit(ctx, m, objectName(id), auditValue(id, req.GetPayload()), err)
+	if !s.callerHolds(ctx) { // a Flows node's pusher audits its own writes, with the request
+		s.audit(ctx, m, objectName(id), auditValue(id, req.GetPayload()), err)
+	}
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
 	}
@@ -306,8 +337,13 @@ func (s *Server) SendRawMessage(ctx context.Context, req *pb.SendRawMessageReque
 	if n := len(req.GetDataField()); n == 0 || n > emop.MaxData {
 		return nil, status.Errorf(codes.InvalidArgument, "dataField of %d bytes: want 1..%d", n, emop.MaxData)
 	}
+	release, err := s.holdFor(ctx, m.ID)
+	if err != nil {
+		return nil, toStatus(t.Serial, err)
+	}
+	defer release()
 	resp, err := s.cfg.Meters.Raw(callerPriority(ctx), t, req.GetDataField())
-	if object, value, write := rawWrite(req.GetDataField()); write {
+	if object, value, write := rawWrite(req.GetDataField()); write && !s.callerHolds(ctx) {
 		s.audit(ctx, m, object, value, err)
 	}
 	if err != nil {

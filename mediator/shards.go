@@ -80,17 +80,17 @@ func (s *Shards) of(t meterconn.Target) *Client { return s.clients[s.Shard(t.Ser
 
 // Read reads one object through the meter's mediator.
 func (s *Shards) Read(ctx context.Context, t meterconn.Target, id emop.ObjectID) ([]byte, error) {
-	return s.of(t).Read(withPriority(ctx), t, id)
+	return s.of(t).Read(withLease(withPriority(ctx)), t, id)
 }
 
 // Write writes one object through the meter's mediator.
 func (s *Shards) Write(ctx context.Context, t meterconn.Target, id emop.ObjectID, payload []byte) error {
-	return s.of(t).Write(withPriority(ctx), t, id, payload)
+	return s.of(t).Write(withLease(withPriority(ctx)), t, id, payload)
 }
 
 // Raw sends a data field through the meter's mediator.
 func (s *Shards) Raw(ctx context.Context, t meterconn.Target, data []byte) ([]byte, error) {
-	return s.of(t).Raw(withPriority(ctx), t, data)
+	return s.of(t).Raw(withLease(withPriority(ctx)), t, data)
 }
 
 // priorityKey is the gRPC metadata a Flows client sends with scheduled

@@ -437,7 +437,7 @@ func (w *wiring) mediator() (*mediator.Server, error) {
 		}
 	}
 	return mediator.New(mediator.Config{Addr: w.cfg.grpcAddr, Store: w.store, Meters: w.transport, ESCO: w.cfg.esco, TLS: tlsCfg,
-		Insecure: w.cfg.grpcInsecure, Logger: w.log.With("component", "mediator")}), nil
+		Insecure: w.cfg.grpcInsecure, Node: nodeName(), Logger: w.log.With("component", "mediator")}), nil
 }
 
 // crashAt is a test hook for crash-safety tests: with FLOWS_CRASH_AT set to
