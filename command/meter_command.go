@@ -12,7 +12,7 @@ import (
 )
 
 func commandPushed(c flows.MeterCommand) pushed {
-	return pushed{kind: string(c.Kind), id: c.ID, meterID: c.MeterID, attempts: c.Attempts}
+	return pushed{kind: string(c.Kind), id: c.ID, meterID: c.MeterID, serial: c.Serial, attempts: c.Attempts}
 }
 
 // pushCommand sets a clock or a flag, reads it back and verifies it.

@@ -30,6 +30,7 @@ type meterHold struct {
 	// of its context: a lease lost stops them.
 	pushes map[uint64]context.CancelFunc
 	taken  time.Time // when the lease was taken
+	serial string    // the meter's, for the log
 }
 
 // retryEvery is how often a push waiting for a meter another node holds
@@ -54,12 +55,12 @@ func defaultNode() string {
 // hold takes meterID for a push, waiting (until ctx ends) while another
 // node holds it. The push runs in the returned context, cancelled if the
 // lease is lost; the returned func gives the meter back.
-func (h *meterHolds) hold(ctx context.Context, meterID string) (context.Context, func(), error) {
+func (h *meterHolds) hold(ctx context.Context, meterID, serial string) (context.Context, func(), error) {
 	for {
 		h.mu.Lock()
 		m, ok := h.held[meterID]
 		if !ok {
-			m = &meterHold{pushes: map[uint64]context.CancelFunc{}}
+			m = &meterHold{pushes: map[uint64]context.CancelFunc{}, serial: serial}
 			h.held[meterID] = m
 		}
 		h.next++
@@ -124,7 +125,7 @@ func (h *meterHolds) give(meterID string, m *meterHold, id uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.p.cfg.Lease/3)
 	defer cancel()
 	if err := h.p.cfg.Store.ReleasePushLease(ctx, meterID, h.owner); err != nil {
-		h.p.cfg.Logger.Warn("releasing a push lease", "meter_id", meterID, "error", err)
+		h.p.cfg.Logger.Warn("releasing a push lease", "meter_serial", m.serial, "error", err)
 	}
 	h.forget(meterID, m)
 }
@@ -165,7 +166,7 @@ func (h *meterHolds) renew(ctx context.Context) {
 		// Still held, and taken before it was asked to renew (not
 		// given back, nor taken again meanwhile)?
 		if len(m.pushes) > 0 && h.current(id, m) && m.taken.Before(asked) {
-			h.p.cfg.Logger.Warn("meter push lease lost; its pushes stop", "meter_id", id)
+			h.p.cfg.Logger.Warn("meter push lease lost; its pushes stop", "meter_serial", m.serial)
 			for _, stop := range m.pushes {
 				stop()
 			}

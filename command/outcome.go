@@ -135,6 +135,7 @@ type pushed struct {
 	kind     string // tariff, topup, or the command kind
 	id       string
 	meterID  string
+	serial   string // the meter's, for the log: what an operator searches for
 	attempts int
 }
 
@@ -153,7 +154,7 @@ func (r *recorder) record(ctx context.Context, req pushed, o outcome, write writ
 		return
 	}
 	ctx = context.WithoutCancel(ctx) // a push that ended is recorded, even at shutdown
-	log := r.log.With("request_kind", req.kind, "request_id", req.id)
+	log := r.log.With("meter_serial", req.serial, "request_kind", req.kind, "request_id", req.id)
 	if !r.observe(ctx, req.meterID, o, log) {
 		return
 	}

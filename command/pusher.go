@@ -245,18 +245,18 @@ func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64, drain bool) (<-ch
 			close(done)
 		}()
 	}
-	push := func(id string, attempt int, kind, meterID string, run func(ctx context.Context)) {
+	push := func(id string, attempt int, kind, meterID, serial string, run func(ctx context.Context)) {
 		pctx := hb.hold(ctx, kind, flows.Claim{ID: id, Attempt: attempt})
 		n.Add(1)
 		p.claimed.Add(1)
 		wg.Go(func() {
 			defer p.claimed.Add(-1)
-			mctx, release, err := p.holds.hold(pctx, meterID)
+			mctx, release, err := p.holds.hold(pctx, meterID, serial)
 			if err != nil {
 				// Nothing was sent: the claim's lease runs out and a
 				// later pass (here or elsewhere) takes it up.
 				hb.release(id)
-				p.storeFailed(pushed{kind: kind, id: id, meterID: meterID}, "waiting for the meter", err)
+				p.storeFailed(pushed{kind: kind, id: id, meterID: meterID, serial: serial}, "waiting for the meter", err)
 				return
 			}
 			defer release()
@@ -289,21 +289,21 @@ func (p *Pusher) pushDue(ctx context.Context, n *atomic.Int64, drain bool) (<-ch
 			}
 		}
 		for _, r := range trs {
-			push(r.ID, r.Attempts, "tariff", r.MeterID, func(pctx context.Context) {
+			push(r.ID, r.Attempts, "tariff", r.MeterID, r.Serial, func(pctx context.Context) {
 				o := p.pushTariff(pctx, r)
 				hb.release(r.ID)
 				p.rec.record(ctx, tariffPushed(r), o, writeWith(p.cfg.Store.MoveTariffRequest, r.ID, r.Attempts))
 			})
 		}
 		for _, t := range tus {
-			push(t.ID, t.Attempts, "topup", t.MeterID, func(pctx context.Context) {
+			push(t.ID, t.Attempts, "topup", t.MeterID, t.Serial, func(pctx context.Context) {
 				o := p.pushTopup(pctx, t)
 				hb.release(t.ID)
 				p.rec.record(ctx, topupPushed(t), o, p.finishTopup(t))
 			})
 		}
 		for _, c := range cmds {
-			push(c.ID, c.Attempts, "command", c.MeterID, func(pctx context.Context) {
+			push(c.ID, c.Attempts, "command", c.MeterID, c.Serial, func(pctx context.Context) {
 				o := p.pushCommand(pctx, c)
 				hb.release(c.ID)
 				p.rec.record(ctx, commandPushed(c), o, writeWith(p.cfg.Store.MoveMeterCommand, c.ID, c.Attempts))
@@ -349,10 +349,10 @@ func (p *Pusher) storeFailed(req pushed, what string, err error) outcome {
 	if errors.Is(err, context.Canceled) {
 		// Shutting down, or the lease was lost: not a fault of the store,
 		// and a later pass (or the next start) resumes the push.
-		p.cfg.Logger.Info("push stopped (shutting down, or its lease lost); a later pass resumes it", "request_kind", req.kind, "request_id", req.id)
+		p.cfg.Logger.Info("push stopped (shutting down, or its lease lost); a later pass resumes it", "meter_serial", req.serial, "request_kind", req.kind, "request_id", req.id)
 		return stopped()
 	}
-	p.cfg.Logger.Error(what, "request_kind", req.kind, "request_id", req.id, "error", err)
+	p.cfg.Logger.Error(what, "meter_serial", req.serial, "request_kind", req.kind, "request_id", req.id, "error", err)
 	return stopped()
 }
 
@@ -381,7 +381,7 @@ func (p *Pusher) write(ctx context.Context, t meterconn.Target, req pushed, requ
 	e := flows.AuditEntry{MeterID: req.meterID, RequestKind: req.kind, RequestID: req.id, RequestedBy: requestedBy,
 		Object: o.Name, Value: shown, Outcome: kind, Detail: meterconn.Detail(err)}
 	if aerr := p.cfg.Store.Audit(context.WithoutCancel(ctx), e); aerr != nil {
-		p.cfg.Logger.Error("writing the audit log", "meter_id", req.meterID, "error", aerr)
+		p.cfg.Logger.Error("writing the audit log", "meter_serial", req.serial, "error", aerr)
 	}
 	return err
 }

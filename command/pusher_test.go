@@ -1,11 +1,14 @@
 package command_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -435,4 +438,66 @@ func TestTopupNotBehindSlowPush(t *testing.T) {
 		}
 	}
 	t.Fatalf("top-ups not both completed (quick done at %v)", quickDone)
+}
+
+// Every log line about a push names the meter by its serial (what an
+// operator searches the log for), not only by request or meter id.
+func TestPushLogLinesNameTheSerial(t *testing.T) {
+	start := time.Now().UTC().Truncate(time.Second)
+	r := newRig(t, start, "127.97")
+	ctx := context.Background()
+	m := r.fleet.Meters()[1]
+	_ = r.fleet.SetOffline(m.Spec.Serial, true)
+	if _, err := r.store.Pool().Exec(ctx, tariffSQL, m.Spec.Serial, "0.5", "0.3", start.Add(72*time.Hour).Format("2006-01-02T15:04:05")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := meterconn.New(meterconn.Config{Attempts: 1, ReadTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf syncBuffer
+	p := command.New(command.Config{Store: r.store, Meters: c, Now: r.clock.Now, Lease: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), RetryBase: time.Millisecond, MaxAttempts: 2, Workers: 2})
+	for range 2 {
+		runOnce(t, p)
+		time.Sleep(5 * time.Millisecond) // past the (tiny) retry delay
+	}
+	if st := r.latestRequest(t, m.Spec.Serial).Status; st != flows.RequestFailed {
+		t.Fatalf("after its attempts: %s, want failed", st)
+	}
+	lines := 0
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if rec["request_id"] == nil && rec["meter_id"] == nil {
+			continue
+		}
+		lines++
+		if rec["meter_serial"] != m.Spec.Serial {
+			t.Errorf("a push's log line without the meter's serial: %s", l)
+		}
+	}
+	if lines == 0 {
+		t.Errorf("nothing logged about a request that failed: %q", buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func tariffPushed(r flows.TariffRequest) pushed {
-	return pushed{kind: "tariff", id: r.ID, meterID: r.MeterID, attempts: r.Attempts}
+	return pushed{kind: "tariff", id: r.ID, meterID: r.MeterID, serial: r.Serial, attempts: r.Attempts}
 }
 
 // pushTariff writes a future tariff, reads it back and verifies it.

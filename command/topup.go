@@ -15,7 +15,7 @@ import (
 const creditTokenApplied = 48
 
 func topupPushed(tu flows.Topup) pushed {
-	return pushed{kind: "topup", id: tu.ID, meterID: tu.MeterID, attempts: tu.Attempts}
+	return pushed{kind: "topup", id: tu.ID, meterID: tu.MeterID, serial: tu.Serial, attempts: tu.Attempts}
 }
 
 // finishTopup writes a decision to the top-up ledger, in its own status

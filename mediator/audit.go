@@ -47,7 +47,7 @@ func (s *Server) audit(ctx context.Context, m flows.Meter, object, value string,
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
 	if aerr := s.cfg.Store.Audit(actx, e); aerr != nil {
-		s.cfg.Logger.Error("writing the audit log: a relayed write is not recorded", "serial", m.Serial, "meter_id", m.ID,
+		s.cfg.Logger.Error("writing the audit log: a relayed write is not recorded", "meter_serial", m.Serial, "meter_id", m.ID,
 			"object", object, "requested_by", e.RequestedBy, "outcome", outcome, "error", aerr)
 	}
 }

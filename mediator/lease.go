@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
+	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/meterconn"
 )
 
@@ -90,16 +91,16 @@ func defaultNode() string {
 }
 
 // holdFor holds m for one relayed request, unless the caller holds it.
-func (s *Server) holdFor(ctx context.Context, meterID string) (func(), error) {
+func (s *Server) holdFor(ctx context.Context, m flows.Meter) (func(), error) {
 	if s.callerHolds(ctx) {
 		return func() {}, nil
 	}
-	return s.holds.take(ctx, meterID)
+	return s.holds.take(ctx, m.ID, m.Serial)
 }
 
 // take holds meterID for a request, waiting at most Config.LeaseWait while
 // another node has it; release gives it back.
-func (h *holds) take(ctx context.Context, meterID string) (release func(), err error) {
+func (h *holds) take(ctx context.Context, meterID, serial string) (release func(), err error) {
 	h.mu.Lock()
 	m := h.by[meterID]
 	if m == nil {
@@ -130,7 +131,7 @@ func (h *holds) take(ctx context.Context, meterID string) (release func(), err e
 		if m.n--; m.n == 0 {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			if err := h.s.cfg.Store.ReleasePushLease(rctx, meterID, h.owner); err != nil {
-				h.s.cfg.Logger.Warn("releasing a meter's lease", "meter_id", meterID, "error", err)
+				h.s.cfg.Logger.Warn("releasing a meter's lease", "meter_serial", serial, "error", err)
 			}
 			cancel()
 		}

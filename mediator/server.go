@@ -286,7 +286,7 @@ func (s *Server) ReadElement(ctx context.Context, req *pb.ReadElementRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	release, err := s.holdFor(ctx, m.ID)
+	release, err := s.holdFor(ctx, m)
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
 	}
@@ -311,7 +311,7 @@ func (s *Server) WriteElement(ctx context.Context, req *pb.WriteElementRequest) 
 	if len(req.GetPayload()) > emop.MaxData-5 {
 		return nil, status.Errorf(codes.InvalidArgument, "payload of %d bytes does not fit a frame", len(req.GetPayload()))
 	}
-	release, err := s.holdFor(ctx, m.ID)
+	release, err := s.holdFor(ctx, m)
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
 	}
@@ -337,7 +337,7 @@ func (s *Server) SendRawMessage(ctx context.Context, req *pb.SendRawMessageReque
 	if n := len(req.GetDataField()); n == 0 || n > emop.MaxData {
 		return nil, status.Errorf(codes.InvalidArgument, "dataField of %d bytes: want 1..%d", n, emop.MaxData)
 	}
-	release, err := s.holdFor(ctx, m.ID)
+	release, err := s.holdFor(ctx, m)
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
 	}

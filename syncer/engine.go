@@ -571,7 +571,7 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 	}
 	for _, r := range apply {
 		if r.ProfileBacklog {
-			e.queueBackfill(context.WithoutCancel(ctx), r.MeterID)
+			e.queueBackfill(context.WithoutCancel(ctx), r.MeterID, serial[r.MeterID])
 		}
 		_, detail, ok := r.Verdict()
 		if msg, bad := notStored[r.MeterID]; bad {
@@ -602,7 +602,7 @@ func (e *Engine) syncMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 		return nil, err
 	}
 	if res.ProfileBacklog {
-		e.queueBackfill(context.WithoutCancel(ctx), m.ID)
+		e.queueBackfill(context.WithoutCancel(ctx), m.ID, m.Serial)
 	}
 	return res, nil
 }

@@ -312,12 +312,12 @@ func (profileArgs) Kind() string { return "flows_profile_backfill" }
 // queueBackfill queues a meter's profile backfill (once: the job is
 // unique per meter while it waits, runs or retries; not once completed,
 // or a meter's next outage would wait a day for River to prune the last).
-func (e *Engine) queueBackfill(ctx context.Context, meterID string) {
+func (e *Engine) queueBackfill(ctx context.Context, meterID, serial string) {
 	_, err := e.client.Insert(ctx, profileArgs{MeterID: meterID}, &river.InsertOpts{Queue: ProfileQueue, Priority: 4, MaxAttempts: 3,
 		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending,
 			rivertype.JobStateRunning, rivertype.JobStateScheduled, rivertype.JobStateRetryable}}})
 	if err != nil {
-		e.cfg.Logger.Warn("queueing a profile backfill", "meter_id", meterID, "error", err)
+		e.cfg.Logger.Warn("queueing a profile backfill", "meter_serial", serial, "error", err)
 	}
 }
 
