@@ -91,6 +91,7 @@ func (s *Server) mountDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /meters/{serial}", s.dash(s.meterPage))
 	mux.HandleFunc("GET /meters/{serial}/requests", s.dash(s.requestsFragment))
+	mux.HandleFunc("GET /meters/{serial}/activity/{list}", s.dash(s.activityFragment))
 	mux.HandleFunc("GET /meters/{serial}/intervals.csv", s.dash(s.smipDownload))
 	mux.HandleFunc("POST /meters/{serial}/tariff", s.dash(s.meterForm(s.tariffForm)))
 	mux.HandleFunc("POST /meters/{serial}/token", s.dash(s.meterForm(s.tokenForm)))
@@ -551,6 +552,39 @@ func (s *Server) requestsFragment(w http.ResponseWriter, r *http.Request, c *Cla
 		return err
 	}
 	s.render(w, http.StatusOK, "requests", reqs)
+	return nil
+}
+
+// activityFragment serves the meter page's top-up, command and audit
+// tables on their own, for the page to refresh them while pushes move on.
+func (s *Server) activityFragment(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	switch list := r.PathValue("list"); list {
+	case "topups":
+		ts, err := s.cfg.Store.TopupsForMeter(ctx, m.ID, s.cfg.Now().Add(-90*24*time.Hour), 20)
+		if err != nil {
+			return err
+		}
+		s.render(w, http.StatusOK, "topups", ts)
+	case "commands":
+		cs, err := s.cfg.Store.MeterCommandsForMeter(ctx, m.ID, 20)
+		if err != nil {
+			return err
+		}
+		s.render(w, http.StatusOK, "commands", cs)
+	case "audit":
+		as, err := s.cfg.Store.MeterAudit(ctx, m.ID, 20)
+		if err != nil {
+			return err
+		}
+		s.render(w, http.StatusOK, "audit", as)
+	default:
+		return flows.Errorf(flows.ENOTFOUND, "no list %q on the meter page (topups, commands or audit)", list)
+	}
 	return nil
 }
 

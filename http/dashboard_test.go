@@ -19,6 +19,7 @@ import (
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
+	"github.com/shopspring/decimal"
 	"github.com/flows-energy/flows/syncer"
 )
 
@@ -258,6 +259,23 @@ func TestDashboardInBrowser(t *testing.T) {
 	if st := fleet.Meters()[1].State(clock.Now()); st.Future.RateA() != 31111 {
 		t.Errorf("the meter's future rate is %d, want 31111", st.Future.RateA())
 	}
+	// A top-up through the form: listed at once, waiting, and turning to
+	// "credited on the meter" on the page by itself as the pusher works.
+	vend, err := sim.VendToken(serial, fleet.Meters()[1].Spec.Key, decimal.RequireFromString("5.00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	step("token", chromedp.SetValue(chromedp.CSS("#topup-token"), vend))
+	submit("top up", "#token-form button")
+	step("top-up listed", chromedp.WaitVisible(chromedp.CSS("#topup-list td.status")))
+	poll("top-up credited", `document.querySelector("#topup-list td.status").dataset.status === "completed"`)
+	if st := text("#topup-list td.status"); st != "credited on the meter" {
+		t.Errorf("the completed top-up reads %q", st)
+	}
+	if l := text("#topup-list"); !strings.Contains(l, "Balance increased") || !strings.Contains(l, "tester-operator") {
+		t.Errorf("top-up list %q, want the top-up's note and who asked", l)
+	}
+	shot("dashboard-topup.png")
 	// A bad value is refused with the field named, on the page.
 	step("bad rate", chromedp.SetValue(chromedp.CSS("#unit_rate_element_a"), "1.5"), chromedp.SetValue(chromedp.CSS("#activation_datetime"), act))
 	submit("submit a bad rate", "#tariff-form button")

@@ -159,8 +159,10 @@ if (window.uPlot) {
   document.querySelectorAll("div.uchart").forEach(timeChart);
   document.querySelectorAll("div.ichart").forEach(intervalChart);
 }
-const box = document.getElementById("requests-box");
-if (box) setInterval(async () => {
+// Lists whose rows move on as pushes go (tariff requests, top-ups,
+// commands, writes) are fetched again every 1.5 s while the page is shown.
+document.querySelectorAll("[data-refresh]").forEach(box => setInterval(async () => {
+  if (document.visibilityState !== "visible") return;
   const res = await fetch(box.dataset.refresh, {credentials: "same-origin"});
   if (res.ok) box.innerHTML = await res.text();
-}, 1500);
+}, 1500));
