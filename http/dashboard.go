@@ -98,6 +98,11 @@ func (s *Server) mountDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("POST /meters/{serial}/sync", s.dash(s.meterForm(s.syncForm)))
 	mux.HandleFunc("GET /views", s.dash(s.viewsPage))
 	mux.HandleFunc("GET /rollouts/{id}", s.dash(s.rolloutPage))
+	// Anything else is a 404 inside the layout (the API's own paths are
+	// matched first and answer problem+json).
+	mux.HandleFunc("/", s.dash(func(w http.ResponseWriter, r *http.Request, c *Claims) error {
+		return flows.Errorf(flows.ENOTFOUND, "there is no page at %s", r.URL.Path)
+	}))
 }
 
 // securityHeaders are sent with every dashboard page: nothing may frame

@@ -70,6 +70,12 @@ func TestFleetPagePagesAndSorts(t *testing.T) {
 	if code, body := a.page("/?sort=colour", tok); code != 400 || !strings.Contains(body, `id="error"`) || !strings.Contains(body, "sort") {
 		t.Errorf("bad sort: %d %s", code, between(body, "<main>", "</main>"))
 	}
+	for _, path := range []string{"/no-such-page", "/meters/EML9999999999/activity/nothing"} {
+		code, body := a.page(path, tok)
+		if code != 404 || !strings.Contains(body, `id="error"`) || !strings.Contains(body, `id="who"`) {
+			t.Errorf("%s: %d, want a 404 in the layout:\n%s", path, code, between(body, "<header>", "</main>"))
+		}
+	}
 	code, body = a.page("/meters/EML9999999999", tok)
 	if code != 404 || !strings.Contains(body, `id="error"`) || !strings.Contains(body, `id="who"`) || strings.Contains(body, `id="login"`) {
 		t.Errorf("unknown meter: %d, want a 404 in the layout (logged in, no login form):\n%s", code, between(body, "<header>", "</main>"))
