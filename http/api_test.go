@@ -69,16 +69,18 @@ func token(t testing.TB, role flowshttp.Role, esco string) string {
 // do sends a request and decodes the JSON answer.
 func (a *api) do(method, path, tok string, body any) (int, map[string]any) {
 	a.t.Helper()
-	var rd io.Reader
+	var sent []byte
 	switch b := body.(type) {
 	case nil:
 	case string:
-		rd = strings.NewReader(b)
+		sent = []byte(b)
 	default:
-		js, _ := json.Marshal(b)
-		rd = bytes.NewReader(js)
+		sent, _ = json.Marshal(b)
 	}
-	req, _ := http.NewRequest(method, a.base+path, rd)
+	req, _ := http.NewRequest(method, a.base+path, bytes.NewReader(sent))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
@@ -87,8 +89,13 @@ func (a *api) do(method, path, tok string, body any) (int, map[string]any) {
 		a.t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	checkExchange(a.t, a.base, method, path, sent, req.Header, resp, got)
 	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
+	_ = json.Unmarshal(got, &out)
 	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
 		a.t.Errorf("%s %s: error %d without problem+json", method, path, resp.StatusCode)
 	}

@@ -19,8 +19,8 @@ import (
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
-	"github.com/shopspring/decimal"
 	"github.com/flows-energy/flows/syncer"
+	"github.com/shopspring/decimal"
 )
 
 // chromium finds Debian's chromium, installing it when missing and allowed.

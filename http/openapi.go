@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ type opDoc struct {
 	status int // success status (200 unless set)
 	query  []param
 	csv    bool // the success body is text/csv, not JSON
+	// example is a request body the API accepts (every write has one;
+	// TestOpenAPIWriteExamplesAreValid holds them to their schemas).
+	example any
 }
 
 type param struct{ name, typ, desc string }
@@ -50,9 +54,11 @@ var opDocs = map[string]opDoc{
 		"low_balance:number:balance under this amount (GBP)", "offline:boolean:only meters offline", "q:string:serial or name contains",
 		"sort:string:name (default), serial, esco, balance, health, csq or last_online; a leading - descends",
 		"limit:integer:1-1000 (default 100)", "offset:integer:rows to skip"), escoParam...)},
-	"POST /api/v1/meters":                        {in: newMeterBody{}, out: flows.Meter{}, status: http.StatusCreated},
-	"GET /api/v1/meters/{serial}":                {out: meterResource{}},
-	"PATCH /api/v1/meters/{serial}":              {in: flows.MeterPatch{}, out: flows.Meter{}},
+	"POST /api/v1/meters": {in: newMeterBody{}, out: flows.Meter{}, status: http.StatusCreated,
+		example: map[string]any{"serial": "EML2137580826", "name": "Plot 12", "ip_address": "10.20.0.12", "esco": "DEMO", "hardware": "EMA1.w"}},
+	"GET /api/v1/meters/{serial}": {out: meterResource{}},
+	"PATCH /api/v1/meters/{serial}": {in: flows.MeterPatch{}, out: flows.Meter{},
+		example: map[string]any{"name": "Plot 12a", "ip_address": "10.20.0.13"}},
 	"GET /api/v1/meters/{serial}/balance":        {out: balanceHistory{}, query: append(rangeParams, q("bucket:string:raw (default), hour or day")...)},
 	"GET /api/v1/meters/{serial}/events":         {out: eventList{}},
 	"GET /api/v1/meters/{serial}/signal":         {out: signalHistory{}},
@@ -61,19 +67,27 @@ var opDocs = map[string]opDoc{
 	"GET /api/v1/meters/{serial}/intervals.csv":  {csv: true, query: q("day:string:YYYY-MM-DD (default yesterday, UTC)", "element:string:A or B (required on twin-element meters)")},
 	"GET /api/v1/fleet":                          {out: fleetView{}, query: escoParam},
 	"GET /api/v1/meters/{serial}/tariffs":        {out: meterTariffs{}},
-	"PUT /api/v1/meters/{serial}/tariffs/future": {in: flows.Tariff{}, out: tariffAccepted{}, status: http.StatusAccepted},
+	"PUT /api/v1/meters/{serial}/tariffs/future": {in: flows.Tariff{}, out: tariffAccepted{}, status: http.StatusAccepted, example: exampleTariff},
 	"GET /api/v1/tariff-requests/{id}":           {out: flows.TariffRequest{}},
-	"POST /api/v1/meters/{serial}/tokens":        {in: tokenBody{}, out: topupAccepted{}, status: http.StatusAccepted},
-	"GET /api/v1/topups/{id}":                    {out: flows.Topup{}},
-	"POST /api/v1/meters/{serial}/sync":          {out: syncQueued{}, status: http.StatusAccepted},
-	"POST /api/v1/meters/{serial}/commands":      {in: commandBody{}, out: flows.MeterCommand{}, status: http.StatusAccepted},
-	"GET /api/v1/commands/{id}":                  {out: flows.MeterCommand{}},
-	"POST /api/v1/rollouts":                      {in: rolloutBody{}, out: flows.Rollout{}, status: http.StatusAccepted},
-	"GET /api/v1/rollouts/{id}":                  {out: flows.Rollout{}},
-	"GET /api/v1/views/low-balance":              {out: lowBalanceView{}, query: append(q("threshold:number:GBP (default 5.00)"), escoParam...)},
-	"GET /api/v1/views/offline":                  {out: offlineView{}, query: append(q("scope:string:recent (3-24 h, default) or all"), escoParam...)},
-	"GET /api/v1/views/clock-drift":              {out: clockDriftView{}, query: escoParam},
+	"POST /api/v1/meters/{serial}/tokens": {in: tokenBody{}, out: topupAccepted{}, status: http.StatusAccepted,
+		example: map[string]any{"token": "12345678901234567890", "amount": "10.00"}},
+	"GET /api/v1/topups/{id}":           {out: flows.Topup{}},
+	"POST /api/v1/meters/{serial}/sync": {out: syncQueued{}, status: http.StatusAccepted},
+	"POST /api/v1/meters/{serial}/commands": {in: commandBody{}, out: flows.MeterCommand{}, status: http.StatusAccepted,
+		example: map[string]any{"kind": "prepay_enabled", "value": "on"}},
+	"GET /api/v1/commands/{id}": {out: flows.MeterCommand{}},
+	"POST /api/v1/rollouts": {in: rolloutBody{}, out: flows.Rollout{}, status: http.StatusAccepted,
+		example: map[string]any{"tariff": exampleTariff, "esco": "DEMO", "rate_per_minute": 60}},
+	"GET /api/v1/rollouts/{id}":     {out: flows.Rollout{}},
+	"GET /api/v1/views/low-balance": {out: lowBalanceView{}, query: append(q("threshold:number:GBP (default 5.00)"), escoParam...)},
+	"GET /api/v1/views/offline":     {out: offlineView{}, query: append(q("scope:string:recent (3-24 h, default) or all"), escoParam...)},
+	"GET /api/v1/views/clock-drift": {out: clockDriftView{}, query: escoParam},
 }
+
+// exampleTariff is the seed's tariff JSON, as a future tariff's body.
+var exampleTariff = map[string]any{"standing_charge": "0.5868", "unit_rate_element_a": "0.2843", "unit_rate_element_b": "0.15",
+	"prepayment_ecredit_availability": "10.00", "prepayment_debt_recovery_rate": "0.25", "prepayment_emergency_credit": "15.00",
+	"activation_datetime": "2027-01-01T00:00:00Z"}
 
 // enums are the values of the string types the API carries.
 var enums = map[reflect.Type][]string{
@@ -89,6 +103,8 @@ var enums = map[reflect.Type][]string{
 var descriptions = map[reflect.Type]string{
 	reflect.TypeFor[commandBody](): "kind and the value it takes: clock takes no value (the meter is set to the time of the push); " +
 		"prepay_enabled and daylight_savings_correction take on or off; backlight and load_switch a setting name.",
+	reflect.TypeFor[Problem](): "An RFC 9457 problem: code is stable (" + strings.Join(problemCodes(), ", ") +
+		"); field names the input that was wrong (a body field, a query parameter).",
 	reflect.TypeFor[tokenBody](): "token: 20 digits; amount: GBP, optional, a decimal string; source: payment (default), gift, solar_credit or adjustment.",
 }
 
@@ -111,14 +127,23 @@ func openAPIDocument(routes []route) map[string]any {
 			ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.of(reflect.TypeOf(d.out))}}
 		}
 		problem := map[string]any{"$ref": "#/components/responses/Problem"}
+		responses := map[string]any{strconv.Itoa(status): ok}
+		// Every error status an operation can answer (problem.go's codes;
+		// 413 only where there is a body to be too large, 405 is a method
+		// the path has no operation for).
+		for _, code := range []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+			http.StatusConflict, http.StatusInternalServerError, http.StatusServiceUnavailable} {
+			responses[strconv.Itoa(code)] = problem
+		}
+		if d.in != nil {
+			responses[strconv.Itoa(http.StatusRequestEntityTooLarge)] = problem
+		}
 		op := map[string]any{
 			"summary":      rt.summary,
 			"description":  "Role: " + string(rt.role) + " or above. A token limited to an ESCO sees only that ESCO's meters.",
 			"security":     []map[string][]string{{"bearer": {}}},
 			"x-flows-role": string(rt.role),
-			"responses": map[string]any{
-				strconv.Itoa(status): ok, "400": problem, "401": problem, "403": problem, "404": problem, "409": problem, "503": problem,
-			},
+			"responses":    responses,
 		}
 		var params []map[string]any
 		for _, seg := range strings.Split(rt.path, "/") {
@@ -134,18 +159,18 @@ func openAPIDocument(routes []route) map[string]any {
 		}
 		if d.in != nil {
 			in := &schemaGen{defs: g.defs, in: true}
-			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": in.of(reflect.TypeOf(d.in))}}}
+			body := map[string]any{"schema": in.of(reflect.TypeOf(d.in))}
+			if d.example != nil {
+				body["example"] = d.example
+			}
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": body}}
 		}
 		if paths[rt.path] == nil {
 			paths[rt.path] = map[string]any{}
 		}
 		paths[rt.path][strings.ToLower(rt.method)] = op
 	}
-	g.defs["Problem"] = map[string]any{"type": "object", "required": []string{"type", "title", "status", "code"},
-		"properties": map[string]any{"type": map[string]string{"type": "string"}, "title": map[string]string{"type": "string"},
-			"status": map[string]string{"type": "integer"}, "detail": map[string]string{"type": "string"},
-			"code":  map[string]string{"type": "string", "description": "stable: invalid, not_found, conflict, unauthorized, forbidden, unavailable, ..."},
-			"field": map[string]string{"type": "string", "description": "the input that was wrong (a body field, a query parameter)"}}}
+	g.of(reflect.TypeFor[Problem]()) // components/schemas/Problem, from the type writeError encodes
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info":    map[string]string{"title": "Flows API", "version": "1"},
@@ -170,8 +195,11 @@ func nullable(s map[string]any) map[string]any {
 	for k, v := range s {
 		c[k] = v
 	}
-	if t, ok := s["type"].(string); ok {
+	switch t := s["type"].(type) {
+	case string:
 		c["type"] = []string{t, "null"}
+	case []string:
+		c["type"] = append(append([]string{}, t...), "null")
 	}
 	if e, ok := s["enum"].([]string); ok {
 		c["enum"] = append(append([]any{}, anySlice(e)...), nil)
@@ -184,6 +212,16 @@ func anySlice(ss []string) []any {
 	for i, s := range ss {
 		out[i] = s
 	}
+	return out
+}
+
+// problemCodes are the error codes a problem carries, sorted.
+func problemCodes() []string {
+	out := make([]string, 0, len(httpStatus))
+	for c := range httpStatus {
+		out = append(out, c)
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -221,6 +259,7 @@ func (g *schemaGen) of(t reflect.Type) map[string]any {
 		s := map[string]any{"type": "string", "format": "decimal", "pattern": `^-?[0-9]+(\.[0-9]+)?$`, "example": "12.34",
 			"description": "a decimal amount as a string: money is never a float"}
 		if g.in {
+			s["type"] = []string{"string", "number"}
 			s["description"] = "a decimal amount; a string keeps every digit (a JSON number is accepted too)"
 		}
 		return s
