@@ -62,7 +62,7 @@ func TestPushLeaseKeepsOtherNodesOut(t *testing.T) {
 	}
 	group := func(owner string) int {
 		t.Helper()
-		got, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, owner, time.Minute, 0)
+		got, _, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, owner, time.Minute, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

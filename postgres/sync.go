@@ -352,9 +352,10 @@ func isNilPtr(v any) bool {
 // falls due by horizon: each meter has a fixed slot within every period,
 // derived from its id, so a fleet's work is spread evenly over the period.
 // A meter that missed its previous slot too (never synced, or the process
-// was down) is due at once. A sync in the half period before a slot
-// stands for it (a meter caught up just before its slot is not read
-// twice); values stay within StaleAfter.
+// was down: no read since half a period before that slot) is due at once.
+// A sync in the half period before a slot stands for it (a meter caught up
+// just before its slot is not read twice, in this period or, the slot
+// being seconds after the read, the next); values stay within StaleAfter.
 func (s *Store) DueSyncs(ctx context.Context, f flows.Frequency, now, horizon time.Time) ([]flows.DueSync, error) {
 	secs := int64(f.Interval() / time.Second)
 	rows, err := s.pool.Query(ctx, `
@@ -366,10 +367,10 @@ func (s *Store) DueSyncs(ctx context.Context, f flows.Frequency, now, horizon ti
 			LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL
 		)
-		SELECT id, slot, CASE WHEN last_run IS NULL OR last_run < slot - make_interval(secs => $2) THEN $3::timestamptz ELSE slot END, failures
+		SELECT id, slot, CASE WHEN last_run IS NULL OR last_run < slot - make_interval(secs => $2 * 3 / 2) THEN $3::timestamptz ELSE slot END, failures
 		FROM m
 		WHERE (last_run IS NULL OR last_run < slot - make_interval(secs => $2 / 2))
-		  AND (slot <= $4 OR last_run IS NULL OR last_run < slot - make_interval(secs => $2))`,
+		  AND (slot <= $4 OR last_run IS NULL OR last_run < slot - make_interval(secs => $2 * 3 / 2))`,
 		string(f), secs, now, horizon)
 	if err != nil {
 		return nil, translate(err, "due syncs")
@@ -406,9 +407,11 @@ const slotSQL = `to_timestamp(floor(extract(epoch FROM $3::timestamptz) / $2) * 
 // only meters that failed flows.FailingAfter times or more in a row, or
 // only the others), not synced at or after since (the group's own
 // earlier chunks), at most limit of them (0: all), and returns them with
-// how many due meters it left (held by someone else, or beyond the
-// limit). Meters leased by someone else are left out.
-func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now, since time.Time, failing bool, owner string, ttl time.Duration, limit int) ([]flows.Meter, int, error) {
+// how many due meters it left (held by someone else, beyond the limit, or
+// waiting for the slot's minute: before it, only meters that missed their
+// previous slot are leased) and how many of those are waiting. Meters
+// leased by someone else are left out.
+func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now, since time.Time, failing bool, owner string, ttl time.Duration, limit int) (_ []flows.Meter, left, waiting int, _ error) {
 	secs := int64(f.Interval() / time.Second)
 	rows, err := s.pool.Query(ctx, `
 		WITH m AS (
@@ -417,25 +420,33 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 			       (st.lease_until IS NULL OR st.lease_until < now() OR st.lease_owner = $6) AND `+pushFree("st", "$6")+` AS free
 			FROM flows.meter_registry r LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL),
+		-- ready: due now, not only at the slot. A group runs early when
+		-- one of its meters missed its previous slot (never synced, or the
+		-- process was down: DueSyncs' "at once"); its other meters, read
+		-- recently but more than half a period before their slot (the
+		-- first wave, the last period), wait for the slot's minute:
+		-- leased early they were read twice within minutes.
 		due AS (
-			SELECT id, free FROM m WHERE date_trunc('minute', slot) = $4 AND (last_run IS NULL OR last_run < least(slot - make_interval(secs => $2 / 2), $10))
+			SELECT id, free, (last_run IS NULL OR last_run < slot - make_interval(secs => $2 * 3 / 2) OR $4 <= $3) AS ready
+			FROM m WHERE date_trunc('minute', slot) = $4 AND (last_run IS NULL OR last_run < least(slot - make_interval(secs => $2 / 2), $10))
 			  AND failing = $5),
 		l AS (
 			-- The limit among the meters free to lease (those held by
 			-- another sync would otherwise fill it and stall the group).
 			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until)
-			SELECT id, $6, now() + $7::interval FROM due WHERE free ORDER BY id LIMIT nullif($9::int, 0)
+			SELECT id, $6, now() + $7::interval FROM due WHERE free AND ready ORDER BY id LIMIT nullif($9::int, 0)
 			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $6, lease_until = now() + $7::interval
 			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $6)
 			  AND `+pushFree("meter_sync_state", "$6")+`
 			RETURNING meter_id)
-		SELECT `+meterColumns+`, (SELECT count(*) FROM due) FROM flows.meter_registry mr LEFT JOIN flows.escos e ON e.id = mr.esco
+		SELECT `+meterColumns+`, (SELECT count(*) FROM due), (SELECT count(*) FROM due WHERE NOT ready) FROM flows.meter_registry mr LEFT JOIN flows.escos e ON e.id = mr.esco
 		WHERE mr.id IN (SELECT meter_id FROM l)
-		UNION ALL SELECT NULL, '', '', NULL, 0, '', 'active', NULL, '', false, false, NULL, '', now(), now(), (SELECT count(*) FROM due)
+		UNION ALL SELECT NULL, '', '', NULL, 0, '', 'active', NULL, '', false, false, NULL, '', now(), now(), (SELECT count(*) FROM due),
+			(SELECT count(*) FROM due WHERE NOT ready)
 		WHERE NOT EXISTS (SELECT 1 FROM l)`,
 		string(f), secs, now, minute.UTC(), failing, owner, ttl.String(), flows.FailingAfter, limit, since.UTC())
 	if err != nil {
-		return nil, 0, translate(err, "lease sync group")
+		return nil, 0, 0, translate(err, "lease sync group")
 	}
 	defer rows.Close()
 	var out []flows.Meter
@@ -445,8 +456,8 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 		var id, ip *string
 		var mode string
 		if err := rows.Scan(&id, &m.Serial, &m.Name, &ip, &m.Port, &m.Hardware, &mode, &m.ESCO, &m.ESCOCode, &m.SingleMeterApp,
-			&m.DaylightSavingsCorrectionEnabled, &m.PrepayEnabled, &m.FirmwareVersion, &m.CreatedAt, &m.UpdatedAt, &due); err != nil {
-			return nil, 0, err
+			&m.DaylightSavingsCorrectionEnabled, &m.PrepayEnabled, &m.FirmwareVersion, &m.CreatedAt, &m.UpdatedAt, &due, &waiting); err != nil {
+			return nil, 0, 0, err
 		}
 		if id == nil {
 			continue // no meter leased: the row only carries the count
@@ -461,7 +472,7 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 	}
 	// Due meters held by another sync (another frequency, or an
 	// on-demand sync), or beyond the limit, are left for a later attempt.
-	return out, due - len(out), rows.Err()
+	return out, due - len(out), waiting, rows.Err()
 }
 
 // SyncedMeters counts the meters scheduled syncs read: active, with an

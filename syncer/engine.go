@@ -55,7 +55,7 @@ type Store interface {
 	SyncedMeters(ctx context.Context) (int, error)
 	DueSyncs(ctx context.Context, f flows.Frequency, now, horizon time.Time) ([]flows.DueSync, error)
 	LeaseMeter(ctx context.Context, meterID, owner string, ttl time.Duration) (*flows.Meter, bool, error)
-	LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now, since time.Time, failing bool, owner string, ttl time.Duration, limit int) ([]flows.Meter, int, error)
+	LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now, since time.Time, failing bool, owner string, ttl time.Duration, limit int) (meters []flows.Meter, left, waiting int, err error)
 	ReleaseSyncLease(ctx context.Context, meterID, owner string) error
 	// ApplySync(s) write results and release owner's leases with them.
 	ApplySync(ctx context.Context, r flows.SyncResult, freq, owner string) error
@@ -479,7 +479,7 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 	for {
 		limit, _ := e.reads.state()
 		chunk := max(8, 3*limit/int(max(e.groups.Load(), 1)))
-		meters, left, err := e.cfg.Store.LeaseDueGroup(ctx, flows.Frequency(a.Frequency), time.Unix(a.Minute, 0), e.cfg.Now().UTC(), since, a.Failing,
+		meters, left, waiting, err := e.cfg.Store.LeaseDueGroup(ctx, flows.Frequency(a.Frequency), time.Unix(a.Minute, 0), e.cfg.Now().UTC(), since, a.Failing,
 			e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second, chunk)
 		if err != nil {
 			return err
@@ -491,6 +491,13 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 		switch {
 		case left == 0 && stored == len(meters):
 			return nil
+		case len(meters) == 0 && left == waiting:
+			// The rest wait for the slot's minute (the group ran early for
+			// a meter that missed its slot): come back then.
+			return river.JobSnooze(max(time.Unix(a.Minute, 0).Sub(e.cfg.Now()), time.Second))
+		case len(meters) == 0:
+			// Held by other syncs: ask again shortly, not in a loop.
+			return river.JobSnooze(5 * time.Second)
 		case stored < len(meters) || ctx.Err() != nil:
 			// The rest are held by other syncs, or could not be read or
 			// stored (released, still due): come back for them.

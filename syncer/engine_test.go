@@ -347,3 +347,65 @@ func TestTwoEnginesShareTheWork(t *testing.T) {
 func queue(s *postgres.Store) func(*river.Config) (syncer.JobQueue, error) {
 	return func(c *river.Config) (syncer.JobQueue, error) { return s.NewQueueClient(c) }
 }
+
+// A wave that crosses into a new period: the meters it read just before
+// the hour are not read again minutes later because a meter that was
+// never synced shares their new slot's minute (a group run early for it
+// used to take them all). They wait for their slot.
+func TestWaveAcrossThePeriodReadsEachMeterOnce(t *testing.T) {
+	t0 := time.Date(2026, 6, 1, 10, 59, 0, 0, time.UTC)
+	r := newRig(t, 240, t0, sim.Faults{})
+	ctx := context.Background()
+	if err := r.store.EnableOnlySyncersAt(ctx, flows.Hourly); err != nil {
+		t.Fatal(err)
+	}
+	// Every other meter read at 10:59, in the period before the hour.
+	var early, later []string
+	for i, m := range r.fleet.Meters() {
+		if m.Spec.Mode != "active" {
+			continue
+		}
+		id := r.ids[m.Spec.Serial]
+		if i%2 == 0 {
+			if _, err := r.engine.SyncMeter(ctx, id, string(flows.Hourly)); err != nil {
+				t.Fatal(err)
+			}
+			early = append(early, id)
+		} else {
+			later = append(later, id)
+		}
+	}
+	// 11:00:30: the others were never synced and are due at once, each in
+	// its slot minute's group; the early ones are not due until their slot.
+	r.clock.Set(t0.Add(90 * time.Second))
+	if err := r.engine.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.engine.Stop(context.Background()) })
+	deadline := time.Now().Add(90 * time.Second)
+	for _, id := range later {
+		for {
+			n, err := r.store.SyncCount(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n >= 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a never-synced meter not synced after 90 s")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	time.Sleep(time.Second) // any early group's second pass
+	again := 0
+	for _, id := range early {
+		if n, _ := r.store.SyncCount(ctx, id); n != 1 {
+			again++
+		}
+	}
+	if again > 0 {
+		t.Errorf("%d of %d meters read at 10:59 were read again by 11:00:30, before their slot", again, len(early))
+	}
+}

@@ -482,9 +482,10 @@ func TestBackfillNeverDelaysTheHourlySet(t *testing.T) {
 	if len(profiled) < 2 {
 		t.Fatalf("%d meters with a backlog, want several", len(profiled))
 	}
-	// An hour on, every meter's hourly set is due, and every backlog is
-	// queued; the engine starts on both at once.
-	next := now.Add(time.Hour)
+	// Two hours on, every meter's hourly set is due (its last read stands
+	// for no slot since), and every backlog is queued; the engine starts on
+	// both at once.
+	next := now.Add(2 * time.Hour)
 	r.clock.Set(next)
 	if err := eng.Start(ctx); err != nil {
 		t.Fatal(err)
