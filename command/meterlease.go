@@ -2,8 +2,6 @@ package command
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"sync"
 	"time"
 )
@@ -40,16 +38,6 @@ const retryEvery = 250 * time.Millisecond
 
 func newMeterHolds(p *Pusher) *meterHolds {
 	return &meterHolds{p: p, owner: p.cfg.Node + "/push", held: map[string]*meterHold{}}
-}
-
-// defaultNode names this process in leases as flows serve's sync engine
-// does (host:pid), so a pusher and an engine in one process are one node.
-func defaultNode() string {
-	host, err := os.Hostname()
-	if err != nil {
-		host = "localhost"
-	}
-	return fmt.Sprintf("%s:%d", host, os.Getpid())
 }
 
 // hold takes meterID for a push, waiting (until ctx ends) while another

@@ -134,7 +134,7 @@ func New(cfg Config) *Pusher {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Node == "" {
-		cfg.Node = defaultNode()
+		cfg.Node = lifecycle.NodeName()
 	}
 	// Next attempts are compared with the database's clock, so they are
 	// set in real time, not the injected clock's.

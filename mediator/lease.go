@@ -3,7 +3,6 @@ package mediator
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -78,16 +77,6 @@ type hold struct {
 
 func newHolds(s *Server) *holds {
 	return &holds{s: s, owner: s.cfg.Node + "/mediator", by: map[string]*hold{}}
-}
-
-// defaultNode names this process in leases as flows serve does (host:pid),
-// so a mediator in the same process as a sync engine is one node with it.
-func defaultNode() string {
-	host, err := os.Hostname()
-	if err != nil {
-		host = "localhost"
-	}
-	return fmt.Sprintf("%s:%d", host, os.Getpid())
 }
 
 // holdFor holds m for one relayed request, unless the caller holds it.

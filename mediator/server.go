@@ -28,6 +28,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/lifecycle"
 	"github.com/flows-energy/flows/mediator/pb"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/meterop"
@@ -99,7 +100,7 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Node == "" {
-		cfg.Node = defaultNode()
+		cfg.Node = lifecycle.NodeName()
 	}
 	if cfg.LeaseWait <= 0 {
 		cfg.LeaseWait = defaultLeaseWait

@@ -336,7 +336,7 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		if err := start("commands database pool", closer(cmdStore.Close)); err != nil {
 			return nil, err
 		}
-		pusher := command.New(command.Config{Store: cmdStore, Meters: w.via, Lease: cfg.lease, Node: nodeName(), Logger: log.With("component", "commands"),
+		pusher := command.New(command.Config{Store: cmdStore, Meters: w.via, Lease: cfg.lease, Node: lifecycle.NodeName(), Logger: log.With("component", "commands"),
 			FailPoint: crashAt(os.Getenv("FLOWS_CRASH_AT"), log)})
 		if err := start("commands", pusher); err != nil {
 			return nil, err
@@ -378,19 +378,12 @@ type closer func()
 func (c closer) Start(context.Context) error { return nil }
 func (c closer) Stop(context.Context) error  { c(); return nil }
 
-// nodeName names this process in meter leases (host:pid): its sync
-// engine and command pusher are one node, sharing its per-meter turn.
-func nodeName() string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s:%d", host, os.Getpid())
-}
-
 // engine builds the sync engine (started only with the sync component).
 func (w *wiring) engine() (*syncer.Engine, error) {
 	eng, err := syncer.New(syncer.Config{Store: w.store, Meters: w.via, Workers: w.cfg.workers,
 		MaxInFlight: w.cfg.maxInFlight, FreshWithin: w.cfg.freshWithin, FileLimit: w.fileLimit,
 		BackfillDays: w.cfg.backfillDays, BackfillWorkers: w.cfg.backfillWorkers,
-		NewQueue: queueOf(w.store), Owner: nodeName(), Logger: w.log.With("component", "sync")})
+		NewQueue: queueOf(w.store), Owner: lifecycle.NodeName(), Logger: w.log.With("component", "sync")})
 	if err != nil {
 		return nil, err
 	}
@@ -437,7 +430,7 @@ func (w *wiring) mediator() (*mediator.Server, error) {
 		}
 	}
 	return mediator.New(mediator.Config{Addr: w.cfg.grpcAddr, Store: w.store, Meters: w.transport, ESCO: w.cfg.esco, TLS: tlsCfg,
-		Insecure: w.cfg.grpcInsecure, Node: nodeName(), Logger: w.log.With("component", "mediator")}), nil
+		Insecure: w.cfg.grpcInsecure, Node: lifecycle.NodeName(), Logger: w.log.With("component", "mediator")}), nil
 }
 
 // crashAt is a test hook for crash-safety tests: with FLOWS_CRASH_AT set to

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 )
@@ -107,4 +108,16 @@ func (g *Group) Stop(ctx context.Context) error {
 	}
 	g.started = nil
 	return errors.Join(errs...)
+}
+
+// NodeName names this process in meter leases: host:pid. The sync engine,
+// the command pusher and the mediator of one process use it alike, so a
+// lease one of them holds is the process's (a node's), and the others of
+// that process share the meter with it.
+func NodeName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
 }
