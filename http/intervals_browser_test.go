@@ -185,9 +185,16 @@ func TestIntervalChartsInBrowser(t *testing.T) {
 	}
 	shot("intervals-twin.png")
 
-	// On a phone (390 px wide): the fleet and meter pages fit the screen's
-	// width (wide tables scroll inside their panels) and the charts are
-	// drawn within it.
+	// At 1,280 px (a laptop) and on a phone (390 px wide): the fleet and
+	// meter pages fit the screen's width (wide tables scroll inside their
+	// panels) and the charts are drawn within it.
+	step("laptop", chromedp.EmulateViewport(1280, 800))
+	for _, path := range []string{"/", "/meters/EML1100000002?day=" + ymd} {
+		open("1,280 px "+path, path, "main")
+		if w := num(`document.documentElement.scrollWidth - window.innerWidth`); w > 1 {
+			t.Errorf("at 1,280 px, %s is %d px wider than the screen", path, w)
+		}
+	}
 	step("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	for _, path := range []string{"/", "/meters/EML1100000002?day=" + ymd} {
 		open("phone "+path, path, "main")
