@@ -165,6 +165,11 @@ func waitBackfilled(ctx context.Context, out io.Writer, store *postgres.Store, s
 	profiled []string, from, to time.Time) (postgres.ProfileCompleteness, time.Duration, error) {
 	trace := os.Getenv("FLOWS_BENCH_TRACE") != ""
 	var dailyDone time.Duration
+	// On a terminal: the daily syncs, then the backfills (a meter's
+	// backfill is done when its job is).
+	daily, backfills := cli.NewProgress(out, "daily syncs", meters), cli.NewProgress(out, "backfills done", len(profiled))
+	defer daily.Done()
+	defer backfills.Done()
 	for deadline := start.Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
 		synced, err := store.CountSyncedAt(ctx, flows.Daily)
 		if err != nil {
@@ -172,10 +177,17 @@ func waitBackfilled(ctx context.Context, out io.Writer, store *postgres.Store, s
 		}
 		if synced >= meters && dailyDone == 0 {
 			dailyDone = time.Since(start)
+			daily.Set(synced, 0)
+			daily.Done()
 		}
 		jobs, err := store.ActiveJobs(ctx, syncer.GroupQueue, syncer.ProfileQueue)
 		if err != nil {
 			return postgres.ProfileCompleteness{}, 0, err
+		}
+		if dailyDone == 0 {
+			daily.Set(synced, 0)
+		} else {
+			backfills.Set(max(len(profiled)-jobs, 0), 0)
 		}
 		if trace {
 			derived, _ := store.DerivedHalfHours(ctx, from, to)
