@@ -286,3 +286,45 @@ func lintExample(newRoot func() *cobra.Command, path, line string) error {
 	}
 	return c.ValidateFlagGroups()
 }
+
+// CheckMention checks a command line as documentation names it (the
+// README's `flows meter sync SERIAL`, `flows serve --meter-gap`): the
+// command exists and every --flag it names is one of that command's. It
+// does not need the line to be complete (arguments and flag values may be
+// left out), only true.
+func CheckMention(newRoot func() *cobra.Command, line string) error {
+	words := strings.Fields(line)
+	for len(words) > 0 && strings.Contains(words[0], "=") {
+		words = words[1:]
+	}
+	root := newRoot()
+	Prepare(root)
+	if len(words) == 0 || words[0] != root.Name() {
+		return fmt.Errorf("does not start with %q", root.Name())
+	}
+	var path []string
+	for _, w := range words[1:] {
+		if strings.HasPrefix(w, "-") {
+			break
+		}
+		path = append(path, w)
+	}
+	c, rest, err := root.Find(path)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 && !c.Runnable() {
+		return fmt.Errorf("%q has no command %q", c.CommandPath(), rest[0])
+	}
+	for _, w := range words[1:] {
+		if !strings.HasPrefix(w, "--") || w == "--" {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(w, "--"), "=")
+		c.InitDefaultHelpFlag()
+		if c.Flags().Lookup(name) == nil && c.PersistentFlags().Lookup(name) == nil && c.InheritedFlags().Lookup(name) == nil {
+			return fmt.Errorf("%q has no flag --%s", c.CommandPath(), name)
+		}
+	}
+	return nil
+}
