@@ -94,8 +94,12 @@ func psql(t *testing.T, url, sql string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// stopDemo stops a demo as Ctrl-C would, and holds its shutdown to what
+// an operator expects: a clean exit, and no error logged for the work it
+// cancelled on purpose.
 func stopDemo(t *testing.T, p *demoProc, out *bytes.Buffer) {
 	t.Helper()
+	before := out.Len()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-p.done:
@@ -104,6 +108,11 @@ func stopDemo(t *testing.T, p *demoProc, out *bytes.Buffer) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("demo did not stop within 30 s of SIGTERM")
+	}
+	for _, l := range strings.Split(out.String()[before:], "\n") {
+		if strings.Contains(l, "level=ERROR") {
+			t.Errorf("the demo's shutdown logged an error: %s", l)
+		}
 	}
 }
 
