@@ -47,17 +47,21 @@ func clientCert(ctx context.Context) (*x509.Certificate, error) {
 	return info.State.VerifiedChains[0][0], nil
 }
 
+// roleOf is a client certificate's role: its first OU ("" for none).
+func roleOf(cert *x509.Certificate) string {
+	if len(cert.Subject.OrganizationalUnit) == 0 {
+		return ""
+	}
+	return cert.Subject.OrganizationalUnit[0]
+}
+
 // authorize lets a call through when the caller's role allows its method.
 func authorize(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	cert, err := clientCert(ctx)
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, "Client certificate required.")
 	}
-	role := ""
-	if len(cert.Subject.OrganizationalUnit) > 0 {
-		role = cert.Subject.OrganizationalUnit[0]
-	}
-	if !rolePermissions[role][info.FullMethod] {
+	if !rolePermissions[roleOf(cert)][info.FullMethod] {
 		return nil, status.Error(codes.PermissionDenied, "Permission denied.")
 	}
 	return handler(ctx, req)

@@ -47,7 +47,7 @@ func withLease(ctx context.Context) context.Context {
 // mutual TLS only a Flows node's certificate (role internal) may say so.
 func (s *Server) callerHolds(ctx context.Context) bool {
 	if s.cfg.TLS != nil {
-		if cert, err := clientCert(ctx); err != nil || len(cert.Subject.OrganizationalUnit) == 0 || cert.Subject.OrganizationalUnit[0] != "internal" {
+		if cert, err := clientCert(ctx); err != nil || roleOf(cert) != "internal" {
 			return false
 		}
 	}
@@ -79,9 +79,10 @@ func newHolds(s *Server) *holds {
 	return &holds{s: s, owner: s.cfg.Node + "/mediator", by: map[string]*hold{}}
 }
 
-// holdFor holds m for one relayed request, unless the caller holds it.
-func (s *Server) holdFor(ctx context.Context, m flows.Meter) (func(), error) {
-	if s.callerHolds(ctx) {
+// holdFor holds m for one relayed request, unless the caller said it
+// holds it (held: callerHolds).
+func (s *Server) holdFor(ctx context.Context, m flows.Meter, held bool) (func(), error) {
+	if held {
 		return func() {}, nil
 	}
 	return s.holds.take(ctx, m.ID, m.Serial)

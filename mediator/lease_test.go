@@ -102,3 +102,37 @@ func mustTransport(t *testing.T) *meterconn.Client {
 	}
 	return c
 }
+
+// Under mutual TLS only a Flows node's certificate (role internal) may say
+// it holds the meter: a partner saying so still waits for the other node.
+func TestOnlyInternalCallersClaimTheLease(t *testing.T) {
+	dir, stls := issueCerts(t)
+	r := newRig(t, 1, "127.95", meterconn.Config{Attempts: 1}, stls)
+	ctx := context.Background()
+	serial := r.fleet.Meters()[0].Spec.Serial
+	m, err := r.store.MeterBySerial(ctx, serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := r.store.LeaseMeter(ctx, m.ID, "other-node:1", time.Minute); err != nil || !ok {
+		t.Fatalf("another node's sync lease: %v %v", ok, err)
+	}
+	target := meterconn.Target{Serial: serial}
+	read := func(name string) error {
+		shards, err := mediator.DialShards([]string{r.server.Addr()}, clientTLS(t, dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer shards.Close()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err = shards.Read(rctx, target, emop.ObjCSQ)
+		return err
+	}
+	if err := read("ops"); err != nil {
+		t.Errorf("an internal node's read under its own lease: %v", err)
+	}
+	if err := read("partnerco"); err == nil {
+		t.Error("a partner claiming the lease read the meter another node holds")
+	}
+}

@@ -287,7 +287,8 @@ func (s *Server) ReadElement(ctx context.Context, req *pb.ReadElementRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	release, err := s.holdFor(ctx, m)
+	held := s.callerHolds(ctx)
+	release, err := s.holdFor(ctx, m, held)
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
 	}
@@ -312,13 +313,14 @@ func (s *Server) WriteElement(ctx context.Context, req *pb.WriteElementRequest) 
 	if len(req.GetPayload()) > emop.MaxData-5 {
 		return nil, status.Errorf(codes.InvalidArgument, "payload of %d bytes does not fit a frame", len(req.GetPayload()))
 	}
-	release, err := s.holdFor(ctx, m)
+	held := s.callerHolds(ctx)
+	release, err := s.holdFor(ctx, m, held)
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
 	}
 	defer release()
 	err = s.cfg.Meters.Write(callerPriority(ctx), t, id, req.GetPayload())
-	if !s.callerHolds(ctx) { // a Flows node's pusher audits its own writes, with the request
+	if !held { // a Flows node's pusher audits its own writes, with the request
 		s.audit(ctx, m, objectName(id), auditValue(id, req.GetPayload()), err)
 	}
 	if err != nil {
@@ -338,13 +340,14 @@ func (s *Server) SendRawMessage(ctx context.Context, req *pb.SendRawMessageReque
 	if n := len(req.GetDataField()); n == 0 || n > emop.MaxData {
 		return nil, status.Errorf(codes.InvalidArgument, "dataField of %d bytes: want 1..%d", n, emop.MaxData)
 	}
-	release, err := s.holdFor(ctx, m)
+	held := s.callerHolds(ctx)
+	release, err := s.holdFor(ctx, m, held)
 	if err != nil {
 		return nil, toStatus(t.Serial, err)
 	}
 	defer release()
 	resp, err := s.cfg.Meters.Raw(callerPriority(ctx), t, req.GetDataField())
-	if object, value, write := rawWrite(req.GetDataField()); write && !s.callerHolds(ctx) {
+	if object, value, write := rawWrite(req.GetDataField()); write && !held {
 		s.audit(ctx, m, object, value, err)
 	}
 	if err != nil {
