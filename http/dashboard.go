@@ -90,8 +90,8 @@ func (s *Server) mountDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /meters/{serial}", s.dash(s.meterPage))
-	mux.HandleFunc("GET /meters/{serial}/requests", s.dash(s.requestsFragment))
-	mux.HandleFunc("GET /meters/{serial}/activity/{list}", s.dash(s.activityFragment))
+	mux.HandleFunc("GET /meters/{serial}/requests", s.dash(s.listFragment))
+	mux.HandleFunc("GET /meters/{serial}/activity/{list}", s.dash(s.listFragment))
 	mux.HandleFunc("GET /meters/{serial}/intervals.csv", s.dash(s.smipDownload))
 	mux.HandleFunc("POST /meters/{serial}/tariff", s.dash(s.meterForm(s.tariffForm)))
 	mux.HandleFunc("POST /meters/{serial}/token", s.dash(s.meterForm(s.tokenForm)))
@@ -445,9 +445,11 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if err != nil {
 		return err
 	}
-	reqs, err := s.cfg.Store.TariffRequestsForMeter(ctx, m.ID, 10)
-	if err != nil {
-		return err
+	lists := map[string]any{}
+	for _, l := range meterLists {
+		if lists[l], err = s.meterList(ctx, m.ID, l); err != nil {
+			return err
+		}
 	}
 	balance := [][2]string{} // chart series, oldest first
 	for i := len(bal) - 1; i >= 0; i-- {
@@ -456,18 +458,6 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		}
 	}
 	topups, err := s.topupMarkers(ctx, m.ID, evs, rng.from)
-	if err != nil {
-		return err
-	}
-	ledger, err := s.cfg.Store.TopupsForMeter(ctx, m.ID, now.Add(-90*24*time.Hour), 20)
-	if err != nil {
-		return err
-	}
-	cmds, err := s.cfg.Store.MeterCommandsForMeter(ctx, m.ID, 20)
-	if err != nil {
-		return err
-	}
-	audit, err := s.cfg.Store.MeterAudit(ctx, m.ID, 20)
 	if err != nil {
 		return err
 	}
@@ -493,18 +483,16 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		Status                            *flows.MeterStatus
 		Stale                             map[string]bool
 		Events                            []flows.MeterEvent
-		Requests                          []flows.TariffRequest
+		Requests                          any
 		BalanceJSON, CSQJSON, VoltageJSON [][2]string
 		TopupsJSON                        []string
 		Intervals                         *intervalPanel
-		Topups                            []flows.Topup
-		Commands                          []flows.MeterCommand
-		Audit                             []flows.AuditEntry
+		Topups, Commands, Audit           any
 		Form                              tariffFormValues
 		Range                             chartSpan
 		Ranges                            []rangeLink
-	}{page{Title: m.Serial, Claims: c, Flash: r.URL.Query().Get("msg")}, st, stale, evs, reqs, balance, csq, volt, topups, intervals,
-		ledger, cmds, audit, prefillTariff(st, now), rng, rangeLinks(r.URL, rng)})
+	}{page{Title: m.Serial, Claims: c, Flash: r.URL.Query().Get("msg")}, st, stale, evs, lists["requests"], balance, csq, volt, topups, intervals,
+		lists["topups"], lists["commands"], lists["audit"], prefillTariff(st, now), rng, rangeLinks(r.URL, rng)})
 	return nil
 }
 
@@ -547,49 +535,44 @@ func (s *Server) topupMarkers(ctx context.Context, meterID string, evs []flows.M
 	return out, nil
 }
 
-func (s *Server) requestsFragment(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	m, err := s.meterFor(r, c)
-	if err != nil {
-		return err
+// meterLists are the meter page's lists whose rows move on as pushes go,
+// each drawn by the template of its name.
+var meterLists = []string{"requests", "topups", "commands", "audit"}
+
+// meterList reads one of them, the same way for the page and for its
+// refresh.
+func (s *Server) meterList(ctx context.Context, meterID, list string) (any, error) {
+	const rows = 20
+	switch list {
+	case "requests":
+		return s.cfg.Store.TariffRequestsForMeter(ctx, meterID, 10)
+	case "topups":
+		return s.cfg.Store.TopupsForMeter(ctx, meterID, s.cfg.Now().Add(-90*24*time.Hour), rows)
+	case "commands":
+		return s.cfg.Store.MeterCommandsForMeter(ctx, meterID, rows)
+	case "audit":
+		return s.cfg.Store.MeterAudit(ctx, meterID, rows)
 	}
-	reqs, err := s.cfg.Store.TariffRequestsForMeter(r.Context(), m.ID, 10)
-	if err != nil {
-		return err
-	}
-	s.render(w, http.StatusOK, "requests", reqs)
-	return nil
+	return nil, flows.Errorf(flows.ENOTFOUND, "no list %q on the meter page (%s)", list, strings.Join(meterLists, ", "))
 }
 
-// activityFragment serves the meter page's top-up, command and audit
-// tables on their own, for the page to refresh them while pushes move on.
-func (s *Server) activityFragment(w http.ResponseWriter, r *http.Request, c *Claims) error {
+// listFragment serves one of the meter page's lists on its own, for the
+// page to refresh it while pushes move on: the {list} of the path, or the
+// tariff requests (/meters/{serial}/requests).
+func (s *Server) listFragment(w http.ResponseWriter, r *http.Request, c *Claims) error {
 	m, err := s.meterFor(r, c)
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	switch list := r.PathValue("list"); list {
-	case "topups":
-		ts, err := s.cfg.Store.TopupsForMeter(ctx, m.ID, s.cfg.Now().Add(-90*24*time.Hour), 20)
-		if err != nil {
-			return err
-		}
-		s.render(w, http.StatusOK, "topups", ts)
-	case "commands":
-		cs, err := s.cfg.Store.MeterCommandsForMeter(ctx, m.ID, 20)
-		if err != nil {
-			return err
-		}
-		s.render(w, http.StatusOK, "commands", cs)
-	case "audit":
-		as, err := s.cfg.Store.MeterAudit(ctx, m.ID, 20)
-		if err != nil {
-			return err
-		}
-		s.render(w, http.StatusOK, "audit", as)
-	default:
-		return flows.Errorf(flows.ENOTFOUND, "no list %q on the meter page (topups, commands or audit)", list)
+	list := r.PathValue("list")
+	if list == "" {
+		list = "requests"
 	}
+	v, err := s.meterList(r.Context(), m.ID, list)
+	if err != nil {
+		return err
+	}
+	s.render(w, http.StatusOK, list, v)
 	return nil
 }
 

@@ -660,13 +660,14 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return nil, err // shutting down: the next slot will do it
 		}
-		if meterconn.Classify(err) == meterconn.FailureDependency {
+		class := meterconn.Classify(err)
+		if class == meterconn.FailureDependency {
 			// A mediator (or the database) between Flows and the meter is
 			// down: nothing is recorded against the meter, which stays due
 			// and is read again once the way to it is back.
 			return nil, err
 		}
-		if meterconn.Classify(err) == meterconn.FailureComm {
+		if class == meterconn.FailureComm {
 			res.Failure = meterconn.Detail(err)
 			break // the meter is not answering: do not keep knocking
 		}

@@ -160,9 +160,16 @@ if (window.uPlot) {
   document.querySelectorAll("div.ichart").forEach(intervalChart);
 }
 // Lists whose rows move on as pushes go (tariff requests, top-ups,
-// commands, writes) are fetched again every 1.5 s while the page is shown.
-document.querySelectorAll("[data-refresh]").forEach(box => setInterval(async () => {
-  if (document.visibilityState !== "visible") return;
-  const res = await fetch(box.dataset.refresh, {credentials: "same-origin"});
-  if (res.ok) box.innerHTML = await res.text();
-}, 1500));
+// commands, writes) are fetched again every 1.5 s while the page is shown
+// and one of their requests is still on its way (a page with nothing in
+// flight asks the server nothing; a new request reloads the page anyway).
+const moving = '[data-refresh] [data-status="pending"], [data-refresh] [data-status="sending"], ' +
+  '[data-refresh] [data-status="sent"], [data-refresh] [data-status="wait_token_push"]';
+const boxes = [...document.querySelectorAll("[data-refresh]")];
+if (boxes.length) setInterval(async () => {
+  if (document.visibilityState !== "visible" || !document.querySelector(moving)) return;
+  await Promise.all(boxes.map(async box => {
+    const res = await fetch(box.dataset.refresh, {credentials: "same-origin"});
+    if (res.ok) box.innerHTML = await res.text();
+  }));
+}, 1500);
