@@ -313,7 +313,10 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 	if g.in {
 		required = requiredIn[t]
 	}
-	s := map[string]any{"type": "object", "properties": props}
+	// No field but these: request bodies are decoded strictly, and answers
+	// carry only their type's fields (an undeclared field fails the API
+	// tests' check of every exchange).
+	s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
 	if len(required) > 0 {
 		s["required"] = required
 	}
