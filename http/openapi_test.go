@@ -151,4 +151,3 @@ func schemaAt(doc map[string]any, method, path string, request bool) map[string]
 	}
 	return content.(map[string]any)["application/json"].(map[string]any)["schema"].(map[string]any)
 }
-
