@@ -2,11 +2,14 @@ package command_test
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/command"
+	"github.com/flows-energy/flows/emop"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/sim"
 )
@@ -74,5 +77,61 @@ func TestPushWaitsForAnotherNodesSync(t *testing.T) {
 	// Given back with the push.
 	if _, ok, err := r.store.LeaseMeter(ctx, id, "other-node:7", time.Minute); err != nil || !ok {
 		t.Errorf("the push kept the meter: %v %v", ok, err)
+	}
+}
+
+// A meter another node has just given back rests for its gap before this
+// node's push reaches it: the other node's last request ended a moment
+// before, and this node's per-meter turn, in another process, does not
+// know of it. The simulated meter refuses and counts a request within its
+// gap; the top-up gets there without one.
+func TestPushAfterAnotherNodesSyncKeepsTheGap(t *testing.T) {
+	start := time.Now().UTC().Truncate(time.Second)
+	r := newRig(t, start, "127.118")
+	const gap = 700 * time.Millisecond
+	r.store = r.store.WithMeterGap(gap)
+	ctx := context.Background()
+	m := r.fleet.Meters()[2]
+	id := r.ids[m.Spec.Serial]
+	m.SetFaults(sim.Faults{MinGap: gap})
+	other, err := meterconn.New(meterconn.Config{Attempts: 1, Gap: gap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := meterconn.New(meterconn.Config{Attempts: 1, Gap: gap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := command.New(command.Config{Store: r.store, Meters: mine, Now: r.clock.Now, ClockThreshold: -1, Node: "this-node:1", Lease: 2 * time.Second})
+	tok, _ := sim.VendToken(m.Spec.Serial, m.Spec.Key, d("5"))
+	tu, err := r.store.CreateTopup(ctx, id, tok, nil, "", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other node reads the meter under its sync lease and gives it
+	// back; the push is claimed straight after.
+	if _, ok, err := r.store.LeaseMeter(ctx, id, "other-node:7", time.Minute); err != nil || !ok {
+		t.Fatalf("another node's sync lease: %v %v", ok, err)
+	}
+	target := meterconn.Target{Serial: m.Spec.Serial, Addr: net.JoinHostPort(m.Spec.IPAddress, strconv.Itoa(m.Spec.Port))}
+	if _, err := other.Read(ctx, target, emop.ObjSerial); err != nil {
+		t.Fatalf("the other node's read: %v", err)
+	}
+	if err := r.store.ReleaseSyncLease(ctx, id, "other-node:7"); err != nil {
+		t.Fatal(err)
+	}
+	released := time.Now()
+	if _, err := p.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.store.Topup(ctx, tu.ID)
+	if got.Status != flows.TopupCompleted {
+		t.Fatalf("top-up %s (%s)", got.Status, got.Notes)
+	}
+	if v := m.Stats().GapViolations; v != 0 {
+		t.Errorf("the meter refused %d requests within its %v gap: the push followed the other node's read too soon", v, gap)
+	}
+	if d := time.Since(released); d > 10*time.Second {
+		t.Errorf("the top-up took %v after the meter was given back, want about the gap", d)
 	}
 }

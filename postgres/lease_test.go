@@ -112,3 +112,89 @@ func TestPushLeaseKeepsOtherNodesOut(t *testing.T) {
 		t.Errorf("push lease of no meter: %v, want ENOTFOUND", err)
 	}
 }
+
+// A meter one node gives back rests for its gap before another node takes
+// it (migration 0025): the first node's last request ended a moment
+// before, and the second node's turn, in another process, does not know
+// of it. Whichever lease is given back — with a sync's result, alone, or a
+// push's — and whichever lease the other node asks for, one meter at a
+// time, by the group or to push. The node that gave it back is not held.
+func TestMeterRestsBeforeAnotherNodeTakesIt(t *testing.T) {
+	t.Parallel()
+	const gap = 400 * time.Millisecond
+	s := newStore(t).WithMeterGap(gap)
+	ctx := context.Background()
+	m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: "EML2137580832", Hardware: "C1.w", IPAddress: "127.0.0.9", Port: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := func(owner string) bool {
+		t.Helper()
+		_, ok, err := s.LeaseMeter(ctx, m.ID, owner, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	push := func(owner string) bool {
+		t.Helper()
+		ok, err := s.LeaseMeterForPush(ctx, m.ID, owner, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	// rests says whether node b is kept out now and let in after the gap.
+	rests := func(what string, take func() bool) {
+		t.Helper()
+		given := time.Now()
+		if take() {
+			t.Errorf("%s: another node took the meter %v after it was given back, within its %v gap", what, time.Since(given).Round(time.Millisecond), gap)
+			return
+		}
+		time.Sleep(gap + 100*time.Millisecond)
+		if !take() {
+			t.Errorf("%s: the meter was still kept from another node %v after it was given back", what, time.Since(given).Round(time.Millisecond))
+		}
+	}
+
+	// A's sync gives the meter back with its result.
+	if !lease("a:1") {
+		t.Fatal("a free meter could not be leased")
+	}
+	if err := s.ApplySync(ctx, flows.SyncResult{MeterID: m.ID, At: time.Now(), Reached: true, TouchHealth: true, Groups: []string{"csq"}}, string(flows.Hourly), "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	if !push("a:1/push") {
+		t.Error("node a's pusher was kept from the meter its own sync gave back: its turn keeps the gap")
+	}
+	if err := s.ReleasePushLease(ctx, m.ID, "a:1/push"); err != nil {
+		t.Fatal(err)
+	}
+	rests("after a's push", func() bool { return push("b:2/push") })
+	if err := s.ReleasePushLease(ctx, m.ID, "b:2/push"); err != nil {
+		t.Fatal(err)
+	}
+	// B's push gave it back: a's syncs, alone or by the group, wait. (The
+	// daily group: the meter's hourly read was just now.)
+	var minute time.Time
+	now := time.Now().UTC()
+	if err := s.Pool().QueryRow(ctx, `SELECT date_trunc('minute', to_timestamp(floor(extract(epoch FROM $2::timestamptz) / 86400) * 86400
+		+ (abs(hashtext($1::text)::bigint) % 86400)))`, m.ID, now).Scan(&minute); err != nil {
+		t.Fatal(err)
+	}
+	rests("a's group after b's push", func() bool {
+		got, left, _, err := s.LeaseDueGroup(ctx, flows.Daily, minute, now, time.Time{}, false, "a:1", time.Minute, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 && left != 1 {
+			t.Errorf("a's group left %d meters, want the resting one counted as left for later", left)
+		}
+		return len(got) == 1
+	})
+	if err := s.ReleaseSyncLease(ctx, m.ID, "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	rests("b's sync after a's released lease", func() bool { return lease("b:2") })
+}

@@ -22,6 +22,9 @@ type Store struct {
 	pool      *pgxpool.Pool
 	now       func() time.Time
 	replicate bool
+	// gap is the meters' minimum gap between requests: a meter a node
+	// gives back rests this long before another node takes it.
+	gap time.Duration
 }
 
 var _ flows.MeterStore = (*Store)(nil)
@@ -35,6 +38,10 @@ type Config struct {
 	// Replicate appends every applied sync to flows.shadow_outbox, from
 	// which a replica shipper feeds databases where the meters are passive.
 	Replicate bool
+	// MeterGap is the meters' minimum time between requests (the
+	// transport's gap): a meter one node gives back is not taken by
+	// another for this long (zero: at once).
+	MeterGap time.Duration
 }
 
 // New returns a store configured by cfg.
@@ -42,7 +49,7 @@ func New(cfg Config) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{pool: cfg.Pool, now: cfg.Now, replicate: cfg.Replicate}
+	return &Store{pool: cfg.Pool, now: cfg.Now, replicate: cfg.Replicate, gap: cfg.MeterGap}
 }
 
 // NewStore returns a store using pool, with the wall clock and no
@@ -54,6 +61,14 @@ func NewStore(pool *pgxpool.Pool) *Store { return New(Config{Pool: pool}) }
 func (s *Store) WithReplication() *Store {
 	c := *s
 	c.replicate = true
+	return &c
+}
+
+// WithMeterGap returns a store on the same pool whose leases keep the
+// meters' minimum gap across nodes (Config.MeterGap).
+func (s *Store) WithMeterGap(gap time.Duration) *Store {
+	c := *s
+	c.gap = gap
 	return &c
 }
 

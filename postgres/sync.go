@@ -73,10 +73,27 @@ func (s *Store) LeaseMeter(ctx context.Context, meterID, owner string, ttl time.
 
 // pushFree is SQL true when no other node holds the push lease of the
 // meter_sync_state row st (migration 0023) against the lease owner named
-// by the parameter owner: a node's own pushes and syncs share its
-// per-meter turn, another node's do not.
+// by the parameter owner, and no other node gave the meter back within its
+// gap (quietFree): a node's own pushes and syncs share its per-meter turn,
+// another node's do not.
 func pushFree(st, owner string) string {
-	return fmt.Sprintf(`(%[1]s.push_until IS NULL OR %[1]s.push_until < now() OR split_part(%[1]s.push_owner, '/', 1) = split_part(%[2]s, '/', 1))`, st, owner)
+	return fmt.Sprintf(`(%[1]s.push_until IS NULL OR %[1]s.push_until < now() OR split_part(%[1]s.push_owner, '/', 1) = split_part(%[2]s, '/', 1))`, st, owner) +
+		" AND " + quietFree(st, owner)
+}
+
+// quietFree is SQL true unless another node than owner's gave the meter
+// of row st back less than its minimum gap ago (migration 0025): that
+// node's last request may have ended a moment before, and this node's turn
+// does not know of it.
+func quietFree(st, owner string) string {
+	return fmt.Sprintf(`(%[1]s.quiet_until IS NULL OR %[1]s.quiet_until <= now() OR split_part(%[1]s.released_by, '/', 1) = split_part(%[2]s, '/', 1))`, st, owner)
+}
+
+// released is the SET list that records owner (the parameter named) giving
+// a meter back: the meter rests for the store's gap before another node
+// takes it.
+func (s *Store) released(owner string) string {
+	return fmt.Sprintf(`quiet_until = now() + make_interval(secs => %g), released_by = %s`, s.gap.Seconds(), owner)
 }
 
 // LeaseMeterForPush takes a meter's push lease for owner (host:pid/push)
@@ -90,7 +107,8 @@ func (s *Store) LeaseMeterForPush(ctx context.Context, meterID, owner string, tt
 		ON CONFLICT (meter_id) DO UPDATE SET push_owner = $2, push_until = now() + $3::interval
 		WHERE (meter_sync_state.push_until IS NULL OR meter_sync_state.push_until < now() OR meter_sync_state.push_owner = $2)
 		  AND (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now()
-		       OR split_part(meter_sync_state.lease_owner, '/', 1) = split_part($2, '/', 1))`, meterID, owner, ttl.String())
+		       OR split_part(meter_sync_state.lease_owner, '/', 1) = split_part($2, '/', 1))
+		  AND `+quietFree("meter_sync_state", "$2"), meterID, owner, ttl.String())
 	if err != nil {
 		return false, translate(err, "push lease")
 	}
@@ -125,14 +143,14 @@ func (s *Store) ExtendPushLeases(ctx context.Context, meterIDs []string, owner s
 
 // ReleasePushLease gives a push lease back.
 func (s *Store) ReleasePushLease(ctx context.Context, meterID, owner string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET push_owner = NULL, push_until = NULL
+	_, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET push_owner = NULL, push_until = NULL, `+s.released("$2")+`
 		WHERE meter_id = $1 AND push_owner = $2`, meterID, owner)
 	return translate(err, "push lease")
 }
 
 // ReleaseSyncLease gives a lease back.
 func (s *Store) ReleaseSyncLease(ctx context.Context, meterID, owner string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET lease_owner = NULL, lease_until = NULL
+	_, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET lease_owner = NULL, lease_until = NULL, `+s.released("$2")+`
 		WHERE meter_id = $1 AND lease_owner = $2`, meterID, owner)
 	return translate(err, "sync lease")
 }
@@ -205,7 +223,7 @@ func (s *Store) applyBatch(ctx context.Context, rs []flows.SyncResult, freq, own
 		// The syncer kept out what it could not store (and named it).
 		queueProfile(b, r.MeterID, r.Profile, r.ProfileHoles, s.now())
 		queueThreePhase(b, r.MeterID, r.ThreePhaseIntervals, r.ProfileHoles, s.now())
-		queueSyncState(b, r, freq, owner)
+		s.queueSyncState(b, r, freq, owner)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -314,8 +332,8 @@ func queueEvents(b *pgx.Batch, meterID string, events []flows.MeterEvent) {
 
 // queueSyncState records the sync in meter_sync_state: attempts, success
 // or one more failure in a row, the frequency's last run, and the lease
-// released.
-func queueSyncState(b *pgx.Batch, r flows.SyncResult, freq, owner string) {
+// released (the meter resting for the gap before another node takes it).
+func (s *Store) queueSyncState(b *pgx.Batch, r flows.SyncResult, freq, owner string) {
 	_, details, ok := r.Verdict()
 	lastError := ""
 	if !ok {
@@ -329,13 +347,15 @@ func queueSyncState(b *pgx.Batch, r flows.SyncResult, freq, owner string) {
 			-- The lease goes back with the result.
 			lease_owner = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN NULL ELSE meter_sync_state.lease_owner END,
 			lease_until = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN NULL ELSE meter_sync_state.lease_until END,
+			quiet_until = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN now() + make_interval(secs => $7) ELSE meter_sync_state.quiet_until END,
+			released_by = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN $6 ELSE meter_sync_state.released_by END,
 			last_attempt_at = $2,
 			last_success_at = CASE WHEN $3 THEN $2::timestamptz ELSE meter_sync_state.last_success_at END,
 			consecutive_failures = CASE WHEN $3 THEN 0 ELSE meter_sync_state.consecutive_failures + 1 END,
 			last_error = NULLIF($4, ''),
 			syncs = meter_sync_state.syncs + 1,
 			last_run = meter_sync_state.last_run || jsonb_build_object($5::text, $2::timestamptz)`,
-		r.MeterID, r.At.UTC(), ok, lastError, freq, owner)
+		r.MeterID, r.At.UTC(), ok, lastError, freq, owner, s.gap.Seconds())
 }
 
 func isNilPtr(v any) bool {

@@ -274,6 +274,9 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 	if has("sync") && len(cfg.replicas) > 0 {
 		store = store.WithReplication()
 	}
+	// The transport keeps each meter's gap within this process; the
+	// leases keep it when a meter passes to another node.
+	store = store.WithMeterGap(cfg.meterGap)
 	w := &wiring{cfg: cfg, log: log, reg: prometheus.NewRegistry(), store: store}
 	w.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(w.store), flowshttp.NewReplicaCollector(w.store))
 	// One transport for the process: its per-meter queue and gap then hold
