@@ -18,16 +18,21 @@ import (
 )
 
 // Open connects a pool to url and registers the decimal type so numeric
-// columns scan into decimal.Decimal (never float).
-func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
+// columns scan into decimal.Decimal (never float). The pool holds at most
+// 40 connections unless url says (pool_max_conns).
+func Open(ctx context.Context, url string) (*pgxpool.Pool, error) { return OpenSized(ctx, url, 40) }
+
+// OpenSized is Open with a pool of at most maxConns connections unless url
+// names its own pool_max_conns (an operator's choice wins).
+func OpenSized(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, flows.Errorf(flows.EINVALID, "database URL: %v", err)
 	}
 	// pgxpool defaults to max(4, CPUs) connections; the sync engine runs
 	// dozens of meter syncs at once, each a short transaction.
-	if !strings.Contains(url, "pool_max_conns") {
-		cfg.MaxConns = 40
+	if !HasPoolSize(url) {
+		cfg.MaxConns = int32(max(maxConns, 1))
 	}
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		pgxdecimal.Register(conn.TypeMap())
@@ -42,6 +47,19 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		return nil, flows.Errorf(flows.EUNAVAILABLE, "database %s:%d unreachable: %v", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	return pool, nil
+}
+
+// HasPoolSize says whether url sets its own pool size (pool_max_conns).
+func HasPoolSize(url string) bool { return strings.Contains(url, "pool_max_conns") }
+
+// FreeConnections is how many more client connections the server accepts
+// now: max_connections less the slots reserved for superusers and the
+// client connections open (every database's, every node's).
+func FreeConnections(ctx context.Context, pool *pgxpool.Pool) (free, maxConns int, err error) {
+	err = pool.QueryRow(ctx, `SELECT current_setting('max_connections')::int,
+		current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+		- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int`).Scan(&maxConns, &free)
+	return free, maxConns, translate(err, "connection limit")
 }
 
 // constraintFields maps constraint names to the field and message a user

@@ -448,6 +448,25 @@ func (e *Engine) synced(meterID, serial, detail string, ok bool) {
 // second process polls, and the work is no longer shared.
 func groupJobs(workers int) int { return min(max(8, workers/4), 500) }
 
+// DBConns says how many database connections an engine with workers and
+// backfillWorkers (0: workers, as New defaults it) may use. Most is what
+// it can hold at once: each River worker holds at most one at a time (a
+// lease, a chunk's transaction, a lookup during a read) — on-demand
+// syncs, group jobs, backfills and the default queue's two — and River
+// itself three (its LISTEN connection, the producers' fetches, the
+// elected leader's maintenance). Most workers spend nearly all their time
+// waiting for meters, so that many are rarely busy at once. Least is what
+// the fleet's writes need: every group job writing its chunk's
+// transaction at once, and River's own; with fewer, chunks wait for a
+// connection while their meters' leases run.
+func DBConns(workers, backfillWorkers int) (most, least int) {
+	if backfillWorkers == 0 {
+		backfillWorkers = workers
+	}
+	least = groupJobs(workers) + 3
+	return least + workers + backfillWorkers + 2, least
+}
+
 // memoryBudget and perMeterCost bound the meters in flight by memory: a
 // meter being read holds its goroutine, connection buffers and results
 // (measured well under 64 KiB); a gibibyte of them leaves the rest of a

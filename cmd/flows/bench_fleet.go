@@ -140,6 +140,7 @@ type fleetFigures struct {
 	poolAcquires           int64 // the shared database pool's acquires, and those that waited, by then
 	poolWaits              int64
 	poolWait               time.Duration
+	poolSize               int32 // its connections (derived as flows serve derives them)
 	bound                  string
 	sim                    simStats
 	topups, syncs          []time.Duration // completed ones
@@ -247,7 +248,15 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes, mediato
 	fig := fleetFigures{o: o, nodes: nodes}
 	fmt.Fprintf(out, "starting %d simulated meters and a database (a minute or two at 100,000)...\n", o.meters)
 	t0 := time.Now()
-	bf, err := startBenchFleet(ctx, o.meters, 40, o.latency, "--jitter", o.jitter.String(), "--gap", o.gap.String(),
+	components := []string{"api", "sync", "commands"}
+	if nodes > 1 {
+		components = []string{"api"} // the on-demand syncs are queued for the nodes
+	}
+	// The pool flows serve would derive (the nodes derive their own), at
+	// most half the embedded server's 300 connections, and the
+	// benchmark's own few.
+	poolFor, _, _ := poolSize(serveConfig{components: components, workers: o.workers})
+	bf, err := startBenchFleet(ctx, o.meters, min(poolFor, 150)+4, o.latency, "--jitter", o.jitter.String(), "--gap", o.gap.String(),
 		"--drop-rate", fmt.Sprint(o.dropRate), "--three-phase", "0")
 	if err != nil {
 		return fig, err
@@ -261,10 +270,6 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes, mediato
 
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	components := []string{"api", "sync", "commands"}
-	if nodes > 1 {
-		components = []string{"api"} // the on-demand syncs are queued for the nodes
-	}
 	cfg := serveConfig{httpAddr: "127.0.0.1:0", grpcAddr: "127.0.0.1:0", components: components,
 		meterGap: o.gap, workers: o.workers, maxInFlight: o.maxInFlight, freshWithin: o.fresh, backfillDays: 30,
 		jwtSecret: secret, lease: 30 * time.Second}
@@ -383,7 +388,7 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes, mediato
 	fig.topupsLost, fig.syncsLost = int(lostTopups.Load()), int(lostSyncs.Load())
 	fig.transportRequests = meterRequests(svc)
 	st := bf.store.Pool().Stat()
-	fig.poolAcquires, fig.poolWaits, fig.poolWait = st.AcquireCount(), st.EmptyAcquireCount(), st.AcquireDuration()
+	fig.poolAcquires, fig.poolWaits, fig.poolWait, fig.poolSize = st.AcquireCount(), st.EmptyAcquireCount(), st.AcquireDuration(), st.MaxConns()
 	if fig.by, err = bf.store.SyncsBy(ctx); err != nil {
 		return fig, err
 	}
@@ -630,7 +635,7 @@ func (r fleetFigures) print(out io.Writer) {
 	fmt.Fprintf(out, "  PostgreSQL CPU:            %8.1f s, %.2f s per 1,000 meter-syncs (%.2f of a core over the wave; goal < 1)\n",
 		r.pgCPU, perK(r.pgCPU), r.pgCPU/r.elapsed.Seconds())
 	if r.nodes == 1 {
-		fmt.Fprintf(out, "  database pool (shared):    %8d acquires, %.1f%% waited for a connection, %.1f ms a wait on average\n", r.poolAcquires,
+		fmt.Fprintf(out, "  database pool (shared):    %8d acquires of %d connections, %.1f%% waited for a connection, %.1f ms a wait on average\n", r.poolAcquires, r.poolSize,
 			100*float64(r.poolWaits)/float64(max(r.poolAcquires, 1)), float64(r.poolWait.Microseconds())/1000/float64(max(r.poolWaits, 1)))
 	}
 	fmt.Fprintf(out, "  gap violations:            %8d (goal 0: %s); the simulator dropped %d, left %d unanswered, answered %d\n",

@@ -23,6 +23,7 @@ import (
 	"github.com/flows-energy/flows/meterop"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/syncer"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/riverqueue/river"
@@ -88,7 +89,15 @@ times it sees, never fewer than --sync-workers and never more than
 warns when that is too low) or 1 GiB of meters in flight. Most of a set is
 waiting, which costs little CPU. Add a second node (same database, --components sync,commands)
 when the log's "meters in flight" line names a bound other than "load", or
-when one node's PostgreSQL nears a core.`,
+when one node's PostgreSQL nears a core.
+
+The database pool is derived from what may hold a connection at once (each
+on-demand sync, group job and backfill worker one, River's own, the API's
+and mediator's handlers; the command pusher has its own 8), at most half
+the connections the server has free at start so a second node finds room;
+the log's "database pool" line shows the sum, and a warning says when the
+server's max_connections capped it. pool_max_conns in the database URL
+overrides it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			url, err := databaseURL(cmd)
@@ -128,7 +137,7 @@ when one node's PostgreSQL nears a core.`,
 				return err
 			}
 			log := logger()
-			pool, err := postgres.Open(cmd.Context(), url)
+			pool, err := openServePool(cmd.Context(), url, cfg, log)
 			if err != nil {
 				return err
 			}
@@ -367,6 +376,72 @@ func listenError(flag string, err error) error {
 		return flows.FieldError(flag, "%v: another program (another flows demo or serve?) listens there; stop it or choose another address with %s", err, flag)
 	}
 	return flows.FieldError(flag, "%v", err)
+}
+
+// Connections the API's and the mediator's handlers may hold at once on
+// the shared pool: a request's queries run one after another, and more
+// requests at once than this wait a moment for a connection rather than
+// crowd out the sync engine's writes.
+const (
+	apiPoolShare      = 16
+	mediatorPoolShare = 8
+)
+
+// poolSize derives the shared database pool of a flows serve process from
+// what may hold a connection at once, and names the parts; least is the
+// sync engine's writes' need (syncer.DBConns), below which it warns.
+func poolSize(cfg serveConfig) (n, least int, derived string) {
+	n, parts := 2, []string{"2 partitions and metrics"}
+	add := func(c int, what string) {
+		n += c
+		parts = append(parts, fmt.Sprintf("%d %s", c, what))
+	}
+	for _, c := range cfg.components {
+		switch c {
+		case "sync":
+			most, l := syncer.DBConns(cfg.workers, cfg.backfillWorkers)
+			add(most, "sync engine")
+			least += l
+			if len(cfg.replicas) > 0 {
+				add(len(cfg.replicas), "replica shippers")
+			}
+		case "api":
+			add(apiPoolShare, "API and dashboard")
+		case "mediator":
+			add(mediatorPoolShare, "mediator")
+		}
+	}
+	return n, least, strings.Join(parts, " + ")
+}
+
+// openServePool opens flows serve's shared pool at the size poolSize
+// derives, or at most half the client connections the server has free
+// (a second node starting later finds the other half), unless the URL
+// names its own pool_max_conns.
+func openServePool(ctx context.Context, url string, cfg serveConfig, log *slog.Logger) (*pgxpool.Pool, error) {
+	if postgres.HasPoolSize(url) {
+		return postgres.Open(ctx, url)
+	}
+	want, least, parts := poolSize(cfg)
+	probe, err := postgres.OpenSized(ctx, url, 1)
+	if err != nil {
+		return nil, err
+	}
+	free, maxConns, err := postgres.FreeConnections(ctx, probe)
+	probe.Close()
+	if err != nil {
+		return nil, err
+	}
+	free++ // the probe's own connection, closed
+	// Capped, the pool is still ample while it covers the engine's
+	// writes (most workers wait for meters, not the database).
+	n := min(want, max(10, free/2))
+	if n < least {
+		log.Warn("database pool capped by the server's free connections below what the sync engine's writes need: syncs will wait for a connection; raise max_connections or lower --sync-workers",
+			"connections", n, "needs", least, "server_free", free, "max_connections", maxConns)
+	}
+	log.Info("database pool", "connections", n, "derived", parts, "server_free", free, "max_connections", maxConns)
+	return postgres.OpenSized(ctx, url, n)
 }
 
 // commandPoolSize is the command pusher's own database connections: a
