@@ -198,3 +198,49 @@ func TestMeterRestsBeforeAnotherNodeTakesIt(t *testing.T) {
 	}
 	rests("b's sync after a's released lease", func() bool { return lease("b:2") })
 }
+
+// A slot minute's group does not lease a meter another group job of the
+// same process is reading: at a period's turn the new period's groups run
+// while the old period's last reads are on their way, and a meter being
+// read still counts as due. (The 100,000-meter run across an hour read
+// 4,178 meters twice in one process before this.)
+func TestGroupLeaseIsNotReentrant(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: "EML2137580833", Hardware: "C1.w", IPAddress: "127.0.0.10", Port: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var minute time.Time
+	now := time.Now().UTC()
+	if err := s.Pool().QueryRow(ctx, `SELECT date_trunc('minute', to_timestamp(floor(extract(epoch FROM $2::timestamptz) / 3600) * 3600
+		+ (abs(hashtext($1::text)::bigint) % 3600)))`, m.ID, now).Scan(&minute); err != nil {
+		t.Fatal(err)
+	}
+	group := func() (int, int) {
+		t.Helper()
+		got, left, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, "a:1", time.Minute, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got), left
+	}
+	if n, _ := group(); n != 1 {
+		t.Fatalf("the first group job leased %d meters, want the never-read one", n)
+	}
+	if n, left := group(); n != 0 || left != 1 {
+		t.Errorf("a second group job of the same process leased %d meters (%d left) while the first reads it; want 0, the meter left for later", n, left)
+	}
+	// An on-demand sync of this process may still take it (its turn
+	// orders the two reads; the operator asked).
+	if _, ok, err := s.LeaseMeter(ctx, m.ID, "a:1", time.Minute); err != nil || !ok {
+		t.Errorf("this process's on-demand sync could not lease the meter: %v %v", ok, err)
+	}
+	if err := s.ReleaseSyncLease(ctx, m.ID, "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := group(); n != 1 {
+		t.Errorf("given back, the meter was not leased again (%d)", n)
+	}
+}

@@ -430,14 +430,18 @@ const slotSQL = `to_timestamp(floor(extract(epoch FROM $3::timestamptz) / $2) * 
 // how many due meters it left (held by someone else, beyond the limit, or
 // waiting for the slot's minute: before it, only meters that missed their
 // previous slot are leased) and how many of those are waiting. Meters
-// leased by someone else are left out.
+// leased by anyone, this owner's other group jobs included, are left out.
 func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now, since time.Time, failing bool, owner string, ttl time.Duration, limit int) (_ []flows.Meter, left, waiting int, _ error) {
 	secs := int64(f.Interval() / time.Second)
 	rows, err := s.pool.Query(ctx, `
 		WITH m AS (
 			SELECT r.id, `+slotSQL+` AS slot, (st.last_run ->> $1)::timestamptz AS last_run,
 			       coalesce(st.consecutive_failures, 0) >= $8 AS failing,
-			       (st.lease_until IS NULL OR st.lease_until < now() OR st.lease_owner = $6) AND `+pushFree("st", "$6")+` AS free
+			       -- Not re-entrant, unlike LeaseMeter: a meter this process's
+			       -- other group job is reading is not free (at a period's turn
+			       -- the new period's groups overlap the old one's reads, and a
+			       -- meter still being read counts as due).
+			       (st.lease_until IS NULL OR st.lease_until < now()) AND `+pushFree("st", "$6")+` AS free
 			FROM flows.meter_registry r LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL),
 		-- ready: due now, not only at the slot. A group runs early when
@@ -456,7 +460,7 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until)
 			SELECT id, $6, now() + $7::interval FROM due WHERE free AND ready ORDER BY id LIMIT nullif($9::int, 0)
 			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $6, lease_until = now() + $7::interval
-			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $6)
+			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now())
 			  AND `+pushFree("meter_sync_state", "$6")+`
 			RETURNING meter_id)
 		SELECT `+meterColumns+`, (SELECT count(*) FROM due), (SELECT count(*) FROM due WHERE NOT ready) FROM flows.meter_registry mr LEFT JOIN flows.escos e ON e.id = mr.esco
