@@ -40,12 +40,14 @@ func TestPushLeaseKeepsOtherNodesOut(t *testing.T) {
 	if !lease("a:1") {
 		t.Fatal("a free meter could not be leased")
 	}
-	if push("b:2/push", time.Minute) {
-		t.Error("node b took the push lease of a meter node a is syncing")
-	}
 	if !push("a:1/push", time.Minute) {
 		t.Error("node a's pusher could not take a meter its own engine is syncing")
 	}
+	if push("b:2/push", time.Minute) {
+		t.Error("node b took the push lease of a meter node a is syncing")
+	}
+	// b stops asking: its want (TestWaitingPushGoesNext) lapses.
+	time.Sleep(2100 * time.Millisecond)
 	if err := s.ReleaseSyncLease(ctx, m.ID, "a:1"); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +222,7 @@ func TestGroupLeaseIsNotReentrant(t *testing.T) {
 	}
 	group := func() (int, int) {
 		t.Helper()
-		got, left, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, "a:1", time.Minute, 0)
+		got, left, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, "a:1/group-hourly", time.Minute, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,8 +234,23 @@ func TestGroupLeaseIsNotReentrant(t *testing.T) {
 	if n, left := group(); n != 0 || left != 1 {
 		t.Errorf("a second group job of the same process leased %d meters (%d left) while the first reads it; want 0, the meter left for later", n, left)
 	}
-	// An on-demand sync of this process may still take it (its turn
-	// orders the two reads; the operator asked).
+	// Another node's group may not; another frequency's group of this
+	// process may, and so may its on-demand sync (its turn orders the
+	// reads; the operator asked), not its backfill.
+	if got, _, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, "b:2/group-hourly", time.Minute, 0); err != nil || len(got) != 0 {
+		t.Errorf("another node's group leased %d meters this process is reading (%v)", len(got), err)
+	}
+	if _, ok, err := s.LeaseMeter(ctx, m.ID, "a:1/backfill", time.Minute); err != nil || ok {
+		t.Errorf("this process's backfill leased the meter its group is reading: %v %v", ok, err)
+	}
+	var daily time.Time
+	if err := s.Pool().QueryRow(ctx, `SELECT date_trunc('minute', to_timestamp(floor(extract(epoch FROM $2::timestamptz) / 86400) * 86400
+		+ (abs(hashtext($1::text)::bigint) % 86400)))`, m.ID, now).Scan(&daily); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _, err := s.LeaseDueGroup(ctx, flows.Daily, daily, now, time.Time{}, false, "a:1/group-daily", time.Minute, 0); err != nil || len(got) != 1 {
+		t.Errorf("this process's daily group could not lease the meter its hourly group is reading: %d, %v", len(got), err)
+	}
 	if _, ok, err := s.LeaseMeter(ctx, m.ID, "a:1", time.Minute); err != nil || !ok {
 		t.Errorf("this process's on-demand sync could not lease the meter: %v %v", ok, err)
 	}
@@ -242,5 +259,84 @@ func TestGroupLeaseIsNotReentrant(t *testing.T) {
 	}
 	if n, _ := group(); n != 1 {
 		t.Errorf("given back, the meter was not leased again (%d)", n)
+	}
+}
+
+// A push waiting for a meter another node holds goes next: while it keeps
+// asking, the holding node's syncs and pushes do not take the meter again
+// once they give it back, nor does a third node's push (the first to want
+// it keeps the want); the want ends when it takes the meter or stops
+// asking.
+func TestWaitingPushGoesNext(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: "EML2137580834", Hardware: "C1.w", IPAddress: "127.0.0.11", Port: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := func(owner string) bool {
+		t.Helper()
+		_, ok, err := s.LeaseMeter(ctx, m.ID, owner, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	push := func(owner string) bool {
+		t.Helper()
+		ok, err := s.LeaseMeterForPush(ctx, m.ID, owner, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !lease("b:2") {
+		t.Fatal("a free meter could not be leased")
+	}
+	if push("a:1/push") {
+		t.Fatal("node a pushed to a meter node b is syncing")
+	}
+	if push("c:3/push") {
+		t.Fatal("node c pushed to a meter node b is syncing")
+	}
+	if err := s.ReleaseSyncLease(ctx, m.ID, "b:2"); err != nil {
+		t.Fatal(err)
+	}
+	// a wanted it first: b's pusher (the clock correction its sync
+	// queued), b's next sync and c's push wait.
+	if push("b:2/push") {
+		t.Error("node b's pusher took the meter back while node a's push waited for it")
+	}
+	if lease("b:2") {
+		t.Error("node b's sync took the meter back while node a's push waited for it")
+	}
+	if push("c:3/push") {
+		t.Error("node c's push went before node a's, which wanted the meter first")
+	}
+	if !push("a:1/push") {
+		t.Fatal("node a's waiting push could not take the given-back meter")
+	}
+	if err := s.ReleasePushLease(ctx, m.ID, "a:1/push"); err != nil {
+		t.Fatal(err)
+	}
+	// Taken and given back: a wants nothing now; c, asking again, has it
+	// and b, refused, waits next.
+	if !push("c:3/push") {
+		t.Error("node c could not take the meter after node a's push")
+	}
+	if push("b:2/push") {
+		t.Error("node b pushed to a meter node c is pushing to")
+	}
+	if err := s.ReleasePushLease(ctx, m.ID, "c:3/push"); err != nil {
+		t.Fatal(err)
+	}
+	if lease("a:1") {
+		t.Error("node a's sync took the meter while node b's push waited for it")
+	}
+	// b stops asking: the want lapses and anyone may take the meter.
+	time.Sleep(2100 * time.Millisecond)
+	if !lease("a:1") {
+		t.Error("a want nobody renews still keeps the meter")
 	}
 }

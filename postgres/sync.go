@@ -48,13 +48,16 @@ func (s *Store) LastEventTime(ctx context.Context, meterID string) (time.Time, e
 
 // LeaseMeter takes a meter's sync lease and returns the meter in the same
 // statement (a sync is mostly round trips to the database). It returns
-// false when another owner holds the lease; ENOTFOUND when the meter is gone.
+// false when another owner holds the lease (an owner that is a node alone,
+// host:pid — its on-demand syncs — may take a meter its node's group jobs
+// are reading); ENOTFOUND when the meter is gone.
 func (s *Store) LeaseMeter(ctx context.Context, meterID, owner string, ttl time.Duration) (*flows.Meter, bool, error) {
 	m, err := scanMeter(s.pool.QueryRow(ctx, `
 		WITH l AS (
 			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until) VALUES ($1, $2, now() + $3::interval)
-			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $2, lease_until = now() + $3::interval
-			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $2)
+			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $2, lease_until = now() + $3::interval, `+wantMet("$2")+`
+			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $2
+			       OR (strpos($2, '/') = 0 AND `+sameNodeGroup("meter_sync_state", "$2")+`))
 			  AND `+pushFree("meter_sync_state", "$2")+`
 			RETURNING meter_id)
 		SELECT `+meterColumns+` FROM flows.meter_registry mr LEFT JOIN flows.escos e ON e.id = mr.esco
@@ -71,6 +74,14 @@ func (s *Store) LeaseMeter(ctx context.Context, meterID, owner string, ttl time.
 	return nil, false, nil
 }
 
+// sameNodeGroup is SQL true when the sync lease of row st is held by a
+// group job (host:pid/group-frequency) of owner's node other than owner:
+// another frequency's group, whose reads this node's per-meter turn orders
+// with owner's.
+func sameNodeGroup(st, owner string) string {
+	return fmt.Sprintf(`(%[1]s.lease_owner <> %[2]s AND %[1]s.lease_owner LIKE split_part(%[2]s, '/', 1) || '/group-%%')`, st, owner)
+}
+
 // pushFree is SQL true when no other node holds the push lease of the
 // meter_sync_state row st (migration 0023) against the lease owner named
 // by the parameter owner, and no other node gave the meter back within its
@@ -78,8 +89,27 @@ func (s *Store) LeaseMeter(ctx context.Context, meterID, owner string, ttl time.
 // another node's do not.
 func pushFree(st, owner string) string {
 	return fmt.Sprintf(`(%[1]s.push_until IS NULL OR %[1]s.push_until < now() OR split_part(%[1]s.push_owner, '/', 1) = split_part(%[2]s, '/', 1))`, st, owner) +
-		" AND " + quietFree(st, owner)
+		" AND " + quietFree(st, owner) + " AND " + wantFree(st, owner)
 }
+
+// wantFree is SQL true unless another node than owner's waits to push to
+// the meter of row st (migration 0025): it goes next.
+func wantFree(st, owner string) string {
+	return fmt.Sprintf(`(%[1]s.wanted_until IS NULL OR %[1]s.wanted_until < now() OR split_part(%[1]s.wanted_by, '/', 1) = split_part(%[2]s, '/', 1))`, st, owner)
+}
+
+// wantMet is the SET list that drops the want of owner's node (the
+// parameter named) as it takes the meter.
+func wantMet(owner string) string {
+	return fmt.Sprintf(`wanted_by = CASE WHEN split_part(meter_sync_state.wanted_by, '/', 1) = split_part(%[1]s, '/', 1) THEN NULL ELSE meter_sync_state.wanted_by END,
+			wanted_until = CASE WHEN split_part(meter_sync_state.wanted_by, '/', 1) = split_part(%[1]s, '/', 1) THEN NULL ELSE meter_sync_state.wanted_until END`, owner)
+}
+
+// wantFor is how long a refused push's want keeps other nodes off the
+// meter without a retry renewing it: several of the pusher's and the
+// mediator's retries (250 ms), so a node that stopped waiting holds
+// nobody up for long.
+const wantFor = "2 seconds"
 
 // quietFree is SQL true unless another node than owner's gave the meter
 // of row st back less than its minimum gap ago (migration 0025): that
@@ -98,22 +128,30 @@ func (s *Store) released(owner string) string {
 
 // LeaseMeterForPush takes a meter's push lease for owner (host:pid/push)
 // for ttl, or renews it, unless another node holds the meter's sync lease
-// (or its push lease): false then. A node's own sync lease does not stop
-// it — the node's per-meter turn orders its pushes and syncs.
+// (or its push lease), gave it back less than its gap ago, or waits to
+// push to it first: false then, and owner's node wants the meter next (no
+// other node's sync or push takes it while owner keeps asking). A node's
+// own sync lease does not stop it — the node's per-meter turn orders its
+// pushes and syncs.
 func (s *Store) LeaseMeterForPush(ctx context.Context, meterID, owner string, ttl time.Duration) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `
 		INSERT INTO flows.meter_sync_state (meter_id, push_owner, push_until)
 		SELECT id, $2, now() + $3::interval FROM flows.meter_registry WHERE id = $1
-		ON CONFLICT (meter_id) DO UPDATE SET push_owner = $2, push_until = now() + $3::interval
+		ON CONFLICT (meter_id) DO UPDATE SET push_owner = $2, push_until = now() + $3::interval, `+wantMet("$2")+`
 		WHERE (meter_sync_state.push_until IS NULL OR meter_sync_state.push_until < now() OR meter_sync_state.push_owner = $2)
 		  AND (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now()
 		       OR split_part(meter_sync_state.lease_owner, '/', 1) = split_part($2, '/', 1))
-		  AND `+quietFree("meter_sync_state", "$2"), meterID, owner, ttl.String())
+		  AND `+quietFree("meter_sync_state", "$2")+` AND `+wantFree("meter_sync_state", "$2"), meterID, owner, ttl.String())
 	if err != nil {
 		return false, translate(err, "push lease")
 	}
 	if tag.RowsAffected() == 1 {
 		return true, nil
+	}
+	// Refused: want the meter next, unless another node wanted it first.
+	if _, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET wanted_by = $2, wanted_until = now() + interval '`+wantFor+`'
+		WHERE meter_id = $1 AND (wanted_until IS NULL OR wanted_until < now() OR split_part(wanted_by, '/', 1) = split_part($2, '/', 1))`, meterID, owner); err != nil {
+		return false, translate(err, "push lease")
 	}
 	if _, err := s.MeterByID(ctx, meterID); err != nil {
 		return false, err // gone (ENOTFOUND) or unreadable
@@ -341,9 +379,9 @@ func (s *Store) queueSyncState(b *pgx.Batch, r flows.SyncResult, freq, owner str
 	}
 	b.Queue(`
 		INSERT INTO flows.meter_sync_state (meter_id, last_attempt_at, last_success_at, consecutive_failures, last_error, syncs, last_run, last_synced_by)
-		VALUES ($1, $2, CASE WHEN $3 THEN $2::timestamptz END, CASE WHEN $3 THEN 0 ELSE 1 END, NULLIF($4, ''), 1, jsonb_build_object($5::text, $2::timestamptz), NULLIF($6, ''))
+		VALUES ($1, $2, CASE WHEN $3 THEN $2::timestamptz END, CASE WHEN $3 THEN 0 ELSE 1 END, NULLIF($4, ''), 1, jsonb_build_object($5::text, $2::timestamptz), NULLIF(split_part($6, '/', 1), ''))
 		ON CONFLICT (meter_id) DO UPDATE SET
-			last_synced_by = coalesce(NULLIF($6, ''), meter_sync_state.last_synced_by),
+			last_synced_by = coalesce(NULLIF(split_part($6, '/', 1), ''), meter_sync_state.last_synced_by),
 			-- The lease goes back with the result.
 			lease_owner = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN NULL ELSE meter_sync_state.lease_owner END,
 			lease_until = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN NULL ELSE meter_sync_state.lease_until END,
@@ -437,11 +475,12 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 		WITH m AS (
 			SELECT r.id, `+slotSQL+` AS slot, (st.last_run ->> $1)::timestamptz AS last_run,
 			       coalesce(st.consecutive_failures, 0) >= $8 AS failing,
-			       -- Not re-entrant, unlike LeaseMeter: a meter this process's
-			       -- other group job is reading is not free (at a period's turn
+			       -- Not re-entrant: a meter this process's other group job of
+			       -- the frequency is reading is not free (at a period's turn
 			       -- the new period's groups overlap the old one's reads, and a
-			       -- meter still being read counts as due).
-			       (st.lease_until IS NULL OR st.lease_until < now()) AND `+pushFree("st", "$6")+` AS free
+			       -- meter still being read counts as due); one of another
+			       -- frequency is (sameNodeGroup).
+			       (st.lease_until IS NULL OR st.lease_until < now() OR `+sameNodeGroup("st", "$6")+`) AND `+pushFree("st", "$6")+` AS free
 			FROM flows.meter_registry r LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL),
 		-- ready: due now, not only at the slot. A group runs early when
@@ -459,8 +498,8 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 			-- another sync would otherwise fill it and stall the group).
 			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until)
 			SELECT id, $6, now() + $7::interval FROM due WHERE free AND ready ORDER BY id LIMIT nullif($9::int, 0)
-			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $6, lease_until = now() + $7::interval
-			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now())
+			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $6, lease_until = now() + $7::interval, `+wantMet("$6")+`
+			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR `+sameNodeGroup("meter_sync_state", "$6")+`)
 			  AND `+pushFree("meter_sync_state", "$6")+`
 			RETURNING meter_id)
 		SELECT `+meterColumns+`, (SELECT count(*) FROM due), (SELECT count(*) FROM due WHERE NOT ready) FROM flows.meter_registry mr LEFT JOIN flows.escos e ON e.id = mr.esco

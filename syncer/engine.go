@@ -440,6 +440,13 @@ func (e *Engine) synced(meterID, serial, detail string, ok bool) {
 	}
 }
 
+// groupOwner names a frequency's group jobs in leases (host:pid/group-
+// hourly): a meter one of them is reading is not leased by another of the
+// same frequency (at a period's turn the new period's groups run while the
+// old period's reads are on their way), while another frequency's group
+// of the same process may read it too, its turn ordering the two.
+func groupOwner(node, freq string) string { return node + "/group-" + freq }
+
 // groupJobs is how many group syncs one process runs at once: a quarter
 // of its floor of meters in flight (Workers), at least 8 and at most 500.
 // Their reads share Engine.reads, whose limit may rise far above that; a
@@ -499,7 +506,7 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 		limit, _ := e.reads.state()
 		chunk := max(8, 3*limit/int(max(e.groups.Load(), 1)))
 		meters, left, waiting, err := e.cfg.Store.LeaseDueGroup(ctx, flows.Frequency(a.Frequency), time.Unix(a.Minute, 0), e.cfg.Now().UTC(), since, a.Failing,
-			e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second, chunk)
+			groupOwner(e.cfg.Owner, a.Frequency), e.cfg.SyncTimeout+30*time.Second, chunk)
 		if err != nil {
 			return err
 		}
@@ -577,7 +584,8 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 		}
 		apply = append(apply, *r)
 	}
-	skipped, err := e.cfg.Store.ApplySyncs(context.WithoutCancel(ctx), apply, freq, e.cfg.Owner)
+	owner := groupOwner(e.cfg.Owner, freq)
+	skipped, err := e.cfg.Store.ApplySyncs(context.WithoutCancel(ctx), apply, freq, owner)
 	if err != nil {
 		return 0, err
 	}
@@ -591,7 +599,7 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 		notStored[sk.MeterID] = flows.ErrorMessage(sk.Err)
 	}
 	for _, id := range released {
-		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), id, e.cfg.Owner); err != nil {
+		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), id, owner); err != nil {
 			e.cfg.Logger.Warn("releasing sync lease", "meter_serial", serial[id], "error", err)
 		}
 	}

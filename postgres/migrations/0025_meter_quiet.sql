@@ -13,3 +13,15 @@
 ALTER TABLE flows.meter_sync_state ADD COLUMN quiet_until timestamptz, ADD COLUMN released_by text;
 COMMENT ON COLUMN flows.meter_sync_state.quiet_until IS 'The meter''s minimum gap after a node last gave it back: no other node takes the meter before then.';
 COMMENT ON COLUMN flows.meter_sync_state.released_by IS 'The lease owner (host:pid[/holder]) that last gave the meter back; its node is not held by quiet_until.';
+
+-- And a push waiting for a meter another node holds goes next (operator
+-- work first, across nodes as within one): a node whose push lease is
+-- refused records that it wants the meter, and while that want is fresh
+-- (renewed by its retries) no other node's sync or push takes the meter;
+-- the first node to want it keeps the want until it takes the meter. Before,
+-- a top-up waiting on one node watched the other node's sync give the
+-- meter back and its pusher take it straight again for the clock
+-- correction that sync queued.
+ALTER TABLE flows.meter_sync_state ADD COLUMN wanted_by text, ADD COLUMN wanted_until timestamptz;
+COMMENT ON COLUMN flows.meter_sync_state.wanted_by IS 'The push lease owner (host:pid/…) waiting for the meter another node holds: it goes next.';
+COMMENT ON COLUMN flows.meter_sync_state.wanted_until IS 'When wanted_by''s want lapses unless its retries renew it.';
