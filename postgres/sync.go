@@ -79,7 +79,9 @@ func (s *Store) LeaseMeter(ctx context.Context, meterID, owner string, ttl time.
 // another frequency's group, whose reads this node's per-meter turn orders
 // with owner's.
 func sameNodeGroup(st, owner string) string {
-	return fmt.Sprintf(`(%[1]s.lease_owner <> %[2]s AND %[1]s.lease_owner LIKE split_part(%[2]s, '/', 1) || '/group-%%')`, st, owner)
+	// Compared by parts, not LIKE: a '_' in a host name is not a wildcard.
+	return fmt.Sprintf(`(%[1]s.lease_owner <> %[2]s AND split_part(%[1]s.lease_owner, '/', 1) = split_part(%[2]s, '/', 1)
+		AND starts_with(split_part(%[1]s.lease_owner, '/', 2), 'group-'))`, st, owner)
 }
 
 // pushFree is SQL true when no other node holds the push lease of the
@@ -480,7 +482,7 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 			       -- the new period's groups overlap the old one's reads, and a
 			       -- meter still being read counts as due); one of another
 			       -- frequency is (sameNodeGroup).
-			       (st.lease_until IS NULL OR st.lease_until < now() OR `+sameNodeGroup("st", "$6")+`) AND `+pushFree("st", "$6")+` AS free
+			       coalesce((st.lease_until IS NULL OR st.lease_until < now() OR `+sameNodeGroup("st", "$6")+`) AND `+pushFree("st", "$6")+`, false) AS free
 			FROM flows.meter_registry r LEFT JOIN flows.meter_sync_state st ON st.meter_id = r.id
 			WHERE r.mode = 'active' AND r.ip_address IS NOT NULL),
 		-- ready: due now, not only at the slot. A group runs early when

@@ -435,7 +435,13 @@ func openServePool(ctx context.Context, url string, cfg serveConfig, log *slog.L
 	free++ // the probe's own connection, closed
 	// Capped, the pool is still ample while it covers the engine's
 	// writes (most workers wait for meters, not the database).
-	n := min(want, max(10, free/2))
+	// Half of what is free once this node's command pool is counted, and
+	// never more than the server has.
+	share := free
+	if slices.Contains(cfg.components, "commands") {
+		share -= commandPoolSize
+	}
+	n := min(want, max(share/2, min(10, free)))
 	if n < least {
 		log.Warn("database pool capped by the server's free connections below what the sync engine's writes need: syncs will wait for a connection; raise max_connections or lower --sync-workers",
 			"connections", n, "needs", least, "server_free", free, "max_connections", maxConns)
