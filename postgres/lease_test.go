@@ -254,11 +254,33 @@ func TestGroupLeaseIsNotReentrant(t *testing.T) {
 	if _, ok, err := s.LeaseMeter(ctx, m.ID, "a:1", time.Minute); err != nil || !ok {
 		t.Errorf("this process's on-demand sync could not lease the meter: %v %v", ok, err)
 	}
-	if err := s.ReleaseSyncLease(ctx, m.ID, "a:1"); err != nil {
+	// Shared, the lease still keeps the frequency's other groups out, and
+	// lasts until the last holder gives it back: the first to finish does
+	// not free the meter under the others' reads.
+	if n, _ := group(); n != 0 {
+		t.Errorf("a second hourly group leased the meter after the daily group shared it (%d)", n)
+	}
+	other := func() int {
+		t.Helper()
+		got, _, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, "b:2/group-hourly", time.Minute, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	for _, holder := range []string{"a:1", "a:1/group-daily"} {
+		if err := s.ReleaseSyncLease(ctx, m.ID, holder); err != nil {
+			t.Fatal(err)
+		}
+		if n := other(); n != 0 {
+			t.Errorf("with %s's share given back, another node leased the meter the hourly group still reads", holder)
+		}
+	}
+	if err := s.ReleaseSyncLease(ctx, m.ID, "a:1/group-hourly"); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := group(); n != 1 {
-		t.Errorf("given back, the meter was not leased again (%d)", n)
+		t.Errorf("given back by every holder, the meter was not leased again (%d)", n)
 	}
 }
 

@@ -54,8 +54,8 @@ func (s *Store) LastEventTime(ctx context.Context, meterID string) (time.Time, e
 func (s *Store) LeaseMeter(ctx context.Context, meterID, owner string, ttl time.Duration) (*flows.Meter, bool, error) {
 	m, err := scanMeter(s.pool.QueryRow(ctx, `
 		WITH l AS (
-			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until) VALUES ($1, $2, now() + $3::interval)
-			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $2, lease_until = now() + $3::interval, `+wantMet("$2")+`
+			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until, lease_holders) VALUES ($1, $2, now() + $3::interval, 1)
+			ON CONFLICT (meter_id) DO UPDATE SET `+leaseTaken("$2", "$3")+`, `+wantMet("$2")+`
 			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR meter_sync_state.lease_owner = $2
 			       OR (strpos($2, '/') = 0 AND `+sameNodeGroup("meter_sync_state", "$2")+`))
 			  AND `+pushFree("meter_sync_state", "$2")+`
@@ -119,6 +119,34 @@ const wantFor = "2 seconds"
 // does not know of it.
 func quietFree(st, owner string) string {
 	return fmt.Sprintf(`(%[1]s.quiet_until IS NULL OR %[1]s.quiet_until <= now() OR split_part(%[1]s.released_by, '/', 1) = split_part(%[2]s, '/', 1))`, st, owner)
+}
+
+// leaseTaken is the SET list of a sync lease taken by owner for ttl (the
+// parameters named). A live lease of the node's that owner may share
+// (another frequency's group, the node's on-demand sync: the WHERE says
+// who may) is shared, not overwritten: its first owner stays, so the same
+// frequency's other groups still see it held, and the holders are
+// counted, so the lease ends when the last of them gives it back, not
+// while another still reads the meter.
+func leaseTaken(owner, ttl string) string {
+	const live = `(meter_sync_state.lease_until IS NOT NULL AND meter_sync_state.lease_until >= now())`
+	return fmt.Sprintf(`lease_owner = CASE WHEN %[3]s THEN meter_sync_state.lease_owner ELSE %[1]s END,
+			lease_until = CASE WHEN %[3]s THEN greatest(meter_sync_state.lease_until, now() + %[2]s::interval) ELSE now() + %[2]s::interval END,
+			lease_holders = CASE WHEN %[3]s THEN meter_sync_state.lease_holders + 1 ELSE 1 END`, owner, ttl, live)
+}
+
+// leaseGivenBack is the SET list of owner (the parameter named; '' for
+// none) giving back its share of a sync lease of its node: the last
+// holder ends the lease, and the meter rests for the gap before another
+// node takes it.
+func (s *Store) leaseGivenBack(owner string) string {
+	mine := fmt.Sprintf(`(%[1]s <> '' AND split_part(meter_sync_state.lease_owner, '/', 1) = split_part(%[1]s, '/', 1))`, owner)
+	last := mine + ` AND meter_sync_state.lease_holders <= 1`
+	return fmt.Sprintf(`lease_holders = CASE WHEN %[1]s THEN greatest(meter_sync_state.lease_holders - 1, 0) ELSE meter_sync_state.lease_holders END,
+			lease_owner = CASE WHEN %[2]s THEN NULL ELSE meter_sync_state.lease_owner END,
+			lease_until = CASE WHEN %[2]s THEN NULL ELSE meter_sync_state.lease_until END,
+			quiet_until = CASE WHEN %[2]s THEN now() + make_interval(secs => %[3]g) ELSE meter_sync_state.quiet_until END,
+			released_by = CASE WHEN %[2]s THEN %[4]s ELSE meter_sync_state.released_by END`, mine, last, s.gap.Seconds(), owner)
 }
 
 // released is the SET list that records owner (the parameter named) giving
@@ -190,8 +218,8 @@ func (s *Store) ReleasePushLease(ctx context.Context, meterID, owner string) err
 
 // ReleaseSyncLease gives a lease back.
 func (s *Store) ReleaseSyncLease(ctx context.Context, meterID, owner string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET lease_owner = NULL, lease_until = NULL, `+s.released("$2")+`
-		WHERE meter_id = $1 AND lease_owner = $2`, meterID, owner)
+	_, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET `+s.leaseGivenBack("$2")+`
+		WHERE meter_id = $1 AND split_part(lease_owner, '/', 1) = split_part($2, '/', 1)`, meterID, owner)
 	return translate(err, "sync lease")
 }
 
@@ -385,17 +413,14 @@ func (s *Store) queueSyncState(b *pgx.Batch, r flows.SyncResult, freq, owner str
 		ON CONFLICT (meter_id) DO UPDATE SET
 			last_synced_by = coalesce(NULLIF(split_part($6, '/', 1), ''), meter_sync_state.last_synced_by),
 			-- The lease goes back with the result.
-			lease_owner = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN NULL ELSE meter_sync_state.lease_owner END,
-			lease_until = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN NULL ELSE meter_sync_state.lease_until END,
-			quiet_until = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN now() + make_interval(secs => $7) ELSE meter_sync_state.quiet_until END,
-			released_by = CASE WHEN $6 <> '' AND meter_sync_state.lease_owner = $6 THEN $6 ELSE meter_sync_state.released_by END,
+			`+s.leaseGivenBack("$6")+`,
 			last_attempt_at = $2,
 			last_success_at = CASE WHEN $3 THEN $2::timestamptz ELSE meter_sync_state.last_success_at END,
 			consecutive_failures = CASE WHEN $3 THEN 0 ELSE meter_sync_state.consecutive_failures + 1 END,
 			last_error = NULLIF($4, ''),
 			syncs = meter_sync_state.syncs + 1,
 			last_run = meter_sync_state.last_run || jsonb_build_object($5::text, $2::timestamptz)`,
-		r.MeterID, r.At.UTC(), ok, lastError, freq, owner, s.gap.Seconds())
+		r.MeterID, r.At.UTC(), ok, lastError, freq, owner)
 }
 
 func isNilPtr(v any) bool {
@@ -498,9 +523,9 @@ func (s *Store) LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, no
 		l AS (
 			-- The limit among the meters free to lease (those held by
 			-- another sync would otherwise fill it and stall the group).
-			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until)
-			SELECT id, $6, now() + $7::interval FROM due WHERE free AND ready ORDER BY id LIMIT nullif($9::int, 0)
-			ON CONFLICT (meter_id) DO UPDATE SET lease_owner = $6, lease_until = now() + $7::interval, `+wantMet("$6")+`
+			INSERT INTO flows.meter_sync_state (meter_id, lease_owner, lease_until, lease_holders)
+			SELECT id, $6, now() + $7::interval, 1 FROM due WHERE free AND ready ORDER BY id LIMIT nullif($9::int, 0)
+			ON CONFLICT (meter_id) DO UPDATE SET `+leaseTaken("$6", "$7")+`, `+wantMet("$6")+`
 			WHERE (meter_sync_state.lease_until IS NULL OR meter_sync_state.lease_until < now() OR `+sameNodeGroup("meter_sync_state", "$6")+`)
 			  AND `+pushFree("meter_sync_state", "$6")+`
 			RETURNING meter_id)

@@ -25,3 +25,12 @@ COMMENT ON COLUMN flows.meter_sync_state.released_by IS 'The lease owner (host:p
 ALTER TABLE flows.meter_sync_state ADD COLUMN wanted_by text, ADD COLUMN wanted_until timestamptz;
 COMMENT ON COLUMN flows.meter_sync_state.wanted_by IS 'The push lease owner (host:pid/…) waiting for the meter another node holds: it goes next.';
 COMMENT ON COLUMN flows.meter_sync_state.wanted_until IS 'When wanted_by''s want lapses unless its retries renew it.';
+
+-- And a sync lease is shared within a node, counted: another frequency's
+-- group, or the node's on-demand sync, may read a meter one of the node's
+-- groups is reading (its turn orders the reads), and the lease then ends
+-- when the last of them gives it back. Before, the second holder
+-- overwrote the owner and the first to finish ended the lease while the
+-- other still read the meter.
+ALTER TABLE flows.meter_sync_state ADD COLUMN lease_holders integer NOT NULL DEFAULT 0;
+COMMENT ON COLUMN flows.meter_sync_state.lease_holders IS 'How many of lease_owner''s node''s syncs share the live sync lease; the last to give it back ends it.';
