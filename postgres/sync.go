@@ -135,7 +135,7 @@ func leaseTaken(owner, ttl string) string {
 			lease_holders = CASE WHEN %[3]s THEN meter_sync_state.lease_holders + 1 ELSE 1 END`, owner, ttl, live)
 }
 
-// leaseGivenBack is the SET list of owner (the parameter named; ” for
+// leaseGivenBack is the SET list of owner (the parameter named; empty for
 // none) giving back its share of a sync lease of its node: the last
 // holder ends the lease, and the meter rests for the gap before another
 // node takes it.
