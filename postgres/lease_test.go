@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/postgres"
 )
 
 // Sync and push leases across nodes (owner host:pid[/holder]): a node's
@@ -20,22 +21,8 @@ func TestPushLeaseKeepsOtherNodesOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lease := func(owner string) bool {
-		t.Helper()
-		_, ok, err := s.LeaseMeter(ctx, m.ID, owner, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
-	push := func(owner string, ttl time.Duration) bool {
-		t.Helper()
-		ok, err := s.LeaseMeterForPush(ctx, m.ID, owner, ttl)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
+	lease := func(owner string) bool { t.Helper(); return leased(t, s, m.ID, owner) }
+	push := func(owner string, ttl time.Duration) bool { t.Helper(); return pushLeased(t, s, m.ID, owner, ttl) }
 	// Node a syncs: node b may not push, a's pusher may.
 	if !lease("a:1") {
 		t.Fatal("a free meter could not be leased")
@@ -58,10 +45,7 @@ func TestPushLeaseKeepsOtherNodesOut(t *testing.T) {
 	}
 	var minute time.Time
 	now := time.Now().UTC()
-	if err := s.Pool().QueryRow(ctx, `SELECT date_trunc('minute', to_timestamp(floor(extract(epoch FROM $2::timestamptz) / 3600) * 3600
-		+ (abs(hashtext($1::text)::bigint) % 3600)))`, m.ID, now).Scan(&minute); err != nil {
-		t.Fatal(err)
-	}
+	minute = slotMinute(t, s, m.ID, 3600, now)
 	group := func(owner string) int {
 		t.Helper()
 		got, _, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, owner, time.Minute, 0)
@@ -130,22 +114,8 @@ func TestMeterRestsBeforeAnotherNodeTakesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lease := func(owner string) bool {
-		t.Helper()
-		_, ok, err := s.LeaseMeter(ctx, m.ID, owner, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
-	push := func(owner string) bool {
-		t.Helper()
-		ok, err := s.LeaseMeterForPush(ctx, m.ID, owner, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
+	lease := func(owner string) bool { t.Helper(); return leased(t, s, m.ID, owner) }
+	push := func(owner string) bool { t.Helper(); return pushLeased(t, s, m.ID, owner, time.Minute) }
 	// rests says whether node b is kept out now and let in after the gap.
 	rests := func(what string, take func() bool) {
 		t.Helper()
@@ -181,10 +151,7 @@ func TestMeterRestsBeforeAnotherNodeTakesIt(t *testing.T) {
 	// daily group: the meter's hourly read was just now.)
 	var minute time.Time
 	now := time.Now().UTC()
-	if err := s.Pool().QueryRow(ctx, `SELECT date_trunc('minute', to_timestamp(floor(extract(epoch FROM $2::timestamptz) / 86400) * 86400
-		+ (abs(hashtext($1::text)::bigint) % 86400)))`, m.ID, now).Scan(&minute); err != nil {
-		t.Fatal(err)
-	}
+	minute = slotMinute(t, s, m.ID, 86400, now)
 	rests("a's group after b's push", func() bool {
 		got, left, _, err := s.LeaseDueGroup(ctx, flows.Daily, minute, now, time.Time{}, false, "a:1", time.Minute, 0)
 		if err != nil {
@@ -216,10 +183,7 @@ func TestGroupLeaseIsNotReentrant(t *testing.T) {
 	}
 	var minute time.Time
 	now := time.Now().UTC()
-	if err := s.Pool().QueryRow(ctx, `SELECT date_trunc('minute', to_timestamp(floor(extract(epoch FROM $2::timestamptz) / 3600) * 3600
-		+ (abs(hashtext($1::text)::bigint) % 3600)))`, m.ID, now).Scan(&minute); err != nil {
-		t.Fatal(err)
-	}
+	minute = slotMinute(t, s, m.ID, 3600, now)
 	group := func() (int, int) {
 		t.Helper()
 		got, left, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, "a:1/group-hourly", time.Minute, 0)
@@ -244,10 +208,7 @@ func TestGroupLeaseIsNotReentrant(t *testing.T) {
 		t.Errorf("this process's backfill leased the meter its group is reading: %v %v", ok, err)
 	}
 	var daily time.Time
-	if err := s.Pool().QueryRow(ctx, `SELECT date_trunc('minute', to_timestamp(floor(extract(epoch FROM $2::timestamptz) / 86400) * 86400
-		+ (abs(hashtext($1::text)::bigint) % 86400)))`, m.ID, now).Scan(&daily); err != nil {
-		t.Fatal(err)
-	}
+	daily = slotMinute(t, s, m.ID, 86400, now)
 	if got, _, _, err := s.LeaseDueGroup(ctx, flows.Daily, daily, now, time.Time{}, false, "a:1/group-daily", time.Minute, 0); err != nil || len(got) != 1 {
 		t.Errorf("this process's daily group could not lease the meter its hourly group is reading: %d, %v", len(got), err)
 	}
@@ -297,22 +258,8 @@ func TestWaitingPushGoesNext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lease := func(owner string) bool {
-		t.Helper()
-		_, ok, err := s.LeaseMeter(ctx, m.ID, owner, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
-	push := func(owner string) bool {
-		t.Helper()
-		ok, err := s.LeaseMeterForPush(ctx, m.ID, owner, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
+	lease := func(owner string) bool { t.Helper(); return leased(t, s, m.ID, owner) }
+	push := func(owner string) bool { t.Helper(); return pushLeased(t, s, m.ID, owner, time.Minute) }
 	if !lease("b:2") {
 		t.Fatal("a free meter could not be leased")
 	}
@@ -361,4 +308,36 @@ func TestWaitingPushGoesNext(t *testing.T) {
 	if !lease("a:1") {
 		t.Error("a want nobody renews still keeps the meter")
 	}
+}
+
+// leased takes meterID's sync lease for owner for a minute.
+func leased(t *testing.T, s *postgres.Store, meterID, owner string) bool {
+	t.Helper()
+	_, ok, err := s.LeaseMeter(context.Background(), meterID, owner, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// pushLeased takes meterID's push lease for owner for ttl.
+func pushLeased(t *testing.T, s *postgres.Store, meterID, owner string, ttl time.Duration) bool {
+	t.Helper()
+	ok, err := s.LeaseMeterForPush(context.Background(), meterID, owner, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// slotMinute is the minute of meterID's slot in the period of secs
+// seconds containing now (the store's slot rule, for LeaseDueGroup).
+func slotMinute(t *testing.T, s *postgres.Store, meterID string, secs int, now time.Time) time.Time {
+	t.Helper()
+	var minute time.Time
+	if err := s.Pool().QueryRow(context.Background(), `SELECT date_trunc('minute', to_timestamp(floor(extract(epoch FROM $2::timestamptz) / $3) * $3
+		+ (abs(hashtext($1::text)::bigint) % $3)))`, meterID, now, secs).Scan(&minute); err != nil {
+		t.Fatal(err)
+	}
+	return minute
 }
