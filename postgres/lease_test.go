@@ -43,9 +43,8 @@ func TestPushLeaseKeepsOtherNodesOut(t *testing.T) {
 	if lease("b:2") {
 		t.Error("node b leased a meter node a is pushing to")
 	}
-	var minute time.Time
 	now := time.Now().UTC()
-	minute = slotMinute(t, s, m.ID, 3600, now)
+	minute := slotMinute(t, s, m.ID, 3600, now)
 	group := func(owner string) int {
 		t.Helper()
 		got, _, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, owner, time.Minute, 0)
@@ -149,9 +148,8 @@ func TestMeterRestsBeforeAnotherNodeTakesIt(t *testing.T) {
 	}
 	// B's push gave it back: a's syncs, alone or by the group, wait. (The
 	// daily group: the meter's hourly read was just now.)
-	var minute time.Time
 	now := time.Now().UTC()
-	minute = slotMinute(t, s, m.ID, 86400, now)
+	minute := slotMinute(t, s, m.ID, 86400, now)
 	rests("a's group after b's push", func() bool {
 		got, left, _, err := s.LeaseDueGroup(ctx, flows.Daily, minute, now, time.Time{}, false, "a:1", time.Minute, 0)
 		if err != nil {
@@ -181,9 +179,8 @@ func TestGroupLeaseIsNotReentrant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var minute time.Time
 	now := time.Now().UTC()
-	minute = slotMinute(t, s, m.ID, 3600, now)
+	minute := slotMinute(t, s, m.ID, 3600, now)
 	group := func() (int, int) {
 		t.Helper()
 		got, left, _, err := s.LeaseDueGroup(ctx, flows.Hourly, minute, now, time.Time{}, false, "a:1/group-hourly", time.Minute, 0)
@@ -207,8 +204,7 @@ func TestGroupLeaseIsNotReentrant(t *testing.T) {
 	if _, ok, err := s.LeaseMeter(ctx, m.ID, "a:1/backfill", time.Minute); err != nil || ok {
 		t.Errorf("this process's backfill leased the meter its group is reading: %v %v", ok, err)
 	}
-	var daily time.Time
-	daily = slotMinute(t, s, m.ID, 86400, now)
+	daily := slotMinute(t, s, m.ID, 86400, now)
 	if got, _, _, err := s.LeaseDueGroup(ctx, flows.Daily, daily, now, time.Time{}, false, "a:1/group-daily", time.Minute, 0); err != nil || len(got) != 1 {
 		t.Errorf("this process's daily group could not lease the meter its hourly group is reading: %d, %v", len(got), err)
 	}
