@@ -304,6 +304,24 @@ func TestWaitingPushGoesNext(t *testing.T) {
 	if !lease("a:1") {
 		t.Error("a want nobody renews still keeps the meter")
 	}
+	if err := s.ReleaseSyncLease(ctx, m.ID, "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	// A push refused by its own node's other push holder (the node's
+	// mediator) wants nothing: the node's turn orders the two, and other
+	// nodes are not kept out for it once the meter is given back.
+	if !push("a:1/mediator") {
+		t.Fatal("a free meter could not be leased for the mediator")
+	}
+	if push("a:1/push") {
+		t.Fatal("the push lease is exact-owner: a:1/push shared a:1/mediator's")
+	}
+	if err := s.ReleasePushLease(ctx, m.ID, "a:1/mediator"); err != nil {
+		t.Fatal(err)
+	}
+	if !lease("b:2") {
+		t.Error("node a's push, refused by its own mediator, kept node b out")
+	}
 }
 
 // leased takes meterID's sync lease for owner for a minute.

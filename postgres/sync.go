@@ -145,16 +145,19 @@ func (s *Store) leaseGivenBack(owner string) string {
 	return fmt.Sprintf(`lease_holders = CASE WHEN %[1]s THEN greatest(meter_sync_state.lease_holders - 1, 0) ELSE meter_sync_state.lease_holders END,
 			lease_owner = CASE WHEN %[2]s THEN NULL ELSE meter_sync_state.lease_owner END,
 			lease_until = CASE WHEN %[2]s THEN NULL ELSE meter_sync_state.lease_until END,
-			quiet_until = CASE WHEN %[2]s THEN now() + make_interval(secs => %[3]g) ELSE meter_sync_state.quiet_until END,
-			released_by = CASE WHEN %[2]s THEN %[4]s ELSE meter_sync_state.released_by END`, mine, last, s.gap.Seconds(), owner)
+			quiet_until = CASE WHEN %[2]s THEN %[3]s ELSE meter_sync_state.quiet_until END,
+			released_by = CASE WHEN %[2]s THEN %[4]s ELSE meter_sync_state.released_by END`, mine, last, s.restUntil(), owner)
 }
 
 // released is the SET list that records owner (the parameter named) giving
 // a meter back: the meter rests for the store's gap before another node
 // takes it.
 func (s *Store) released(owner string) string {
-	return fmt.Sprintf(`quiet_until = now() + make_interval(secs => %g), released_by = %s`, s.gap.Seconds(), owner)
+	return fmt.Sprintf(`quiet_until = %s, released_by = %s`, s.restUntil(), owner)
 }
+
+// restUntil is SQL for when a meter given back now has rested its gap.
+func (s *Store) restUntil() string { return fmt.Sprintf(`now() + make_interval(secs => %g)`, s.gap.Seconds()) }
 
 // LeaseMeterForPush takes a meter's push lease for owner (host:pid/push)
 // for ttl, or renews it, unless another node holds the meter's sync lease
@@ -178,13 +181,24 @@ func (s *Store) LeaseMeterForPush(ctx context.Context, meterID, owner string, tt
 	if tag.RowsAffected() == 1 {
 		return true, nil
 	}
-	// Refused: want the meter next, unless another node wanted it first.
-	if _, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET wanted_by = $2, wanted_until = now() + interval '`+wantFor+`'
-		WHERE meter_id = $1 AND (wanted_until IS NULL OR wanted_until < now() OR split_part(wanted_by, '/', 1) = split_part($2, '/', 1))`, meterID, owner); err != nil {
+	// Refused by another node: want the meter next, unless another node
+	// wanted it first. (Refused by this node's other push holder — its
+	// mediator — this node's turn orders the two: no want keeps other
+	// nodes out for it.)
+	tag, err = s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET wanted_by = $2, wanted_until = now() + interval '`+wantFor+`'
+		WHERE meter_id = $1 AND (wanted_until IS NULL OR wanted_until < now() OR split_part(wanted_by, '/', 1) = split_part($2, '/', 1))
+		  AND ((push_until >= now() AND split_part(push_owner, '/', 1) <> split_part($2, '/', 1))
+		       OR (lease_until >= now() AND split_part(lease_owner, '/', 1) <> split_part($2, '/', 1))
+		       OR (quiet_until > now() AND split_part(released_by, '/', 1) <> split_part($2, '/', 1)))`, meterID, owner)
+	if err != nil {
 		return false, translate(err, "push lease")
 	}
-	if _, err := s.MeterByID(ctx, meterID); err != nil {
-		return false, err // gone (ENOTFOUND) or unreadable
+	if tag.RowsAffected() == 0 {
+		// No want renewed (the common retry renews one): the meter may be
+		// gone.
+		if _, err := s.MeterByID(ctx, meterID); err != nil {
+			return false, err // gone (ENOTFOUND) or unreadable
+		}
 	}
 	return false, nil
 }
