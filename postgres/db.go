@@ -53,11 +53,13 @@ func OpenSized(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, er
 func HasPoolSize(url string) bool { return strings.Contains(url, "pool_max_conns") }
 
 // FreeConnections is how many more client connections the server accepts
-// now: max_connections less the slots reserved for superusers and the
-// client connections open (every database's, every node's).
+// now: max_connections less the slots reserved for superusers (and, from
+// PostgreSQL 16, for reserved_connections' roles) and the client
+// connections open (every database's, every node's).
 func FreeConnections(ctx context.Context, pool *pgxpool.Pool) (free, maxConns int, err error) {
 	err = pool.QueryRow(ctx, `SELECT current_setting('max_connections')::int,
 		current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int
+		- coalesce(current_setting('reserved_connections', true)::int, 0)
 		- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int`).Scan(&maxConns, &free)
 	return free, maxConns, translate(err, "connection limit")
 }

@@ -433,10 +433,10 @@ func openServePool(ctx context.Context, url string, cfg serveConfig, log *slog.L
 		return nil, err
 	}
 	free++ // the probe's own connection, closed
-	// Capped, the pool is still ample while it covers the engine's
-	// writes (most workers wait for meters, not the database).
 	// Half of what is free once this node's command pool is counted, and
-	// never more than the server has.
+	// never more than the server has. Capped, the pool is still ample
+	// while it covers the engine's writes (most workers wait for meters,
+	// not the database): below that, a warning.
 	share := free
 	if slices.Contains(cfg.components, "commands") {
 		share -= commandPoolSize
