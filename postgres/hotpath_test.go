@@ -48,26 +48,32 @@ func TestHotStatementsUseIndexes(t *testing.T) {
 	if err != nil || len(meters) != fleet {
 		t.Fatalf("%d meters, %v", len(meters), err)
 	}
-	// Each result brings an event and the meter's profile half hours of
-	// the two hours before, as a sync would.
-	result := func(m flows.Meter, at time.Time, bal string, profile bool) flows.SyncResult {
+	// Each result brings an event and the meter's profile: the given
+	// number of half hours before it, as a sync would.
+	result := func(m flows.Meter, at time.Time, bal string, halfHours int) flows.SyncResult {
 		b, csq := decimal.RequireFromString(bal), 17
 		r := flows.SyncResult{MeterID: m.ID, At: at, Reached: true, TouchHealth: true, Groups: []string{"balance", "csq"},
 			Shadow: flows.ShadowUpdate{Balance: &b, CSQ: &csq, At: at},
 			Events: []flows.MeterEvent{{Timestamp: at.Add(-time.Minute).Truncate(time.Second), EventType: 5, EventSet: 1}}}
-		for hh := range 24 * btoi(profile) {
+		for hh := range halfHours {
 			imp := uint32(1000 + hh)
 			r.Profile = append(r.Profile, flows.ProfileRecord{At: at.Truncate(30 * time.Minute).Add(-time.Duration(hh+1) * 30 * time.Minute),
 				Status: flows.ProfileValidData, ImportA: &imp})
 		}
 		return r
 	}
-	// Two hours of the fleet's history, in batches as the engine writes.
+	// Two hours of the fleet's history, in batches as the engine writes;
+	// in the second, every tenth meter brings 12 hours of profile (enough
+	// rows that the planner would not read meter_profile whole for them).
 	start := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Hour)
 	for h := range 2 {
 		var rs []flows.SyncResult
 		for i, m := range meters {
-			rs = append(rs, result(m, start.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second), fmt.Sprintf("%d.%02d", 10+h, i%100), h == 1 && i%10 == 0))
+			profile := 0
+			if h == 1 && i%10 == 0 {
+				profile = 24
+			}
+			rs = append(rs, result(m, start.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second), fmt.Sprintf("%d.%02d", 10+h, i%100), profile))
 			if len(rs) == 500 {
 				if _, err := s.ApplySyncs(ctx, rs, string(flows.Hourly), ""); err != nil {
 					t.Fatal(err)
@@ -129,7 +135,7 @@ func TestHotStatementsUseIndexes(t *testing.T) {
 		if _, err := s.ProfileGaps(ctx, m.ID, now.Add(-24*time.Hour), now); err != nil {
 			t.Fatal(err)
 		}
-		hot = append(hot, result(m, now, "12.34", true))
+		hot = append(hot, result(m, now, "12.34", 24))
 		if ok, err := s.LeaseMeterForPush(ctx, m.ID, "a:1/push", time.Minute); err != nil || !ok {
 			t.Fatalf("push lease: %v %v", ok, err)
 		}
@@ -160,11 +166,4 @@ func TestHotStatementsUseIndexes(t *testing.T) {
 	if len(scanned) > 0 {
 		t.Errorf("40 meters' syncs, pushes and pages read whole tables: %s", strings.Join(scanned, ", "))
 	}
-}
-
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

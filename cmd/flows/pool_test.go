@@ -27,9 +27,6 @@ func TestServePoolIsDerived(t *testing.T) {
 	if all <= sync50 || !strings.Contains(parts, "API") || !strings.Contains(parts, "mediator") {
 		t.Errorf("the API and mediator add nothing to the pool: %d against %d (%s)", all, sync50, parts)
 	}
-	if least50 > sync50 {
-		t.Errorf("the writes' need %d exceeds the pool %d", least50, sync50)
-	}
 
 	probe, err := postgres.Open(ctx, url)
 	if err != nil {
@@ -54,6 +51,9 @@ func TestServePoolIsDerived(t *testing.T) {
 	pool.Close()
 	if !strings.Contains(logs.String(), "database pool") || !strings.Contains(logs.String(), "API and dashboard") {
 		t.Errorf("the log does not say how the pool was derived:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("a pool the server has room for was warned about:\n%s", logs.String())
 	}
 
 	// Far more workers than the server has connections: capped at half
