@@ -157,7 +157,9 @@ func (s *Store) released(owner string) string {
 }
 
 // restUntil is SQL for when a meter given back now has rested its gap.
-func (s *Store) restUntil() string { return fmt.Sprintf(`now() + make_interval(secs => %g)`, s.gap.Seconds()) }
+func (s *Store) restUntil() string {
+	return fmt.Sprintf(`now() + make_interval(secs => %g)`, s.gap.Seconds())
+}
 
 // LeaseMeterForPush takes a meter's push lease for owner (host:pid/push)
 // for ttl, or renews it, unless another node holds the meter's sync lease
