@@ -64,6 +64,13 @@ func newRigN(t *testing.T, n int, start time.Time, prefix string) *rig {
 }
 
 func (r *rig) pusher(t *testing.T, fail func(string) error) *command.Pusher {
+	return r.pusherLease(t, fail, 200*time.Millisecond)
+}
+
+// pusherLease is pusher with claims leased for lease: tests that need no
+// takeover use a longer one, which a loaded machine does not let lapse
+// mid-pass.
+func (r *rig) pusherLease(t *testing.T, fail func(string) error, lease time.Duration) *command.Pusher {
 	c, err := meterconn.New(meterconn.Config{Attempts: 1, ReadTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +78,7 @@ func (r *rig) pusher(t *testing.T, fail func(string) error) *command.Pusher {
 	// A 200 ms lease (takeovers within a test) is renewed every 50 ms: 8
 	// pushes at once, not the default 64, keep those renewals inside it on
 	// a loaded test database.
-	return command.New(command.Config{Store: r.store, Meters: c, Now: r.clock.Now, Lease: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	return command.New(command.Config{Store: r.store, Meters: c, Now: r.clock.Now, Lease: lease, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 		RetryBase: time.Millisecond, FailPoint: fail, Workers: 8})
 }
 

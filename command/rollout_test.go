@@ -42,7 +42,10 @@ func TestRolloutWithOfflineMeters(t *testing.T) {
 	if ro.Meters != 200 || ro.Progress["pending"] != 200 {
 		t.Fatalf("new rollout: %+v", ro)
 	}
-	p := r.pusher(t, nil)
+	// No takeover here: a lease a loaded machine does not let lapse
+	// mid-pass (CI saw 7 pushes stop "sending" at 200 ms).
+	const lease = 2 * time.Second
+	p := r.pusherLease(t, nil, lease)
 	runOnce(t, p)
 	ro, _ = r.store.Rollout(ctx, ro.ID)
 	if ro.Progress["verified"] != 180 || ro.Progress["pending"] != 20 || ro.Status != "running" {
@@ -71,11 +74,11 @@ func TestRolloutWithOfflineMeters(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	runOnce(t, p)
 	ro, _ = r.store.Rollout(ctx, ro.ID)
-	// On a loaded machine a push can lose its short test lease mid-pass and
+	// On a loaded machine a push can still lose its lease mid-pass and
 	// stop ("sending" until the lease expires); the next pass resumes it,
 	// as after a crash. Give it those passes.
 	for i := 0; i < 5 && ro.Status != "completed"; i++ {
-		time.Sleep(400 * time.Millisecond)
+		time.Sleep(lease + 100*time.Millisecond)
 		runOnce(t, p)
 		ro, _ = r.store.Rollout(ctx, ro.ID)
 	}
