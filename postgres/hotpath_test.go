@@ -121,7 +121,7 @@ func TestHotStatementsUseIndexes(t *testing.T) {
 
 	// The hot path, for 40 meters: a sync (lease, the lookups a read
 	// makes, the result with the lease), a push's lease, the meter page's
-	// reads.
+	// reads, another node's want and the holder's poll for it.
 	now := time.Now().UTC()
 	var hot []flows.SyncResult
 	for i := 0; i < fleet; i += fleet / 40 {
@@ -149,6 +149,14 @@ func TestHotStatementsUseIndexes(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := s.MeterAudit(ctx, m.ID, 20); err != nil {
+			t.Fatal(err)
+		}
+		// Another node's operator work wants the meter; the holder's
+		// poll for wanted meters (every quarter second per node).
+		if err := s.WantMeter(ctx, m.ID, "b:2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.WantedFrom(ctx, "a:1"); err != nil {
 			t.Fatal(err)
 		}
 	}

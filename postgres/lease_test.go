@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -354,4 +355,76 @@ func slotMinute(t *testing.T, s *postgres.Store, meterID string, secs int, now t
 		t.Fatal(err)
 	}
 	return minute
+}
+
+// An on-demand sync refused a meter another node holds wants it as a
+// refused push does, and the holding node, asking which of its meters are
+// wanted, is told — no other node is, and nothing is wanted of a meter
+// nobody else holds.
+func TestWantedMeterIsNamedToItsHolder(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	var ids []string
+	for i, serial := range []string{"EML2137580835", "EML2137580836"} {
+		m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: serial, Hardware: "C1.w", IPAddress: fmt.Sprintf("127.0.0.%d", 12+i), Port: 8080})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	wanted := func(node string) []string {
+		t.Helper()
+		got, err := s.WantedFrom(ctx, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	// b's group holds both; a wants the first for an on-demand sync.
+	for _, id := range ids {
+		if !leased(t, s, id, "b:2/group-hourly") {
+			t.Fatal("a free meter could not be leased")
+		}
+	}
+	if got := wanted("b:2"); len(got) != 0 {
+		t.Fatalf("meters wanted before anyone asked: %v", got)
+	}
+	if leased(t, s, ids[0], "a:1") {
+		t.Fatal("node a's on-demand sync took a meter node b's group is reading")
+	}
+	if err := s.WantMeter(ctx, ids[0], "a:1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := wanted("b:2"); len(got) != 1 || got[0] != ids[0] {
+		t.Errorf("node b is told %v is wanted, want only %s", got, ids[0])
+	}
+	if got := wanted("a:1"); len(got) != 0 {
+		t.Errorf("node a, which holds nothing, is told %v is wanted", got)
+	}
+	// The want keeps other nodes out as a push's does.
+	if pushLeased(t, s, ids[0], "c:3/push", time.Minute) {
+		t.Error("node c pushed ahead of node a's waiting on-demand sync")
+	}
+	// Handed over: a takes it, and nothing is wanted any more.
+	if err := s.ReleaseSyncLease(ctx, ids[0], "b:2/group-hourly"); err != nil {
+		t.Fatal(err)
+	}
+	if !leased(t, s, ids[0], "a:1") {
+		t.Fatal("node a could not take the meter node b handed over")
+	}
+	if got := wanted("b:2"); len(got) != 0 {
+		t.Errorf("after the handover node b is still told %v is wanted", got)
+	}
+	// A node's own holders want nothing of each other (its turn orders
+	// them), and a meter nobody holds is not wanted.
+	if err := s.WantMeter(ctx, ids[1], "b:2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := wanted("b:2"); len(got) != 0 {
+		t.Errorf("node b's own on-demand sync made %v wanted", got)
+	}
+	if err := s.WantMeter(ctx, "00000000-0000-0000-0000-000000000000", "a:1"); flows.ErrorCode(err) != flows.ENOTFOUND {
+		t.Errorf("wanting an unknown meter: %v, want ENOTFOUND", err)
+	}
 }

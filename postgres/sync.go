@@ -94,8 +94,9 @@ func pushFree(st, owner string) string {
 		" AND " + quietFree(st, owner) + " AND " + wantFree(st, owner)
 }
 
-// wantFree is SQL true unless another node than owner's waits to push to
-// the meter of row st (migration 0025): it goes next.
+// wantFree is SQL true unless another node than owner's waits for the
+// meter of row st for operator work (a push, an on-demand sync; migration
+// 0025): it goes next.
 func wantFree(st, owner string) string {
 	return fmt.Sprintf(`(%[1]s.wanted_until IS NULL OR %[1]s.wanted_until < now() OR split_part(%[1]s.wanted_by, '/', 1) = split_part(%[2]s, '/', 1))`, st, owner)
 }
@@ -183,26 +184,58 @@ func (s *Store) LeaseMeterForPush(ctx context.Context, meterID, owner string, tt
 	if tag.RowsAffected() == 1 {
 		return true, nil
 	}
-	// Refused by another node: want the meter next, unless another node
-	// wanted it first. (Refused by this node's other push holder — its
-	// mediator — this node's turn orders the two: no want keeps other
-	// nodes out for it.)
-	tag, err = s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET wanted_by = $2, wanted_until = now() + interval '`+wantFor+`'
+	// Refused: want the meter next (no want when the refusal was this
+	// node's other push holder — its mediator — whose turn orders the
+	// two).
+	return false, s.want(ctx, meterID, owner)
+}
+
+// WantMeter records that owner's node (an on-demand sync refused a
+// meter's lease) wants the meter next, as a refused push does: while the
+// want is fresh (wantFor, renewed by asking again) no other node's sync
+// or push takes the meter, and a node holding it for background reads
+// hands it over after its request in progress (WantedFrom). Nothing is
+// recorded when no other node holds the meter or rests it, or another
+// node wanted it first. ENOTFOUND when the meter is gone.
+func (s *Store) WantMeter(ctx context.Context, meterID, owner string) error {
+	return s.want(ctx, meterID, owner)
+}
+
+// want records owner's node's want of a meter another node holds (its
+// sync or push lease) or gave back within its gap, unless another node
+// wanted it first.
+func (s *Store) want(ctx context.Context, meterID, owner string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE flows.meter_sync_state SET wanted_by = $2, wanted_until = now() + interval '`+wantFor+`'
 		WHERE meter_id = $1 AND (wanted_until IS NULL OR wanted_until < now() OR split_part(wanted_by, '/', 1) = split_part($2, '/', 1))
 		  AND ((push_until >= now() AND split_part(push_owner, '/', 1) <> split_part($2, '/', 1))
 		       OR (lease_until >= now() AND split_part(lease_owner, '/', 1) <> split_part($2, '/', 1))
 		       OR (quiet_until > now() AND split_part(released_by, '/', 1) <> split_part($2, '/', 1)))`, meterID, owner)
 	if err != nil {
-		return false, translate(err, "push lease")
+		return translate(err, "meter want")
 	}
 	if tag.RowsAffected() == 0 {
 		// No want renewed (the common retry renews one): the meter may be
 		// gone.
 		if _, err := s.MeterByID(ctx, meterID); err != nil {
-			return false, err // gone (ENOTFOUND) or unreadable
+			return err // gone (ENOTFOUND) or unreadable
 		}
 	}
-	return false, nil
+	return nil
+}
+
+// WantedFrom returns the meters whose sync lease node (host:pid) holds
+// and another node wants (WantMeter, a refused push): operator work
+// waiting for this node to hand them over. It reads the live wants by
+// their index (migration 0027), not the fleet.
+func (s *Store) WantedFrom(ctx context.Context, node string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT meter_id::text FROM flows.meter_sync_state
+		WHERE wanted_until >= now() AND split_part(wanted_by, '/', 1) <> split_part($1, '/', 1)
+		  AND lease_until >= now() AND split_part(lease_owner, '/', 1) = split_part($1, '/', 1)`, node)
+	if err != nil {
+		return nil, translate(err, "meter wants")
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return ids, translate(err, "meter wants")
 }
 
 // ExtendPushLeases renews owner's push leases of meters for ttl and

@@ -57,6 +57,14 @@ type Store interface {
 	LeaseMeter(ctx context.Context, meterID, owner string, ttl time.Duration) (*flows.Meter, bool, error)
 	LeaseDueGroup(ctx context.Context, f flows.Frequency, minute, now, since time.Time, failing bool, owner string, ttl time.Duration, limit int) (meters []flows.Meter, left, waiting int, err error)
 	ReleaseSyncLease(ctx context.Context, meterID, owner string) error
+	// WantMeter records that owner's node waits for a meter another node
+	// holds (operator work goes next); WantedFrom returns the meters node
+	// holds that another node wants (handover.go).
+	WantMeter(ctx context.Context, meterID, owner string) error
+	WantedFrom(ctx context.Context, node string) ([]string, error)
+	// ApplyObservation stores what a read handed over part-way gathered,
+	// leaving the meter's sync state (it is still due) alone.
+	ApplyObservation(ctx context.Context, r flows.SyncResult) error
 	// ApplySync(s) write results and release owner's leases with them.
 	ApplySync(ctx context.Context, r flows.SyncResult, freq, owner string) error
 	// ApplySyncs writes what it can and returns the meters it could not.
@@ -144,13 +152,16 @@ type Engine struct {
 	reads *limiter
 	// groups counts the group jobs running in this process: a chunk is
 	// their share of the meters in flight, three times over.
-	groups   atomic.Int64
-	setTime  setTimes
-	bounds   Bounds
-	bound    string // what decided the limit (under mu)
-	stop     chan struct{}
-	stopOnce sync.Once
-	done     sync.WaitGroup
+	groups  atomic.Int64
+	setTime setTimes
+	// handovers are the meters held for background reads that another
+	// node's operator work may want (handover.go).
+	handovers handovers
+	bounds    Bounds
+	bound     string // what decided the limit (under mu)
+	stop      chan struct{}
+	stopOnce  sync.Once
+	done      sync.WaitGroup
 
 	mu      sync.Mutex
 	freqs   map[string]flows.Frequency
@@ -270,8 +281,9 @@ func (e *Engine) Start(ctx context.Context) error {
 			e.cfg.Logger.Warn("initial sync scheduling", "error", err)
 		}
 	}()
-	e.done.Add(1)
+	e.done.Add(2)
 	go e.sizeLoop(ctx)
+	go e.wantLoop(ctx)
 	return nil
 }
 
@@ -394,6 +406,18 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 	if err != nil {
 		return err
 	}
+	if !ok && a.Frequency == OnDemand {
+		// Another node is talking to the meter: want it (that node hands
+		// it over after its request in progress unless it is operator
+		// work too) and ask again until it is free.
+		m, ok, err = e.waitForMeter(ctx, a.MeterID)
+		if flows.ErrorCode(err) == flows.ENOTFOUND {
+			return river.JobCancel(err)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if !ok {
 		return river.JobSnooze(5 * time.Second) // another process is talking to this meter
 	}
@@ -422,6 +446,32 @@ func (e *Engine) workSync(ctx context.Context, job *river.Job[syncArgs]) error {
 	_, detail, ok := res.Verdict()
 	e.synced(a.MeterID, m.Serial, detail, ok)
 	return nil
+}
+
+// waitForMeter asks for a meter's lease for an on-demand sync every
+// wantRetry for up to wantWait, renewing this node's want of it each time
+// it is refused.
+func (e *Engine) waitForMeter(ctx context.Context, meterID string) (*flows.Meter, bool, error) {
+	give := time.NewTimer(wantWait)
+	defer give.Stop()
+	t := time.NewTicker(wantRetry)
+	defer t.Stop()
+	for {
+		if err := e.cfg.Store.WantMeter(ctx, meterID, e.cfg.Owner); err != nil {
+			return nil, false, err
+		}
+		select {
+		case <-t.C:
+		case <-give.C:
+			return nil, false, nil
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		m, ok, err := e.cfg.Store.LeaseMeter(ctx, meterID, e.cfg.Owner, e.cfg.SyncTimeout+30*time.Second)
+		if err != nil || ok {
+			return m, ok, err
+		}
+	}
 }
 
 // synced logs a failed sync (by serial: what an operator searches for)
@@ -534,11 +584,48 @@ func (e *Engine) workGroup(ctx context.Context, job *river.Job[groupArgs]) error
 	}
 }
 
+// A chunk member's progress, for handing it over to another node's
+// operator work (handover.go) at any point: before it is read, part-way
+// through its read, or read and waiting for the chunk's write.
+const (
+	memberWaiting int32 = iota // leased, waiting for a read slot
+	memberReading
+	memberRead   // read (or failed), waiting for the chunk's write
+	memberChunk  // in the chunk's write, or released with it
+	memberHanded // handed over
+)
+
 // syncChunk reads meters (leased) in parallel within the engine's limit on
 // meters in flight, writes every result in one transaction, releases the
-// leases of those it could not read, and returns how many it stored.
+// leases of those it could not read, and returns how many it stored. A
+// member another node wants is handed over at once, not at the chunk's
+// end (handover.go).
 func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq string) (int, error) {
+	owner := groupOwner(e.cfg.Owner, freq)
 	results := make([]*flows.SyncResult, len(meters))
+	states := make([]atomic.Int32, len(meters))
+	wanted := make([]chan struct{}, len(meters))
+	holds := make([]*holder, len(meters))
+	var handing sync.WaitGroup // hand-overs' writes
+	var handed atomic.Int64    // results stored by a hand-over
+	handOver := func(i int, complete bool) {
+		handing.Add(1)
+		go func() {
+			defer handing.Done()
+			if e.handOver(ctx, &meters[i], results[i], complete, freq, owner) {
+				handed.Add(1)
+			}
+		}()
+	}
+	for i := range meters {
+		wanted[i] = make(chan struct{})
+		holds[i] = e.handovers.hold(meters[i].ID, func() {
+			close(wanted[i]) // a read in progress stops before its next request
+			if states[i].CompareAndSwap(memberWaiting, memberHanded) || states[i].CompareAndSwap(memberRead, memberHanded) {
+				handOver(i, true)
+			}
+		})
+	}
 	// Meters not read because the way to them is down: one log line for
 	// the chunk, not one a meter (a dead mediator is thousands of them).
 	var unreachedMu sync.Mutex
@@ -546,14 +633,27 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 	var unreachedErr error
 	var wg sync.WaitGroup
 	for i := range meters {
+		if states[i].Load() == memberHanded {
+			continue
+		}
 		if e.reads.acquire(ctx) != nil {
 			continue // not read: released below
+		}
+		if !states[i].CompareAndSwap(memberWaiting, memberReading) {
+			e.reads.release() // handed over while it waited for the slot
+			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { e.reads.release(); wg.Done() }()
 			t0 := time.Now()
-			res, err := e.readMeter(ctx, &meters[i], freq)
+			res, err := e.readMeter(ctx, &meters[i], freq, wanted[i])
+			if errors.Is(err, errHandedOver) {
+				states[i].Store(memberHanded)
+				results[i] = res
+				handOver(i, false)
+				return
+			}
 			e.setTime.observe(freq, time.Since(t0))
 			if err != nil {
 				switch {
@@ -565,9 +665,16 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 				default:
 					e.cfg.Logger.Warn("sync failed", "meter_serial", meters[i].Serial, "error", err)
 				}
-				return
 			}
-			results[i] = res
+			results[i] = res // nil when not read: released
+			states[i].Store(memberRead)
+			select {
+			case <-wanted[i]: // wanted as its last request ended
+				if states[i].CompareAndSwap(memberRead, memberHanded) {
+					handOver(i, true)
+				}
+			default:
+			}
 		}()
 	}
 	wg.Wait()
@@ -577,16 +684,22 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 	}
 	var apply []flows.SyncResult
 	var released []string
-	for i, r := range results {
-		if r == nil {
+	for i := range meters {
+		if !states[i].CompareAndSwap(memberRead, memberChunk) && !states[i].CompareAndSwap(memberWaiting, memberChunk) {
+			continue // handed over
+		}
+		if results[i] == nil {
 			released = append(released, meters[i].ID)
 			continue
 		}
-		apply = append(apply, *r)
+		apply = append(apply, *results[i])
 	}
-	owner := groupOwner(e.cfg.Owner, freq)
+	for _, h := range holds {
+		e.handovers.drop(h)
+	}
 	skipped, err := e.cfg.Store.ApplySyncs(context.WithoutCancel(ctx), apply, freq, owner)
 	if err != nil {
+		handing.Wait()
 		return 0, err
 	}
 	serial := make(map[string]string, len(meters))
@@ -613,7 +726,39 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 		}
 		e.synced(r.MeterID, serial[r.MeterID], detail, ok)
 	}
-	return len(apply) - len(skipped), nil
+	handing.Wait()
+	return len(apply) - len(skipped) + int(handed.Load()), nil
+}
+
+// handOver gives back a meter of a group's chunk that another node wants:
+// a complete result is written with its lease, as the chunk would have;
+// what a read cut short gathered is stored as an observation (the meter
+// stays due: its set is read again once the other node is done); a meter
+// not read has its lease released. It says whether a sync was stored.
+func (e *Engine) handOver(ctx context.Context, m *flows.Meter, res *flows.SyncResult, complete bool, freq, owner string) bool {
+	ctx = context.WithoutCancel(ctx)
+	if res != nil && complete {
+		err := e.cfg.Store.ApplySync(ctx, *res, freq, owner)
+		if err == nil {
+			if res.ProfileBacklog {
+				e.queueBackfill(ctx, m.ID, m.Serial)
+			}
+			_, detail, ok := res.Verdict()
+			e.synced(m.ID, m.Serial, detail, ok)
+			return true
+		}
+		e.cfg.Logger.Warn("sync result not stored", "meter_serial", m.Serial, "error", err)
+	}
+	if res != nil && !complete && len(res.Groups) > 0 {
+		if err := e.cfg.Store.ApplyObservation(ctx, *res); err != nil {
+			e.cfg.Logger.Warn("storing what a handed-over read gathered", "meter_serial", m.Serial, "error", err)
+		}
+	}
+	if err := e.cfg.Store.ReleaseSyncLease(ctx, m.ID, owner); err != nil {
+		e.cfg.Logger.Warn("releasing sync lease", "meter_serial", m.Serial, "error", err)
+	}
+	e.cfg.Logger.Debug("meter handed over to another node's operator work", "meter_serial", m.Serial, "read", res != nil)
+	return false
 }
 
 // SyncMeter runs one frequency's syncers against a meter and applies the
@@ -628,7 +773,7 @@ func (e *Engine) SyncMeter(ctx context.Context, meterID, freq string) (*flows.Sy
 }
 
 func (e *Engine) syncMeter(ctx context.Context, m *flows.Meter, freq string) (*flows.SyncResult, error) {
-	res, err := e.readMeter(ctx, m, freq)
+	res, err := e.readMeter(ctx, m, freq, nil)
 	if err != nil || res == nil {
 		return res, err
 	}
@@ -643,7 +788,9 @@ func (e *Engine) syncMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 
 // readMeter runs a frequency's syncers against a meter and returns what
 // they read, without writing it (nil for meters that are not synced).
-func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*flows.SyncResult, error) {
+// Once wanted (nil: never) is closed it starts no more requests and
+// returns what it read with errHandedOver.
+func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string, wanted <-chan struct{}) (*flows.SyncResult, error) {
 	target, err := meterconn.TargetOf(m)
 	if err != nil {
 		return nil, nil // passive twins are fed from their active database, never polled
@@ -653,8 +800,12 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 		return nil, err
 	}
 	res := &flows.SyncResult{MeterID: m.ID}
+	var meters Meters = e.cfg.Meters
+	if wanted != nil {
+		meters = yielding{Meters: e.cfg.Meters, wanted: wanted}
+	}
 	c := &call{
-		meters: e.cfg.Meters,
+		meters: meters,
 		target: target,
 		meter:  m,
 		res:    res,
@@ -686,6 +837,15 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 		}
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return nil, err // shutting down: the next slot will do it
+		}
+		if errors.Is(err, errHandedOver) {
+			// Events are read newest first: stored from a cut read they
+			// would hide the older blocks not yet read from the next one
+			// (it reads back to the newest stored). They are read again.
+			res.Events = nil
+			res.At = e.cfg.Now().UTC()
+			res.Invalid = append(res.Invalid, res.Shadow.DropInvalid()...)
+			return res, err
 		}
 		class := meterconn.Classify(err)
 		if class == meterconn.FailureDependency {

@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -338,7 +339,14 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 	if !ok {
 		return river.JobSnooze(e.cfg.BackfillPause) // syncing now: the scheduled read goes first
 	}
+	// Another node's operator work wanting the meter stops the run before
+	// its next request (handover.go); what it read is stored, and it comes
+	// back after BackfillPause. (Released after the hold is dropped: a
+	// want seen in between does nothing.)
+	wanted := make(chan struct{})
+	hold := e.handovers.hold(m.ID, func() { close(wanted) })
 	defer func() {
+		e.handovers.drop(hold)
 		if err := e.cfg.Store.ReleaseSyncLease(context.WithoutCancel(ctx), m.ID, owner); err != nil {
 			e.cfg.Logger.Warn("releasing sync lease", "meter_serial", m.Serial, "error", err)
 		}
@@ -348,7 +356,7 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 		return river.JobCancel(err) // passive: fed by its active database
 	}
 	now := e.cfg.Now().UTC()
-	c := &call{meters: e.cfg.Meters, target: target, meter: m, now: now, res: &flows.SyncResult{MeterID: m.ID}}
+	c := &call{meters: yielding{Meters: e.cfg.Meters, wanted: wanted}, target: target, meter: m, now: now, res: &flows.SyncResult{MeterID: m.ID}}
 	if emop.IsThreePhase(m.Hardware) {
 		return e.backfillThreePhase(ctx, c) // its interval profile, not profile logs 1 and 2
 	}
@@ -362,12 +370,15 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 	}
 	// Every half hour of the window may be asked for; the run's length
 	// bounds it.
-	p, readErr := readProfile(ctx, e.cfg.Meters, c, gaps, (e.cfg.BackfillDays+1)*48, time.Now().Add(e.cfg.BackfillRun))
+	p, readErr := readProfile(ctx, c.meters, c, gaps, (e.cfg.BackfillDays+1)*48, time.Now().Add(e.cfg.BackfillRun))
 	if _, err := e.cfg.Store.StoreProfileRead(context.WithoutCancel(ctx), m.ID, p.recs, p.holes); err != nil {
 		return err
 	}
 	if bad := append(p.dropped, p.refused...); len(bad) > 0 {
 		e.cfg.Logger.Info("profile records kept out", "meter_serial", m.Serial, "detail", strings.Join(bad, "; "))
+	}
+	if errors.Is(readErr, errHandedOver) {
+		return river.JobSnooze(e.cfg.BackfillPause) // another node's operator work goes first
 	}
 	if readErr != nil {
 		return fmt.Errorf("profile backfill of %s: %w", m.Serial, readErr) // retried with backoff, at most MaxAttempts

@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -235,18 +236,24 @@ func (e *Engine) backfillThreePhase(ctx context.Context, c *call) error {
 		return err
 	}
 	cfg, err := threePhaseConfig(ctx, c)
+	if errors.Is(err, errHandedOver) {
+		return river.JobSnooze(e.cfg.BackfillPause)
+	}
 	if err != nil {
 		if meterconn.Classify(err).Unreached() {
 			return fmt.Errorf("three-phase backfill of %s: %w", m.Serial, err) // retried with backoff
 		}
 		return river.JobCancel(fmt.Errorf("three-phase backfill of %s: %w", m.Serial, err)) // the next daily sync names it
 	}
-	p, readErr := readThreePhase(ctx, e.cfg.Meters, c, cfg, gaps, (e.cfg.BackfillDays+1)*48, time.Now().Add(e.cfg.BackfillRun))
+	p, readErr := readThreePhase(ctx, c.meters, c, cfg, gaps, (e.cfg.BackfillDays+1)*48, time.Now().Add(e.cfg.BackfillRun))
 	if _, err := e.cfg.Store.StoreThreePhaseRead(context.WithoutCancel(ctx), m.ID, p.ivs, p.holes); err != nil {
 		return err
 	}
 	if bad := append(p.dropped, p.refused...); len(bad) > 0 {
 		e.cfg.Logger.Info("three-phase intervals kept out", "meter_serial", m.Serial, "detail", strings.Join(bad, "; "))
+	}
+	if errors.Is(readErr, errHandedOver) {
+		return river.JobSnooze(e.cfg.BackfillPause) // another node's operator work goes first
 	}
 	if readErr != nil {
 		return fmt.Errorf("three-phase backfill of %s: %w", m.Serial, readErr)
