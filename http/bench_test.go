@@ -205,8 +205,12 @@ func BenchmarkFleetPage(b *testing.B) {
 		SELECT 'EML' || (4000000000 + g)::text, 'Plot ' || g, ('10.' || (g / 65536) || '.' || (g / 256 % 256) || '.' || (g % 256))::inet,
 		       (SELECT id FROM flows.escos), 'EMA1.w' FROM generate_series(1, 100000) g`,
 		`UPDATE flows.meter_shadows SET balance = 10 + random() * 20, csq = 15, health = 'healthy'`,
-		// a day of hourly signal readings a meter: what last online reads
-		`INSERT INTO flows.meter_csq (meter_id, "timestamp", csq) SELECT id, now() - k * interval '1 hour', 15 FROM flows.meter_registry, generate_series(0, 23) k`,
+		// a day of hourly signal readings a meter, each meter at its own
+		// second of the hour, and the last of them kept on the shadow as
+		// the history trigger keeps it (migration 0028's fill)
+		`INSERT INTO flows.meter_csq (meter_id, "timestamp", csq) SELECT id, now() - k * interval '1 hour' - (abs(hashtext(id::text)) % 3600) * interval '1 second', 15
+		FROM flows.meter_registry, generate_series(0, 23) k`,
+		`UPDATE flows.meter_shadows ms SET last_online_at = lo.last_online FROM flows.meter_last_online lo WHERE lo.id = ms.id`,
 		`VACUUM ANALYZE`,
 	} {
 		if _, err := pool.Exec(ctx, q); err != nil {

@@ -2,8 +2,9 @@ package http_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"github.com/riverqueue/river"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/flows-energy/flows/postgres"
 	"github.com/flows-energy/flows/sim"
 	"github.com/flows-energy/flows/syncer"
+	"github.com/riverqueue/river"
 	"github.com/shopspring/decimal"
 )
 
@@ -97,9 +99,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	transport, _ := meterconn.New(meterconn.Config{Attempts: 1})
-	// A few syncs spread over the last hours give the charts points.
-	for i := 4; i >= 0; i-- {
-		at := start.Add(-time.Duration(i) * time.Hour)
+	// A few syncs spread over the last hours give the charts points, and
+	// one three days ago is in the 7-day range but not the last 24 h.
+	for _, h := range []int{72, 4, 3, 2, 1, 0} {
+		at := start.Add(-time.Duration(h) * time.Hour)
 		eng, err := syncer.New(syncer.Config{Store: store, Meters: transport, Now: func() time.Time { return at },
 			NewQueue: func(c *river.Config) (syncer.JobQueue, error) { return store.NewQueueClient(c) }})
 		if err != nil {
@@ -199,9 +202,28 @@ func TestDashboardInBrowser(t *testing.T) {
 	poll("search results", fmt.Sprintf(`location.search.includes("q=") && document.querySelectorAll("#meters tbody tr").length === 1 && !!document.querySelector('a.meter-link[href="/meters/%s"]')`, serial))
 	submit("open a meter", fmt.Sprintf(`a.meter-link[href="/meters/%s"]`, serial))
 	step("meter page", chromedp.WaitVisible(chromedp.CSS("#balance-chart canvas")))
+	// The chart draws the points the API gives for the range (7 days by
+	// default): one per sync, six.
+	apiPoints := func(since time.Duration) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+"/api/v1/meters/"+serial+"/balance?from="+time.Now().UTC().Add(-since).Format(time.RFC3339), nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Points []json.RawMessage `json:"points"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("balance history: %d %v", resp.StatusCode, err)
+		}
+		return len(body.Points)
+	}
 	points, err := chromedp.Run(bctx, chromedp.Evaluate[int](`flowsCharts["balance-chart"].points`))
-	if err != nil || points < 5 {
-		t.Errorf("balance chart has %d points (%v), want one per sync (5)", points, err)
+	if want := apiPoints(7 * 24 * time.Hour); err != nil || points != want || want != 6 {
+		t.Errorf("7-day balance chart has %d points (%v); the API gives %d for the range, want 6 (one per sync)", points, err, want)
 	}
 	if n, _ := chromedp.Run(bctx, chromedp.Evaluate[int](`flowsCharts["csq-chart"].points`)); n < 5 {
 		t.Errorf("signal chart has %d points", n)
@@ -221,6 +243,16 @@ func TestDashboardInBrowser(t *testing.T) {
 	// The range picker reloads the page with the range in the URL.
 	submit("24 h range", `#range a[href*="range=24h"]`)
 	poll("24 h chosen", `location.search.includes("range=24h") && document.querySelector("#range b").textContent === "24 h" && !!window.flowsCharts["balance-chart"]`)
+	// ... and draws what the API gives for the last 24 h: the sync three
+	// days ago is gone.
+	points, err = chromedp.Run(bctx, chromedp.Evaluate[int](`flowsCharts["balance-chart"].points`))
+	if want := apiPoints(24 * time.Hour); err != nil || points != want || want != 5 {
+		t.Errorf("24 h balance chart has %d points (%v); the API gives %d for the range, want 5", points, err, want)
+	}
+	if xmin, err := chromedp.Run(bctx, chromedp.Evaluate[float64](`flowsCharts["balance-chart"].plot.scales.x.min`)); err != nil ||
+		time.Unix(int64(xmin), 0).Before(time.Now().Add(-25*time.Hour)) {
+		t.Errorf("24 h chart's time axis starts at %v (%v), want within the last 24 h", time.Unix(int64(xmin), 0).UTC(), err)
+	}
 	shot("dashboard-meter.png")
 
 	// Schedule a future tariff through the form and watch its request

@@ -259,8 +259,9 @@ func (s *Store) bulkLoad(ctx context.Context, what string, sql string, args ...a
 // GenerateIntervals writes the derived half hours of registers for the
 // whole UTC days [from, to) (register_interval_hh, one statement per day,
 // each register's day together, as collection writes them) and their per-day totals
-// (register_interval_day). It returns the half hours written.
-func (s *Store) GenerateIntervals(ctx context.Context, registerIDs []string, from, to time.Time) (int64, error) {
+// (register_interval_day). It returns the half hours written; dayDone,
+// when not nil, is called as each day is written (a progress bar).
+func (s *Store) GenerateIntervals(ctx context.Context, registerIDs []string, from, to time.Time, dayDone func()) (int64, error) {
 	from, to = from.UTC().Truncate(24*time.Hour), to.UTC().Truncate(24*time.Hour)
 	var total int64
 	for day := from; day.Before(to); day = day.AddDate(0, 0, 1) {
@@ -275,6 +276,9 @@ func (s *Store) GenerateIntervals(ctx context.Context, registerIDs []string, fro
 			return total, err
 		}
 		total += n
+		if dayDone != nil {
+			dayDone()
+		}
 	}
 	// 48 half hours a day: 48 × the slot-0 load plus 7 × (0 + 1 + … + 47).
 	_, err := s.bulkLoad(ctx, "generated interval days", `

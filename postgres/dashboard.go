@@ -23,9 +23,9 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 		return nil, err
 	}
 	// last_online by the rule of flows.meter_last_online (and so of the
-	// meters_offline_* views): the newest non-NULL csq reading.
-	q := `SELECT ` + meterColumns + `, ms.balance, ms.health::text, ms.csq, (ms.synced_at ->> 'balance')::timestamptz,
-			(SELECT c."timestamp" FROM flows.meter_csq c WHERE c.meter_id = mr.id AND c.csq IS NOT NULL ORDER BY c."timestamp" DESC LIMIT 1)
+	// meters_offline_* views), the newest non-NULL csq reading, as the
+	// shadow keeps it (migration 0028).
+	q := `SELECT ` + meterColumns + `, ms.balance, ms.health::text, ms.csq, (ms.synced_at ->> 'balance')::timestamptz, ms.last_online_at
 		FROM flows.meter_registry mr
 		LEFT JOIN flows.escos e ON e.id = mr.esco
 		JOIN flows.meter_shadows ms ON ms.id = mr.id` + where + ` ORDER BY ` + meterOrder(f.Sort) + pageClause(f, &args)
@@ -64,9 +64,7 @@ func (s *Store) MeterRows(ctx context.Context, f flows.MeterFilter) ([]flows.Met
 }
 
 // meterOrders are the SQL of flows.MeterSorts. Every order ends with the
-// serial, so pages do not overlap. last_online sorts by the same subquery
-// the rows show; it reads every meter's newest signal row, so it is the
-// slowest.
+// serial, so pages do not overlap.
 var meterOrders = map[string]string{
 	"name":        "mr.name %s NULLS LAST",
 	"serial":      "mr.serial %s",
@@ -74,7 +72,7 @@ var meterOrders = map[string]string{
 	"balance":     "ms.balance %s NULLS LAST",
 	"health":      "ms.health %s NULLS LAST",
 	"csq":         "ms.csq %s NULLS LAST",
-	"last_online": `(SELECT c."timestamp" FROM flows.meter_csq c WHERE c.meter_id = mr.id AND c.csq IS NOT NULL ORDER BY c."timestamp" DESC LIMIT 1) %s NULLS LAST`,
+	"last_online": "ms.last_online_at %s NULLS LAST",
 }
 
 // meterOrder is the ORDER BY of a validated sort ("" by name).

@@ -305,3 +305,39 @@ func TestTariffView(t *testing.T) {
 		t.Errorf("BST meter: activation instant = %v, want %v (midnight BST)", r.fat.UTC(), want)
 	}
 }
+
+// The shadow's last_online_at, which the fleet page reads and sorts by,
+// is meter_last_online's answer at every step: NULL before the meter
+// answers, the newest non-NULL csq write, kept through a failed sync (csq
+// NULL), moved by the next answer, and never back by an older one.
+func TestLastOnlineColumnFollowsTheView(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	ctx := context.Background()
+	id := mustID(t, pool, `INSERT INTO flows.meter_registry (serial) VALUES ('EML1000000009') RETURNING id`)
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	check := func(step string, want *time.Time) {
+		t.Helper()
+		var col, view *time.Time
+		if err := pool.QueryRow(ctx, `SELECT ms.last_online_at, lo.last_online FROM flows.meter_shadows ms
+			JOIN flows.meter_last_online lo ON lo.id = ms.id WHERE ms.id = $1`, id).Scan(&col, &view); err != nil {
+			t.Fatal(err)
+		}
+		same := func(a, b *time.Time) bool { return (a == nil) == (b == nil) && (a == nil || a.Equal(*b)) }
+		if !same(col, view) || !same(col, want) {
+			t.Errorf("%s: last_online_at %v, meter_last_online %v, want %v", step, col, view, want)
+		}
+	}
+	at := func(h int) *time.Time { v := t0.Add(time.Duration(h) * time.Hour); return &v }
+	check("never answered", nil)
+	mustExec(t, pool, `UPDATE flows.meter_shadows SET balance = 3 WHERE id = $1`, id)
+	check("a balance write", nil)
+	mustExec(t, pool, `UPDATE flows.meter_shadows SET csq = 12, updated_at = $2 WHERE id = $1`, id, *at(0))
+	check("first answer", at(0))
+	mustExec(t, pool, `UPDATE flows.meter_shadows SET csq = NULL, updated_at = $2 WHERE id = $1`, id, *at(1))
+	check("a failed sync", at(0))
+	mustExec(t, pool, `UPDATE flows.meter_shadows SET csq = 14, updated_at = $2 WHERE id = $1`, id, *at(2))
+	check("the next answer", at(2))
+	mustExec(t, pool, `UPDATE flows.meter_shadows SET csq = 9, updated_at = $2 WHERE id = $1`, id, *at(-5))
+	check("an older observation", at(2))
+}

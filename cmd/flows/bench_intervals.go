@@ -151,7 +151,11 @@ func generateIntervalData(ctx context.Context, out io.Writer, store *postgres.St
 	}
 	g.profileMeters = g.fleet.MeterIDs[:o.profileMeters]
 	fmt.Fprintf(out, "generating %d days for %d meters (%d registers) …\n", days, len(g.fleet.MeterIDs), len(g.fleet.RegisterIDs))
-	if g.intervals, err = store.GenerateIntervals(ctx, g.fleet.RegisterIDs, g.from, g.today); err != nil {
+	// The bar counts steps: a day of intervals, a batch of profiles, a
+	// batch of balance histories.
+	bar := cli.NewProgress(out, "generating", days+(len(g.profileMeters)+249)/250+(len(g.fleet.MeterIDs)+499)/500)
+	defer bar.Done()
+	if g.intervals, err = store.GenerateIntervals(ctx, g.fleet.RegisterIDs, g.from, g.today, func() { bar.Add(1) }); err != nil {
 		return nil, err
 	}
 	for lo := 0; lo < len(g.profileMeters); lo += 250 {
@@ -160,6 +164,7 @@ func generateIntervalData(ctx context.Context, out io.Writer, store *postgres.St
 			return nil, err
 		}
 		g.profile += n
+		bar.Add(1)
 	}
 	for lo := 0; lo < len(g.fleet.MeterIDs); lo += 500 {
 		n, err := store.GenerateBalanceHistory(ctx, g.fleet.MeterIDs[lo:min(lo+500, len(g.fleet.MeterIDs))], now.AddDate(0, 0, -days), now, time.Hour)
@@ -167,7 +172,9 @@ func generateIntervalData(ctx context.Context, out io.Writer, store *postgres.St
 			return nil, err
 		}
 		g.balance += n
+		bar.Add(1)
 	}
+	bar.Done()
 	loaded := time.Since(t0)
 	for _, t := range []string{"register_interval_hh", "register_interval_day", "meter_profile", "meter_prepay_balance"} {
 		if err := store.VacuumAnalyze(ctx, t); err != nil {

@@ -54,9 +54,16 @@ var readyPath string
 
 func startDemo(t *testing.T, dataDir string, args ...string) (*demoProc, readyFile, *bytes.Buffer) {
 	t.Helper()
+	return startDemoListening(t, dataDir, append([]string{"--sim-listen", "127.78:0"}, args...)...)
+}
+
+// startDemoListening is startDemo with the simulator where args say (the
+// demo's default addresses when they do not).
+func startDemoListening(t *testing.T, dataDir string, args ...string) (*demoProc, readyFile, *bytes.Buffer) {
+	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready.json")
 	readyPath = ready
-	cmd := exec.Command(flowsBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--sim-listen", "127.78:0", "--grpc", "127.0.0.1:0", "--ready-file", ready}, args...)...)
+	cmd := exec.Command(flowsBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--ready-file", ready}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "FLOWS_JWT_SECRET=")
@@ -297,6 +304,36 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Errorf("after --fresh with 3 meters: %s meters", n)
 	}
 	stopDemo(t, cmd, out)
+}
+
+// When the demo's default simulator addresses are taken (another demo,
+// another program) the demo still starts: its meters listen on free ports
+// of the same addresses, are registered where they listen, and answer.
+func TestDemoDefaultSimAddressesTakenGiveWay(t *testing.T) {
+	// The first meter's default address (127.77:8080). Held by someone
+	// else already is as good.
+	if ln, err := net.Listen("tcp", "127.77.0.1:8080"); err == nil {
+		defer ln.Close()
+	}
+	p, rf, out := startDemoListening(t, t.TempDir(), "--meters", "3")
+	defer stopDemo(t, p, out)
+	if !strings.Contains(out.String(), "the meters listen on free ports") {
+		t.Errorf("the demo did not say its meters moved to free ports:\n%s", out.String())
+	}
+	if port, err := psql(t, rf.DatabaseURL, `SELECT port FROM flows.meter_registry WHERE ip_address = '127.77.0.1'`); err != nil || port == "" || port == "8080" {
+		t.Fatalf("the meter at 127.77.0.1 is registered on port %q (%v), want the free port it listens on", port, err)
+	}
+	// Registered where they listen: the live syncs read them (the seeded
+	// past records no sync; the demo's fleet has a faulty meter or two).
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		n, err := psql(t, rf.DatabaseURL, `SELECT count(*) FROM flows.meter_sync_state WHERE last_success_at IS NOT NULL`)
+		if err == nil && n != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no meter read on its free port after a minute (%v)", err)
+		}
+	}
 }
 
 // Simulator addresses given with --sim-listen and held by another program

@@ -2,8 +2,6 @@ package main
 
 import (
 	"os"
-	"regexp"
-	"strings"
 	"testing"
 
 	"github.com/flows-energy/flows/internal/cli"
@@ -20,12 +18,9 @@ func TestREADMENamesRealCommandsAndFlags(t *testing.T) {
 	}
 	// Deliberate misspellings the README shows an error for.
 	wrong := map[string]bool{"flows meter lst": true}
-	spans := regexp.MustCompile("`((?:go run \\./cmd/)?flows [^`]*)`").FindAllStringSubmatch(string(b), -1)
-	inBlocks := regexp.MustCompile(`(?m)^\s*((?:go run \./cmd/)?flows [^#\n]*)`).FindAllStringSubmatch(codeBlocks(string(b)), -1)
 	checked := 0
-	for _, m := range append(spans, inBlocks...) {
-		line := strings.TrimSpace(strings.TrimPrefix(m[1], "go run ./cmd/"))
-		if wrong[line] || strings.ContainsAny(line, "|…<>[]") || strings.Contains(line, "...") {
+	for _, line := range cli.Mentions(string(b), "flows") {
+		if wrong[line] {
 			continue
 		}
 		checked++
@@ -36,20 +31,4 @@ func TestREADMENamesRealCommandsAndFlags(t *testing.T) {
 	if checked < 30 {
 		t.Errorf("only %d command lines found in the README", checked)
 	}
-}
-
-// codeBlocks returns the README's fenced code, one block after another.
-func codeBlocks(s string) string {
-	var out strings.Builder
-	in := false
-	for _, l := range strings.Split(s, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(l), "```") {
-			in = !in
-			continue
-		}
-		if in {
-			out.WriteString(l + "\n")
-		}
-	}
-	return out.String()
 }

@@ -19,10 +19,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/flows-energy/flows"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // ExitUsage is the exit status of a usage error, as in the shells' and
@@ -288,10 +290,12 @@ func lintExample(newRoot func() *cobra.Command, path, line string) error {
 }
 
 // CheckMention checks a command line as documentation names it (the
-// README's `flows meter sync SERIAL`, `flows serve --meter-gap`): the
-// command exists and every --flag it names is one of that command's. It
-// does not need the line to be complete (arguments and flag values may be
-// left out), only true.
+// README's `flows meter sync SERIAL`, `flows serve --meter-gap`,
+// `emop --direct HOST:PORT -s SERIAL csq`): the command exists and every
+// --flag it names is one of that command's. It does not need the line to
+// be complete (arguments and flag values may be left out), only true.
+// Flags may come before the command's name, as emop's do: a flag that
+// takes a value, given without "=", takes the next word with it.
 func CheckMention(newRoot func() *cobra.Command, line string) error {
 	words := strings.Fields(line)
 	for len(words) > 0 && strings.Contains(words[0], "=") {
@@ -302,19 +306,28 @@ func CheckMention(newRoot func() *cobra.Command, line string) error {
 	if len(words) == 0 || words[0] != root.Name() {
 		return fmt.Errorf("does not start with %q", root.Name())
 	}
-	var path []string
-	for _, w := range words[1:] {
-		if strings.HasPrefix(w, "-") {
-			break
+	c := root
+	args := false // past the command's name: words are its arguments
+	for i := 1; i < len(words); i++ {
+		w := words[i]
+		if strings.HasPrefix(w, "-") && w != "-" && w != "--" {
+			if f := lookupFlag(c, w); f != nil && f.NoOptDefVal == "" && !strings.Contains(w, "=") {
+				i++ // its value
+			}
+			continue
 		}
-		path = append(path, w)
-	}
-	c, rest, err := root.Find(path)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 && !c.Runnable() {
-		return fmt.Errorf("%q has no command %q", c.CommandPath(), rest[0])
+		if args {
+			continue
+		}
+		next, rest, err := c.Find([]string{w})
+		if err != nil || len(rest) > 0 || next == c {
+			if !c.Runnable() {
+				return fmt.Errorf("%q has no command %q", c.CommandPath(), w)
+			}
+			args = true
+			continue
+		}
+		c = next
 	}
 	for _, w := range words[1:] {
 		if !strings.HasPrefix(w, "--") || w == "--" {
@@ -327,4 +340,60 @@ func CheckMention(newRoot func() *cobra.Command, line string) error {
 		}
 	}
 	return nil
+}
+
+// lookupFlag finds the flag a word (--name[=v], -x) names among c's own,
+// persistent and inherited flags, or nil.
+func lookupFlag(c *cobra.Command, w string) *pflag.Flag {
+	c.InitDefaultHelpFlag()
+	sets := []*pflag.FlagSet{c.Flags(), c.PersistentFlags(), c.InheritedFlags()}
+	name, _, _ := strings.Cut(strings.TrimLeft(w, "-"), "=")
+	for _, fs := range sets {
+		if strings.HasPrefix(w, "--") {
+			if f := fs.Lookup(name); f != nil {
+				return f
+			}
+		} else if len(name) == 1 {
+			if f := fs.ShorthandLookup(name); f != nil {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+// Mentions returns the command lines of prog a document (a README)
+// names, in backticks or at the start of a line in a fenced code block,
+// for CheckMention. Lines with placeholders that stand for several
+// (`init|server`, `…`, `[--flag]`, `<x>`) are left out.
+func Mentions(doc, prog string) []string {
+	q := regexp.QuoteMeta(prog)
+	spans := regexp.MustCompile("`((?:go run \\./cmd/)?"+q+" [^`]*)`").FindAllStringSubmatch(doc, -1)
+	inBlocks := regexp.MustCompile(`(?m)^\s*((?:go run \./cmd/)?`+q+` [^#\n]*)`).FindAllStringSubmatch(codeBlocks(doc), -1)
+	var out []string
+	for _, m := range append(spans, inBlocks...) {
+		line := strings.TrimSpace(strings.TrimPrefix(m[1], "go run ./cmd/"))
+		if strings.ContainsAny(line, "|…<>[]") || strings.Contains(line, "...") {
+			continue
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// codeBlocks returns a Markdown document's fenced code, one block after
+// another.
+func codeBlocks(s string) string {
+	var out strings.Builder
+	in := false
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "```") {
+			in = !in
+			continue
+		}
+		if in {
+			out.WriteString(l + "\n")
+		}
+	}
+	return out.String()
 }

@@ -125,3 +125,36 @@ func TestProgressBar(t *testing.T) {
 		t.Error("drawing to a pipe")
 	}
 }
+
+// A documented command line is checked for its command and its flags,
+// flags before the command's name included (emop's -s SERIAL): a value
+// after a flag is not taken for a command, a wrong command or flag is
+// named.
+func TestCheckMention(t *testing.T) {
+	withGlobal := func() *cobra.Command {
+		root := tree()
+		root.PersistentFlags().StringP("serial", "s", "", "meter")
+		root.PersistentFlags().Bool("json", false, "json")
+		return root
+	}
+	for line, want := range map[string]string{
+		"flows meter topup EML1 --token 1":        "",
+		"flows -s EML1 meter show EML1":           "",
+		"flows --serial=EML1 --json meter list":   "",
+		"flows --serial EML1 meter list --output": "",
+		"flows meter lst":                         `"flows meter" has no command "lst"`,
+		"flows -s meter list":                     `"flows" has no command "list"`,
+		"flows meter topup EML1 --tokn 1":         `"flows meter topup" has no flag --tokn`,
+		"emop csq":                                `does not start with "flows"`,
+	} {
+		switch err := CheckMention(withGlobal, line); {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v, want it accepted", line, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: %v, want %q", line, err, want)
+		}
+	}
+	if got := Mentions("Run `flows meter list`, or `flows init|server`.\n```\nflows meter show EML1 # one\n  emop csq\n```\n", "flows"); len(got) != 2 || got[0] != "flows meter list" || got[1] != "flows meter show EML1" {
+		t.Errorf("Mentions = %q", got)
+	}
+}
