@@ -409,6 +409,11 @@ type MeterStatus struct {
 	// (flows.meter_last_online: the newest non-NULL csq, the rule of the
 	// offline views); nil if it never has.
 	LastOnline *time.Time `json:"last_online"`
+	// CreditRunsOutAt is when the meter is expected to lose supply, its
+	// credit and emergency credit spent (CreditForecast.SupplyCutAt); nil
+	// when no forecast says so.
+	CreditRunsOutAt *time.Time      `json:"credit_runs_out_at"`
+	CreditForecast  *CreditForecast `json:"credit_forecast"`
 }
 
 // LowBalance is a row of the meters_low_balance view.

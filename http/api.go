@@ -41,6 +41,7 @@ type Store interface {
 	MeterCommandsForMeter(ctx context.Context, meterID string, limit int) ([]flows.MeterCommand, error)
 	MeterAudit(ctx context.Context, meterID string, limit int) ([]flows.AuditEntry, error)
 	LowBalance(ctx context.Context, threshold decimal.Decimal, escoCode string) ([]flows.LowBalance, error)
+	LosingSupply(ctx context.Context, within time.Duration, escoCode string) ([]flows.LosingSupply, error)
 	OfflineRecently(ctx context.Context, escoCode string) ([]flows.OfflineMeter, error)
 	OfflineAll(ctx context.Context, escoCode string) ([]flows.OfflineMeter, error)
 	ClockDrifts(ctx context.Context, escoCode string) ([]flows.ClockDrift, error)
@@ -87,6 +88,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/rollouts", RoleOperator, "Roll a future tariff out to an ESCO's meters or a list", s.postRollout},
 		{"GET", "/api/v1/rollouts/{id}", RoleReadonly, "A rollout and its progress", s.getRollout},
 		{"GET", "/api/v1/views/low-balance", RoleReadonly, "Meters under a balance (threshold, default 5.00)", s.viewLowBalance},
+		{"GET", "/api/v1/views/losing-supply", RoleReadonly, "Meters forecast to lose supply within hours (default 48), soonest first", s.viewLosingSupply},
 		{"GET", "/api/v1/views/offline", RoleReadonly, "Meters offline (scope=recent (3-24 h, default) or all)", s.viewOffline},
 		{"GET", "/api/v1/views/clock-drift", RoleReadonly, "Meters whose clock is a minute or more off", s.viewClockDrift},
 	}
@@ -509,6 +511,23 @@ func (s *Server) viewLowBalance(w http.ResponseWriter, r *http.Request, c *Claim
 		return err
 	}
 	writeJSON(w, http.StatusOK, lowBalanceView{Threshold: th, Meters: rows})
+	return nil
+}
+
+func (s *Server) viewLosingSupply(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	hours := 48
+	if v := r.URL.Query().Get("hours"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 24*92 {
+			return flows.FieldError("hours", "%q is not a whole number of hours from 1 to 2208 (92 days)", v)
+		}
+		hours = n
+	}
+	rows, err := s.cfg.Store.LosingSupply(r.Context(), time.Duration(hours)*time.Hour, scopeESCO(r, c))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, losingSupplyView{Hours: hours, Meters: rows})
 	return nil
 }
 

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -374,4 +376,71 @@ func syncNow(t testing.TB, store *postgres.Store) func(ctx context.Context, mete
 		t.Fatal(err)
 	}
 	return eng.SyncNow
+}
+
+// The attention list names the meters forecast to lose supply within the
+// hours asked (48 by default), soonest first, and a token limited to an
+// ESCO sees only its own; the meter resource carries credit_runs_out_at.
+func TestLosingSupplyView(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	// Spending £2.40 a day, the newest reading an hour ago, £15 of
+	// emergency credit: EML1100000001 at £4.10 (cut in about 8 days),
+	// EML1100000002 at £-12.90 (in 20 h), BBB's EML2200000001 at £-13.90
+	// (in 10 h).
+	now := time.Now().UTC().Truncate(time.Second)
+	for serial, last := range map[string]float64{"EML1100000001": 4, "EML1100000002": -13, "EML2200000001": -14} {
+		m, err := a.store.MeterBySerial(ctx, serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.store.Pool().Exec(ctx, `UPDATE flows.meter_shadows SET tariffs_active = '{"prepayment_ecredit_availability": 10, "prepayment_emergency_credit": 15}' WHERE id = $1`, m.ID); err != nil {
+			t.Fatal(err)
+		}
+		// The fixture's own readings out of the way: these are the history.
+		if _, err := a.store.Pool().Exec(ctx, `DELETE FROM flows.meter_prepay_balance WHERE meter_id = $1`, m.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.store.Pool().Exec(ctx, `INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance)
+			SELECT $1, $2::timestamptz - h * interval '1 hour', $3 + 0.1 * h FROM generate_series(1, 48) h`, m.ID, now, last); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := token(t, flowshttp.RoleAdmin, "")
+	serials := func(p map[string]any) []string {
+		var out []string
+		for _, m := range p["meters"].([]any) {
+			out = append(out, m.(map[string]any)["serial"].(string))
+		}
+		return out
+	}
+	if code, p := a.do("GET", "/api/v1/views/losing-supply", admin, nil); code != 200 || !slices.Equal(serials(p), []string{"EML2200000001", "EML1100000002"}) {
+		t.Errorf("losing supply within 48 h: %d %v, want BBB's meter then EML1100000002", code, p)
+	}
+	if code, p := a.do("GET", "/api/v1/views/losing-supply?hours=240", token(t, flowshttp.RoleReadonly, "AAA"), nil); code != 200 ||
+		!slices.Equal(serials(p), []string{"EML1100000002", "EML1100000001"}) {
+		t.Errorf("AAA's meters losing supply within 10 days: %d %v, want its two, soonest first", code, p)
+	}
+	if code, p := a.do("GET", "/api/v1/views/losing-supply?hours=0", admin, nil); code != 400 || p["field"] != "hours" {
+		t.Errorf("hours=0: %d %v, want 400 naming hours", code, p)
+	}
+	// The dashboard's attention page lists them too, for the operator's
+	// ESCO only.
+	req, _ := http.NewRequest("GET", a.base+"/views", nil)
+	req.AddCookie(session(t, a.base, token(t, flowshttp.RoleReadonly, "AAA")))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_, panel, _ := strings.Cut(string(page), `id="losing-supply"`)
+	panel, _, _ = strings.Cut(panel, "</table>")
+	if resp.StatusCode != 200 || !strings.Contains(panel, "EML1100000002") || strings.Contains(panel, "EML2200000001") || strings.Contains(panel, "EML1100000001") {
+		t.Errorf("attention page for AAA: %d, losing-supply panel %q; want EML1100000002 only", resp.StatusCode, panel)
+	}
+	_, m := a.do("GET", "/api/v1/meters/EML1100000002", admin, nil)
+	if at, err := time.Parse(time.RFC3339, fmt.Sprint(m["credit_runs_out_at"])); err != nil || at.Sub(now.Add(20*time.Hour)).Abs() > time.Minute {
+		t.Errorf("credit_runs_out_at %v (%v), want 20 h from now", m["credit_runs_out_at"], err)
+	}
 }

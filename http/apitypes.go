@@ -104,6 +104,11 @@ type lowBalanceView struct {
 	Meters    []flows.LowBalance `json:"meters"`
 }
 
+type losingSupplyView struct {
+	Hours  int                  `json:"hours"`
+	Meters []flows.LosingSupply `json:"meters"`
+}
+
 type offlineView struct {
 	Meters []flows.OfflineMeter `json:"meters"`
 }

@@ -668,12 +668,19 @@ func (s *Server) viewsPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if err != nil {
 		return err
 	}
+	losing, err := s.cfg.Store.LosingSupply(ctx, 48*time.Hour, esco)
+	if err != nil {
+		return err
+	}
+	now := s.cfg.Now()
 	s.render(w, http.StatusOK, "views", struct {
 		page
+		Losing  []flows.LosingSupply
 		Low     []flows.LowBalance
 		Offline []flows.OfflineMeter
 		Drift   []flows.ClockDrift
-	}{page{Title: "Attention", Claims: c}, low, off, drift})
+		Past    func(time.Time) bool
+	}{page{Title: "Attention", Claims: c}, losing, low, off, drift, func(t time.Time) bool { return t.Before(now) }})
 	return nil
 }
 

@@ -78,10 +78,11 @@ var opDocs = map[string]opDoc{
 	"GET /api/v1/commands/{id}": {out: flows.MeterCommand{}},
 	"POST /api/v1/rollouts": {in: rolloutBody{}, out: flows.Rollout{}, status: http.StatusAccepted,
 		example: map[string]any{"tariff": exampleTariff, "esco": "DEMO", "rate_per_minute": 60}},
-	"GET /api/v1/rollouts/{id}":     {out: flows.Rollout{}},
-	"GET /api/v1/views/low-balance": {out: lowBalanceView{}, query: append(q("threshold:number:GBP (default 5.00)"), escoParam...)},
-	"GET /api/v1/views/offline":     {out: offlineView{}, query: append(q("scope:string:recent (3-24 h, default) or all"), escoParam...)},
-	"GET /api/v1/views/clock-drift": {out: clockDriftView{}, query: escoParam},
+	"GET /api/v1/rollouts/{id}":       {out: flows.Rollout{}},
+	"GET /api/v1/views/low-balance":   {out: lowBalanceView{}, query: append(q("threshold:number:GBP (default 5.00)"), escoParam...)},
+	"GET /api/v1/views/losing-supply": {out: losingSupplyView{}, query: append(q("hours:integer:forecast horizon, 1 to 2208 (default 48)"), escoParam...)},
+	"GET /api/v1/views/offline":       {out: offlineView{}, query: append(q("scope:string:recent (3-24 h, default) or all"), escoParam...)},
+	"GET /api/v1/views/clock-drift":   {out: clockDriftView{}, query: escoParam},
 }
 
 // exampleTariff is the seed's tariff JSON, as a future tariff's body.

@@ -301,6 +301,12 @@ func (s *Store) MeterStatus(ctx context.Context, serial string) (*flows.MeterSta
 	st := &flows.MeterStatus{Meter: *m, Shadow: *sh, Registers: regs, Stale: []string{},
 		FuturePending: sh.TariffsFuture.Pending(s.now(), m.DaylightSavingsCorrectionEnabled)}
 	st.LastOnline = lastOnline
+	if st.CreditForecast, err = s.CreditForecast(ctx, m.ID); err != nil {
+		return nil, err
+	}
+	if st.CreditForecast != nil {
+		st.CreditRunsOutAt = st.CreditForecast.SupplyCutAt
+	}
 	if m.Mode == flows.ModeActive {
 		freqs, err := s.SyncerFrequencies(ctx)
 		if err != nil {
