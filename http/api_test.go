@@ -405,6 +405,9 @@ func TestLosingSupplyView(t *testing.T) {
 			SELECT $1, $2::timestamptz - h * interval '1 hour', $3 + 0.1 * h FROM generate_series(1, 48) h`, m.ID, now, last); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := a.store.Pool().Exec(ctx, `SELECT flows.refresh_credit_forecast($1)`, m.ID); err != nil {
+			t.Fatal(err)
+		}
 	}
 	admin := token(t, flowshttp.RoleAdmin, "")
 	serials := func(p map[string]any) []string {
