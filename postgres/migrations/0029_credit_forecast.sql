@@ -47,7 +47,10 @@ CREATE FUNCTION flows.credit_runs_out(t timestamptz, amount numeric, rate numeri
            END
 $$;
 
-CREATE FUNCTION flows.refresh_credit_forecast(m uuid) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION flows.refresh_credit_forecast(m uuid) RETURNS void LANGUAGE plpgsql
+-- Planned for each meter: a generic plan, made while the history looks
+-- small (a new database, before ANALYZE), reads it whole for every meter.
+SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     last_t timestamptz;
     last_b numeric;
