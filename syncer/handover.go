@@ -42,6 +42,14 @@ const (
 // stops before its next request.
 var errHandedOver = errors.New("handed over to another node's operator work")
 
+// cutShort says a read's error is the read being stopped — shutdown, or
+// the meter handed over — not the meter refusing: a syncer that carries
+// on past a failed object (three-phase phases and totals) must stop, not
+// record it as refused.
+func cutShort(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, errHandedOver)
+}
+
 // handovers are the meters this process holds for background reads, each
 // with what to do when another node wants it.
 type handovers struct {

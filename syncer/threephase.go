@@ -27,10 +27,7 @@ func syncThreePhaseVoltage(ctx context.Context, c *call) error {
 				continue
 			}
 		}
-		if k == 0 {
-			return err
-		}
-		if ctx.Err() != nil {
+		if k == 0 || cutShort(ctx, err) {
 			return err
 		}
 		c.res.Refused = append(c.res.Refused, fmt.Sprintf("SyncerThreePhaseVoltage: L%d: %s", k+1, meterconn.Detail(err)))
@@ -80,7 +77,7 @@ func syncThreePhaseReads(ctx context.Context, c *call) error {
 				continue
 			}
 		}
-		if meterconn.Classify(err).Unreached() || ctx.Err() != nil {
+		if meterconn.Classify(err).Unreached() || cutShort(ctx, err) {
 			return err
 		}
 		failed, last = append(failed, t.name+": "+meterconn.Detail(err)), err
