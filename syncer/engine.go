@@ -62,9 +62,6 @@ type Store interface {
 	// holds that another node wants (handover.go).
 	WantMeter(ctx context.Context, meterID, owner string) error
 	WantedFrom(ctx context.Context, node string) ([]string, error)
-	// ApplyObservation stores what a read handed over part-way gathered,
-	// leaving the meter's sync state (it is still due) alone.
-	ApplyObservation(ctx context.Context, r flows.SyncResult) error
 	// ApplySync(s) write results and release owner's leases with them.
 	ApplySync(ctx context.Context, r flows.SyncResult, freq, owner string) error
 	// ApplySyncs writes what it can and returns the meters it could not.
@@ -650,8 +647,7 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 			res, err := e.readMeter(ctx, &meters[i], freq, wanted[i])
 			if errors.Is(err, errHandedOver) {
 				states[i].Store(memberHanded)
-				results[i] = res
-				handOver(i, false)
+				handOver(i, false) // results[i] stays nil: released
 				return
 			}
 			e.setTime.observe(freq, time.Since(t0))
@@ -731,15 +727,20 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 }
 
 // handOver gives back a meter of a group's chunk that another node wants:
-// a complete result is written with its lease, as the chunk would have;
-// what a read cut short gathered is stored as an observation (the meter
-// stays due: its set is read again once the other node is done); a meter
-// not read has its lease released. It says whether a sync was stored.
+// a complete result is written with its lease, as the chunk would have
+// (a result the store skips is recorded as the meter's failed sync, its
+// lease released with it); a meter not read, or whose read was cut, has
+// its lease released and stays due. It says whether a sync was stored.
 func (e *Engine) handOver(ctx context.Context, m *flows.Meter, res *flows.SyncResult, complete bool, freq, owner string) bool {
 	ctx = context.WithoutCancel(ctx)
 	if res != nil && complete {
-		err := e.cfg.Store.ApplySync(ctx, *res, freq, owner)
+		skipped, err := e.cfg.Store.ApplySyncs(ctx, []flows.SyncResult{*res}, freq, owner)
 		if err == nil {
+			if len(skipped) > 0 {
+				e.cfg.Logger.Warn("sync result not stored", "meter_serial", m.Serial, "error", skipped[0].Err)
+				e.synced(m.ID, m.Serial, "not stored: the sync result: "+flows.ErrorMessage(skipped[0].Err), false)
+				return false
+			}
 			if res.ProfileBacklog {
 				e.queueBackfill(ctx, m.ID, m.Serial)
 			}
@@ -748,11 +749,6 @@ func (e *Engine) handOver(ctx context.Context, m *flows.Meter, res *flows.SyncRe
 			return true
 		}
 		e.cfg.Logger.Warn("sync result not stored", "meter_serial", m.Serial, "error", err)
-	}
-	if res != nil && !complete && len(res.Groups) > 0 {
-		if err := e.cfg.Store.ApplyObservation(ctx, *res); err != nil {
-			e.cfg.Logger.Warn("storing what a handed-over read gathered", "meter_serial", m.Serial, "error", err)
-		}
 	}
 	if err := e.cfg.Store.ReleaseSyncLease(ctx, m.ID, owner); err != nil {
 		e.cfg.Logger.Warn("releasing sync lease", "meter_serial", m.Serial, "error", err)
@@ -789,7 +785,7 @@ func (e *Engine) syncMeter(ctx context.Context, m *flows.Meter, freq string) (*f
 // readMeter runs a frequency's syncers against a meter and returns what
 // they read, without writing it (nil for meters that are not synced).
 // Once wanted (nil: never) is closed it starts no more requests and
-// returns what it read with errHandedOver.
+// returns errHandedOver, and nothing, if any request was refused.
 func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string, wanted <-chan struct{}) (*flows.SyncResult, error) {
 	target, err := meterconn.TargetOf(m)
 	if err != nil {
@@ -801,8 +797,10 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string, wan
 	}
 	res := &flows.SyncResult{MeterID: m.ID}
 	var meters Meters = e.cfg.Meters
+	var y *yielding
 	if wanted != nil {
-		meters = yielding{Meters: e.cfg.Meters, wanted: wanted}
+		y = &yielding{Meters: e.cfg.Meters, wanted: wanted}
+		meters = y
 	}
 	c := &call{
 		meters: meters,
@@ -839,13 +837,7 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string, wan
 			return nil, err // shutting down: the next slot will do it
 		}
 		if errors.Is(err, errHandedOver) {
-			// Events are read newest first: stored from a cut read they
-			// would hide the older blocks not yet read from the next one
-			// (it reads back to the newest stored). They are read again.
-			res.Events = nil
-			res.At = e.cfg.Now().UTC()
-			res.Invalid = append(res.Invalid, res.Shadow.DropInvalid()...)
-			return res, err
+			return nil, err // nothing of a cut read is stored (handover.go)
 		}
 		class := meterconn.Classify(err)
 		if class == meterconn.FailureDependency {
@@ -861,6 +853,11 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string, wan
 		// Refused or garbled: the stored value stays, the meter says what.
 		res.Refused = append(res.Refused, s.Name+": "+meterconn.Detail(err))
 		e.cfg.Logger.Debug("syncer refused", "meter_serial", m.Serial, "syncer", s.Name, "error", err)
+	}
+	if y != nil && y.cut.Load() {
+		// A syncer carried on past a request the handover refused: what
+		// it recorded for it is not the meter's.
+		return nil, errHandedOver
 	}
 	res.At = e.cfg.Now().UTC()
 	// Nothing to ask (a three-phase meter's 12-hourly slot) is not a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flows-energy/flows/emop"
@@ -20,9 +21,12 @@ import (
 // WantMeter; pushes do so as they are refused), and the node holding the
 // meter for background reads — a group sync or a profile backfill — asks
 // every wantPoll which of its meters are wanted and hands each over after
-// the request in progress: what it read is stored, the lease given back,
-// and the meter, still due, is read again in full once the operator's
-// work is done (the wanting node keeps it until then).
+// the request in progress: the lease is given back and the meter, still
+// due, is read again in full once the operator's work is done (the
+// wanting node keeps it until then). What a cut read gathered is not
+// stored: syncers that carry on past a refused object would record the
+// handover as the meter's answer (a blank hardware read, a tariff without
+// its optional parts).
 
 // wantPoll is how often a node asks which of the meters it holds for
 // background reads another node wants: well inside a want's life (2 s)
@@ -152,29 +156,33 @@ func (e *Engine) wantLoop(ctx context.Context) {
 
 // yielding is the way to a meter for a background read: it refuses to
 // start a request once the meter is wanted elsewhere (the request in
-// progress finishes).
+// progress finishes), and remembers that it did, so a read a syncer
+// carried on past (an optional object, a flaky phase) is still known to be
+// cut.
 type yielding struct {
 	Meters
 	wanted <-chan struct{}
+	cut    atomic.Bool
 }
 
-func (y yielding) handedOver() bool {
+func (y *yielding) handedOver() bool {
 	select {
 	case <-y.wanted:
+		y.cut.Store(true)
 		return true
 	default:
 		return false
 	}
 }
 
-func (y yielding) Read(ctx context.Context, t meterconn.Target, id emop.ObjectID) ([]byte, error) {
+func (y *yielding) Read(ctx context.Context, t meterconn.Target, id emop.ObjectID) ([]byte, error) {
 	if y.handedOver() {
 		return nil, errHandedOver
 	}
 	return y.Meters.Read(ctx, t, id)
 }
 
-func (y yielding) Raw(ctx context.Context, t meterconn.Target, data []byte) ([]byte, error) {
+func (y *yielding) Raw(ctx context.Context, t meterconn.Target, data []byte) ([]byte, error) {
 	if y.handedOver() {
 		return nil, errHandedOver
 	}

@@ -35,7 +35,7 @@ func (v *voltages) Raw(ctx context.Context, t meterconn.Target, data []byte) ([]
 // nothing) — before, the handover's error was taken for a flaky phase.
 func TestHandoverIsNotAPhaseRefusal(t *testing.T) {
 	v := &voltages{wanted: make(chan struct{})}
-	c := &call{meters: yielding{Meters: v, wanted: v.wanted}, res: &flows.SyncResult{}}
+	c := &call{meters: &yielding{Meters: v, wanted: v.wanted}, res: &flows.SyncResult{}}
 	err := syncThreePhaseVoltage(context.Background(), c)
 	if !errors.Is(err, errHandedOver) {
 		t.Fatalf("a read handed over after L1: %v, want errHandedOver", err)

@@ -356,7 +356,7 @@ func (e *Engine) workBackfill(ctx context.Context, job *river.Job[profileArgs]) 
 		return river.JobCancel(err) // passive: fed by its active database
 	}
 	now := e.cfg.Now().UTC()
-	c := &call{meters: yielding{Meters: e.cfg.Meters, wanted: wanted}, target: target, meter: m, now: now, res: &flows.SyncResult{MeterID: m.ID}}
+	c := &call{meters: &yielding{Meters: e.cfg.Meters, wanted: wanted}, target: target, meter: m, now: now, res: &flows.SyncResult{MeterID: m.ID}}
 	if emop.IsThreePhase(m.Hardware) {
 		return e.backfillThreePhase(ctx, c) // its interval profile, not profile logs 1 and 2
 	}
