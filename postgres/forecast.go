@@ -24,11 +24,7 @@ func (s *Store) CreditForecast(ctx context.Context, meterID string) (*flows.Cred
 	if err != nil {
 		return nil, translate(err, "credit forecast")
 	}
-	for _, t := range []*time.Time{&f.BalanceAt, &f.ComputedAt, f.ECreditAt, f.SupplyCutAt, f.SupplyCutEarliest, f.SupplyCutLatest} {
-		if t != nil {
-			*t = t.UTC()
-		}
-	}
+	inUTC(&f.BalanceAt, &f.ComputedAt, f.ECreditAt, f.SupplyCutAt, f.SupplyCutEarliest, f.SupplyCutLatest)
 	return &f, nil
 }
 
@@ -51,13 +47,18 @@ func (s *Store) LosingSupply(ctx context.Context, within time.Duration, escoCode
 		if err := rows.Scan(&l.ID, &l.Serial, &l.Name, &l.Balance, &l.BalanceAt, &l.SpendPerDay, &l.SupplyCutAt, &l.SupplyCutEarliest, &l.SupplyCutLatest); err != nil {
 			return nil, translate(err, "credit forecast")
 		}
-		l.BalanceAt, l.SupplyCutAt = l.BalanceAt.UTC(), l.SupplyCutAt.UTC()
-		for _, t := range []*time.Time{l.SupplyCutEarliest, l.SupplyCutLatest} {
-			if t != nil {
-				*t = t.UTC()
-			}
-		}
+		inUTC(&l.BalanceAt, &l.SupplyCutAt, l.SupplyCutEarliest, l.SupplyCutLatest)
 		out = append(out, l)
 	}
 	return out, translate(rows.Err(), "credit forecast")
+}
+
+// inUTC puts the times given (nil ones skipped) in UTC, as the API shows
+// every time.
+func inUTC(ts ...*time.Time) {
+	for _, t := range ts {
+		if t != nil {
+			*t = t.UTC()
+		}
+	}
 }

@@ -295,13 +295,21 @@ func (e *Engine) sizeLoop(ctx context.Context) {
 			e.cfg.Logger.Warn("sizing meters in flight", "error", err)
 		}
 		cancel()
-		select {
-		case <-t.C:
-		case <-e.stop:
-			return
-		case <-ctx.Done():
+		if !e.next(ctx, t) {
 			return
 		}
+	}
+}
+
+// next waits for t's next tick: false once the engine stops or ctx ends.
+func (e *Engine) next(ctx context.Context, t *time.Ticker) bool {
+	select {
+	case <-t.C:
+		return true
+	case <-e.stop:
+		return false
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -605,11 +613,11 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 	holds := make([]*holder, len(meters))
 	var handing sync.WaitGroup // hand-overs' writes
 	var handed atomic.Int64    // results stored by a hand-over
-	handOver := func(i int, complete bool) {
+	handOver := func(i int) {
 		handing.Add(1)
 		go func() {
 			defer handing.Done()
-			if e.handOver(ctx, &meters[i], results[i], complete, freq, owner) {
+			if e.handOver(ctx, &meters[i], results[i], freq, owner) {
 				handed.Add(1)
 			}
 		}()
@@ -619,7 +627,7 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 		holds[i] = e.handovers.hold(meters[i].ID, func() {
 			close(wanted[i]) // a read in progress stops before its next request
 			if states[i].CompareAndSwap(memberWaiting, memberHanded) || states[i].CompareAndSwap(memberRead, memberHanded) {
-				handOver(i, true)
+				handOver(i)
 			}
 		})
 	}
@@ -647,7 +655,7 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 			res, err := e.readMeter(ctx, &meters[i], freq, wanted[i])
 			if errors.Is(err, errHandedOver) {
 				states[i].Store(memberHanded)
-				handOver(i, false) // results[i] stays nil: released
+				handOver(i) // results[i] stays nil: released
 				return
 			}
 			e.setTime.observe(freq, time.Since(t0))
@@ -667,7 +675,7 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 			select {
 			case <-wanted[i]: // wanted as its last request ended
 				if states[i].CompareAndSwap(memberRead, memberHanded) {
-					handOver(i, true)
+					handOver(i)
 				}
 			default:
 			}
@@ -729,11 +737,11 @@ func (e *Engine) syncChunk(ctx context.Context, meters []flows.Meter, freq strin
 // handOver gives back a meter of a group's chunk that another node wants:
 // a complete result is written with its lease, as the chunk would have
 // (a result the store skips is recorded as the meter's failed sync, its
-// lease released with it); a meter not read, or whose read was cut, has
-// its lease released and stays due. It says whether a sync was stored.
-func (e *Engine) handOver(ctx context.Context, m *flows.Meter, res *flows.SyncResult, complete bool, freq, owner string) bool {
+// lease released with it); with no result (not read yet, failed, or cut
+// short) the lease is released and the meter stays due. It says whether a sync was stored.
+func (e *Engine) handOver(ctx context.Context, m *flows.Meter, res *flows.SyncResult, freq, owner string) bool {
 	ctx = context.WithoutCancel(ctx)
-	if res != nil && complete {
+	if res != nil {
 		skipped, err := e.cfg.Store.ApplySyncs(ctx, []flows.SyncResult{*res}, freq, owner)
 		if err == nil {
 			if len(skipped) > 0 {

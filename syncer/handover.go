@@ -64,7 +64,7 @@ type handovers struct {
 // holder is one background read's hold of a meter.
 type holder struct {
 	meterID  string
-	once     sync.Once
+	told     bool // onWanted called (under handovers.mu)
 	onWanted func()
 }
 
@@ -108,15 +108,18 @@ func (h *handovers) any() bool {
 }
 
 // want tells the reads of meterIDs held here to hand their meters over,
-// and returns how many it told.
+// once each, and returns how many it told now (not those told before).
 func (h *handovers) want(meterIDs []string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
 	for _, id := range meterIDs {
 		for _, ho := range h.held[id] {
-			ho.once.Do(ho.onWanted)
-			n++
+			if !ho.told {
+				ho.told = true
+				ho.onWanted()
+				n++
+			}
 		}
 	}
 	return n
@@ -128,14 +131,7 @@ func (e *Engine) wantLoop(ctx context.Context) {
 	defer e.done.Done()
 	t := time.NewTicker(wantPoll)
 	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-e.stop:
-			return
-		case <-ctx.Done():
-			return
-		}
+	for e.next(ctx, t) {
 		if !e.handovers.any() {
 			continue
 		}
