@@ -333,7 +333,9 @@ func (c *Client) do(ctx context.Context, t Target, kind string, data []byte) (_ 
 		return nil, err
 	}
 	defer func() {
-		m.lastDone = time.Now()
+		if now := time.Now(); now.After(m.lastDone) { // not if the meter may still be busy
+			m.lastDone = now
+		}
 		m.give(c.cfg.Gap)
 	}()
 	select {
@@ -354,10 +356,20 @@ func (c *Client) do(ctx context.Context, t Target, kind string, data []byte) (_ 
 				return nil, err
 			}
 		}
+		began := time.Now()
 		resp, err := c.attempt(ctx, t, data)
 		m.lastDone = time.Now()
 		if err == nil {
 			return resp, nil
+		}
+		if c.cfg.Gap > 0 && (ctx.Err() != nil || kindOf(err) == "timeout") {
+			// Given up before the answer (the caller's deadline may cut
+			// the read short): the meter may still be serving the request
+			// (a modem does not notice the hang-up), so its gap runs from
+			// when a full read would have given up.
+			if busy := began.Add(c.cfg.ReadTimeout); busy.After(m.lastDone) {
+				m.lastDone = busy
+			}
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -75,6 +75,39 @@ func TestGapAndSerialisationOnOneMeter(t *testing.T) {
 	}
 }
 
+// A request given up while the meter is still serving it (the caller's
+// context ended mid-request) leaves the meter busy, as far as the client
+// can know, until the answer would have been given up on: the next
+// request keeps the gap from then, not from the hang-up.
+func TestGivenUpRequestKeepsTheMeterBusy(t *testing.T) {
+	t.Parallel()
+	f := newFake(t, func(n int, req emop.Frame) ([]byte, bool) {
+		time.Sleep(150 * time.Millisecond) // still serving after the hang-up
+		return answer(req, balance, 0), true
+	})
+	gap, readTimeout := 50*time.Millisecond, 300*time.Millisecond
+	c := newClient(t, meterconn.Config{Gap: gap, ReadTimeout: readTimeout, Attempts: 1})
+	target := meterconn.Target{Addr: f.addr()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := c.Read(ctx, target, emop.ObjPrepayBalance); err == nil {
+		t.Fatal("a request given up after 30 ms answered")
+	}
+	if _, err := c.Read(context.Background(), target, emop.ObjPrepayBalance); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.arrivals) != 2 {
+		t.Fatalf("%d requests reached the meter, want 2", len(f.arrivals))
+	}
+	// Counted from the hang-up, the second would come 30 ms + 50 ms after
+	// the first, while the meter still served it (150 ms).
+	if d := f.arrivals[1].Sub(f.arrivals[0]); d < readTimeout+gap-10*time.Millisecond {
+		t.Errorf("the next request came %v after one given up mid-request; want ≥ %v (read timeout and gap)", d, readTimeout+gap)
+	}
+}
+
 // Different meters are served in parallel: each fake holds its request
 // until all three have one.
 func TestDifferentMetersInParallel(t *testing.T) {

@@ -40,6 +40,33 @@ type Fleet struct {
 	byAddr    map[netip.AddrPort]*Meter // shared: the meter answering on an address
 
 	open, mostOpen atomic.Int64 // connections being served
+
+	violMu     sync.Mutex
+	violations []Violation // the first maxViolations refused for the gap
+}
+
+// Violation is one request refused for coming too soon: which meter, how
+// long after its last answer (or drop), and whether another request to it
+// was still being served. A benchmark that counts one prints them, so the
+// cause can be told (a client that gave up on a request the meter was
+// still serving shows as during; one that counted its gap short, as a
+// Since under the gap).
+type Violation struct {
+	Serial  string
+	Since   time.Duration // since the meter's last answer
+	During  bool          // another request to the meter was in progress
+	Arrived time.Time
+}
+
+// maxViolations bounds what a fleet keeps of its gap violations (they are
+// all counted).
+const maxViolations = 20
+
+// Violations returns the first gap violations the fleet refused.
+func (f *Fleet) Violations() []Violation {
+	f.violMu.Lock()
+	defer f.violMu.Unlock()
+	return append([]Violation(nil), f.violations...)
 }
 
 // NewFleet makes a fleet from meters already built (NewMeter or a state file).
@@ -291,7 +318,8 @@ func (f *Fleet) handle(m *Meter, conn net.Conn) {
 	defer conn.Close()
 	fl := m.Faults()
 	m.mu.Lock()
-	early := fl.MinGap > 0 && (time.Since(m.lastEnd) < fl.MinGap || m.inFlight > 0)
+	since, during := time.Since(m.lastEnd), m.inFlight > 0
+	early := fl.MinGap > 0 && (since < fl.MinGap || during)
 	off := m.poweredOff(f.clock.Now())
 	if !early && !off {
 		m.inFlight++
@@ -300,6 +328,11 @@ func (f *Fleet) handle(m *Meter, conn net.Conn) {
 	if early {
 		// Not ready yet: the real meter drops back-to-back requests.
 		m.stats.gap.Add(1)
+		f.violMu.Lock()
+		if len(f.violations) < maxViolations {
+			f.violations = append(f.violations, Violation{Serial: m.Spec.Serial, Since: since, During: during, Arrived: time.Now().UTC()})
+		}
+		f.violMu.Unlock()
 		return
 	}
 	if off {

@@ -100,19 +100,30 @@ type benchFleet struct {
 }
 
 // simStats are what the simulator printed at exit.
-type simStats struct{ answered, refused, dropped, unanswered int64 }
+type simStats struct {
+	answered, refused, dropped, unanswered int64
+	violations                             []string // the first few, as flows sim described them
+}
 
 // stopSim stops the simulator and returns what it counted.
 func (f *benchFleet) stopSim() (simStats, error) {
 	var st simStats
 	_ = f.sim.Process.Signal(syscall.SIGTERM)
 	_ = f.sim.Wait()
+	counted := false
+	var err error
 	for _, l := range strings.Split(f.simOut.String(), "\n") {
-		if strings.HasPrefix(l, "answered ") {
-			_, err := fmt.Sscanf(l, "answered %d requests; refused %d sooner than the gap or during another; dropped %d; left %d unanswered",
+		switch {
+		case strings.HasPrefix(l, "answered "):
+			_, err = fmt.Sscanf(l, "answered %d requests; refused %d sooner than the gap or during another; dropped %d; left %d unanswered",
 				&st.answered, &st.refused, &st.dropped, &st.unanswered)
-			return st, err
+			counted = true
+		case strings.HasPrefix(l, violationPrefix):
+			st.violations = append(st.violations, strings.TrimPrefix(l, violationPrefix))
 		}
+	}
+	if counted {
+		return st, err
 	}
 	return st, fmt.Errorf("the simulator printed no counts: %q", f.simOut.String())
 }

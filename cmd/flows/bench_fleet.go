@@ -640,6 +640,9 @@ func (r fleetFigures) print(out io.Writer) {
 	}
 	fmt.Fprintf(out, "  gap violations:            %8d (goal 0: %s); the simulator dropped %d, left %d unanswered, answered %d\n",
 		r.sim.refused, goalMet(r.sim.refused == 0), r.sim.dropped, r.sim.unanswered, r.sim.answered)
+	for _, v := range r.sim.violations {
+		fmt.Fprintf(out, "    %s\n", v)
+	}
 	fmt.Fprintf(out, "  top-ups, POST to completed: p50 %5.1f s, p99 %5.1f s, %d of %d (goal p99 ≤ 30 s: %s)%s\n",
 		percentile(r.topups, 50).Seconds(), percentile(r.topups, 99).Seconds(), len(r.topups), o.topups,
 		goalMet(r.topupsLost == 0 && percentile(r.topups, 99) <= 30*time.Second), lastError(r.topupErrors))

@@ -130,6 +130,9 @@ the next prefixes (127.77, then 127.78, ...).`,
 			st := f.fleet.Stats()
 			fmt.Fprintf(cmd.OutOrStdout(), "answered %d requests; refused %d sooner than the gap or during another; dropped %d; left %d unanswered\n",
 				st.Answered, st.GapViolations, st.Dropped, st.TimedOut)
+			for _, v := range f.fleet.Violations() {
+				fmt.Fprintln(cmd.OutOrStdout(), violationLine(v))
+			}
 			return nil
 		},
 	}
@@ -366,4 +369,17 @@ func parseListen(s string) (string, int, error) {
 		return "", 0, flows.FieldError("--listen", "%q is not PREFIX:PORT with a loopback prefix like 127.77:8080", s)
 	}
 	return prefix, port, nil
+}
+
+// violationPrefix starts each gap violation's line in flows sim's exit
+// report (a benchmark reads them back).
+const violationPrefix = "gap violation: "
+
+// line is how flows sim reports one gap violation.
+func violationLine(v sim.Violation) string {
+	during := ""
+	if v.During {
+		during = ", during another request"
+	}
+	return fmt.Sprintf("%s%s at %s, %v after its last answer%s", violationPrefix, v.Serial, v.Arrived.Format("15:04:05.000"), v.Since.Round(time.Millisecond), during)
 }
