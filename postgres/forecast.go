@@ -62,3 +62,12 @@ func inUTC(ts ...*time.Time) {
 		}
 	}
 }
+
+// RefreshCreditForecasts recomputes every meter's credit forecast in one
+// pass (migration 0030: after an import of history, or a change to how
+// forecasts are made) and returns how many meters have one.
+func (s *Store) RefreshCreditForecasts(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT flows.refresh_credit_forecasts()`).Scan(&n)
+	return n, translate(err, "credit forecasts")
+}

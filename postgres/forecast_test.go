@@ -99,3 +99,85 @@ func TestCreditForecastFromTheBalancesSlope(t *testing.T) {
 		t.Errorf("meters_credit_forecast lists %d meters with a cut, want 2", n)
 	}
 }
+
+// The whole fleet's pass (refresh_credit_forecasts) forecasts every meter
+// exactly as the one-meter function a sync calls: a spender whose days
+// differ (a band), one spending nothing, one in credit mode, one with a
+// gap in its readings and a top-up, one not read for ten days (left to
+// the one-meter function), and one whose readings are gone (its forecast
+// removed).
+func TestFleetForecastPassMatchesTheOneMeterFunction(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	store := postgres.NewStore(pool)
+	ctx := context.Background()
+	tariff := `{"prepayment_ecredit_availability": 8, "prepayment_emergency_credit": 12}`
+	now := time.Now().UTC().Truncate(time.Hour)
+	ids := map[string]string{}
+	meter := func(serial string, prepay bool, endAgo time.Duration, balance string) {
+		t.Helper()
+		id := mustID(t, pool, `INSERT INTO flows.meter_registry (serial, prepay_enabled) VALUES ($1, $2) RETURNING id`, serial, prepay)
+		mustExec(t, pool, `UPDATE flows.meter_shadows SET tariffs_active = $2 WHERE id = $1`, id, tariff)
+		// Ten days of hourly readings ending endAgo before now, h = 0
+		// the oldest.
+		mustExec(t, pool, `INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance)
+			SELECT $1, $2::timestamptz - (239 - h) * interval '1 hour', `+balance+` FROM generate_series(0, 239) h
+			WHERE NOT (h BETWEEN 100 AND 109 AND $3)`, id, now.Add(-endAgo), serial == "EML1000000205")
+		ids[serial] = id
+	}
+	meter("EML1000000201", true, 0, `60 - 0.05 * h - 0.03 * h * (h % 24 = 7)::int`) // a dearer hour a day
+	meter("EML1000000202", true, time.Hour, `12`)
+	meter("EML1000000203", false, 0, `40 - 0.1 * h`)
+	meter("EML1000000204", true, 240*time.Hour, `30 - 0.1 * h`)                                  // last read ten days ago
+	meter("EML1000000205", true, 30*time.Minute, `30 - 0.08 * h + CASE WHEN h >= 150 THEN 25 ELSE 0 END`) // ten hours unread, a top-up
+	meter("EML1000000206", true, 0, `20 - 0.1 * h`)
+
+	const cols = `meter_id, balance_at, balance, days_observed, spend_per_day, spend_per_day_low, spend_per_day_high, ecredit_threshold,
+		emergency_credit, ecredit_at, supply_cut_at, supply_cut_earliest, supply_cut_latest`
+	snapshot := func() map[string]string {
+		t.Helper()
+		rows, err := pool.Query(ctx, `SELECT meter_id::text, row(`+cols+`)::text FROM flows.meter_credit_forecast`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for rows.Next() {
+			var id, row string
+			if err := rows.Scan(&id, &row); err != nil {
+				t.Fatal(err)
+			}
+			out[id] = row
+		}
+		return out
+	}
+	for _, id := range ids {
+		mustExec(t, pool, `SELECT flows.refresh_credit_forecast($1)`, id)
+	}
+	// A meter's readings removed after its forecast was made.
+	mustExec(t, pool, `DELETE FROM flows.meter_prepay_balance WHERE meter_id = $1`, ids["EML1000000206"])
+	mustExec(t, pool, `SELECT flows.refresh_credit_forecast($1)`, ids["EML1000000206"])
+	one := snapshot()
+	mustExec(t, pool, `INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance) VALUES ($1, $2, 5)`, ids["EML1000000206"], now.Add(-time.Hour))
+	mustExec(t, pool, `SELECT flows.refresh_credit_forecast($1)`, ids["EML1000000206"])
+	mustExec(t, pool, `DELETE FROM flows.meter_prepay_balance WHERE meter_id = $1`, ids["EML1000000206"])
+	// Every forecast made again, and wrong, before the fleet's pass.
+	mustExec(t, pool, `UPDATE flows.meter_credit_forecast SET spend_per_day = 99, supply_cut_at = NULL, balance = 0`)
+
+	n, err := store.RefreshCreditForecasts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet := snapshot()
+	if n != 5 || len(fleet) != 5 || len(one) != 5 {
+		t.Fatalf("the pass reports %d forecasts and left %d, the one-meter function %d; want 5 (the meter without readings has none)", n, len(fleet), len(one))
+	}
+	for serial, id := range ids {
+		if fleet[id] != one[id] {
+			t.Errorf("%s: the fleet's pass made\n  %s\nthe one-meter function\n  %s", serial, fleet[id], one[id])
+		}
+	}
+	var band bool
+	if err := pool.QueryRow(ctx, `SELECT spend_per_day_low < spend_per_day_high FROM flows.meter_credit_forecast WHERE meter_id = $1`, ids["EML1000000201"]).Scan(&band); err != nil || !band {
+		t.Errorf("the spender whose days differ has no band (%v)", err)
+	}
+}

@@ -96,6 +96,7 @@ type benchFleet struct {
 	simPID  int
 	sim     *exec.Cmd
 	simOut  *bytes.Buffer // the simulator's standard output
+	cluster *pgembed.Cluster
 	cleanup func()
 }
 
@@ -128,36 +129,25 @@ func (f *benchFleet) stopSim() (simStats, error) {
 	return st, fmt.Errorf("the simulator printed no counts: %q", f.simOut.String())
 }
 
-// procCPU returns the CPU seconds (user + system) of the processes whose
-// command name is comm, or of pid when comm is empty, read from /proc.
-func procCPU(comm string, pid int) float64 {
-	var total float64
-	read := func(path string) {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 || (comm != "" && !strings.Contains(s[:i+1], "("+comm+")")) {
-			return
-		}
-		f := strings.Fields(s[i+2:])
-		if len(f) > 12 {
-			u, _ := strconv.ParseFloat(f[11], 64)
-			st, _ := strconv.ParseFloat(f[12], 64)
-			total += (u + st) / 100 // clock ticks (USER_HZ = 100 on Linux)
-		}
+// procCPU returns the CPU seconds (user + system) process pid has used,
+// read from /proc (0 once it has gone).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
 	}
-	if comm == "" {
-		read(fmt.Sprintf("/proc/%d/stat", pid))
-		return total
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
 	}
-	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, d := range dirs {
-		read(d)
+	f := strings.Fields(s[i+2:])
+	if len(f) <= 12 {
+		return 0
 	}
-	return total
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100 // clock ticks (USER_HZ = 100 on Linux)
 }
 
 func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Duration, simArgs ...string) (_ *benchFleet, err error) {
@@ -182,6 +172,7 @@ func startBenchFleet(ctx context.Context, meters, poolSize int, latency time.Dur
 	if err != nil {
 		return nil, err
 	}
+	f.cluster = cluster
 	cleanups = append(cleanups, func() { _ = cluster.Stop() })
 	if err := postgres.CreateDatabase(ctx, cluster.URL("postgres"), "flows"); err != nil {
 		return nil, err
@@ -292,7 +283,7 @@ func benchSyncFleet(cmd *cobra.Command, meters, workers int, latency, rawFor tim
 	if err != nil {
 		return 0, err
 	}
-	cpu0, pg0, sim0 := cpuSeconds(), procCPU("postgres", 0), procCPU("", bf.simPID)
+	cpu0, pg0, sim0 := cpuSeconds(), clusterCPU(bf.cluster), procCPU(bf.simPID)
 	start := time.Now()
 	if err := eng.Start(ctx); err != nil {
 		return 0, err
@@ -303,7 +294,7 @@ func benchSyncFleet(cmd *cobra.Command, meters, workers int, latency, rawFor tim
 	}
 	r.elapsed = time.Since(start)
 	r.cpu = cpuSeconds() - cpu0
-	r.pgCPU, r.simCPU = procCPU("postgres", 0)-pg0, procCPU("", bf.simPID)-sim0
+	r.pgCPU, r.simCPU = clusterCPU(bf.cluster)-pg0, procCPU(bf.simPID)-sim0
 	r.requests = obs.n.Load()
 	r.print(cmd.OutOrStdout())
 	return float64(r.requests) / r.elapsed.Seconds() / r.rawRate, nil

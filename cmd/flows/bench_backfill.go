@@ -125,7 +125,7 @@ func benchBackfill(cmd *cobra.Command, o backfillOptions) error {
 	if err != nil {
 		return err
 	}
-	cpu0, pg0, sim0 := cpuSeconds(), bf.db.postgresCPU(), procCPU("", bf.simPID)
+	cpu0, pg0, sim0 := cpuSeconds(), bf.db.postgresCPU(), procCPU(bf.simPID)
 	start := time.Now()
 	if err := eng.Start(ctx); err != nil {
 		return err
@@ -136,7 +136,7 @@ func benchBackfill(cmd *cobra.Command, o backfillOptions) error {
 	}
 	r.elapsed = time.Since(start)
 	r.cpu = cpuSeconds() - cpu0
-	r.pgCPU, r.simCPU = bf.db.postgresCPU()-pg0, procCPU("", bf.simPID)-sim0
+	r.pgCPU, r.simCPU = bf.db.postgresCPU()-pg0, procCPU(bf.simPID)-sim0
 	r.requests = obs.n.Load()
 	if err := eng.Stop(ctx); err != nil {
 		return err
@@ -223,9 +223,9 @@ func (r backfillFigures) print(out io.Writer) {
 // tenth of a core over half a second.
 func waitIdle(pid int, limit time.Duration) {
 	for deadline := time.Now().Add(limit); time.Now().Before(deadline); {
-		c0 := procCPU("", pid)
+		c0 := procCPU(pid)
 		time.Sleep(500 * time.Millisecond)
-		if procCPU("", pid)-c0 < 0.05 {
+		if procCPU(pid)-c0 < 0.05 {
 			return
 		}
 	}

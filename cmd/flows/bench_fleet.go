@@ -275,7 +275,7 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes, mediato
 		jwtSecret: secret, lease: 30 * time.Second}
 	// The services' own log at WARN: the figures are what this prints.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cpu0, pg0 := cpuSeconds(), procCPU("postgres", 0)
+	cpu0, pg0 := cpuSeconds(), clusterCPU(bf.cluster)
 	start := time.Now()
 	var children []*fleetNode
 	defer func() {
@@ -397,14 +397,14 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes, mediato
 	}
 	sz := svc.eng.Sizing()
 	fig.inFlight, fig.bound = sz.InFlight, sz.Bound
-	fig.cpu, fig.pgCPU = cpuSeconds()-cpu0, procCPU("postgres", 0)-pg0
+	fig.cpu, fig.pgCPU = cpuSeconds()-cpu0, clusterCPU(bf.cluster)-pg0
 	fig.memory = peakMemory()
 	for _, c := range children {
-		fig.cpu += procCPU("", c.cmd.Process.Pid)
+		fig.cpu += procCPU(c.cmd.Process.Pid)
 		fig.memory = "per node " + c.peakMemory() // the nodes are alike; the last one's
 	}
 	for _, m := range meds {
-		c := procCPU("", m.cmd.Process.Pid)
+		c := procCPU(m.cmd.Process.Pid)
 		fig.mediators = append(fig.mediators, c)
 		fig.cpu += c
 		fig.memory += "; mediator " + m.peakMemory()

@@ -388,8 +388,13 @@ type benchDB struct {
 // server has used: its postmaster with the children it has reaped, and
 // the children still running (read from /proc; other clusters on the
 // machine are not counted).
-func (db *benchDB) postgresCPU() float64 {
-	b, err := os.ReadFile(filepath.Join(db.cluster.Dir(), "postmaster.pid"))
+func (db *benchDB) postgresCPU() float64 { return clusterCPU(db.cluster) }
+
+// clusterCPU is benchDB.postgresCPU for any cluster: the benchmarks that
+// run beside tests (or another benchmark's database) count only their own
+// server, not every process named postgres.
+func clusterCPU(cluster *pgembed.Cluster) float64 {
+	b, err := os.ReadFile(filepath.Join(cluster.Dir(), "postmaster.pid"))
 	if err != nil {
 		return 0
 	}
