@@ -42,6 +42,14 @@ type Store interface {
 	MeterAudit(ctx context.Context, meterID string, limit int) ([]flows.AuditEntry, error)
 	LowBalance(ctx context.Context, threshold decimal.Decimal, escoCode string) ([]flows.LowBalance, error)
 	LosingSupply(ctx context.Context, within time.Duration, escoCode string) ([]flows.LosingSupply, error)
+	SelfDisconnectionReport(ctx context.Context, from, to time.Time, escoCode string) (*flows.SelfDisconnectionReport, error)
+	CreateAlertRule(ctx context.Context, r flows.NewAlertRule, by string) (*flows.AlertRule, error)
+	AlertRules(ctx context.Context, escoCode string) ([]flows.AlertRule, error)
+	SetAlertRuleEnabled(ctx context.Context, id, escoCode string, enabled bool) (*flows.AlertRule, error)
+	Alerts(ctx context.Context, escoCode string, firing bool, limit int) ([]flows.Alert, error)
+	Alert(ctx context.Context, id, escoCode string) (*flows.Alert, error)
+	AcknowledgeAlert(ctx context.Context, id, escoCode, by string) (*flows.Alert, error)
+	AlertDeliveries(ctx context.Context, alertID, escoCode string) ([]flows.AlertDelivery, error)
 	OfflineRecently(ctx context.Context, escoCode string) ([]flows.OfflineMeter, error)
 	OfflineAll(ctx context.Context, escoCode string) ([]flows.OfflineMeter, error)
 	ClockDrifts(ctx context.Context, escoCode string) ([]flows.ClockDrift, error)
@@ -89,6 +97,14 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/rollouts/{id}", RoleReadonly, "A rollout and its progress", s.getRollout},
 		{"GET", "/api/v1/views/low-balance", RoleReadonly, "Meters under a balance (threshold, default 5.00)", s.viewLowBalance},
 		{"GET", "/api/v1/views/losing-supply", RoleReadonly, "Meters forecast to lose supply within hours (default 48), soonest first", s.viewLosingSupply},
+		{"GET", "/api/v1/reports/self-disconnections", RoleReadonly, "Self-disconnections (supply cut for lack of credit) in a period: count, meters, total hours, repeated, longest, and each period (from, to: RFC 3339 or YYYY-MM-DD; default the last 30 days; at most 367)", s.selfDisconnections},
+		{"GET", "/api/v1/reports/self-disconnections.csv", RoleReadonly, "The same report's periods as CSV (serial, name, started_at, ended_at, hours, source)", s.selfDisconnectionsCSV},
+		{"GET", "/api/v1/alert-rules", RoleReadonly, "The ESCO's alert rules, with how many episodes each has firing", s.listAlertRules},
+		{"POST", "/api/v1/alert-rules", RoleOperator, "Make an alert rule (kind: low_balance, losing_supply, self_disconnected, offline, clock_drift, push_failed; threshold; webhook_url and webhook_secret)", s.createAlertRule},
+		{"PATCH", "/api/v1/alert-rules/{id}", RoleOperator, "Turn an alert rule on or off (enabled)", s.patchAlertRule},
+		{"GET", "/api/v1/alerts", RoleReadonly, "Alert episodes, firing ones by default (state=firing|all; limit)", s.listAlerts},
+		{"POST", "/api/v1/alerts/{id}/acknowledge", RoleOperator, "Acknowledge an alert episode", s.acknowledgeAlert},
+		{"GET", "/api/v1/alerts/{id}/deliveries", RoleReadonly, "An alert episode's webhook deliveries and their attempts", s.alertDeliveries},
 		{"GET", "/api/v1/views/offline", RoleReadonly, "Meters offline (scope=recent (3-24 h, default) or all)", s.viewOffline},
 		{"GET", "/api/v1/views/clock-drift", RoleReadonly, "Meters whose clock is a minute or more off", s.viewClockDrift},
 	}

@@ -447,3 +447,80 @@ func TestLosingSupplyView(t *testing.T) {
 		t.Errorf("credit_runs_out_at %v (%v), want 20 h from now", m["credit_runs_out_at"], err)
 	}
 }
+
+// The self-disconnection report counts an ESCO's periods in the range
+// asked, as JSON, as CSV and on the dashboard's page; a token limited to
+// an ESCO sees only its own; a bad range is refused naming the parameter.
+func TestSelfDisconnectionReport(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	day := time.Now().UTC().Truncate(24*time.Hour).Add(-48 * time.Hour)
+	// AAA's EML1100000001 off supply twice (3 h, then 1 h), BBB's
+	// EML2200000001 once and still off.
+	for _, p := range []struct {
+		serial     string
+		start, end time.Duration
+	}{{"EML1100000001", 2 * time.Hour, 5 * time.Hour}, {"EML1100000001", 10 * time.Hour, 11 * time.Hour}, {"EML2200000001", 20 * time.Hour, 0}} {
+		m, err := a.store.MeterBySerial(ctx, p.serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var end *time.Time
+		if p.end > 0 {
+			e := day.Add(p.end)
+			end = &e
+		}
+		if _, err := a.store.Pool().Exec(ctx, `INSERT INTO flows.meter_self_disconnections (meter_id, started_at, ended_at, source) VALUES ($1, $2, $3, 'events')`,
+			m.ID, day.Add(p.start), end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := day.Format("2006-01-02")
+	aaa := token(t, flowshttp.RoleReadonly, "AAA")
+	code, p := a.do("GET", "/api/v1/reports/self-disconnections?from="+from, aaa, nil)
+	if code != 200 || p["disconnections"] != 2.0 || p["meters"] != 1.0 || p["total_hours"] != "4" || p["ongoing"] != 0.0 {
+		t.Fatalf("AAA's report: %d %v, want 2 disconnections of one meter, 4 hours", code, p)
+	}
+	if rep := p["repeated"].([]any); len(rep) != 1 || rep[0].(map[string]any)["serial"] != "EML1100000001" {
+		t.Errorf("repeated: %v, want EML1100000001", rep)
+	}
+	if l := p["longest"].(map[string]any); l["seconds"] != 3*3600.0 {
+		t.Errorf("longest %v, want the 3 h one", l)
+	}
+	admin := token(t, flowshttp.RoleAdmin, "")
+	if code, p := a.do("GET", "/api/v1/reports/self-disconnections?from="+from+"&esco=BBB", admin, nil); code != 200 || p["disconnections"] != 1.0 || p["ongoing"] != 1.0 {
+		t.Errorf("BBB's report for an admin: %d %v, want one, still going", code, p)
+	}
+	for q, field := range map[string]string{"from=yesterday": "from", "to=2026-13-01": "to", "from=2026-01-01&to=2025-01-01": "from", "from=2020-01-01&to=2026-01-01": "to"} {
+		if code, p := a.do("GET", "/api/v1/reports/self-disconnections?"+q, aaa, nil); code != 400 || p["field"] != field {
+			t.Errorf("%s: %d %v, want 400 naming %s", q, code, p, field)
+		}
+	}
+
+	req, _ := http.NewRequest("GET", a.base+"/api/v1/reports/self-disconnections.csv?from="+from, nil)
+	req.Header.Set("Authorization", "Bearer "+aaa)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	lines := strings.Split(strings.TrimSpace(string(body)), "\n")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/csv" || len(lines) != 3 || lines[0] != "serial,name,started_at,ended_at,hours,source" ||
+		!strings.HasPrefix(lines[1], "EML1100000001,") || !strings.HasSuffix(lines[2], ",3.00,events") || strings.Contains(string(body), "EML2200000001") {
+		t.Errorf("AAA's CSV: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+
+	req, _ = http.NewRequest("GET", a.base+"/reports/self-disconnections?from="+from, nil)
+	req.AddCookie(session(t, a.base, aaa))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_, periods, _ := strings.Cut(string(page), `id="report-periods"`)
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `id="report-count">2<`) || strings.Count(periods, `<tr><td><a href="/meters/EML1100000001">`) != 2 || strings.Contains(string(page), "EML2200000001") {
+		t.Errorf("AAA's report page: %d\n%s", resp.StatusCode, page)
+	}
+}

@@ -61,6 +61,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 		return string(*h)
 	},
 	"time":          func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"hours":         func(seconds int64) string { return strconv.FormatFloat(float64(seconds)/3600, 'f', 1, 64) },
 	"pct":           percent,
 	"topupStatus":   topupStatus,
 	"requestStatus": requestStatus,
@@ -97,6 +98,8 @@ func (s *Server) mountDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("POST /meters/{serial}/token", s.dash(s.meterForm(s.tokenForm)))
 	mux.HandleFunc("POST /meters/{serial}/sync", s.dash(s.meterForm(s.syncForm)))
 	mux.HandleFunc("GET /views", s.dash(s.viewsPage))
+	mux.HandleFunc("GET /reports/self-disconnections", s.dash(s.disconnectionsPage))
+	mux.HandleFunc("GET /reports/self-disconnections.csv", s.dash(s.selfDisconnectionsCSV))
 	mux.HandleFunc("GET /rollouts/{id}", s.dash(s.rolloutPage))
 	// Anything else is a 404 inside the layout (the API's own paths are
 	// matched first and answer problem+json).

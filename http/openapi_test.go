@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,7 +43,7 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 			if ok == nil || ok["content"] == nil {
 				t.Errorf("%s %s: no success response body documented", method, path)
 			}
-			if method != "get" && !strings.HasSuffix(path, "/sync") && op["requestBody"] == nil {
+			if method != "get" && !strings.HasSuffix(path, "/sync") && !strings.HasSuffix(path, "/acknowledge") && op["requestBody"] == nil {
 				t.Errorf("%s %s: no request body documented", method, path)
 			}
 		}
@@ -70,11 +71,20 @@ func TestOpenAPIResponsesMatchTheirSchemas(t *testing.T) {
 	_, tr := a.do("PUT", "/api/v1/meters/EML1100000001/tariffs/future", admin, futureTariff(at))
 	_, cmd := a.do("POST", "/api/v1/meters/EML1100000001/commands", admin, map[string]any{"kind": "prepay_enabled", "value": "on"})
 	_, ro := a.do("POST", "/api/v1/rollouts", admin, map[string]any{"tariff": futureTariff(at), "esco": "AAA"})
+	_, rule := a.do("POST", "/api/v1/alert-rules", admin, map[string]any{"esco": "AAA", "name": "Off supply", "kind": "self_disconnected"})
+	var episode string
+	if err := a.store.Pool().QueryRow(context.Background(), `INSERT INTO flows.alert_episodes (rule_id, meter_id, detail)
+		SELECT $1, id, 'off supply' FROM flows.meter_registry WHERE serial = 'EML1100000001' RETURNING id`, rule["id"]).Scan(&episode); err != nil {
+		t.Fatal(err)
+	}
 	ids := map[string]string{
-		"/api/v1/topups/{id}":          fmt.Sprint(tu["id"]),
-		"/api/v1/tariff-requests/{id}": fmt.Sprint(tr["id"]),
-		"/api/v1/commands/{id}":        fmt.Sprint(cmd["id"]),
-		"/api/v1/rollouts/{id}":        fmt.Sprint(ro["id"]),
+		"/api/v1/alert-rules/{id}":        fmt.Sprint(rule["id"]),
+		"/api/v1/alerts/{id}/acknowledge": episode,
+		"/api/v1/alerts/{id}/deliveries":  episode,
+		"/api/v1/topups/{id}":             fmt.Sprint(tu["id"]),
+		"/api/v1/tariff-requests/{id}":    fmt.Sprint(tr["id"]),
+		"/api/v1/commands/{id}":           fmt.Sprint(cmd["id"]),
+		"/api/v1/rollouts/{id}":           fmt.Sprint(ro["id"]),
 	}
 	bodies := map[string]any{
 		"POST /api/v1/meters":                        map[string]any{"serial": "EML3300000001", "ip_address": "127.110.3.1", "esco": "AAA"},
@@ -83,6 +93,8 @@ func TestOpenAPIResponsesMatchTheirSchemas(t *testing.T) {
 		"POST /api/v1/meters/{serial}/tokens":        map[string]any{"token": "22345678901234567890"},
 		"POST /api/v1/meters/{serial}/commands":      map[string]any{"kind": "clock"},
 		"POST /api/v1/rollouts":                      map[string]any{"tariff": futureTariff(at.Add(2 * time.Hour)), "serials": []string{"EML1100000002"}},
+		"POST /api/v1/alert-rules":                   map[string]any{"esco": "AAA", "name": "Under £5", "kind": "low_balance", "threshold": "5", "webhook_url": "https://esco.example/hook", "webhook_secret": "0123456789abcdef"},
+		"PATCH /api/v1/alert-rules/{id}":             map[string]any{"enabled": false},
 	}
 	checked := 0
 	for path, ops := range doc["paths"].(map[string]any) {

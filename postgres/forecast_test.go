@@ -128,7 +128,7 @@ func TestFleetForecastPassMatchesTheOneMeterFunction(t *testing.T) {
 	meter("EML1000000201", true, 0, `60 - 0.05 * h - 0.03 * h * (h % 24 = 7)::int`) // a dearer hour a day
 	meter("EML1000000202", true, time.Hour, `12`)
 	meter("EML1000000203", false, 0, `40 - 0.1 * h`)
-	meter("EML1000000204", true, 240*time.Hour, `30 - 0.1 * h`)                                  // last read ten days ago
+	meter("EML1000000204", true, 240*time.Hour, `30 - 0.1 * h`)                                           // last read ten days ago
 	meter("EML1000000205", true, 30*time.Minute, `30 - 0.08 * h + CASE WHEN h >= 150 THEN 25 ELSE 0 END`) // ten hours unread, a top-up
 	meter("EML1000000206", true, 0, `20 - 0.1 * h`)
 

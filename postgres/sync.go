@@ -445,6 +445,10 @@ func queueEvents(b *pgx.Batch, meterID string, events []flows.MeterEvent) {
 	b.Queue(`INSERT INTO flows.meter_event_log (meter_id, "timestamp", event_type, event_set)
 		SELECT $1, t, e, s FROM unnest($2::timestamptz[], $3::int[], $4::int[]) AS x(t, e, s)
 		ON CONFLICT (meter_id, "timestamp", event_type) DO NOTHING`, meterID, ts, types, sets)
+	// A supply event among them: the meter's self-disconnections derived
+	// again from the oldest (migration 0031).
+	b.Queue(`SELECT flows.detect_self_disconnections($1, min(t)) FROM unnest($2::timestamptz[], $3::int[]) AS x(t, e)
+		WHERE e IN (SELECT event_type FROM flows.supply_event_types) HAVING count(*) > 0`, meterID, ts, types)
 }
 
 // queueSyncState records the sync in meter_sync_state: attempts, success

@@ -33,6 +33,11 @@ type FleetOptions struct {
 	// none), spread evenly, alternately CT-operated and whole current;
 	// nil keeps the default two in 25 at indices 22 and 24 of each 25.
 	ThreePhaseShare *float64
+	// Habits gives every credit (prepayment) meter's customer a top-up
+	// habit: of each ten, five weekly, two late (after supply is cut), two
+	// rationing and one holidaying (see HabitWeekly and the rest). Without
+	// it nobody tops up.
+	Habits bool
 }
 
 // GenerateFleet returns n meter specs: a realistic mix of single-element
@@ -114,6 +119,9 @@ func GenerateFleet(n int, opts FleetOptions) []Spec {
 			case i%23 == 11:
 				s.Faults = Faults{LatencyMin: time.Second, LatencyMax: 3 * time.Second}
 			}
+		}
+		if opts.Habits && s.Layout != "three_phase" {
+			s.Habit = [10]string{HabitWeekly, HabitLate, HabitRation, HabitWeekly, HabitHoliday, HabitWeekly, HabitLate, HabitRation, HabitWeekly, HabitWeekly}[i%10]
 		}
 		mac := hmac.New(sha256.New, opts.Secret)
 		mac.Write([]byte(s.Serial))

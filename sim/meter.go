@@ -102,7 +102,10 @@ type State struct {
 	PowerOffUntil time.Time `json:"power_off_until,omitzero"`
 	// NextStatus is OR-ed into the next record's status (a power failure
 	// or a counter reset it has to report).
-	NextStatus uint16    `json:"next_status,omitempty"`
+	NextStatus uint16 `json:"next_status,omitempty"`
+	// HabitCutAt is when a late-topping customer's supply was cut (zero
+	// while on supply).
+	HabitCutAt time.Time `json:"habit_cut_at,omitzero"`
 	LastUpdate time.Time `json:"last_update"`
 }
 
@@ -327,6 +330,9 @@ func (m *Meter) power(t time.Time) (a, b, solar int64) {
 			b = int64(m.Spec.LoadB)
 		}
 	}
+	if m.away(t) {
+		a, b = a/10, b/10 // the fridge and the standby lights
+	}
 	if m.Spec.SolarPeak > 0 && slot >= 14 && slot < 38 {
 		d := slot - 26
 		solar = int64(m.Spec.SolarPeak) * (144 - d*d) / 144
@@ -359,6 +365,9 @@ func (m *Meter) advance(now time.Time) {
 		}
 		m.integrate(from, to)
 		m.st.LastUpdate = to
+		if m.Spec.Habit != HabitNone {
+			m.habit(from, to)
+		}
 		if m.poweredOff(from) && !m.poweredOff(to) {
 			m.event(to, EventPowerUp)
 		}
@@ -532,27 +541,9 @@ func (m *Meter) applyToken(tok string, now time.Time) (Token, error) {
 		return Token{}, ErrTokenUsed
 	}
 	m.advance(now)
-	amount := t.Pence * 1000 // pence → 1e-5 GBP
-	if m.st.Balance < 0 {
-		// The debt run up on emergency credit is recovered daily from
-		// now on; the top-up is credited whole.
-		m.st.Debt += -m.st.Balance
-		m.st.Balance = amount
-	} else {
-		m.st.Balance += amount
-	}
 	m.used[t.ID] = true
 	m.st.UsedTokens = append(m.st.UsedTokens, t.ID)
-	m.st.TxCount++
-	m.st.LastTx = emop.Transaction{PaymentTime: m.meterTime(now), PaymentValue: money(amount)}
-	if m.st.Balance >= m.st.Active.ECreditAvailability {
-		m.st.ECActive = false
-	}
-	m.event(now, EventCreditTokenApplied)
-	if !m.st.Connected && m.st.Balance > 0 {
-		m.st.Connected = true
-		m.event(now, EventSupplyReconnected)
-	}
+	m.credit(t.Pence*1000, now) // pence → 1e-5 GBP
 	return t, nil
 }
 

@@ -282,9 +282,10 @@ func TestGapDropsAndTimeoutsCounted(t *testing.T) {
 	if s := ms[0].Stats(); s.GapViolations != 2 || s.Answered != 4 {
 		t.Errorf("stats %+v, want 2 gap violations and 4 answered", s)
 	}
-	// Each is described: the first came straight after an answer, the
-	// second while another request was being served.
-	if vs := f.Violations(); len(vs) != 2 || vs[0].Serial != "EML1000000211" || vs[0].During || vs[0].Since >= 200*time.Millisecond || !vs[1].During {
+	// Each is described: the first came straight after an answer (its
+	// handler may not have finished), the second while another request
+	// was being served.
+	if vs := f.Violations(); len(vs) != 2 || vs[0].Serial != "EML1000000211" || vs[0].Since >= 200*time.Millisecond || !vs[1].During {
 		t.Errorf("violations described as %+v", vs)
 	}
 

@@ -28,6 +28,7 @@ type Spec struct {
 	BaseCSQ      int             `json:"base_csq,omitempty"`
 	StartBalance decimal.Decimal `json:"start_balance,omitzero"`
 	ProfileDays  int             `json:"profile_days,omitempty"` // profile log depth (DefaultProfileDays)
+	Habit        string          `json:"habit,omitempty"`        // the customer's top-up habit (HabitWeekly, ...; empty: never tops up)
 	Faults       Faults          `json:"faults,omitzero"`
 }
 

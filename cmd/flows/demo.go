@@ -258,7 +258,7 @@ func startDemoFleet(ctx context.Context, cfg demoConfig, dataDir string, store *
 	if err != nil {
 		return nil, nil, "", err
 	}
-	specs := sim.GenerateFleet(cfg.meters, sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: simSecret, Faults: true})
+	specs := sim.GenerateFleet(cfg.meters, sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: simSecret, Faults: true, Habits: true})
 	sc := simConfig{meters: cfg.meters, listen: cfg.simListen, speed: cfg.speed, past: cfg.past, state: filepath.Join(dataDir, "sim-state.json")}
 	simulator, err := startSim(ctx, sc, specs, log)
 	if errors.Is(err, syscall.EADDRINUSE) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/alert"
 	"github.com/flows-energy/flows/command"
 	flowshttp "github.com/flows-energy/flows/http"
 	"github.com/flows-energy/flows/internal/cli"
@@ -351,6 +352,16 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 		pusher := command.New(command.Config{Store: cmdStore, Meters: w.via, Lease: cfg.lease, Node: lifecycle.NodeName(), Logger: log.With("component", "commands"),
 			FailPoint: crashAt(os.Getenv("FLOWS_CRASH_AT"), log)})
 		if err := start("commands", pusher); err != nil {
+			return nil, err
+		}
+		// Alert rules are evaluated and delivered with the commands: the
+		// node that acts on meters tells the ESCO of them.
+		notifier, err := alert.New(alert.Config{Store: w.store, Logger: log.With("component", "alerts"),
+			NewQueue: func(c *river.Config) (alert.JobQueue, error) { return w.store.NewQueueClient(c) }})
+		if err != nil {
+			return nil, err
+		}
+		if err := start("alerts", notifier); err != nil {
 			return nil, err
 		}
 	}

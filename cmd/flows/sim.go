@@ -31,6 +31,7 @@ type simConfig struct {
 	state       string
 	registryOut string
 	faults      bool
+	habits      bool
 	latency     time.Duration
 	// jitter, gap, dropRate and timeoutRate: the cellular link every
 	// meter has (benchmarks): latency ± jitter, the meter's minimum gap
@@ -143,6 +144,7 @@ the next prefixes (127.77, then 127.78, ...).`,
 	fl.StringVar(&cfg.state, "state", "", "keep balances, registers and used tokens in this file across restarts")
 	fl.StringVar(&cfg.registryOut, "registry-out", "", "write the fleet (serial, ip_address, port, hardware, key...) as JSON here")
 	fl.BoolVar(&cfg.faults, "faults", true, "make a realistic few meters offline, flaky or slow")
+	fl.BoolVar(&cfg.habits, "habits", true, "give each prepayment meter's customer a top-up habit (weekly, late, ration, holiday): forecasts, self-disconnections and alerts happen on their own")
 	fl.DurationVar(&cfg.latency, "latency", 0, "every meter takes this long to answer (benchmarks)")
 	fl.DurationVar(&cfg.jitter, "jitter", 0, "answers take --latency ± this, uniformly (at most --latency)")
 	fl.DurationVar(&cfg.gap, "gap", 0, "every meter's minimum gap: a request sooner after its last answer, or during another, is refused unanswered and counted (real meters: 2s)")
@@ -232,7 +234,7 @@ func startSim(ctx context.Context, cfg simConfig, specs []sim.Spec, log *slog.Lo
 	if specs == nil {
 		secret := make([]byte, 32)
 		_, _ = rand.Read(secret)
-		opts := sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: secret, Faults: cfg.faults}
+		opts := sim.FleetOptions{AddressPrefix: prefix, Port: port, Secret: secret, Faults: cfg.faults, Habits: cfg.habits}
 		opts.ThreePhaseShare = cfg.threePhase
 		specs = sim.GenerateFleet(cfg.meters, opts)
 	}
