@@ -32,6 +32,16 @@ func (s *Store) CountFreshBalances(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// CountFailedUnsynced counts the meters not synced yet whose last sync
+// failed: a benchmark waiting for the whole fleet stops waiting for them
+// (they are due again at their next slot, not within the wave).
+func (s *Store) CountFailedUnsynced(ctx context.Context) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM flows.meter_shadows ms JOIN flows.meter_sync_state st ON st.meter_id = ms.id
+		WHERE NOT (ms.synced_at ? 'csq') AND st.consecutive_failures > 0`).Scan(&n)
+	return n, translate(err, "meter sync state")
+}
+
 // QueueJobStates summarises the job queue as "state=count" pairs separated
 // by spaces ("available=3 running=40"), or "" when the queue is empty.
 func (s *Store) QueueJobStates(ctx context.Context) (string, error) {

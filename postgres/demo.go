@@ -70,6 +70,14 @@ func (s *Store) SeedDemo(ctx context.Context, esco DemoESCO, meters []DemoMeter)
 		}
 		b := &pgx.Batch{}
 		b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
+		// The alert rules an ESCO would start with (no webhook: the API's
+		// alert list; add one with POST /api/v1/alert-rules).
+		b.Queue(`INSERT INTO flows.alert_rules (esco, name, kind, threshold, created_by) VALUES
+			($1, 'Balance under £5', 'low_balance', 5, 'demo'),
+			($1, 'Forecast to lose supply within 48 h', 'losing_supply', 48, 'demo'),
+			($1, 'Off supply for lack of credit', 'self_disconnected', NULL, 'demo'),
+			($1, 'Offline over 24 h', 'offline', 24, 'demo'),
+			($1, 'Top-up or tariff push failed', 'push_failed', NULL, 'demo')`, escoID)
 		for _, m := range meters {
 			id, err := insertDemoMeter(ctx, tx, escoID, m)
 			if err != nil {

@@ -544,7 +544,7 @@ func TestLoginSeesNothingInAnotherDatabase(t *testing.T) {
 func TestRowSecurityCoversMeterData(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
-	reference := []string{"meter_event_log_type", "meter_metrics"}
+	reference := []string{"meter_event_log_type", "meter_metrics", "supply_event_types"}
 	rows, err := pool.Query(context.Background(), `
 		SELECT c.relname, c.relkind::text, c.relispartition, c.relrowsecurity, c.relforcerowsecurity,
 		       coalesce(c.reloptions @> '{security_invoker=true}', false),

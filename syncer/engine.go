@@ -391,9 +391,14 @@ func (e *Engine) schedule(ctx context.Context) error {
 			})
 		}
 	}
+	// Not cut short by shutdown: River notifies the queue's listeners
+	// after the insert, and a notification cancelled with the context is
+	// logged as an error (the jobs are in either way).
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	for len(params) > 0 {
 		n := min(len(params), 1000)
-		if _, err := e.client.InsertMany(ctx, params[:n]); err != nil {
+		if _, err := e.client.InsertMany(ictx, params[:n]); err != nil {
 			return fmt.Errorf("queue syncs: %w", err)
 		}
 		params = params[n:]

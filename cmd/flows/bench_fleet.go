@@ -125,6 +125,7 @@ type fleetFigures struct {
 	memory                 string         // peak resident memory of the engine
 	active                 int            // the fleet's active meters (the simulator makes a few passive ones)
 	fresh                  int
+	failed                 int // meters whose set failed in the wave (not fresh, due again at their next slot)
 	elapsed                time.Duration
 	engineRequests         int64
 	ceiling                float64 // requests/s at the engine's concurrency, measured
@@ -380,7 +381,7 @@ func fleetRun(ctx context.Context, out io.Writer, o fleetOptions, nodes, mediato
 		}()
 	}
 
-	if fig.fresh, err = waitFreshBalances(ctx, out, bf.store, start, len(bf.targets), o.timeout); err != nil {
+	if fig.fresh, fig.failed, err = waitFreshBalances(ctx, out, bf.store, start, len(bf.targets), o.timeout); err != nil {
 		return fig, err
 	}
 	fig.elapsed = time.Since(start)
@@ -618,6 +619,9 @@ func (r fleetFigures) print(out io.Writer) {
 		r.nodes, o.meters, o.latency, o.jitter, o.gap, o.dropRate*100, o.workers, o.maxInFlight, o.fresh)
 	fmt.Fprintf(out, "  hourly set, whole fleet:   %8.1f s for %d/%d active meters (goal ≤ %.0f s: %s)\n", r.elapsed.Seconds(), r.fresh, r.active,
 		o.fresh.Seconds(), goalMet(r.fresh == r.active && r.elapsed <= o.fresh))
+	if r.failed > 0 {
+		fmt.Fprintf(out, "  failed sets:               %8d meters whose set failed in the wave (due again at their next slot; their sync state says why)\n", r.failed)
+	}
 	fmt.Fprintf(out, "  syncs recorded:            %8d for %d meters; %d synced more than once (%d of them on demand)\n", r.syncs0, r.synced, r.twice, r.o.syncs)
 	switch {
 	case len(r.mediators) > 0:
