@@ -155,6 +155,14 @@ func (n *Notifier) run(ctx context.Context) {
 	}
 }
 
+// EvaluateNow evaluates every rule once and queues what it owes, as the
+// notifier does every EvaluateEvery (tests, and an operator's
+// "evaluate now").
+func (n *Notifier) EvaluateNow(ctx context.Context) error {
+	_, err := n.evaluate(ctx)
+	return err
+}
+
 // evaluate evaluates the rules once and queues every delivery not yet
 // made; it returns how many are owed.
 func (n *Notifier) evaluate(ctx context.Context) (int, error) {

@@ -2,6 +2,7 @@ package http
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/flows-energy/flows"
@@ -123,5 +124,24 @@ func (s *Server) alertDeliveries(w http.ResponseWriter, r *http.Request, c *Clai
 		return err
 	}
 	writeJSON(w, http.StatusOK, alertDeliveriesView{Deliveries: ds})
+	return nil
+}
+
+// acknowledgeForm acknowledges an alert from the Attention page (an
+// operator's; another ESCO's is not found) and goes back there.
+func (s *Server) acknowledgeForm(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	msg := "Acknowledged"
+	err := s.needRole(c, RoleOperator)
+	if err == nil {
+		_, err = s.cfg.Store.AcknowledgeAlert(r.Context(), r.PathValue("id"), scopeESCO(r, c), c.Subject)
+	}
+	switch flows.ErrorCode(err) {
+	case "":
+	case flows.EFORBIDDEN:
+		msg = "Refused: " + flows.ErrorMessage(err)
+	default:
+		return err
+	}
+	http.Redirect(w, r, "/views?msg="+url.QueryEscape(msg), http.StatusSeeOther)
 	return nil
 }

@@ -405,6 +405,9 @@ func TestLosingSupplyView(t *testing.T) {
 			SELECT $1, $2::timestamptz - h * interval '1 hour', $3 + 0.1 * h FROM generate_series(1, 48) h`, m.ID, now, last); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := a.store.Pool().Exec(ctx, `SELECT flows.rebuild_spend_days($1)`, m.ID); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := a.store.Pool().Exec(ctx, `SELECT flows.refresh_credit_forecast($1)`, m.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -522,5 +525,100 @@ func TestSelfDisconnectionReport(t *testing.T) {
 	_, periods, _ := strings.Cut(string(page), `id="report-periods"`)
 	if resp.StatusCode != 200 || !strings.Contains(string(page), `id="report-count">2<`) || strings.Count(periods, `<tr><td><a href="/meters/EML1100000001">`) != 2 || strings.Contains(string(page), "EML2200000001") {
 		t.Errorf("AAA's report page: %d\n%s", resp.StatusCode, page)
+	}
+}
+
+// Alert rules are made and listed through the API within the caller's
+// ESCO, bad rules refused naming the field; an episode shows in the API
+// and on the Attention page for its ESCO only, and an operator (not a
+// reader) acknowledges it there or through the API.
+func TestAlertsAPIAndAttentionPage(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	admin, aaaOp, aaaRO, bbbOp := token(t, flowshttp.RoleAdmin, ""), token(t, flowshttp.RoleOperator, "AAA"),
+		token(t, flowshttp.RoleReadonly, "AAA"), token(t, flowshttp.RoleOperator, "BBB")
+	for field, body := range map[string]map[string]any{
+		"kind":           {"name": "x", "kind": "sometimes"},
+		"threshold":      {"name": "x", "kind": "low_balance"},
+		"webhook_secret": {"name": "x", "kind": "self_disconnected", "webhook_url": "https://esco.example/hook", "webhook_secret": "short"},
+		"webhook_url":    {"name": "x", "kind": "self_disconnected", "webhook_url": "ftp://esco.example", "webhook_secret": "0123456789abcdef"},
+		"esco":           {"name": "x", "kind": "self_disconnected", "esco": "BBB"},
+	} {
+		if code, p := a.do("POST", "/api/v1/alert-rules", aaaOp, body); code != 400 || p["field"] != field {
+			t.Errorf("rule %v: %d %v, want 400 naming %s", body, code, p, field)
+		}
+	}
+	if code, _ := a.do("POST", "/api/v1/alert-rules", aaaRO, map[string]any{"name": "x", "kind": "self_disconnected"}); code != 403 {
+		t.Errorf("a reader making a rule: %d, want 403", code)
+	}
+	code, rule := a.do("POST", "/api/v1/alert-rules", aaaOp, map[string]any{"name": "Under £5", "kind": "low_balance", "threshold": "5"})
+	if code != 201 || rule["esco"] != "AAA" || rule["enabled"] != true || rule["threshold"] != "5" {
+		t.Fatalf("AAA's operator making a rule: %d %v", code, rule)
+	}
+	if code, p := a.do("GET", "/api/v1/alert-rules", bbbOp, nil); code != 200 || len(p["rules"].([]any)) != 0 {
+		t.Errorf("BBB's rules: %d %v, want none", code, p)
+	}
+	if code, p := a.do("GET", "/api/v1/alert-rules", admin, nil); code != 200 || len(p["rules"].([]any)) != 1 {
+		t.Errorf("every ESCO's rules for an admin: %d %v, want AAA's one", code, p)
+	}
+
+	m, err := a.store.MeterBySerial(ctx, "EML1100000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.store.Pool().Exec(ctx, `UPDATE flows.meter_shadows SET balance = 3.2 WHERE id = $1`, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.store.EvaluateAlerts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	code, p := a.do("GET", "/api/v1/alerts", aaaRO, nil)
+	if code != 200 || len(p["alerts"].([]any)) != 1 {
+		t.Fatalf("AAA's firing alerts: %d %v, want one", code, p)
+	}
+	alert := p["alerts"].([]any)[0].(map[string]any)
+	id := alert["id"].(string)
+	if alert["serial"] != "EML1100000001" || alert["detail"] != "balance £3.20, under £5.00" {
+		t.Errorf("the alert: %v", alert)
+	}
+	if code, p := a.do("GET", "/api/v1/alerts", bbbOp, nil); code != 200 || len(p["alerts"].([]any)) != 0 {
+		t.Errorf("BBB's alerts: %d %v, want none", code, p)
+	}
+	if code, _ := a.do("POST", "/api/v1/alerts/"+id+"/acknowledge", bbbOp, nil); code != 404 {
+		t.Errorf("BBB acknowledging AAA's alert: %d, want 404", code)
+	}
+	if code, _ := a.do("POST", "/api/v1/alerts/"+id+"/acknowledge", aaaRO, nil); code != 403 {
+		t.Errorf("a reader acknowledging: %d, want 403", code)
+	}
+
+	// The page: a reader sees it without the button, an operator with.
+	page := func(tok string) string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", a.base+"/views", nil)
+		req.AddCookie(session(t, a.base, tok))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		_, panel, _ := strings.Cut(string(b), `id="alerts"`)
+		panel, _, _ = strings.Cut(panel, "</table>")
+		return panel
+	}
+	if p := page(aaaRO); !strings.Contains(p, "balance £3.20, under £5.00") || strings.Contains(p, "Acknowledge") {
+		t.Errorf("AAA's reader's alerts panel: %s", p)
+	}
+	if p := page(token(t, flowshttp.RoleReadonly, "BBB")); strings.Contains(p, "EML1100000001") {
+		t.Errorf("BBB's alerts panel shows AAA's alert: %s", p)
+	}
+	if p := page(aaaOp); !strings.Contains(p, `action="/alerts/`+id+`/acknowledge"`) {
+		t.Errorf("AAA's operator's alerts panel has no acknowledge button: %s", p)
+	}
+	if code, msg := a.post("/alerts/"+id+"/acknowledge", aaaOp, nil); code != http.StatusSeeOther || msg != "Acknowledged" {
+		t.Errorf("acknowledging from the page: %d %q", code, msg)
+	}
+	if p := page(aaaRO); !strings.Contains(p, "acknowledged by") {
+		t.Errorf("after acknowledging, the panel: %s", p)
 	}
 }

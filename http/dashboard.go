@@ -98,6 +98,7 @@ func (s *Server) mountDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("POST /meters/{serial}/token", s.dash(s.meterForm(s.tokenForm)))
 	mux.HandleFunc("POST /meters/{serial}/sync", s.dash(s.meterForm(s.syncForm)))
 	mux.HandleFunc("GET /views", s.dash(s.viewsPage))
+	mux.HandleFunc("POST /alerts/{id}/acknowledge", s.dash(s.acknowledgeForm))
 	mux.HandleFunc("GET /reports/self-disconnections", s.dash(s.disconnectionsPage))
 	mux.HandleFunc("GET /reports/self-disconnections.csv", s.dash(s.selfDisconnectionsCSV))
 	mux.HandleFunc("GET /rollouts/{id}", s.dash(s.rolloutPage))
@@ -675,15 +676,22 @@ func (s *Server) viewsPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 	if err != nil {
 		return err
 	}
+	alerts, err := s.cfg.Store.Alerts(ctx, esco, true, 200)
+	if err != nil {
+		return err
+	}
 	now := s.cfg.Now()
 	s.render(w, http.StatusOK, "views", struct {
 		page
+		Alerts  []flows.Alert
+		CanAck  bool
 		Losing  []flows.LosingSupply
 		Low     []flows.LowBalance
 		Offline []flows.OfflineMeter
 		Drift   []flows.ClockDrift
 		Past    func(time.Time) bool
-	}{page{Title: "Attention", Claims: c}, losing, low, off, drift, func(t time.Time) bool { return t.Before(now) }})
+	}{page{Title: "Attention", Claims: c, Flash: r.URL.Query().Get("msg")}, alerts, s.needRole(c, RoleOperator) == nil, losing, low, off, drift,
+		func(t time.Time) bool { return t.Before(now) }})
 	return nil
 }
 

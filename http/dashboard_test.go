@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/command"
 	flowshttp "github.com/flows-energy/flows/http"
+	"github.com/flows-energy/flows/internal/aptget"
 	"github.com/flows-energy/flows/internal/pgtest"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/flows-energy/flows/postgres"
@@ -28,34 +28,7 @@ import (
 // chromium finds Debian's chromium, installing it when missing and allowed.
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	var prefix []string
-	switch {
-	case os.Geteuid() == 0:
-	case exec.Command("sudo", "-n", "true").Run() == nil:
-		prefix = []string{"sudo", "-n"}
-	default:
-		t.Fatal("the dashboard test needs Debian's chromium and this user cannot install it: sudo apt-get install chromium")
-	}
-	run := func(args ...string) ([]byte, error) {
-		all := append(append([]string{}, prefix...), args...)
-		return exec.Command(all[0], all[1:]...).CombinedOutput()
-	}
-	t.Log("installing chromium with apt-get (one-time set-up)")
-	out, err := run("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "chromium")
-	if err != nil {
-		_, _ = run("apt-get", "update", "-q")
-		out, err = run("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "chromium")
-	}
-	if err == nil {
-		return "/usr/bin/chromium"
-	}
-	t.Fatalf("installing chromium: %v\n%s", err, out)
-	return ""
+	return aptget.Program(t, "chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
 }
 
 // artifacts is where screenshots go ($FLOWS_TEST_ARTIFACTS, or a

@@ -123,3 +123,47 @@ func (c *replicaCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.quarantined, prometheus.GaugeValue, float64(s.Quarantined), s.Replica)
 	}
 }
+
+// AlertGauges is what the alert collector reads at each scrape.
+type AlertGauges interface {
+	AlertRules(ctx context.Context, escoCode string) ([]flows.AlertRule, error)
+	AlertDeliveriesOwed(ctx context.Context) (owed int, oldest time.Duration, err error)
+}
+
+// alertCollector reports, per alert rule, the episodes firing now, and
+// the webhook deliveries owed: what Prometheus alerts on (the rules in
+// deploy/prometheus/flows-alerts.yml) without reading the dashboard.
+type alertCollector struct {
+	g                    AlertGauges
+	firing, owed, oldest *prometheus.Desc
+}
+
+// NewAlertCollector returns the collector of alert gauges.
+func NewAlertCollector(g AlertGauges) prometheus.Collector {
+	return &alertCollector{g: g,
+		firing: prometheus.NewDesc("flows_alerts_firing", "Meters in an enabled alert rule's condition now (its episodes firing).", []string{"esco", "rule", "kind"}, nil),
+		owed:   prometheus.NewDesc("flows_alert_deliveries_owed", "Webhook deliveries of alert episodes not made yet.", nil, nil),
+		oldest: prometheus.NewDesc("flows_alert_delivery_oldest_seconds", "Age of the oldest webhook delivery not made yet (0: none).", nil, nil)}
+}
+
+func (c *alertCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.firing
+	ch <- c.owed
+	ch <- c.oldest
+}
+
+func (c *alertCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if rules, err := c.g.AlertRules(ctx, ""); err == nil {
+		for _, r := range rules {
+			if r.Enabled {
+				ch <- prometheus.MustNewConstMetric(c.firing, prometheus.GaugeValue, float64(r.Firing), r.ESCO, r.Name, string(r.Kind))
+			}
+		}
+	}
+	if n, age, err := c.g.AlertDeliveriesOwed(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.owed, prometheus.GaugeValue, float64(n))
+		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age.Seconds())
+	}
+}

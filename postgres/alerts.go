@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/flows-energy/flows"
 	"github.com/jackc/pgx/v5"
@@ -251,4 +252,13 @@ func (s *Store) Alert(ctx context.Context, id, escoCode string) (*flows.Alert, e
 		return nil, flows.Errorf(flows.ENOTFOUND, "alert %q not found", id)
 	}
 	return a, translate(err, "alert")
+}
+
+// AlertDeliveriesOwed counts the webhook deliveries not made yet and the
+// age of the oldest.
+func (s *Store) AlertDeliveriesOwed(ctx context.Context) (owed int, oldest time.Duration, err error) {
+	var secs float64
+	err = s.pool.QueryRow(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+		FROM flows.alert_deliveries WHERE delivered_at IS NULL`).Scan(&owed, &secs)
+	return owed, time.Duration(secs * float64(time.Second)), translate(err, "alert deliveries")
 }

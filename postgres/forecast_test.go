@@ -32,6 +32,7 @@ func TestCreditForecastFromTheBalancesSlope(t *testing.T) {
 		// documentation says to after such a load.
 		mustExec(t, pool, `INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance)
 			SELECT $1, $2::timestamptz + h * interval '1 hour', `+balance+` FROM generate_series(0, 119) h`, id, t0)
+		mustExec(t, pool, `SELECT flows.rebuild_spend_days($1)`, id)
 		mustExec(t, pool, `SELECT flows.refresh_credit_forecast($1)`, id)
 		return id
 	}
@@ -100,12 +101,13 @@ func TestCreditForecastFromTheBalancesSlope(t *testing.T) {
 	}
 }
 
-// The whole fleet's pass (refresh_credit_forecasts) forecasts every meter
-// exactly as the one-meter function a sync calls: a spender whose days
-// differ (a band), one spending nothing, one in credit mode, one with a
-// gap in its readings and a top-up, one not read for ten days (left to
-// the one-meter function), and one whose readings are gone (its forecast
-// removed).
+// The whole fleet's passes (rebuild_spend_days, refresh_credit_forecasts)
+// count every meter's days and forecast it exactly as the one-meter path
+// a sync takes (refresh_spend_day for each day, refresh_credit_forecast):
+// a spender whose days differ (a band), one spending nothing, one in
+// credit mode, one not read for three days, one with a gap in its
+// readings and a top-up, and one whose readings are gone (no days, its
+// forecast removed).
 func TestFleetForecastPassMatchesTheOneMeterFunction(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
@@ -128,15 +130,15 @@ func TestFleetForecastPassMatchesTheOneMeterFunction(t *testing.T) {
 	meter("EML1000000201", true, 0, `60 - 0.05 * h - 0.03 * h * (h % 24 = 7)::int`) // a dearer hour a day
 	meter("EML1000000202", true, time.Hour, `12`)
 	meter("EML1000000203", false, 0, `40 - 0.1 * h`)
-	meter("EML1000000204", true, 240*time.Hour, `30 - 0.1 * h`)                                           // last read ten days ago
+	meter("EML1000000204", true, 72*time.Hour, `30 - 0.1 * h`)                                            // last read three days ago
 	meter("EML1000000205", true, 30*time.Minute, `30 - 0.08 * h + CASE WHEN h >= 150 THEN 25 ELSE 0 END`) // ten hours unread, a top-up
 	meter("EML1000000206", true, 0, `20 - 0.1 * h`)
 
 	const cols = `meter_id, balance_at, balance, days_observed, spend_per_day, spend_per_day_low, spend_per_day_high, ecredit_threshold,
 		emergency_credit, ecredit_at, supply_cut_at, supply_cut_earliest, supply_cut_latest`
-	snapshot := func() map[string]string {
+	snapshot := func(query string) map[string]string {
 		t.Helper()
-		rows, err := pool.Query(ctx, `SELECT meter_id::text, row(`+cols+`)::text FROM flows.meter_credit_forecast`)
+		rows, err := pool.Query(ctx, query)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,34 +148,56 @@ func TestFleetForecastPassMatchesTheOneMeterFunction(t *testing.T) {
 			if err := rows.Scan(&id, &row); err != nil {
 				t.Fatal(err)
 			}
-			out[id] = row
+			out[id] += row
 		}
 		return out
 	}
-	for _, id := range ids {
+	forecasts := func() map[string]string {
+		return snapshot(`SELECT meter_id::text, row(` + cols + `)::text FROM flows.meter_credit_forecast`)
+	}
+	days := func() map[string]string {
+		return snapshot(`SELECT meter_id::text, string_agg(row(day, spent, secs, last_at, last_balance)::text, ' ' ORDER BY day) FROM flows.meter_spend_days GROUP BY 1`)
+	}
+	// One meter at a time: its days from its history, then its forecast.
+	one := func(id string) {
+		t.Helper()
+		mustExec(t, pool, `SELECT flows.rebuild_spend_days($1)`, id)
 		mustExec(t, pool, `SELECT flows.refresh_credit_forecast($1)`, id)
+	}
+	for _, id := range ids {
+		one(id)
 	}
 	// A meter's readings removed after its forecast was made.
 	mustExec(t, pool, `DELETE FROM flows.meter_prepay_balance WHERE meter_id = $1`, ids["EML1000000206"])
-	mustExec(t, pool, `SELECT flows.refresh_credit_forecast($1)`, ids["EML1000000206"])
-	one := snapshot()
+	one(ids["EML1000000206"])
+	oneDays, oneForecasts := days(), forecasts()
 	mustExec(t, pool, `INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance) VALUES ($1, $2, 5)`, ids["EML1000000206"], now.Add(-time.Hour))
-	mustExec(t, pool, `SELECT flows.refresh_credit_forecast($1)`, ids["EML1000000206"])
+	one(ids["EML1000000206"])
 	mustExec(t, pool, `DELETE FROM flows.meter_prepay_balance WHERE meter_id = $1`, ids["EML1000000206"])
-	// Every forecast made again, and wrong, before the fleet's pass.
+	// Every day and forecast made again, and wrong, before the fleet's pass.
+	mustExec(t, pool, `UPDATE flows.meter_spend_days SET spent = 99, last_balance = 0`)
 	mustExec(t, pool, `UPDATE flows.meter_credit_forecast SET spend_per_day = 99, supply_cut_at = NULL, balance = 0`)
 
+	// The fleet: every meter's days in one pass over the history, every
+	// forecast in one pass over the days.
+	if _, err := pool.Exec(ctx, `SELECT flows.rebuild_spend_days()`); err != nil {
+		t.Fatal(err)
+	}
 	n, err := store.RefreshCreditForecasts(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fleet := snapshot()
-	if n != 5 || len(fleet) != 5 || len(one) != 5 {
-		t.Fatalf("the pass reports %d forecasts and left %d, the one-meter function %d; want 5 (the meter without readings has none)", n, len(fleet), len(one))
+	fleetDays, fleetForecasts := days(), forecasts()
+	if n != 5 || len(fleetForecasts) != 5 || len(oneForecasts) != 5 || len(fleetDays) != 5 || len(oneDays) != 5 {
+		t.Fatalf("the pass reports %d forecasts and left %d (%d meters with days), the one-meter path %d (%d); want 5 (the meter without readings has none)",
+			n, len(fleetForecasts), len(fleetDays), len(oneForecasts), len(oneDays))
 	}
 	for serial, id := range ids {
-		if fleet[id] != one[id] {
-			t.Errorf("%s: the fleet's pass made\n  %s\nthe one-meter function\n  %s", serial, fleet[id], one[id])
+		if fleetDays[id] != oneDays[id] {
+			t.Errorf("%s: the fleet's pass counted the days\n  %s\none meter at a time\n  %s", serial, fleetDays[id], oneDays[id])
+		}
+		if fleetForecasts[id] != oneForecasts[id] {
+			t.Errorf("%s: the fleet's pass made\n  %s\nthe one-meter function\n  %s", serial, fleetForecasts[id], oneForecasts[id])
 		}
 	}
 	var band bool

@@ -12,14 +12,14 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-func mustExec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
+func mustExec(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) {
 	t.Helper()
 	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
 }
 
-func mustID(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) string {
+func mustID(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) string {
 	t.Helper()
 	var id string
 	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&id); err != nil {
@@ -28,7 +28,7 @@ func mustID(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) string {
 	return id
 }
 
-func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+func count(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) int {
 	t.Helper()
 	var n int
 	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {

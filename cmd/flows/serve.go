@@ -288,7 +288,8 @@ func runServices(ctx context.Context, store *postgres.Store, cfg serveConfig, lo
 	// leases keep it when a meter passes to another node.
 	store = store.WithMeterGap(cfg.meterGap)
 	w := &wiring{cfg: cfg, log: log, reg: prometheus.NewRegistry(), store: store}
-	w.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(w.store), flowshttp.NewReplicaCollector(w.store))
+	w.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), flowshttp.NewFleetCollector(w.store), flowshttp.NewReplicaCollector(w.store),
+		flowshttp.NewAlertCollector(w.store))
 	// One transport for the process: its per-meter queue and gap then hold
 	// across the sync engine and the mediator.
 	// Requests in flight across all meters: the scheduled syncs' ceiling,

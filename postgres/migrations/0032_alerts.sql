@@ -84,7 +84,12 @@ CREATE FUNCTION flows.alert_condition(r flows.alert_rules) RETURNS TABLE (meter_
         ) x WHERE r.kind = 'push_failed' AND x.failed ORDER BY x.at DESC LIMIT 1) p ON true
     WHERE mr.esco = r.esco AND CASE r.kind
         WHEN 'low_balance' THEN coalesce(mr.prepay_enabled, true) AND ms.balance < r.threshold
-        WHEN 'losing_supply' THEN f.supply_cut_at < now() + make_interval(secs => (r.threshold * 3600)::float8)
+        -- From the newest reading when it is ahead of the database's
+        -- clock (a simulated fleet at --speed), else from now; only a
+        -- forecast learnt from a day of spending or more (hours of an
+        -- evening peak alone would cry wolf).
+        WHEN 'losing_supply' THEN f.days_observed >= 1
+                                  AND f.supply_cut_at < greatest(now(), f.balance_at) + make_interval(secs => (r.threshold * 3600)::float8)
         WHEN 'self_disconnected' THEN d.started_at IS NOT NULL
         WHEN 'offline' THEN ms.last_online_at < now() - make_interval(secs => (r.threshold * 3600)::float8)
         WHEN 'clock_drift' THEN abs(ms.clock_time_diff_seconds) > r.threshold
@@ -101,6 +106,9 @@ CREATE FUNCTION flows.evaluate_alerts() RETURNS SETOF bigint LANGUAGE plpgsql AS
 DECLARE
     r flows.alert_rules;
 BEGIN
+    -- One node at a time (every node running commands evaluates): the
+    -- second waits and finds the first's episodes.
+    PERFORM pg_advisory_xact_lock(hashtext('flows.evaluate_alerts'));
     FOR r IN SELECT * FROM flows.alert_rules ORDER BY id LOOP
         -- Resolutions first (seq order): a meter's episode that ended and
         -- one that began in the same evaluation are owed in that order.
@@ -115,6 +123,7 @@ BEGIN
             INSERT INTO flows.alert_episodes (rule_id, meter_id, detail)
             SELECT r.id, n.meter_id, n.detail FROM now_in n
             WHERE NOT EXISTS (SELECT 1 FROM flows.alert_episodes e WHERE e.rule_id = r.id AND e.meter_id = n.meter_id AND e.resolved_at IS NULL)
+            ON CONFLICT (rule_id, meter_id) WHERE resolved_at IS NULL DO NOTHING
             RETURNING id, 'fired' AS event
         ), owed AS (
             INSERT INTO flows.alert_deliveries (episode_id, event)
