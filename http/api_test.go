@@ -457,7 +457,7 @@ func TestLosingSupplyView(t *testing.T) {
 func TestSelfDisconnectionReport(t *testing.T) {
 	a := newAPI(t)
 	ctx := context.Background()
-	day := time.Now().UTC().Truncate(24*time.Hour).Add(-48 * time.Hour)
+	day := time.Now().UTC().Truncate(24 * time.Hour).Add(-48 * time.Hour)
 	// AAA's EML1100000001 off supply twice (3 h, then 1 h), BBB's
 	// EML2200000001 once and still off.
 	for _, p := range []struct {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/csv"
 	"mime"
-	"net/url"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 

@@ -20,7 +20,7 @@ func TestSelfDisconnectionFromTheMetersEvents(t *testing.T) {
 	specs := sim.GenerateFleet(2, sim.FleetOptions{AddressPrefix: "127.82", Secret: []byte("rig")})
 	specs[0].Mode, specs[0].Layout, specs[0].Hardware = "active", "single", "B1.w"
 	specs[0].DST, specs[0].LoadA, specs[0].LoadB, specs[0].SolarPeak = false, 2000, 0, 0
-	specs[0].ClockOffset, specs[0].DriftPPM = 0, 0 // the meter's clock is the simulation's
+	specs[0].ClockOffset, specs[0].DriftPPM = 0, 0              // the meter's clock is the simulation's
 	specs[0].StartBalance = decimal.RequireFromString("-14.50") // on emergency credit, 50p above the £15 floor
 	r := newRigOf(t, specs, t0, sim.Faults{})
 	ctx := context.Background()
