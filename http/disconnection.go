@@ -43,14 +43,20 @@ func reportRange(r *http.Request, now time.Time) (from, to time.Time, err error)
 	return from.UTC(), to.UTC(), err
 }
 
+// disconnectionReport is the report for the request's range and the
+// caller's ESCO.
+func (s *Server) disconnectionReport(r *http.Request, c *Claims) (*flows.SelfDisconnectionReport, error) {
+	from, to, err := reportRange(r, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Store.SelfDisconnectionReport(r.Context(), from, to, scopeESCO(r, c))
+}
+
 // selfDisconnections serves the self-disconnection report of the caller's
 // ESCO (an admin's: esco=, or every ESCO) for a period.
 func (s *Server) selfDisconnections(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	from, to, err := reportRange(r, s.cfg.Now())
-	if err != nil {
-		return err
-	}
-	rep, err := s.cfg.Store.SelfDisconnectionReport(r.Context(), from, to, scopeESCO(r, c))
+	rep, err := s.disconnectionReport(r, c)
 	if err != nil {
 		return err
 	}
@@ -61,11 +67,7 @@ func (s *Server) selfDisconnections(w http.ResponseWriter, r *http.Request, c *C
 // selfDisconnectionsCSV serves the same report's periods as CSV, a row
 // each, for a spreadsheet or a regulator's return.
 func (s *Server) selfDisconnectionsCSV(w http.ResponseWriter, r *http.Request, c *Claims) error {
-	from, to, err := reportRange(r, s.cfg.Now())
-	if err != nil {
-		return err
-	}
-	rep, err := s.cfg.Store.SelfDisconnectionReport(r.Context(), from, to, scopeESCO(r, c))
+	rep, err := s.disconnectionReport(r, c)
 	if err != nil {
 		return err
 	}
