@@ -378,6 +378,59 @@ func TestOperatorLoginTariffUpdate(t *testing.T) {
 	}
 }
 
+// An operator's SQL login makes and changes its own ESCO's alert rules
+// (created_by its login) and sees them, not another ESCO's; it cannot
+// make one for another ESCO, read a rule's secret, or write episodes; a
+// reader's login makes none.
+func TestOperatorLoginConfiguresAlertRules(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDB(t)
+	pool := openPool(t, dbURL)
+	store := postgres.NewStore(pool)
+	loadSeedFixture(t, pool)
+	ctx := context.Background()
+	if _, err := store.CreateESCO(ctx, "OTHER", "Other"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CreateAlertRule(ctx, flows.NewAlertRule{ESCO: "OTHER", Name: "Theirs", Kind: flows.AlertSelfDisconnected}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	conn, login := grantLogin(t, store, dbURL, postgres.SQLOperator, "WLCE")
+	insert := func(esco string) error {
+		id := mustID(t, pool, `SELECT id FROM flows.escos WHERE code = $1`, esco)
+		_, err := conn.Exec(ctx, `INSERT INTO flows.alert_rules (esco, name, kind, threshold, webhook_url, webhook_secret)
+			VALUES ($1, 'Under £3', 'low_balance', 3, 'https://esco.example/hook', 'a-long-shared-secret')`, id)
+		return err
+	}
+	if err := insert("WLCE"); err != nil {
+		t.Fatalf("the operator's login making its ESCO's rule: %v", err)
+	}
+	var by string
+	if err := pool.QueryRow(ctx, `SELECT created_by FROM flows.alert_rules WHERE name = 'Under £3'`).Scan(&by); err != nil || by != login {
+		t.Errorf("created_by %q (%v), want the login %q", by, err, login)
+	}
+	if err := insert("OTHER"); sqlState(err) != "42501" {
+		t.Errorf("a rule for another ESCO = %v, want refused (42501)", err)
+	}
+	if tag, err := conn.Exec(ctx, `UPDATE flows.alert_rules SET enabled = false`); err != nil || tag.RowsAffected() != 1 {
+		t.Errorf("turning its rules off: %v %v, want its one rule changed", tag, err)
+	}
+	if n := countOn(t, conn, `SELECT count(*) FROM flows.alert_rules`); n != 1 {
+		t.Errorf("the login sees %d rules, want its own 1", n)
+	}
+	for _, sql := range []string{`SELECT webhook_secret FROM flows.alert_rules`, `INSERT INTO flows.alert_episodes (rule_id, meter_id, detail)
+		SELECT r.id, m.id, 'x' FROM flows.alert_rules r, flows.meter_registry m LIMIT 1`} {
+		if _, err := conn.Exec(ctx, sql); sqlState(err) != "42501" {
+			t.Errorf("%s = %v, want permission denied", sql, err)
+		}
+	}
+	ro, _ := grantLogin(t, store, dbURL, postgres.SQLReadonly, "WLCE")
+	if _, err := ro.Exec(ctx, `INSERT INTO flows.alert_rules (esco, name, kind) VALUES ($1, 'x', 'push_failed')`,
+		mustID(t, pool, `SELECT id FROM flows.escos WHERE code = 'WLCE'`)); sqlState(err) != "42501" && sqlState(err) != "25006" {
+		t.Errorf("a reader's login making a rule = %v, want refused (a read-only session, or no privilege)", err)
+	}
+}
+
 func countOn(t *testing.T, conn *pgx.Conn, sql string, args ...any) int {
 	t.Helper()
 	var n int

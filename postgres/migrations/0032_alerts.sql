@@ -150,4 +150,18 @@ CREATE POLICY esco_scope ON flows.alert_episodes FOR SELECT
 CREATE POLICY every_esco ON flows.alert_episodes FOR SELECT TO flows_all_escos
     USING (EXISTS (SELECT 1 FROM flows.sql_logins l WHERE l.role_name = current_user AND l.esco IS NULL));
 GRANT SELECT (id, esco, name, kind, threshold, webhook_url, enabled, created_by, created_at) ON flows.alert_rules TO flows_readonly, flows_operator;
+-- An operator's SQL login configures its own ESCO's rules in SQL, as the
+-- API does (created_by is its login; the secret it may set, not read).
+GRANT INSERT (esco, name, kind, threshold, webhook_url, webhook_secret, enabled) ON flows.alert_rules TO flows_operator;
+GRANT UPDATE (name, threshold, webhook_url, webhook_secret, enabled) ON flows.alert_rules TO flows_operator;
+CREATE POLICY esco_scope_write ON flows.alert_rules FOR INSERT TO flows_operator
+    WITH CHECK (esco = (SELECT l.esco FROM flows.sql_logins l WHERE l.role_name = current_user));
+CREATE POLICY every_esco_write ON flows.alert_rules FOR INSERT TO flows_all_escos
+    WITH CHECK (EXISTS (SELECT 1 FROM flows.sql_logins l WHERE l.role_name = current_user AND l.esco IS NULL));
+CREATE POLICY esco_scope_change ON flows.alert_rules FOR UPDATE TO flows_operator
+    USING (esco = (SELECT l.esco FROM flows.sql_logins l WHERE l.role_name = current_user))
+    WITH CHECK (esco = (SELECT l.esco FROM flows.sql_logins l WHERE l.role_name = current_user));
+CREATE POLICY every_esco_change ON flows.alert_rules FOR UPDATE TO flows_all_escos
+    USING (EXISTS (SELECT 1 FROM flows.sql_logins l WHERE l.role_name = current_user AND l.esco IS NULL))
+    WITH CHECK (EXISTS (SELECT 1 FROM flows.sql_logins l WHERE l.role_name = current_user AND l.esco IS NULL));
 GRANT SELECT ON flows.alert_episodes TO flows_readonly, flows_operator;
