@@ -64,7 +64,7 @@ func inUTC(ts ...*time.Time) {
 }
 
 // RefreshCreditForecasts recomputes every meter's credit forecast in one
-// pass (migration 0030: after an import of history, or a change to how
+// pass over the meters' days (migration 0030: a change to how
 // forecasts are made) and returns how many meters have one.
 func (s *Store) RefreshCreditForecasts(ctx context.Context) (int64, error) {
 	var n int64

@@ -16,7 +16,7 @@ import (
 // same run, one bare read of the same readings. A sync refreshes one
 // meter's forecast as it writes the balance; this is the whole fleet at
 // once (a rule changed), in one pass over the meters' days
-// (refresh_credit_forecasts, migration 0033), beside its ceiling and the
+// (refresh_credit_forecasts, migration 0030), beside its ceiling and the
 // one-meter function on a tenth; and the days rebuilt from the history
 // (what an import needs: rebuild_spend_days) beside a bare read of it.
 //

@@ -88,12 +88,16 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION flows.detect_self_disconnections(uuid, timestamptz) IS 'Derives a meter''s self-disconnection periods again from the given time, from its event log and balances.';
 
--- The balance's part as each balance is written: only when the reading
--- is at the floor, or leaves it (a meter in credit pays nothing for it).
+-- The balance's part as each balance is written (after 0030's spend day
+-- and forecast): only when the reading is at the floor, or leaves it (a
+-- meter in credit pays nothing for it).
 CREATE OR REPLACE FUNCTION flows.meter_shadows_credit_forecast() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     floor_at numeric := -coalesce(flows.tariff_amount(NEW.tariffs_active, 'prepayment_emergency_credit'), 0);
 BEGIN
+    IF NEW.balance IS NOT NULL AND NEW.updated_at IS NOT NULL THEN
+        PERFORM flows.balance_written(NEW.id, NEW.updated_at);
+    END IF;
     PERFORM flows.refresh_credit_forecast(NEW.id);
     IF NEW.balance <= floor_at OR OLD.balance <= floor_at THEN
         PERFORM flows.detect_self_disconnections(NEW.id, coalesce(NEW.updated_at, now()) - interval '1 day');

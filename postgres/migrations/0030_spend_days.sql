@@ -1,21 +1,23 @@
 -- The credit forecast from each meter's spending per UTC day, kept as the
 -- balances are written (issue 18's goal: every forecast recomputed in
--- under 10 s at 100,000 meters). Migration 0030's pass read the last 14
--- days of balances, 16.9 M rows at 100,000 meters hourly: 140 s on this
--- machine, a bare ordered read of them alone 4.5 s. The forecast needs
--- far less: per meter and UTC day, what the balance fell by over its
--- steps and how long those steps took, and the day's newest reading.
--- flows.meter_spend_days holds that, one row a meter-day, refreshed from
--- the history for the day a balance is written (and the next, should an
--- older reading land between two); the forecast, for one meter or the
--- whole fleet, reads those rows: 8 a meter.
+-- under 10 s at 100,000 meters). Migration 0029 reads each meter's last
+-- 7 days of readings for its forecast: run for every meter that is 95 s at
+-- 100,000 meters, and a single window pass over those readings (16.9 M
+-- rows) still 140 s on this machine, a bare ordered read of them alone
+-- 4.5 s. The forecast needs far less: per meter and UTC day, what the
+-- balance fell by over its steps and how long those steps took, and the
+-- day's newest reading. flows.meter_spend_days holds that, one row a
+-- meter-day, refreshed from the history for the day a balance is written
+-- (and the next, should an older reading land between two); the forecast,
+-- for one meter or the whole fleet, reads those rows: 8 a meter.
 --
--- A step is as before: two consecutive readings, the balance fell or
+-- A step is as in 0029: two consecutive readings, the balance fell or
 -- held, under 6 hours apart; it counts on the UTC day of its later
 -- reading. The forecast's window is the 7 UTC days up to the day of the
 -- newest reading (that day included, partial). Readings loaded into the
 -- history directly (an import, a benchmark's generator) are counted by
--- flows.rebuild_spend_days(), one pass over the last 14 days of history.
+-- flows.rebuild_spend_days(), one pass over the last 14 days of history,
+-- or flows.rebuild_spend_days(id) for one meter.
 CREATE TABLE flows.meter_spend_days (
     meter_id     uuid NOT NULL REFERENCES flows.meter_registry (id) ON DELETE CASCADE,
     day          date NOT NULL,
@@ -152,7 +154,7 @@ END $$;
 
 -- The whole fleet's forecasts from the days, in one statement; returns
 -- the meters with one. A meter without days has none.
-CREATE OR REPLACE FUNCTION flows.refresh_credit_forecasts() RETURNS bigint LANGUAGE plpgsql
+CREATE FUNCTION flows.refresh_credit_forecasts() RETURNS bigint LANGUAGE plpgsql
 SET work_mem = '256MB' AS $$
 DECLARE
     n bigint;
@@ -193,25 +195,28 @@ BEGIN
     RETURN n;
 END $$;
 
--- As each balance is written: its day (and the next: an older reading
--- changes the step after it), the forecast, and at the floor the
--- self-disconnections (0031). Days more than two weeks before it go.
-CREATE OR REPLACE FUNCTION flows.meter_shadows_credit_forecast() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A balance written at "at": its day again (and the next: an older
+-- reading changes the step after it); days more than two weeks before it
+-- go.
+CREATE FUNCTION flows.balance_written(m uuid, at timestamptz) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    floor_at numeric := -coalesce(flows.tariff_amount(NEW.tariffs_active, 'prepayment_emergency_credit'), 0);
-    d date := (NEW.updated_at AT TIME ZONE 'UTC')::date;
+    d date := (at AT TIME ZONE 'UTC')::date;
+BEGIN
+    PERFORM flows.refresh_spend_day(m, d);
+    IF EXISTS (SELECT 1 FROM flows.meter_spend_days WHERE meter_id = m AND day = d + 1) THEN
+        PERFORM flows.refresh_spend_day(m, d + 1);
+    END IF;
+    DELETE FROM flows.meter_spend_days WHERE meter_id = m AND day < d - 14;
+END $$;
+
+-- As each balance is written: its days, then the forecast (0031 adds
+-- the self-disconnections).
+CREATE OR REPLACE FUNCTION flows.meter_shadows_credit_forecast() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.balance IS NOT NULL AND NEW.updated_at IS NOT NULL THEN
-        PERFORM flows.refresh_spend_day(NEW.id, d);
-        IF EXISTS (SELECT 1 FROM flows.meter_spend_days WHERE meter_id = NEW.id AND day = d + 1) THEN
-            PERFORM flows.refresh_spend_day(NEW.id, d + 1);
-        END IF;
-        DELETE FROM flows.meter_spend_days WHERE meter_id = NEW.id AND day < d - 14;
+        PERFORM flows.balance_written(NEW.id, NEW.updated_at);
     END IF;
     PERFORM flows.refresh_credit_forecast(NEW.id);
-    IF NEW.balance <= floor_at OR OLD.balance <= floor_at THEN
-        PERFORM flows.detect_self_disconnections(NEW.id, coalesce(NEW.updated_at, now()) - interval '1 day');
-    END IF;
     RETURN NULL;
 END $$;
 
