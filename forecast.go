@@ -7,17 +7,25 @@ import (
 )
 
 // CreditForecast is when a prepayment meter is expected to reach its
-// emergency-credit threshold and to lose supply, from what its balance
-// has been falling by (flows.meter_credit_forecast, refreshed as each
-// balance reading is written; see migration 0029 for the rule).
+// emergency-credit threshold and to lose supply, from what it has been
+// spending: its half hours priced at the active tariff where it has a
+// day of them, else its balance's slope (flows.meter_credit_forecast,
+// refreshed as each balance reading is written; migrations 0029 and 0033
+// give the rule).
 type CreditForecast struct {
 	// BalanceAt and Balance are the reading it starts from.
 	BalanceAt time.Time       `json:"balance_at"`
 	Balance   decimal.Decimal `json:"balance"`
-	// DaysObserved is how many days of falling balance (the steps of the
-	// last 7 days between readings, top-ups left out) the rate is from.
+	// DaysObserved is how many days the rate is from: of half hours when
+	// SpendFrom is intervals, else of falling balance (the steps of the
+	// last 7 days between readings, top-ups left out).
 	DaysObserved decimal.Decimal `json:"days_observed"`
-	// SpendPerDay is GBP a day the balance fell (nil: nothing spent seen);
+	// SpendFrom says where SpendPerDay is from: "intervals" (the half
+	// hours of the last 7 days priced at the active tariff's unit rates,
+	// with its standing charge and the debt recovery the balance shows;
+	// migration 0033) or "balance" (its falling steps).
+	SpendFrom string `json:"spend_from"`
+	// SpendPerDay is GBP a day the meter is spending (nil: nothing spent seen);
 	// Low and High bound it (the 10th and 90th percentiles of the days'
 	// own rates).
 	SpendPerDay     *decimal.Decimal `json:"spend_per_day"`

@@ -39,6 +39,10 @@ import (
 // Queue is the River queue webhook deliveries are worked in.
 const Queue = "alerts"
 
+// DefaultMaxAttempts is how many attempts a delivery's job makes before
+// it is left to the next evaluation to queue again.
+const DefaultMaxAttempts = 25
+
 // Store is what the notifier needs of the database (postgres.Store).
 type Store interface {
 	EvaluateAlerts(ctx context.Context) ([]int64, error)
@@ -67,7 +71,12 @@ type Config struct {
 	// receiver down for an hour hears of everything within minutes of
 	// coming back.
 	MaxBackoff time.Duration
-	Client     *http.Client // nil: one with Timeout
+	// MaxAttempts is how many attempts a delivery's job makes before River
+	// discards it (DefaultMaxAttempts: about 1 h 42 min of retries at the
+	// default backoff); the next evaluation queues the delivery again, so
+	// no outage loses one.
+	MaxAttempts int
+	Client      *http.Client // nil: one with Timeout
 	Logger     *slog.Logger
 	// OnEvaluated, if set, is called after each evaluation (tests).
 	OnEvaluated func(owed int)
@@ -94,6 +103,9 @@ func New(cfg Config) (*Notifier, error) {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 5 * time.Minute
 	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: cfg.Timeout}
 	}
@@ -106,7 +118,7 @@ func New(cfg Config) (*Notifier, error) {
 	client, err := cfg.NewQueue(&river.Config{
 		Queues:        map[string]river.QueueConfig{Queue: {MaxWorkers: 8}},
 		Workers:       workers,
-		MaxAttempts:   25,
+		MaxAttempts:   cfg.MaxAttempts,
 		Logger:        cfg.Logger.With("component", "river"),
 		JobTimeout:    2 * cfg.Timeout,
 		RetryPolicy:   &backoff{max: cfg.MaxBackoff},

@@ -176,3 +176,56 @@ func TestAlertEpisodesDeliveredOnceInOrder(t *testing.T) {
 		t.Errorf("AAA acknowledging its alert: %+v %v", a, err)
 	}
 }
+
+// A receiver down for longer than a delivery's job keeps retrying (two
+// attempts here; 25 over 1 h 42 min in production) loses nothing: River
+// discards the job, the next evaluation queues the delivery again, and
+// once the receiver is back it hears of the episode exactly once.
+func TestWebhookDownLongerThanItsRetries(t *testing.T) {
+	pool := pgtest.NewPool(t)
+	store := postgres.NewStore(pool)
+	ctx := context.Background()
+	if _, err := store.CreateESCO(ctx, "AAA", "AAA"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := store.CreateMeter(ctx, flows.NewMeter{Serial: "EML1000000402", ESCOCode: "AAA", IPAddress: "10.0.4.2", Port: 8080, Hardware: "B1.w"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := newReceiver(t)
+	rc.down.Store(true)
+	five := decimal.NewFromInt(5)
+	if _, err := store.CreateAlertRule(ctx, flows.NewAlertRule{ESCO: "AAA", Name: "Under £5", Kind: flows.AlertLowBalance, Threshold: &five,
+		WebhookURL: rc.srv.URL, WebhookSecret: secret}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := alert.New(alert.Config{Store: store, EvaluateEvery: 200 * time.Millisecond, MaxBackoff: 10 * time.Millisecond, MaxAttempts: 2,
+		NewQueue: func(c *river.Config) (alert.JobQueue, error) { return store.NewQueueClient(c) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE flows.meter_shadows SET balance = 3 WHERE id = $1`, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Stop(context.Background()) })
+	discarded := func() int {
+		var k int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+postgres.QueueSchema+`.river_job WHERE kind = 'alert_delivery' AND state = 'discarded'`).Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	waitFor(t, 30*time.Second, "two of the delivery's jobs given up after their attempts", func() bool { return discarded() >= 2 })
+	if len(rc.got()) != 0 || rc.refused.Load() < 4 {
+		t.Fatalf("while down: %d delivered, %d refused; want none delivered, every attempt refused", len(rc.got()), rc.refused.Load())
+	}
+	rc.down.Store(false)
+	waitFor(t, 30*time.Second, "the firing delivered once the receiver is back", func() bool { return len(rc.got()) == 1 })
+	time.Sleep(time.Second) // evaluations go on: nothing more is owed
+	if got := rc.got(); len(got) != 1 || got[0].Event != "fired" || got[0].Alert.Serial != "EML1000000402" {
+		t.Errorf("after the outage: %+v, want the one firing", got)
+	}
+}

@@ -313,7 +313,7 @@ func TestTopups(t *testing.T) {
 	p := r.pusher(t, nil)
 	runOnce(t, p)
 	got, _ := r.store.Topup(ctx, tu.ID)
-	if got.Status != flows.TopupCompleted || !strings.HasPrefix(got.Notes, "Balance increased") || !strings.Contains(got.Notes, "credit-token event 48") || got.UsedAt == nil {
+	if got.Status != flows.TopupCompleted || !strings.HasPrefix(got.Notes, "Balance increased") || !strings.Contains(got.Notes, "transaction count 0 -> 1") || got.UsedAt == nil {
 		t.Errorf("top-up %+v", got)
 	}
 	if after := m.Balance(r.clock.Now()); !after.Sub(before).Equal(d("20")) {

@@ -38,14 +38,16 @@ type meterCounts struct {
 	balance decimal.Decimal
 	txCount int
 	// tokenSet is the newest credit-token event's set number in the latest
-	// event-log block (0 when none); eventErr says it could not be read.
-	tokenSet int
-	eventErr error
+	// event-log block (0 when none); eventErr says it could not be read;
+	// eventsRead says it was asked for.
+	tokenSet   int
+	eventErr   error
+	eventsRead bool
 }
 
-// readCounts reads the balance, the transaction count and the newest
-// credit-token event.
-func (p *Pusher) readCounts(ctx context.Context, t meterconn.Target) (meterCounts, error) {
+// readCounts reads the balance and the transaction count, and the newest
+// credit-token event when events is set.
+func (p *Pusher) readCounts(ctx context.Context, t meterconn.Target, events bool) (meterCounts, error) {
 	var c meterCounts
 	var err error
 	if c.balance, err = meterop.Balance(ctx, p.cfg.Meters, t); err != nil {
@@ -54,8 +56,15 @@ func (p *Pusher) readCounts(ctx context.Context, t meterconn.Target) (meterCount
 	if c.txCount, err = txCount(ctx, p.cfg.Meters, t); err != nil {
 		return c, err
 	}
-	c.tokenSet, c.eventErr = lastCreditTokenSet(ctx, p.cfg.Meters, t)
+	if events {
+		c.readEvents(ctx, p.cfg.Meters, t)
+	}
 	return c, nil
+}
+
+func (c *meterCounts) readEvents(ctx context.Context, m meterop.Meters, t meterconn.Target) {
+	c.tokenSet, c.eventErr = lastCreditTokenSet(ctx, m, t)
+	c.eventsRead = true
 }
 
 // pushTopup sends a token and confirms it by the meter's transaction
@@ -75,7 +84,7 @@ func (p *Pusher) pushTopup(ctx context.Context, tu flows.Topup) outcome {
 			return o
 		}
 	}
-	before, err := p.readCounts(ctx, t)
+	before, err := p.readCounts(ctx, t, true)
 	if err != nil {
 		return topupError("failed to check initial balance", err)
 	}
@@ -133,19 +142,26 @@ func (p *Pusher) sendToken(ctx context.Context, t meterconn.Target, tu flows.Top
 	if err := p.fail("topup_after_send"); err != nil {
 		return stopped()
 	}
-	after, err := p.readCounts(ctx, t)
+	// The balance and the transaction count after; the event log only
+	// when the count did not rise. Each request is a second or more on a
+	// cellular link, and a top-up is what an operator waits on: the count
+	// rising is the meter's own record of the credit, as the event is.
+	after, err := p.readCounts(ctx, t, false)
 	if err != nil {
 		return topupError("failed to check updated balance", err)
+	}
+	if after.txCount <= before.txCount {
+		after.readEvents(ctx, p.cfg.Meters, t)
 	}
 	return confirmTopup(before, after)
 }
 
 // confirmTopup decides a sent token by the balance increase and the
-// meter's own record of the credit: its credit-token event (type 48), or
-// its transaction count when the event log cannot be read.
+// meter's own record of the credit: its transaction count rising, or its
+// credit-token event (type 48) when the count did not.
 func confirmTopup(before, after meterCounts) outcome {
 	b0, b1 := before.balance.StringFixed(2), after.balance.StringFixed(2)
-	eventSeen := after.eventErr == nil && after.tokenSet > before.tokenSet
+	eventSeen := after.eventsRead && after.eventErr == nil && before.eventErr == nil && after.tokenSet > before.tokenSet
 	if !after.balance.GreaterThan(before.balance) || !(eventSeen || after.txCount > before.txCount) {
 		note := fmt.Sprintf("Balance did not increase: %s -> %s", b0, b1)
 		if after.balance.GreaterThan(before.balance) {
@@ -157,10 +173,10 @@ func confirmTopup(before, after meterCounts) outcome {
 		return o
 	}
 	note := fmt.Sprintf("Balance increased: %s -> %s", b0, b1)
-	if eventSeen {
-		note += fmt.Sprintf("; credit-token event %d (set %d) logged", creditTokenApplied, after.tokenSet)
+	if after.txCount > before.txCount {
+		note += fmt.Sprintf("; transaction count %d -> %d", before.txCount, after.txCount)
 	} else {
-		note += "; transaction count rose (event log unreadable)"
+		note += fmt.Sprintf("; credit-token event %d (set %d) logged", creditTokenApplied, after.tokenSet)
 	}
 	return credited(note, after.balance)
 }

@@ -290,15 +290,24 @@ func (s *Store) GenerateIntervals(ctx context.Context, registerIDs []string, fro
 			dayDone()
 		}
 	}
+	_, err := s.GenerateIntervalDays(ctx, registerIDs, from, to)
+	return total, err
+}
+
+// GenerateIntervalDays writes only the per-day totals GenerateIntervals
+// would (register_interval_day, 48 half hours each, for the UTC days
+// [from, to)): what the credit forecast reads, without the half hours.
+// It returns the register-days written.
+func (s *Store) GenerateIntervalDays(ctx context.Context, registerIDs []string, from, to time.Time) (int64, error) {
+	from, to = from.UTC().Truncate(24*time.Hour), to.UTC().Truncate(24*time.Hour)
 	// 48 half hours a day: 48 × the slot-0 load plus 7 × (0 + 1 + … + 47).
-	_, err := s.bulkLoad(ctx, "generated interval days", `
+	return s.bulkLoad(ctx, "generated interval days", `
 		INSERT INTO flows.register_interval_day (register_id, day, half_hours, kwh, esco)
 		SELECT register_id, d::date, 48, round((48 * `+benchLoad+` + 7 * 1128)::numeric / 1000, 3), m.esco
 		FROM unnest($1::uuid[]) AS r(register_id)
 		JOIN flows.meter_registers g USING (register_id) JOIN flows.meter_registry m ON m.id = g.meter_id,
 		     generate_series($2::date, $3::date - 1, interval '1 day') AS d, (VALUES (0)) AS x(k)`,
 		registerIDs, from, to)
-	return total, err
 }
 
 // GenerateProfile writes the raw profile records of meters for [from, to]

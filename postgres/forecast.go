@@ -14,10 +14,10 @@ import (
 func (s *Store) CreditForecast(ctx context.Context, meterID string) (*flows.CreditForecast, error) {
 	var f flows.CreditForecast
 	err := s.pool.QueryRow(ctx, `SELECT balance_at, balance, days_observed, spend_per_day, spend_per_day_low, spend_per_day_high,
-			ecredit_threshold, emergency_credit, ecredit_at, supply_cut_at, supply_cut_earliest, supply_cut_latest, computed_at
+			ecredit_threshold, emergency_credit, ecredit_at, supply_cut_at, supply_cut_earliest, supply_cut_latest, computed_at, spend_from
 		FROM flows.meter_credit_forecast WHERE meter_id = $1`, meterID).Scan(&f.BalanceAt, &f.Balance, &f.DaysObserved,
 		&f.SpendPerDay, &f.SpendPerDayLow, &f.SpendPerDayHigh, &f.ECreditThreshold, &f.EmergencyCredit,
-		&f.ECreditAt, &f.SupplyCutAt, &f.SupplyCutEarliest, &f.SupplyCutLatest, &f.ComputedAt)
+		&f.ECreditAt, &f.SupplyCutAt, &f.SupplyCutEarliest, &f.SupplyCutLatest, &f.ComputedAt, &f.SpendFrom)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

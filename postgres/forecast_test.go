@@ -2,9 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/internal/pgtest"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/shopspring/decimal"
@@ -135,7 +137,7 @@ func TestFleetForecastPassMatchesTheOneMeterFunction(t *testing.T) {
 	meter("EML1000000206", true, 0, `20 - 0.1 * h`)
 
 	const cols = `meter_id, balance_at, balance, days_observed, spend_per_day, spend_per_day_low, spend_per_day_high, ecredit_threshold,
-		emergency_credit, ecredit_at, supply_cut_at, supply_cut_earliest, supply_cut_latest`
+		emergency_credit, ecredit_at, supply_cut_at, supply_cut_earliest, supply_cut_latest, spend_from`
 	snapshot := func(query string) map[string]string {
 		t.Helper()
 		rows, err := pool.Query(ctx, query)
@@ -203,5 +205,135 @@ func TestFleetForecastPassMatchesTheOneMeterFunction(t *testing.T) {
 	var band bool
 	if err := pool.QueryRow(ctx, `SELECT spend_per_day_low < spend_per_day_high FROM flows.meter_credit_forecast WHERE meter_id = $1`, ids["EML1000000201"]).Scan(&band); err != nil || !band {
 		t.Errorf("the spender whose days differ has no band (%v)", err)
+	}
+}
+
+// A meter's half hours, where it has a day of them, give its spending
+// rate: priced at the active tariff's unit rates per element, with the
+// standing charge, and with the debt recovery its balance shows. A twin
+// meter read only every 8 hours (no balance step short enough to count)
+// is still forecast; a meter whose balance falls faster than its energy
+// and standing charge has the excess counted, up to the recovery rate; a
+// meter with half a day of intervals, one whose tariff has no rate for
+// an element it used, and one whose only register is reversed keep the
+// balance's slope.
+func TestCreditForecastFromIntervals(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	store := postgres.NewStore(pool)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	const tariff = `{"prepayment_ecredit_availability": 10, "prepayment_emergency_credit": 15, "standing_charge": 0.5,
+		"unit_rate_element_a": 0.25, "unit_rate_element_b": 0.1, "prepayment_debt_recovery_rate": 0.3}`
+	meter := func(serial, tariff string, elements ...string) string {
+		t.Helper()
+		id := mustID(t, pool, `INSERT INTO flows.meter_registry (serial, prepay_enabled) VALUES ($1, true) RETURNING id`, serial)
+		mustExec(t, pool, `UPDATE flows.meter_shadows SET tariffs_active = $2 WHERE id = $1`, id, tariff)
+		for _, e := range elements {
+			reversed := e == "SINGLE-reversed"
+			if reversed {
+				e = "SINGLE"
+			}
+			mustExec(t, pool, `INSERT INTO flows.meter_registers (meter_id, element, direction_reversed) VALUES ($1, $2, $3)`, id, e, reversed)
+		}
+		return id
+	}
+	// halfHours records of the profile log from t0, cumulative Wh: A
+	// 500 Wh a half hour (24 kWh a day), B 250 Wh in each of the first 14
+	// half hours of a day (3.5 kWh), derived as the profile syncer does.
+	profile := func(id string, halfHours int) {
+		t.Helper()
+		mustExec(t, pool, `INSERT INTO flows.meter_profile (meter_id, "timestamp", status, import_a_wh, import_b_wh, export_a_wh, export_b_wh)
+			SELECT $1, $2::timestamptz + k * interval '30 minutes', 32768, 1000 + 500 * k,
+			       250 * (14 * (k / 48) + least(k % 48, 14)), 500 * k, 0
+			FROM generate_series(0, $3) k`, id, t0, halfHours)
+		mustExec(t, pool, `SELECT flows.derive_register_intervals($1, $2, $3)`, id, t0, t0.Add(time.Duration(halfHours)*30*time.Minute))
+	}
+	balances := func(id string, every time.Duration, n int, perDay string) {
+		t.Helper()
+		mustExec(t, pool, `INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance)
+			SELECT $1, $2::timestamptz + h * $3::interval, 60 - `+perDay+` * extract(epoch FROM h * $3::interval) / 86400
+			FROM generate_series(0, $4 - 1) h`, id, t0, every.String(), n)
+		mustExec(t, pool, `SELECT flows.rebuild_spend_days($1)`, id)
+		mustExec(t, pool, `SELECT flows.refresh_credit_forecast($1)`, id)
+	}
+	twin := meter("EML1000000111", tariff, "A", "B")
+	profile(twin, 240)
+	balances(twin, 8*time.Hour, 15, "6.85")
+	recovering := meter("EML1000000112", tariff, "SINGLE")
+	profile(recovering, 240)
+	balances(recovering, time.Hour, 120, "6.7")
+	halfDay := meter("EML1000000113", tariff, "SINGLE")
+	profile(halfDay, 24)
+	balances(halfDay, time.Hour, 120, "2.4")
+	unpriced := meter("EML1000000114", `{"prepayment_emergency_credit": 15, "unit_rate_element_a": 0.25}`, "A", "B")
+	profile(unpriced, 240)
+	balances(unpriced, time.Hour, 120, "2.4")
+	reversed := meter("EML1000000115", tariff, "SINGLE-reversed")
+	profile(reversed, 240)
+	balances(reversed, time.Hour, 120, "2.4")
+
+	forecast := func(id string) *flows.CreditForecast {
+		t.Helper()
+		f, err := store.CreditForecast(ctx, id)
+		if err != nil || f == nil {
+			t.Fatalf("forecast: %v %v", f, err)
+		}
+		return f
+	}
+	rate := func(what string, f *flows.CreditForecast, from, want string) {
+		t.Helper()
+		if f.SpendFrom != from || f.SpendPerDay == nil || !f.SpendPerDay.Equal(decimal.RequireFromString(want)) {
+			t.Errorf("%s: spends %v a day from its %s, want %s from its %s", what, f.SpendPerDay, f.SpendFrom, want, from)
+		}
+	}
+	f := forecast(twin)
+	// £6.00 of A, £0.35 of B, £0.50 standing charge; no slope, so no
+	// debt recovery seen.
+	rate("the twin meter read every 8 hours", f, "intervals", "6.85")
+	if !f.DaysObserved.Equal(decimal.NewFromInt(5)) {
+		t.Errorf("the twin meter's rate is from %s days, want 5 (240 half hours)", f.DaysObserved)
+	}
+	last := t0.Add(112 * time.Hour)
+	wantCut := last.Add(time.Duration((f.Balance.InexactFloat64() + 15) / 6.85 * 24 * float64(time.Hour)))
+	if !f.BalanceAt.Equal(last) || f.SupplyCutAt == nil || f.SupplyCutAt.Sub(wantCut).Abs() > time.Second {
+		t.Errorf("the twin meter's cut is forecast at %v from %v, want %v from %v", f.SupplyCutAt, f.BalanceAt, wantCut, last)
+	}
+	// Its days repeat exactly: no band.
+	if !f.SpendPerDayLow.Equal(*f.SpendPerDay) || !f.SpendPerDayHigh.Equal(*f.SpendPerDay) {
+		t.Errorf("the twin meter's band %v–%v, want none around %v", f.SpendPerDayLow, f.SpendPerDayHigh, f.SpendPerDay)
+	}
+	// £6.50 from the half hours; its balance falls £0.20 a day faster:
+	// debt recovery (at most £0.30).
+	rate("the meter recovering a debt", forecast(recovering), "intervals", "6.7")
+	rate("a meter with half a day of intervals", forecast(halfDay), "balance", "2.4")
+	rate("a meter whose tariff has no element-B rate", forecast(unpriced), "balance", "2.4")
+	rate("a meter whose only register is reversed", forecast(reversed), "balance", "2.4")
+
+	// A balance falling faster than energy, standing charge and the
+	// whole recovery rate: the intervals are believed, the excess over
+	// the recovery rate is not spending.
+	mustExec(t, pool, `UPDATE flows.meter_shadows SET tariffs_active = jsonb_set(tariffs_active, '{prepayment_debt_recovery_rate}', '0.1') WHERE id = $1`, recovering)
+	mustExec(t, pool, `SELECT flows.refresh_credit_forecast($1)`, recovering)
+	rate("the meter recovering at most £0.10 a day", forecast(recovering), "intervals", "6.6")
+
+	// The fleet's pass forecasts each of them as the one-meter function.
+	before := count(t, pool, `SELECT count(*) FROM flows.meter_credit_forecast`)
+	var want []string
+	if err := pool.QueryRow(ctx, `SELECT array_agg(row(f.*)::text ORDER BY meter_id) FROM (SELECT meter_id, spend_from, days_observed,
+		spend_per_day, spend_per_day_low, spend_per_day_high, supply_cut_at FROM flows.meter_credit_forecast) f`).Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, pool, `UPDATE flows.meter_credit_forecast SET spend_from = 'balance', spend_per_day = 0`)
+	if _, err := store.RefreshCreditForecasts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := pool.QueryRow(ctx, `SELECT array_agg(row(f.*)::text ORDER BY meter_id) FROM (SELECT meter_id, spend_from, days_observed,
+		spend_per_day, spend_per_day_low, spend_per_day_high, supply_cut_at FROM flows.meter_credit_forecast) f`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if before != 5 || !slices.Equal(got, want) {
+		t.Errorf("the fleet's pass made\n  %v\nthe one-meter function\n  %v", got, want)
 	}
 }
