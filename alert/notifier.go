@@ -77,7 +77,7 @@ type Config struct {
 	// no outage loses one.
 	MaxAttempts int
 	Client      *http.Client // nil: one with Timeout
-	Logger     *slog.Logger
+	Logger      *slog.Logger
 	// OnEvaluated, if set, is called after each evaluation (tests).
 	OnEvaluated func(owed int)
 }
