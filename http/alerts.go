@@ -2,7 +2,6 @@ package http
 
 import (
 	"net/http"
-	"net/url"
 	"strconv"
 
 	"github.com/flows-energy/flows"
@@ -142,6 +141,6 @@ func (s *Server) acknowledgeForm(w http.ResponseWriter, r *http.Request, c *Clai
 	default:
 		return err
 	}
-	http.Redirect(w, r, "/views?msg="+url.QueryEscape(msg), http.StatusSeeOther)
+	s.redirectWithFlash(w, r, "/views", msg)
 	return nil
 }

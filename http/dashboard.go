@@ -281,8 +281,8 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 // back redirects to a meter's page with a message.
-func back(w http.ResponseWriter, r *http.Request, serial, msg string) {
-	http.Redirect(w, r, "/meters/"+url.PathEscape(serial)+"?msg="+url.QueryEscape(msg), http.StatusSeeOther)
+func (s *Server) back(w http.ResponseWriter, r *http.Request, serial, msg string) {
+	s.redirectWithFlash(w, r, "/meters/"+url.PathEscape(serial), msg)
 }
 
 // fleetPageSize is the fleet page's rows a page: the server pages, sorts
@@ -342,7 +342,7 @@ func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		Sort         string
 		Columns      []sortColumn
 		Pager        pager
-	}{page{Title: "Fleet", Claims: c, Flash: q.Get("msg")}, total, escos, rows, comp, q.Get("q"), q.Get("health"), q.Get("low") == "1", f.Offline,
+	}{page{Title: "Fleet", Claims: c, Flash: s.flash(r)}, total, escos, rows, comp, q.Get("q"), q.Get("health"), q.Get("low") == "1", f.Offline,
 		f.Sort, sortColumns(q, f.Sort), newPager(q, pageNo, fleetPageSize, len(rows), matching)})
 	return nil
 }
@@ -405,7 +405,7 @@ func newPager(q url.Values, pageNo, size, rows, matching int) pager {
 func withQuery(q url.Values, set map[string]string) string {
 	v := url.Values{}
 	for k, vs := range q {
-		if k != "msg" {
+		if k != "msg" && k != "sig" {
 			v[k] = vs
 		}
 	}
@@ -495,7 +495,7 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		Form                              tariffFormValues
 		Range                             chartSpan
 		Ranges                            []rangeLink
-	}{page{Title: m.Serial, Claims: c, Flash: r.URL.Query().Get("msg")}, st, stale, evs, lists["requests"], balance, csq, volt, topups, intervals,
+	}{page{Title: m.Serial, Claims: c, Flash: s.flash(r)}, st, stale, evs, lists["requests"], balance, csq, volt, topups, intervals,
 		lists["topups"], lists["commands"], lists["audit"], prefillTariff(st, now), rng, rangeLinks(r.URL, rng)})
 	return nil
 }
@@ -609,7 +609,7 @@ func (s *Server) meterForm(action func(r *http.Request, c *Claims, m *flows.Mete
 		default:
 			return err
 		}
-		back(w, r, m.Serial, msg)
+		s.back(w, r, m.Serial, msg)
 		return nil
 	}
 }
@@ -690,7 +690,7 @@ func (s *Server) viewsPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		Offline []flows.OfflineMeter
 		Drift   []flows.ClockDrift
 		Past    func(time.Time) bool
-	}{page{Title: "Attention", Claims: c, Flash: r.URL.Query().Get("msg")}, alerts, s.needRole(c, RoleOperator) == nil, losing, low, off, drift,
+	}{page{Title: "Attention", Claims: c, Flash: s.flash(r)}, alerts, s.needRole(c, RoleOperator) == nil, losing, low, off, drift,
 		func(t time.Time) bool { return t.Before(now) }})
 	return nil
 }
@@ -863,6 +863,7 @@ func rangeLinks(u *url.URL, cur chartSpan) []rangeLink {
 		q.Del("from")
 		q.Del("to")
 		q.Del("msg")
+		q.Del("sig")
 		q.Set("range", sp.name)
 		out = append(out, rangeLink{Label: sp.label, Href: u.Path + "?" + q.Encode(), Current: cur.Name == sp.name})
 	}

@@ -94,3 +94,39 @@ func TestDashboardFormsRefuse(t *testing.T) {
 		t.Errorf("%d tariff requests after one accepted form, want 1", n)
 	}
 }
+
+// A form's outcome is shown on the page it redirects to, signed by the
+// server: a link crafted elsewhere with a message of its own, or with a
+// real signature on other words, shows no message in Flows' layout.
+func TestFlashMessagesOnlyFromFlows(t *testing.T) {
+	a := newAPI(t)
+	op := token(t, flowshttp.RoleOperator, "")
+	req, _ := http.NewRequest(http.MethodPost, a.base+"/meters/EML1100000001/tariff",
+		strings.NewReader(url.Values{"standing_charge": {"12p"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", a.base)
+	req.AddCookie(session(t, a.base, op))
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != http.StatusSeeOther || loc.Query().Get("sig") == "" {
+		t.Fatalf("the refused form redirects with %d to %q, want a signed message", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if _, body := a.page(loc.RequestURI(), op); !strings.Contains(between(body, `id="flash"`, "</"), "Refused: ") {
+		t.Errorf("the form's own redirect shows no refusal: %s", between(body, "<main>", "</main>"))
+	}
+	forged := url.Values{"msg": {"Call 0800 000 000 to reverify your token"}}
+	tampered := url.Values{"msg": {"Tariff request accepted"}, "sig": {loc.Query().Get("sig")}}
+	for _, q := range []url.Values{forged, tampered} {
+		for _, path := range []string{"/meters/EML1100000001", "/", "/views"} {
+			code, body := a.page(path+"?"+q.Encode(), op)
+			if code != http.StatusOK || strings.Contains(body, q.Get("msg")) || strings.Contains(body, `id="flash"`) {
+				t.Errorf("%s?%s: %d, shows a message Flows did not write", path, q.Encode(), code)
+			}
+		}
+	}
+}
