@@ -35,7 +35,9 @@ type globals struct {
 // A missing or doubled route is a usage error (exit 2, with the usage line).
 func (g *globals) meters(cmd *cobra.Command) (meterop.Meters, error) {
 	switch {
-	case g.direct != "" && g.mediator != "":
+	// Both flags given is a mistake; --direct with a mediator from the
+	// environment ($MEDIATOR_SERVER, env_set) means the meter directly.
+	case g.direct != "" && cmd.Flags().Changed("mediator"):
 		return nil, cli.Usagef(cmd, "use --direct or --mediator, not both")
 	case g.direct != "":
 		return meterconn.New(meterconn.Config{Gap: g.gap})
@@ -64,9 +66,9 @@ func (g *globals) mediatorClient(cmd *cobra.Command) (*mediator.Client, error) {
 	return g.client, err
 }
 
-// targets are the meters a command runs on. No serial, a malformed one or
-// several with --direct are usage errors; an unreadable --serials-file is
-// a failure.
+// targets are the meters a command runs on. No serial (but with
+// --direct: the meter at that address), a malformed one or several with
+// --direct are usage errors; an unreadable --serials-file is a failure.
 func (g *globals) targets(cmd *cobra.Command, args []string) ([]meterconn.Target, error) {
 	serials := append([]string(nil), g.serials...)
 	if g.serial != "" {
@@ -88,8 +90,13 @@ func (g *globals) targets(cmd *cobra.Command, args []string) ([]meterconn.Target
 	if len(serials) == 0 && len(args) > 0 && flows.ValidateSerial(args[0]) == nil {
 		serials = append(serials, args[0]) // the reference also takes the serial after the command
 	}
+	if len(serials) == 0 && g.direct != "" {
+		// The meter at that address, whatever its serial: the transport
+		// is by address, and the frames carry no serial.
+		return []meterconn.Target{{Addr: g.direct}}, nil
+	}
 	if len(serials) == 0 {
-		return nil, cli.Usagef(cmd, "no meter: pass -s SERIAL, --serials or --serials-file")
+		return nil, cli.Usagef(cmd, "no meter: pass -s SERIAL, --serials or --serials-file (or --direct HOST:PORT)")
 	}
 	var out []meterconn.Target
 	for _, s := range serials {
@@ -200,7 +207,10 @@ var exampleArgs = map[string]string{
 }
 
 // meterExample is a meter command's --help example: through the
-// environment's mediator, by serial, and directly to one meter.
+// environment's mediator, by serial, and directly to one meter. The
+// meters are the demo's (flows demo): its first, a single-element meter,
+// and a twin; three-phase commands name its first two three-phase meters.
+// TestEveryHelpExampleRuns runs each against a simulated fleet.
 func meterExample(use string) string {
 	words := strings.Fields(use)
 	for i, w := range words[1:] {
@@ -209,7 +219,11 @@ func meterExample(use string) string {
 		}
 	}
 	line := strings.Join(words, " ")
-	return cli.Example("emop "+line+" EML2137580826", "emop --direct 127.77.0.1:8080 "+line, "emop --serials EML2137580826,EML2137580827 "+line)
+	one, addr, two := "EML2137580826", "127.77.0.1:8080", "EML2200001001"
+	if strings.HasPrefix(line, "three_phase_") {
+		one, addr, two = "EML2200001022", "127.77.0.23:8080", "EML2200001024"
+	}
+	return cli.Example("emop -s "+one+" "+line, "emop --direct "+addr+" "+line, "emop --serials "+one+","+two+" "+line)
 }
 
 // runOnTargets runs one meter command on each target. With one target its
@@ -368,6 +382,8 @@ func addLogCommands(add addFunc) {
 	}{{"profile_log_1", emop.FormatProfileLog1}, {"profile_log_2", emop.FormatProfileLog2}} {
 		c := add(pl.name, "half-hourly profile records from --timestamp", any0, true, profileLog(pl.format, &ts))
 		c.Flags().StringVar(&ts, "timestamp", "", "first half hour wanted (ISO 8601; no offset means UTC)")
+		_ = c.MarkFlagRequired("timestamp")
+		c.Example = meterExample(pl.name + " --timestamp 2026-11-30T00:00:00Z")
 	}
 }
 
@@ -447,9 +463,9 @@ func addPrepayCommands(add addFunc) {
 		return nil, meterop.SendToken(ctx, m, t, args[0])
 	})
 	minimum := flows.MinPrepayBalance.StringFixed(0)
-	add("prepay_enabled_write on|off", fmt.Sprintf("on (prepay mode; needs a balance of £%s or more) or off (credit mode)", minimum), cobra.RangeArgs(1, 2), false,
+	add("prepay_enabled_write on|off", fmt.Sprintf("set prepay mode on (needs a balance of £%s or more) or off (credit mode)", minimum), cobra.RangeArgs(1, 2), false,
 		onOff(emop.ObjPrepayEnabled, checkPrepayBalance))
-	add("daylight_savings_correction_enabled_write on|off", "on or off", cobra.RangeArgs(1, 2), false, onOff(emop.ObjDSTFlag, nil))
+	add("daylight_savings_correction_enabled_write on|off", "set UK local time (BST) correction on or off", cobra.RangeArgs(1, 2), false, onOff(emop.ObjDSTFlag, nil))
 }
 
 // checkPrepayBalance refuses prepay mode below flows.MinPrepayBalance.
@@ -500,9 +516,9 @@ func setting(id emop.ObjectID, names []string) runFunc {
 
 // addSettingCommands adds the backlight and load switch writes.
 func addSettingCommands(add addFunc) {
-	b := add("backlight_write SETTING", "backlight setting: "+strings.Join(emop.BacklightSettings, ", "), cobra.RangeArgs(1, 2), false, setting(emop.ObjBacklight, emop.BacklightSettings))
+	b := add("backlight_write SETTING", "set the backlight: "+strings.Join(emop.BacklightSettings, ", "), cobra.RangeArgs(1, 2), false, setting(emop.ObjBacklight, emop.BacklightSettings))
 	b.Example = meterExample("backlight_write " + emop.BacklightSettings[1])
-	l := add("load_switch_write SETTING", "load switch setting: "+strings.Join(emop.LoadSwitchSettings, ", "), cobra.RangeArgs(1, 2), false, setting(emop.ObjLoadSwitch, emop.LoadSwitchSettings))
+	l := add("load_switch_write SETTING", "set the load switch: "+strings.Join(emop.LoadSwitchSettings, ", "), cobra.RangeArgs(1, 2), false, setting(emop.ObjLoadSwitch, emop.LoadSwitchSettings))
 	l.Example = meterExample("load_switch_write " + emop.LoadSwitchSettings[0])
 }
 
