@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/flows-energy/flows"
@@ -44,9 +45,32 @@ func OpenSized(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, er
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, flows.Errorf(flows.EUNAVAILABLE, "database %s:%d unreachable: %v", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+		// pgx names every address it tried, each with the whole dial
+		// error: the innermost cause says it once.
+		cause := innermost(err)
+		return nil, flows.Errorf(flows.EUNAVAILABLE, "database %s:%d unreachable (%v): is PostgreSQL running there, and is the database URL (--database-url, FLOWS_DATABASE_URL) right?",
+			cfg.ConnConfig.Host, cfg.ConnConfig.Port, cause)
 	}
 	return pool, nil
+}
+
+// innermost is the network error under err, else the first cause at the
+// bottom of its chain (through joined errors too: pgx joins one error per
+// address it tried).
+func innermost(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op // "dial tcp HOST:PORT: connect: connection refused"
+	}
+	for {
+		if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 0 {
+			err = j.Unwrap()[0]
+		} else if u := errors.Unwrap(err); u != nil {
+			err = u
+		} else {
+			return err
+		}
+	}
 }
 
 // HasPoolSize says whether url sets its own pool size (pool_max_conns).

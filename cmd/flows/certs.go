@@ -67,7 +67,7 @@ func newCertsCmd() *cobra.Command {
 			return c
 		}(),
 		newCertsListCmd(where),
-		&cobra.Command{Use: "info CERT", Example: cli.Example("flows certs info ~/.flows/certs/prod/server.crt"), Short: "Show a certificate", Args: cobra.ExactArgs(1),
+		&cobra.Command{Use: "info CERT", Example: cli.Example("flows certs info ~/.flows/certs/prod/server.pem"), Short: "Show a certificate", Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				c, err := readCert(args[0])
 				if err != nil {

@@ -23,7 +23,7 @@ func newExportIntervalsCmd() *cobra.Command {
 	var statuses bool
 	cmd := &cobra.Command{
 		Use:     "intervals (--esco CODE | --serial S) --from DAY --to DAY --out DIR [--status]",
-		Example: cli.Example("flows export intervals --serial P1234567 --from 2026-11-01 --to 2026-11-07 --out ./3p"),
+		Example: cli.Example("flows export intervals --serial EML2200001022 --from 2026-11-01 --to 2026-11-07 --out ./3p"),
 		Short:   "Write three-phase interval CSV files: one per meter and UTC day",
 		Long: `Writes DIR/<serial>_<YYYY-MM-DD>_intervals.csv for every three-phase meter and
 UTC day from --from to --to (both included, at most 366 days): the

@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -30,6 +32,11 @@ func main() {
 // operator needs it and a CLI has no log to send it to), 3 for a feature
 // not built.
 func explain(err error) (string, int) {
+	// Failures a user can act on, named as such rather than "internal".
+	var pe *fs.PathError
+	if flows.ErrorCode(err) == flows.EINTERNAL && errors.As(err, &pe) {
+		return pe.Error(), cli.ExitFailure // "open X: no such file or directory"
+	}
 	msg := flows.ErrorMessage(err)
 	switch flows.ErrorCode(err) {
 	case flows.EINTERNAL:

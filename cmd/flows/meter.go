@@ -72,6 +72,12 @@ func newMeterListCmd() *cobra.Command {
 			}
 			defer closeFn()
 			filter.Mode, filter.Health = flows.Mode(mode), flows.Health(health)
+			if filter.ESCOCode != "" {
+				// An ESCO misspelt is a mistake to say, not an empty table.
+				if _, err := store.ESCOByCode(cmd.Context(), filter.ESCOCode); err != nil {
+					return err
+				}
+			}
 			ms, err := store.MeterRows(cmd.Context(), filter)
 			if err != nil {
 				return err

@@ -66,6 +66,9 @@ func TestMigrateAndMeterCommands(t *testing.T) {
 	if out, err := flowsCmd(t, "meter", "import", moved, "--esco", "WLCE", "--database-url", url); err != nil || !strings.Contains(out, "0 new, 1 updated") {
 		t.Fatalf("re-import: %v\n%s", err, out)
 	}
+	if out, err := flowsCmd(t, "meter", "list", "--esco", "NOPE", "--database-url", url); err == nil || !strings.Contains(out, `"NOPE"`) || !strings.Contains(out, "not found") {
+		t.Errorf("meter list of an ESCO that does not exist: %v %q, want a failure naming it", err, out)
+	}
 	out, err = flowsCmd(t, "meter", "list", "--output", "json", "--esco", "wlce", "--database-url", url)
 	if err != nil {
 		t.Fatal(err, out)
