@@ -32,6 +32,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/internal/lifecycle"
+	"github.com/flows-energy/flows/internal/riverlog"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 )
@@ -119,7 +120,7 @@ func New(cfg Config) (*Notifier, error) {
 		Queues:        map[string]river.QueueConfig{Queue: {MaxWorkers: 8}},
 		Workers:       workers,
 		MaxAttempts:   cfg.MaxAttempts,
-		Logger:        cfg.Logger.With("component", "river"),
+		Logger:        riverlog.Logger(cfg.Logger),
 		JobTimeout:    2 * cfg.Timeout,
 		RetryPolicy:   &backoff{max: cfg.MaxBackoff},
 		FetchCooldown: 100 * time.Millisecond,

@@ -35,6 +35,7 @@ import (
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/emop"
+	"github.com/flows-energy/flows/internal/riverlog"
 	"github.com/flows-energy/flows/meterconn"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -257,7 +258,7 @@ func New(cfg Config) (*Engine, error) {
 		CompletedJobRetentionPeriod: 25 * time.Hour,
 		FetchCooldown:               20 * time.Millisecond,
 		FetchPollInterval:           500 * time.Millisecond,
-		Logger:                      slog.New(riverHandler{cfg.Logger.Handler()}).With("component", "river"),
+		Logger:                      riverlog.Logger(cfg.Logger),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sync engine: %w", err)
