@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -209,6 +210,18 @@ func TestDashboardInBrowser(t *testing.T) {
 		return !c.guideShown && u.scales.y.min > -15 && u.scales.y.min <= lo && u.scales.y.max >= hi && u.scales.x.min <= u.data[0][0]; })()`))
 	if !fit {
 		t.Error("balance chart's axes do not fit its data")
+	}
+	// Its time axis reads as the rest of the page does: UTC days ("3 Dec")
+	// and 24-hour times, never uPlot's US "12/3" or "3am".
+	ticks, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`flowsCharts["balance-chart"].plot.axes[0]._values || []`))
+	tickRE := regexp.MustCompile(`^(\d{1,2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)|[0-2]\d:[0-5]\d)$`)
+	if err != nil || len(ticks) < 2 {
+		t.Errorf("balance chart's time axis has ticks %q (%v)", ticks, err)
+	}
+	for _, tk := range ticks {
+		if !tickRE.MatchString(tk) {
+			t.Errorf("balance chart's time axis tick %q, want a day (3 Dec) or a 24-hour time (15:00)", tk)
+		}
 	}
 	if note := text("#balance-chart-note"); !strings.Contains(note, "emergency credit limit: −£15.00") {
 		t.Errorf("note under the balance chart: %q", note)

@@ -52,12 +52,26 @@ function timeChart(div) {
     series: [{value: (u, v) => v == null ? "–" : new Date(v * 1000).toISOString().slice(0, 16).replace("T", " ") + "Z"},
       {label: div.dataset.label || "value", stroke: "#2e86de", width: 1.5, points: {size: 4}, value: (u, v) => fmtValue(v, prefix, unit, dp)}],
     // A whole-number series (signal) gets whole-number ticks.
-    axes: [{}, Object.assign({size: 64, values: (u, vals) => vals.map(v => fmtValue(v, prefix, unit, Math.min(dp, 2)))}, dp === 0 ? {incrs: [1, 2, 5, 10, 20, 50]} : {})],
+    axes: [{values: timeTicks}, Object.assign({size: 64, values: (u, vals) => vals.map(v => fmtValue(v, prefix, unit, Math.min(dp, 2)))}, dp === 0 ? {incrs: [1, 2, 5, 10, 20, 50]} : {})],
     hooks: {draw: [draw]},
   };
   const u = new uPlot(opts, [xs, ys], div);
   charts[div.id] = {plot: u, points: xs.length, guideShown, markers: markers.filter(m => m >= xs[0] && m <= xs[xs.length - 1]).length};
   new ResizeObserver(() => u.setSize({width: Math.max(div.clientWidth, 280), height: 220})).observe(div);
+}
+// The time axis's ticks in UTC, the way the rest of the dashboard writes
+// times (ISO dates, 24-hour clock), never uPlot's US defaults ("12/3",
+// "3am"): hours as "15:00" with the day ("3 Dec") at midnight, days as
+// "3 Dec", longer steps as "Dec 2026".
+const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+function timeTicks(u, splits, axis, space, incr) {
+  return splits.map(ts => {
+    const d = new Date(ts * 1000), day = `${d.getUTCDate()} ${months[d.getUTCMonth()]}`;
+    if (incr >= 28 * 86400) return `${months[d.getUTCMonth()]} ${d.getUTCFullYear()}`;
+    if (incr >= 86400) return day;
+    const hm = d.toISOString().slice(11, 16);
+    return hm === "00:00" ? day : incr < 60 ? d.toISOString().slice(11, 19) : hm;
+  });
 }
 function fmtValue(v, prefix, unit, dp) {
   if (v == null) return "–";
@@ -145,7 +159,7 @@ function intervalChart(div) {
         return bars ? {label: s.name, stroke: c, fill: c, width: 0, paths: barPaths, points: {show: false}, value}
           : {label: s.name, stroke: c, width: 1.5, points: {show: true, size: 4}, value};
       })],
-    axes: [{}, {size: 56, values: (u, vals) => vals.map(v => v.toFixed(hi < 0.25 ? 3 : 2))}],
+    axes: [{values: timeTicks}, {size: 56, values: (u, vals) => vals.map(v => v.toFixed(hi < 0.25 ? 3 : 2))}],
     hooks: {draw: [draw]},
   };
   const u = new uPlot(opts, [xs, ...ys], div);
