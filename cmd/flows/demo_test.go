@@ -221,6 +221,13 @@ func TestDemoEndToEnd(t *testing.T) {
 		"--database-url", rf.DatabaseURL).CombinedOutput(); err != nil || !strings.Contains(string(out), `"status": "pending"`) {
 		t.Fatalf("meter tariff: %v\n%s", err, out)
 	}
+	// The prepayment settings not given are the meter's own (its active
+	// tariff's debt recovery, not a fixed 0.30).
+	if same, _ := psql(t, rf.DatabaseURL, `SELECT (r.tariff->>'prepayment_debt_recovery_rate')::numeric = (ms.tariffs_active->>'prepayment_debt_recovery_rate')::numeric
+		AND (r.tariff->>'prepayment_emergency_credit')::numeric = (ms.tariffs_active->>'prepayment_emergency_credit')::numeric
+		FROM flows.tariff_requests r JOIN flows.meter_shadows ms ON ms.id = r.meter_id`); same != "t" {
+		t.Errorf("meter tariff without --debt-recovery-rate or --emergency-credit: the request's are the meter's own: %q, want t", same)
+	}
 	var topup, tariff string
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		topup, _ = psql(t, rf.DatabaseURL, "SELECT status FROM flows.topups WHERE requested_by <> 'demo-customer'")

@@ -32,12 +32,16 @@ func newTariffCmd() *cobra.Command {
 				rateB = rateA
 			}
 			t := flows.Tariff{ActivationDatetime: &from}
-			for _, v := range []struct {
+			amounts := []struct {
 				flag, text string
 				dst        **decimal.Decimal
 			}{{"--unit-rate", rateA, &t.UnitRateElementA}, {"--unit-rate-b", rateB, &t.UnitRateElementB}, {"--standing-charge", sc, &t.StandingCharge},
 				{"--emergency-credit", ec, &t.PrepaymentEmergencyCredit}, {"--ecredit-availability", eca, &t.PrepaymentECreditAvailability},
-				{"--debt-recovery-rate", drr, &t.PrepaymentDebtRecoveryRate}} {
+				{"--debt-recovery-rate", drr, &t.PrepaymentDebtRecoveryRate}}
+			for _, v := range amounts {
+				if v.text == "" {
+					continue // the meter's own, below
+				}
 				d, err := decimal.NewFromString(v.text)
 				if err != nil {
 					return flows.FieldError(v.flag, "%q is not a decimal amount", v.text)
@@ -49,6 +53,30 @@ func newTariffCmd() *cobra.Command {
 				return err
 			}
 			defer closeFn()
+			// The prepayment settings not given stay as the meter has them
+			// (its active tariff, as last read); a meter not read yet gets
+			// the usual ones.
+			active := &flows.Tariff{}
+			if sh, err := store.Shadow(cmd.Context(), m.ID); err != nil {
+				return err
+			} else if sh.TariffsActive != nil {
+				active = sh.TariffsActive
+			}
+			for _, d := range []struct {
+				dst      **decimal.Decimal
+				meter    *decimal.Decimal
+				fallback string
+			}{{&t.PrepaymentEmergencyCredit, active.PrepaymentEmergencyCredit, "15.00"},
+				{&t.PrepaymentECreditAvailability, active.PrepaymentECreditAvailability, "10.00"},
+				{&t.PrepaymentDebtRecoveryRate, active.PrepaymentDebtRecoveryRate, "0.30"}} {
+				if *d.dst == nil {
+					v := decimal.RequireFromString(d.fallback)
+					if d.meter != nil {
+						v = *d.meter
+					}
+					*d.dst = &v
+				}
+			}
 			req, err := store.SetFutureTariff(cmd.Context(), m.ID, t, "cli", requester())
 			if err != nil {
 				return err
@@ -64,9 +92,9 @@ func newTariffCmd() *cobra.Command {
 	f.StringVar(&rateA, "unit-rate", "", "unit rate GBP/kWh, element A (required)")
 	f.StringVar(&rateB, "unit-rate-b", "", "element B unit rate (default: --unit-rate)")
 	f.StringVar(&sc, "standing-charge", "", "standing charge GBP/day (required)")
-	f.StringVar(&ec, "emergency-credit", "15.00", "emergency credit GBP")
-	f.StringVar(&eca, "ecredit-availability", "10.00", "emergency credit availability threshold GBP")
-	f.StringVar(&drr, "debt-recovery-rate", "0.30", "debt recovery GBP/day")
+	f.StringVar(&ec, "emergency-credit", "", "emergency credit GBP (default: the meter's active tariff's, else 15.00)")
+	f.StringVar(&eca, "ecredit-availability", "", "emergency credit availability threshold GBP (default: the meter's active tariff's, else 10.00)")
+	f.StringVar(&drr, "debt-recovery-rate", "", "debt recovery GBP/day (default: the meter's active tariff's, else 0.30)")
 	for _, r := range []string{"from-ts", "unit-rate", "standing-charge"} {
 		_ = cmd.MarkFlagRequired(r)
 	}
