@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -59,5 +60,6 @@ func jwtSecret(file string) ([]byte, error) {
 	if s := os.Getenv("FLOWS_JWT_SECRET"); s != "" {
 		return []byte(s), nil
 	}
-	return nil, flows.FieldError("FLOWS_JWT_SECRET", "not set (or pass --secret-file)")
+	return nil, flows.FieldError("FLOWS_JWT_SECRET", "not set: set it to the server's signing secret, or pass --secret-file (the demo's is %s)",
+		filepath.Join(defaultDataDir(), "jwt-secret"))
 }

@@ -76,6 +76,7 @@ a three-phase meter's profile is not collected here); --serial one meter.`,
 					return fmt.Errorf("export %s (%d files written): %w", m.Serial, files, err)
 				}
 			}
+			bar.Done() // its line ended before the result's
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %d files to %s: %d meters, %d days (%s to %s)\n",
 				files, x.out, len(meters), flows.DaysBetween(x.from, x.to), flows.FormatDay(x.from), flows.FormatDay(x.to))
 			return nil

@@ -65,6 +65,7 @@ three-phase meter.`,
 					files++
 				}
 			}
+			bar.Done() // its line ended before the result's
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %d files to %s: %d meters, %d days (%s to %s)\n",
 				files, x.out, len(meters), flows.DaysBetween(x.from, x.to), flows.FormatDay(x.from), flows.FormatDay(x.to))
 			return nil

@@ -81,8 +81,10 @@ func TestAGroupWithoutASubcommandShowsItsHelp(t *testing.T) {
 	if code, out := run("meter"); code != 0 || out != "" {
 		t.Errorf("exit %d, stderr %q", code, out)
 	}
-	if code, _ := run("meter", "list", "--output", "json"); code != 0 {
-		t.Errorf("--output json: exit %d", code)
+	for _, args := range [][]string{{"--output", "json"}, {"-o", "json"}, {"--json"}} {
+		if code, out := run(append([]string{"meter", "list"}, args...)...); code != 0 {
+			t.Errorf("meter list %v: exit %d %s", args, code, out)
+		}
 	}
 }
 

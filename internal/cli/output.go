@@ -14,8 +14,7 @@ type Output struct{ format string }
 // AddOutput registers --output (and the hidden --json) on c.
 func AddOutput(c *cobra.Command) *Output {
 	o := &Output{format: "table"}
-	c.Flags().Var(o, "output", "table or json")
-	c.Flags().Lookup("output").Shorthand = "o"
+	c.Flags().VarP(o, "output", "o", "table or json")
 	c.Flags().Var(jsonFlag{o}, "json", "same as --output json")
 	c.Flags().Lookup("json").NoOptDefVal = "true"
 	_ = c.Flags().MarkHidden("json")
