@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/shopspring/decimal"
 )
@@ -67,6 +69,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"requestStatus": requestStatus,
 	"auditKind":     auditKind,
 	"auditOutcome":  auditOutcome,
+	"auditValue":    auditValue,
 	// noflash is a page without its message: the error page shows the
 	// message in its own place, not as a flash above it.
 	"noflash": func(p page) page { p.Flash = ""; return p },
@@ -638,7 +641,23 @@ func (s *Server) tariffForm(r *http.Request, c *Claims, m *flows.Meter) (string,
 }
 
 func (s *Server) tokenForm(r *http.Request, c *Claims, m *flows.Meter) (string, error) {
-	tu, err := s.cfg.Store.CreateTopup(r.Context(), m.ID, strings.TrimSpace(r.PostFormValue("token")), nil, "", c.Subject)
+	// The amount is the ledger's (the token carries the meter's own); the
+	// meter's balance is what counts. Optional, as in the API.
+	var amount *decimal.Decimal
+	if a := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(r.PostFormValue("amount")), "£")); a != "" {
+		d, err := decimal.NewFromString(a)
+		if err != nil {
+			return "", flows.FieldError("amount", "%q is not an amount in pounds (such as 10.00)", a)
+		}
+		amount = &d
+	}
+	source := r.PostFormValue("source")
+	switch source {
+	case "", "payment", "gift", "solar_credit", "adjustment":
+	default:
+		return "", flows.FieldError("source", "%q is not payment, gift, solar_credit or adjustment", source)
+	}
+	tu, err := s.cfg.Store.CreateTopup(r.Context(), m.ID, strings.TrimSpace(r.PostFormValue("token")), amount, source, c.Subject)
 	if err != nil {
 		return "", err
 	}
@@ -868,4 +887,34 @@ func rangeLinks(u *url.URL, cur chartSpan) []rangeLink {
 		out = append(out, rangeLink{Label: sp.label, Href: u.Path + "?" + q.Encode(), Current: cur.Name == sp.name})
 	}
 	return out
+}
+
+// auditValue is a write's value as an operator reads it: the object's
+// payload decoded (amounts in pounds, times, settings), or as recorded
+// when it is not a payload (a redacted token) or does not decode.
+func auditValue(object, value string) string {
+	o, ok := emop.LookupName(object)
+	b, err := hex.DecodeString(value)
+	if !ok || err != nil || len(b) == 0 {
+		return value
+	}
+	v, err := emop.DecodeValue(o, b)
+	if err != nil || v == nil {
+		return value
+	}
+	text, ok := v.(string)
+	if !ok {
+		j, err := json.Marshal(v)
+		if err != nil {
+			return value
+		}
+		text = string(j)
+	}
+	switch o.Type {
+	case emop.TypeMoney, emop.TypeBalance:
+		return "£" + text
+	case emop.TypeEpoch, emop.TypeClock:
+		return strings.Replace(strings.TrimSuffix(text, "Z"), "T", " ", 1) // the meter's clock time
+	}
+	return text
 }

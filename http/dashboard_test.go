@@ -283,7 +283,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	step("token", chromedp.SetValue(chromedp.CSS("#topup-token"), vend))
+	step("token", chromedp.SetValue(chromedp.CSS("#topup-token"), vend), chromedp.SetValue(chromedp.CSS("#topup-amount"), "5.00"))
 	submit("top up", "#token-form button")
 	step("top-up listed", chromedp.WaitVisible(chromedp.CSS("#topup-list td.status")))
 	poll("top-up credited", `document.querySelector("#topup-list td.status").dataset.status === "completed"`)
@@ -292,6 +292,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	if l := text("#topup-list"); !strings.Contains(l, "Balance increased") || !strings.Contains(l, "tester-operator") {
 		t.Errorf("top-up list %q, want the top-up's note and who asked", l)
+	}
+	if a := text("#topup-list tr:nth-child(2) td:nth-child(2)"); a != "£5.00" {
+		t.Errorf("the top-up's amount reads %q, want £5.00 as entered", a)
 	}
 	shot("dashboard-topup.png")
 	// A bad value is refused with the field named, on the page.
