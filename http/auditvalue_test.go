@@ -17,3 +17,19 @@ func TestAuditValuesRead(t *testing.T) {
 		}
 	}
 }
+
+// A tariff's activation reads as the page's other times do, and the
+// meter's "none" is said as such.
+func TestActivationText(t *testing.T) {
+	for in, want := range map[string]string{
+		"2026-12-04T00:00:00":       "2026-12-04 00:00:00 (the meter's clock)",
+		"2000-01-01T00:00:00":       "none set",
+		"2026-12-04T00:00:00Z":      "2026-12-04 00:00:00Z",
+		"2026-12-04T01:00:00+01:00": "2026-12-04 00:00:00Z",
+		"soon":                      "soon",
+	} {
+		if got := activationText(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}

@@ -70,6 +70,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"auditKind":     auditKind,
 	"auditOutcome":  auditOutcome,
 	"auditValue":    auditValue,
+	"activation":    activationText,
 	// noflash is a page without its message: the error page shows the
 	// message in its own place, not as a flash above it.
 	"noflash": func(p page) page { p.Flash = ""; return p },
@@ -917,4 +918,20 @@ func auditValue(object, value string) string {
 		return strings.Replace(strings.TrimSuffix(text, "Z"), "T", " ", 1) // the meter's clock time
 	}
 	return text
+}
+
+// activationText is a tariff's activation as the page writes times: an
+// instant in UTC ("2026-12-04 00:00:00Z"), a meter-clock time without
+// the Z, and the meter's "none" (its epoch, 2000-01-01 00:00) as such.
+func activationText(s string) string {
+	if t, err := time.Parse("2006-01-02T15:04:05", s); err == nil {
+		if t.Equal(emop.Epoch) {
+			return "none set"
+		}
+		return t.Format("2006-01-02 15:04:05") + " (the meter's clock)"
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC().Format("2006-01-02 15:04:05Z")
+	}
+	return s
 }

@@ -27,16 +27,16 @@ CREATE OR REPLACE FUNCTION flows.alert_condition(r flows.alert_rules) RETURNS TA
     -- simulated fleet at --speed), else from now; only a forecast learnt
     -- from a day of spending or more (hours of an evening peak alone
     -- would cry wolf).
-    SELECT mr.id, format('supply forecast to be cut at %s (within %s h)', to_char(f.supply_cut_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'), r.threshold::float8)
+    SELECT mr.id, format('supply forecast to be cut at %s (within %s h)', to_char(f.supply_cut_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI"Z"'), r.threshold::float8)
     FROM flows.meter_registry mr JOIN flows.meter_credit_forecast f ON f.meter_id = mr.id
     WHERE r.kind = 'losing_supply' AND mr.esco = r.esco AND f.days_observed >= 1
       AND f.supply_cut_at < greatest(now(), f.balance_at) + make_interval(secs => (r.threshold * 3600)::float8)
     UNION ALL
-    SELECT mr.id, format('off supply for lack of credit since %s', to_char(d.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'))
+    SELECT mr.id, format('off supply for lack of credit since %s', to_char(d.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI"Z"'))
     FROM flows.meter_registry mr JOIN flows.meter_self_disconnections d ON d.meter_id = mr.id AND d.ended_at IS NULL
     WHERE r.kind = 'self_disconnected' AND mr.esco = r.esco
     UNION ALL
-    SELECT mr.id, format('last online %s (over %s h ago)', to_char(ms.last_online_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'), r.threshold::float8)
+    SELECT mr.id, format('last online %s (over %s h ago)', to_char(ms.last_online_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI"Z"'), r.threshold::float8)
     FROM flows.meter_registry mr JOIN flows.meter_shadows ms ON ms.id = mr.id
     WHERE r.kind = 'offline' AND mr.esco = r.esco AND ms.last_online_at < now() - make_interval(secs => (r.threshold * 3600)::float8)
     UNION ALL
