@@ -81,7 +81,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/meters/{serial}/balance", RoleReadonly, "Balance history (from, to, bucket=raw|hour|day)", s.balance},
 		{"GET", "/api/v1/meters/{serial}/events", RoleReadonly, "The meter's event log, newest first", s.events},
 		{"GET", "/api/v1/meters/{serial}/audit", RoleReadonly, "The meter's audit trail: every write Flows made to it, newest first (limit, default 100, at most 1000)", s.audit},
-		{"GET", "/api/v1/meters/{serial}/signal", RoleReadonly, "CSQ and voltage history (from, to; default 7 days)", s.signal},
+		{"GET", "/api/v1/meters/{serial}/signal", RoleReadonly, "CSQ and voltage history (from, to: RFC 3339; default the 7 days to now)", s.signal},
 		{"GET", "/api/v1/meters/{serial}/intervals", RoleReadonly, "Consumption per half hour or UTC day, per element, and completeness (from, to: RFC 3339 or YYYY-MM-DD; bucket=hh|day; default the previous UTC day of half hours, or the last 30 days)", s.intervals},
 		{"GET", "/api/v1/meters/{serial}/intervals.csv", RoleReadonly, "One UTC day of the profile as a SMIP CSV file (day=YYYY-MM-DD, default yesterday; element=A|B, required on twin-element meters)", s.intervalsCSV},
 		{"GET", "/api/v1/fleet", RoleReadonly, "Meter counts by state (healthy, unhealthy, offline, stale, low balance) per ESCO", s.fleet},
@@ -89,6 +89,8 @@ func (s *Server) routes() []route {
 		{"PUT", "/api/v1/meters/{serial}/tariffs/future", RoleOperator, "Schedule a future tariff (the seed's tariff JSON)", s.putFutureTariff},
 		{"GET", "/api/v1/tariff-requests/{id}", RoleReadonly, "A tariff request and its status", getRequest(s, "tariff request", s.cfg.Store.TariffRequest, func(v *flows.TariffRequest) string { return v.Serial })},
 		{"POST", "/api/v1/meters/{serial}/tokens", RoleOperator, "Submit a 20-digit top-up token", s.postToken},
+		{"GET", "/api/v1/meters/{serial}/tokens", RoleReadonly, "The meter's top-ups, newest first, with their status and notes (days, default 90, at most 3660; limit, default 100, at most 1000)", s.listTopups},
+		{"GET", "/api/v1/meters/{serial}/commands", RoleReadonly, "The meter's commands (clock, flags, settings), newest first, with their status (limit, default 100, at most 1000)", s.listCommands},
 		{"GET", "/api/v1/topups/{id}", RoleReadonly, "A top-up and its status", getRequest(s, "top-up", s.cfg.Store.Topup, func(v *flows.Topup) string { return v.Serial })},
 		{"POST", "/api/v1/meters/{serial}/sync", RoleOperator, "Sync the meter now", s.syncMeter},
 		{"POST", "/api/v1/meters/{serial}/commands", RoleOperator, "Set the clock or a flag (kind: clock, prepay_enabled, daylight_savings_correction, backlight, load_switch)", s.postCommand},
@@ -249,19 +251,9 @@ func (s *Server) balance(w http.ResponseWriter, r *http.Request, c *Claims) erro
 		return err
 	}
 	q := r.URL.Query()
-	to := s.cfg.Now().UTC()
-	from := to.Add(-7 * 24 * time.Hour)
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"from", &from}, {"to", &to}} {
-		if v := q.Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				return flows.FieldError(p.name, "%q is not an RFC 3339 time", v)
-			}
-			*p.dst = t
-		}
+	from, to, err := s.timeRange(r)
+	if err != nil {
+		return err
 	}
 	bucket := flows.Bucket(q.Get("bucket"))
 	if bucket == "" {
@@ -299,6 +291,50 @@ func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 		return 0, flows.FieldError(name, "%q is not a number %d-%d", v, lo, hi)
 	}
 	return n, nil
+}
+
+func (s *Server) listTopups(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(r, "limit", 100, 1, 1000)
+	if err != nil {
+		return err
+	}
+	days, err := intParam(r, "days", 90, 1, 3660)
+	if err != nil {
+		return err
+	}
+	ts, err := s.cfg.Store.TopupsForMeter(r.Context(), m.ID, s.cfg.Now().Add(-time.Duration(days)*24*time.Hour), limit)
+	if err != nil {
+		return err
+	}
+	if ts == nil {
+		ts = []flows.Topup{}
+	}
+	writeJSON(w, http.StatusOK, topupList{Serial: m.Serial, Topups: ts})
+	return nil
+}
+
+func (s *Server) listCommands(w http.ResponseWriter, r *http.Request, c *Claims) error {
+	m, err := s.meterFor(r, c)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(r, "limit", 100, 1, 1000)
+	if err != nil {
+		return err
+	}
+	cs, err := s.cfg.Store.MeterCommandsForMeter(r.Context(), m.ID, limit)
+	if err != nil {
+		return err
+	}
+	if cs == nil {
+		cs = []flows.MeterCommand{}
+	}
+	writeJSON(w, http.StatusOK, commandList{Serial: m.Serial, Commands: cs})
+	return nil
 }
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request, c *Claims) error {
@@ -574,13 +610,46 @@ func (s *Server) viewClockDrift(w http.ResponseWriter, r *http.Request, c *Claim
 	return nil
 }
 
+// timeRange is a history's from and to (RFC 3339), by default the 7 days
+// to now; EINVALID names the parameter that is not a time, or a range
+// that ends before it starts.
+func (s *Server) timeRange(r *http.Request) (from, to time.Time, err error) {
+	q := r.URL.Query()
+	to = s.cfg.Now().UTC()
+	from = to.Add(-7 * 24 * time.Hour)
+	set := false
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"to", &to}, {"from", &from}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return from, to, flows.FieldError(p.name, "%q is not an RFC 3339 time", v)
+			}
+			*p.dst = t
+			if p.name == "to" {
+				set = true
+			}
+		} else if p.name == "from" && set {
+			from = to.Add(-7 * 24 * time.Hour) // 7 days before the to given
+		}
+	}
+	if to.Before(from) {
+		return from, to, flows.FieldError("to", "%s is before from (%s)", to.Format(time.RFC3339), from.Format(time.RFC3339))
+	}
+	return from, to, nil
+}
+
 func (s *Server) signal(w http.ResponseWriter, r *http.Request, c *Claims) error {
 	m, err := s.meterFor(r, c)
 	if err != nil {
 		return err
 	}
-	to := s.cfg.Now().UTC()
-	from := to.Add(-7 * 24 * time.Hour)
+	from, to, err := s.timeRange(r)
+	if err != nil {
+		return err
+	}
 	pts, err := s.cfg.Store.SignalHistory(r.Context(), m.ID, from, to.Add(time.Minute))
 	if err != nil {
 		return err

@@ -622,3 +622,94 @@ func TestAlertsAPIAndAttentionPage(t *testing.T) {
 		t.Errorf("after acknowledging, the panel: %s", p)
 	}
 }
+
+// A meter's top-ups and commands are listed by the API, newest first with
+// their status (as the meter page lists them), kept to the caller's ESCO;
+// the signal history takes the range asked for; every operation has a
+// unique operationId.
+func TestMeterTopupsCommandsAndSignalRange(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	op, ro := token(t, flowshttp.RoleOperator, "AAA"), token(t, flowshttp.RoleReadonly, "AAA")
+	for _, tok := range []string{"11111111111111111111", "22222222222222222222"} {
+		if code, p := a.do("POST", "/api/v1/meters/EML1100000001/tokens", op, map[string]any{"token": tok, "amount": "10.00"}); code != 202 {
+			t.Fatalf("top-up: %d %v", code, p)
+		}
+	}
+	if code, p := a.do("POST", "/api/v1/meters/EML1100000001/commands", op, map[string]any{"kind": "prepay_enabled", "value": "on"}); code != 202 {
+		t.Fatalf("command: %d %v", code, p)
+	}
+	code, p := a.do("GET", "/api/v1/meters/EML1100000001/tokens", ro, nil)
+	ts, _ := p["topups"].([]any)
+	if code != 200 || len(ts) != 2 || ts[0].(map[string]any)["status"] != "wait_token_push" || ts[0].(map[string]any)["amount"] != "10" && ts[0].(map[string]any)["amount"] != "10.00" {
+		t.Fatalf("top-ups: %d %v, want both, waiting, newest first", code, p)
+	}
+	if _, p := a.do("GET", "/api/v1/meters/EML1100000001/tokens?limit=1", ro, nil); len(p["topups"].([]any)) != 1 {
+		t.Errorf("limit=1: %v", p)
+	}
+	if code, p := a.do("GET", "/api/v1/meters/EML1100000001/tokens?days=0", ro, nil); code != 400 || p["field"] != "days" {
+		t.Errorf("days=0: %d %v, want 400 naming days", code, p)
+	}
+	code, p = a.do("GET", "/api/v1/meters/EML1100000001/commands", ro, nil)
+	cs, _ := p["commands"].([]any)
+	if code != 200 || len(cs) != 1 || cs[0].(map[string]any)["kind"] != "prepay_enabled" {
+		t.Errorf("commands: %d %v, want the prepay_enabled command", code, p)
+	}
+	if code, _ := a.do("GET", "/api/v1/meters/EML1100000001/tokens", token(t, flowshttp.RoleReadonly, "BBB"), nil); code != 404 {
+		t.Errorf("another ESCO's meter's top-ups: %d, want 404", code)
+	}
+
+	m, err := a.store.MeterBySerial(ctx, "EML1100000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csq := 17
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, at := range []time.Time{now.Add(-10 * 24 * time.Hour), now.Add(-2 * time.Hour)} {
+		if _, err := a.store.Pool().Exec(ctx, `INSERT INTO flows.meter_csq (meter_id, "timestamp", csq) VALUES ($1, $2, $3)`, m.ID, at, csq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	points := func(query string) int {
+		t.Helper()
+		code, p := a.do("GET", "/api/v1/meters/EML1100000001/signal"+query, ro, nil)
+		if code != 200 {
+			t.Fatalf("signal%s: %d %v", query, code, p)
+		}
+		ps, _ := p["points"].([]any)
+		return len(ps)
+	}
+	if n := points(""); n != 1 {
+		t.Errorf("signal, default 7 days: %d points, want the one of 2 h ago", n)
+	}
+	if n := points("?from=" + now.Add(-11*24*time.Hour).Format(time.RFC3339)); n != 2 {
+		t.Errorf("signal from 11 days ago: %d points, want 2", n)
+	}
+	if code, p := a.do("GET", "/api/v1/meters/EML1100000001/signal?from="+now.Format(time.RFC3339)+"&to="+now.Add(-time.Hour).Format(time.RFC3339), ro, nil); code != 400 || p["field"] != "to" {
+		t.Errorf("signal to before from: %d %v, want 400 naming to", code, p)
+	}
+
+	resp, err := http.Get(a.base + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	for path, ops := range doc["paths"].(map[string]any) {
+		for method, o := range ops.(map[string]any) {
+			id, _ := o.(map[string]any)["operationId"].(string)
+			if id == "" || seen[id] != "" {
+				t.Errorf("%s %s: operationId %q (also %s)", method, path, id, seen[id])
+			}
+			seen[id] = method + " " + path
+		}
+	}
+	if seen["getMeterBalance"] != "get /api/v1/meters/{serial}/balance" || seen["postMeterTokens"] != "post /api/v1/meters/{serial}/tokens" {
+		t.Errorf("operationIds: %v", seen)
+	}
+}

@@ -54,6 +54,19 @@ type auditList struct {
 	Writes []flows.AuditEntry `json:"writes"`
 }
 
+// topupList is a meter's top-ups, newest first.
+type topupList struct {
+	Serial string        `json:"serial"`
+	Topups []flows.Topup `json:"topups"`
+}
+
+// commandList is a meter's commands (clock, flags, settings), newest
+// first.
+type commandList struct {
+	Serial   string               `json:"serial"`
+	Commands []flows.MeterCommand `json:"commands"`
+}
+
 type meterTariffs struct {
 	Serial        string                `json:"serial"`
 	Active        *flows.Tariff         `json:"active"`

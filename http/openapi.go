@@ -61,7 +61,9 @@ var opDocs = map[string]opDoc{
 		example: map[string]any{"name": "Plot 12a", "ip_address": "10.20.0.13"}},
 	"GET /api/v1/meters/{serial}/balance":        {out: balanceHistory{}, query: append(rangeParams, q("bucket:string:raw (default), hour or day")...)},
 	"GET /api/v1/meters/{serial}/events":         {out: eventList{}},
-	"GET /api/v1/meters/{serial}/signal":         {out: signalHistory{}},
+	"GET /api/v1/meters/{serial}/signal":         {out: signalHistory{}, query: rangeParams},
+	"GET /api/v1/meters/{serial}/tokens":         {out: topupList{}, query: q("days:integer:the last days of top-ups, 1-3660 (default 90)", "limit:integer:1-1000 (default 100)")},
+	"GET /api/v1/meters/{serial}/commands":       {out: commandList{}, query: q("limit:integer:1-1000 (default 100)")},
 	"GET /api/v1/meters/{serial}/audit":          {out: auditList{}, query: q("limit:integer:1-1000 (default 100)")},
 	"GET /api/v1/meters/{serial}/intervals":      {out: intervalSeries{}, query: q("from:string:RFC 3339 or YYYY-MM-DD", "to:string:RFC 3339 or YYYY-MM-DD (a day: its end)", "bucket:string:hh (default) or day")},
 	"GET /api/v1/meters/{serial}/intervals.csv":  {csv: true, query: q("day:string:YYYY-MM-DD (default yesterday, UTC)", "element:string:A or B (required on twin-element meters)")},
@@ -118,6 +120,31 @@ var descriptions = map[reflect.Type]string{
 	reflect.TypeFor[tokenBody](): "token: 20 digits; amount: GBP, optional, a decimal string; source: payment (default), gift, solar_credit or adjustment.",
 }
 
+// operationID names an operation for generated clients, from its method
+// and path: GET /api/v1/meters/{serial}/balance is getMeterBalance, POST
+// /api/v1/meters/{serial}/tokens postMeterTokens, GET /api/v1/meters
+// getMeters, GET /api/v1/reports/self-disconnections.csv
+// getReportsSelfDisconnectionsCsv. Unique because "METHOD path" is.
+func operationID(method, path string) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(method))
+	segs := strings.Split(strings.TrimPrefix(path, "/api/v1/"), "/")
+	for i, seg := range segs {
+		if strings.HasPrefix(seg, "{") {
+			continue
+		}
+		// A collection followed by its item's id names the item ("meters"
+		// then {serial}: Meter).
+		if i+1 < len(segs) && strings.HasPrefix(segs[i+1], "{") {
+			seg = strings.TrimSuffix(seg, "s")
+		}
+		for _, w := range strings.FieldsFunc(seg, func(r rune) bool { return r == '-' || r == '.' || r == '_' }) {
+			b.WriteString(strings.ToUpper(w[:1]) + w[1:])
+		}
+	}
+	return b.String()
+}
+
 // openAPIDocument builds the document from the route table the server
 // mounts, so every route is in it.
 func openAPIDocument(routes []route) map[string]any {
@@ -149,6 +176,7 @@ func openAPIDocument(routes []route) map[string]any {
 			responses[strconv.Itoa(http.StatusRequestEntityTooLarge)] = problem
 		}
 		op := map[string]any{
+			"operationId":  operationID(rt.method, rt.path),
 			"summary":      rt.summary,
 			"description":  "Role: " + string(rt.role) + " or above. A token limited to an ESCO sees only that ESCO's meters.",
 			"security":     []map[string][]string{{"bearer": {}}},
