@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -306,6 +307,63 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	step("views", chromedp.Navigate(base+"/views"), chromedp.WaitVisible(chromedp.CSS("#low-balance")))
 	shot("dashboard-views.png")
+
+	// The self-disconnection report lists a period the meter had.
+	m0, err := store.MeterBySerial(ctx, fleet.Meters()[0].Spec.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO flows.meter_self_disconnections (meter_id, started_at, ended_at, source) VALUES ($1, $2, $3, 'events')`,
+		m0.ID, start.Add(-30*time.Hour), start.Add(-27*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	step("self-disconnections", chromedp.Navigate(base+"/reports/self-disconnections"), chromedp.WaitVisible(chromedp.CSS("#report-summary")))
+	if n, h := text("#report-count"), text("#report-hours"); n != "1" || !strings.HasPrefix(h, "3") {
+		t.Errorf("self-disconnection report: %s periods, %s hours; want 1 of 3 hours", n, h)
+	}
+	if l := text("main"); !strings.Contains(l, m0.Serial) {
+		t.Errorf("the report does not name the meter %s:\n%s", m0.Serial, l)
+	}
+	shot("dashboard-self-disconnections.png")
+
+	// A rollout's page follows it as the pusher sends its tariff.
+	body, _ := json.Marshal(map[string]any{"esco": "UI", "rate_per_minute": 600, "tariff": map[string]any{"standing_charge": "0.55", "unit_rate_element_a": "0.31",
+		"unit_rate_element_b": "0.16", "prepayment_emergency_credit": "15", "prepayment_ecredit_availability": "10", "prepayment_debt_recovery_rate": "0.25",
+		"activation_datetime": start.Add(96 * time.Hour).Format("2006-01-02T15:04:05")}})
+	req, _ := http.NewRequest("POST", base+"/api/v1/rollouts", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ro struct {
+		ID string `json:"id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&ro)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || ro.ID == "" {
+		t.Fatalf("rollout: %d %+v", resp.StatusCode, ro)
+	}
+	step("rollout page", chromedp.Navigate(base+"/rollouts/"+ro.ID), chromedp.WaitVisible(chromedp.CSS("#rollout-status")))
+	if p := text("#rollout-progress"); !strings.Contains(p, "of 3 meters confirmed") {
+		t.Errorf("rollout progress reads %q, want its three meters counted", p)
+	}
+	shot("dashboard-rollout.png")
+
+	// An unknown meter: a 404 inside the layout, the header still saying
+	// who is logged in.
+	sctx, cancel404 := context.WithTimeout(bctx, 30*time.Second)
+	r404, err := chromedp.RunResponse(sctx, chromedp.Navigate(base+"/meters/EML9999999999"))
+	cancel404()
+	if err != nil || r404 == nil || r404.Status != http.StatusNotFound {
+		t.Errorf("unknown meter: %+v %v, want 404", r404, err)
+	}
+	step("404 page", chromedp.WaitVisible(chromedp.CSS("#error")), chromedp.WaitVisible(chromedp.CSS("#who")))
+	if e := text("#error"); !strings.Contains(e, "EML9999999999") {
+		t.Errorf("the 404 says %q, want the serial asked for", e)
+	}
+	shot("dashboard-404.png")
 	submit("log out", "#logout")
 	step("logged out", chromedp.WaitVisible(chromedp.CSS("#login")))
 }
