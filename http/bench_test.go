@@ -211,6 +211,13 @@ func BenchmarkFleetPage(b *testing.B) {
 		`INSERT INTO flows.meter_csq (meter_id, "timestamp", csq) SELECT id, now() - k * interval '1 hour' - (abs(hashtext(id::text)) % 3600) * interval '1 second', 15
 		FROM flows.meter_registry, generate_series(0, 23) k`,
 		`UPDATE flows.meter_shadows ms SET last_online_at = lo.last_online FROM flows.meter_last_online lo WHERE lo.id = ms.id`,
+		// Each meter's register and 35 days of its half hours' daily
+		// totals (the page's completeness column reads them), a day in
+		// ten of them short.
+		`INSERT INTO flows.meter_registers (meter_id, element, start_time) SELECT id, 'SINGLE', now() - interval '40 days' FROM flows.meter_registry`,
+		`INSERT INTO flows.register_interval_day (register_id, day, half_hours, kwh)
+		SELECT r.register_id, (now() AT TIME ZONE 'UTC')::date - d, CASE WHEN (abs(hashtext(r.register_id::text)) + d) % 10 = 0 THEN 40 ELSE 48 END, 7.5
+		FROM flows.meter_registers r, generate_series(1, 35) d`,
 		`VACUUM ANALYZE`,
 	} {
 		if _, err := pool.Exec(ctx, q); err != nil {
@@ -261,7 +268,7 @@ func BenchmarkFleetPage(b *testing.B) {
 		def, byBalance, byOnline, deep := median(9, func() time.Duration { return page("/") }), median(9, func() time.Duration { return page("/?sort=-balance") }),
 			median(5, func() time.Duration { return page("/?sort=-last_online") }), median(9, func() time.Duration { return page("/?page=1000") })
 		ceiling := median(9, bare)
-		fmt.Printf("dashboard fleet page at 100,000 meters, median server time: first page %.0f ms (the very first %.0f ms), by balance %.0f ms, by last online %.0f ms, page 1,000 %.0f ms (goal < 300 ms); ceiling, the page's meter query alone: %.1f ms (first page ÷ ceiling %.1f×)\n",
+		fmt.Printf("dashboard fleet page at 100,000 meters (35 days of interval totals each), median server time: first page %.0f ms (the very first %.0f ms), by balance %.0f ms, by last online %.0f ms, page 1,000 %.0f ms (goal < 300 ms); ceiling, the page's meter query alone: %.1f ms (first page ÷ ceiling %.1f×)\n",
 			ms(def), ms(first), ms(byBalance), ms(byOnline), ms(deep), ms(ceiling), float64(def)/float64(ceiling))
 		b.ReportMetric(ms(def), "ms-first-page")
 		b.ReportMetric(ms(ceiling), "ceiling-ms")

@@ -39,7 +39,32 @@ func flowsExamples(t *testing.T, path ...string) []string {
 	return found
 }
 
-// Every example flows's --help gives runs as written, in a directory and
+// readmeExamples are the flows command lines of the README's code blocks
+// (a "# …" comment after one dropped).
+func readmeExamples(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	block := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			block = !block
+			continue
+		}
+		if line, _, _ = strings.Cut(line, " #"); block && strings.HasPrefix(line, "flows ") {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	if len(out) < 3 {
+		t.Fatalf("%d flows command lines in the README's code blocks; want its db examples at least", len(out))
+	}
+	return out
+}
+
+// Every example flows's --help and the README's code blocks give runs as written, in a directory and
 // a database set up as its words assume ($FLOWS_DATABASE_URL, an ESCO
 // WLCE, the demo's meters EML2137580826 and the three-phase
 // EML2200001022, a meters.json, a fleet.json, ~ a home of its own), in an
@@ -85,7 +110,7 @@ func TestEveryHelpExampleRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	examples := flowsExamples(t)
+	examples := append(flowsExamples(t), readmeExamples(t)...)
 	first := []string{"flows migrate", "flows meter import", "flows certs init", "flows certs server", "flows certs client", "flows certs info", "flows sim --meters", "flows db grant"}
 	rank := func(e string) int {
 		for i, p := range first {
