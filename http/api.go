@@ -615,25 +615,22 @@ func (s *Server) viewClockDrift(w http.ResponseWriter, r *http.Request, c *Claim
 // that ends before it starts.
 func (s *Server) timeRange(r *http.Request) (from, to time.Time, err error) {
 	q := r.URL.Query()
-	to = s.cfg.Now().UTC()
-	from = to.Add(-7 * 24 * time.Hour)
-	set := false
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"to", &to}, {"from", &from}} {
-		if v := q.Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				return from, to, flows.FieldError(p.name, "%q is not an RFC 3339 time", v)
-			}
-			*p.dst = t
-			if p.name == "to" {
-				set = true
-			}
-		} else if p.name == "from" && set {
-			from = to.Add(-7 * 24 * time.Hour) // 7 days before the to given
+	parse := func(name string, def time.Time) (time.Time, error) {
+		v := q.Get(name)
+		if v == "" {
+			return def, nil
 		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return t, flows.FieldError(name, "%q is not an RFC 3339 time", v)
+		}
+		return t, nil
+	}
+	if to, err = parse("to", s.cfg.Now().UTC()); err != nil {
+		return from, to, err
+	}
+	if from, err = parse("from", to.Add(-7*24*time.Hour)); err != nil {
+		return from, to, err
 	}
 	if to.Before(from) {
 		return from, to, flows.FieldError("to", "%s is before from (%s)", to.Format(time.RFC3339), from.Format(time.RFC3339))
