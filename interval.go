@@ -95,7 +95,12 @@ const BucketHalfHour Bucket = "hh"
 // IntervalPoint is one bucket (a half hour or a UTC day) of one element's
 // consumption, derived from its profile by the one interval rule
 // (flows.profile_deltas): nil kWh where no half hour of the bucket could
-// be derived. HalfHours counts the half hours derived for import.
+// be derived. HalfHours counts the half hours derived for import;
+// Expected, the half hours the bucket should hold: those from the
+// element's register's commissioning (its start time, rounded up to a
+// half hour) on, so 0 for a bucket before it and fewer on its first day
+// (HalfHours may exceed it there: what the meter recorded before its
+// commissioning is derived too).
 type IntervalPoint struct {
 	Start     time.Time        `json:"start"`
 	Element   string           `json:"element"` // A (or the single element) or B

@@ -39,7 +39,7 @@ type chartLine struct {
 	Kind      string    `json:"kind"` // import or export
 	Values    []*string `json:"values"`
 	HalfHours []int     `json:"half_hours"` // derived per bucket
-	Expected  int       `json:"expected"`   // per bucket
+	Expected  []int     `json:"expected"`   // half hours expected per bucket (0: before commissioning)
 }
 
 type csvLink struct{ Name, Href string }
@@ -70,7 +70,7 @@ func (s *Server) intervalPanel(ctx context.Context, m *flows.Meter, q url.Values
 	p.Daily, p.Profile = chartOf(daily, 24*time.Hour, now), chartOf(hh, 30*time.Minute, now)
 	for i := range p.Profile.Until {
 		for _, l := range p.Profile.Series {
-			if l.Kind == "import" && l.Values[i] == nil {
+			if l.Kind == "import" && l.Values[i] == nil && l.Expected[i] > 0 {
 				p.Missing++
 				break
 			}
@@ -123,7 +123,7 @@ func chartOf(pts []flows.IntervalPoint, step time.Duration, now time.Time) chart
 				}
 				l.Values = append(l.Values, decimalString(v))
 				l.HalfHours = append(l.HalfHours, p.HalfHours)
-				l.Expected = p.Expected
+				l.Expected = append(l.Expected, p.Expected)
 				shown = shown || (v != nil && !v.IsZero())
 			}
 			if shown {

@@ -335,3 +335,47 @@ func TestCompletenessKeptAMinute(t *testing.T) {
 		t.Errorf("after the minute: %v, want 0.2738", got)
 	}
 }
+
+// Half hours are expected from a register's commissioning on: before
+// its start time a bucket expects none (not missing), on its first day
+// only those after it, as the completeness figures count them.
+func TestIntervalsExpectedFromCommissioning(t *testing.T) {
+	a := newAPI(t)
+	day := intervalFixture(t, a)
+	ctx := context.Background()
+	m, err := a.store.MeterBySerial(ctx, "EML1100000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// commissioned at 10:10 yesterday: expected from 10:30
+	if _, err := a.store.Pool().Exec(ctx, `UPDATE flows.meter_registers SET start_time = $2 WHERE meter_id = $1`, m.ID, day.Add(10*time.Hour+10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	ro := token(t, flowshttp.RoleReadonly, "")
+	d := day.Format("2006-01-02")
+	code, p := a.do("GET", "/api/v1/meters/EML1100000001/intervals?bucket=day&from="+day.AddDate(0, 0, -2).Format("2006-01-02")+"&to="+d, ro, nil)
+	if code != 200 {
+		t.Fatalf("days: %d %v", code, p)
+	}
+	var expected []string
+	for _, x := range p["points"].([]any) {
+		pt := x.(map[string]any)
+		expected = append(expected, fmt.Sprintf("%v/%v", pt["half_hours"], pt["expected"]))
+	}
+	// 10:30 to midnight: 27 half hours expected; all 44 the meter
+	// recorded are derived, those before its commissioning too.
+	if strings.Join(expected, " ") != "0/0 0/0 44/27" {
+		t.Errorf("days before and on commissioning, derived/expected: %v; want 0/0 0/0 44/27", expected)
+	}
+	code, p = a.do("GET", "/api/v1/meters/EML1100000001/intervals?from="+day.Add(9*time.Hour+30*time.Minute).Format(time.RFC3339)+"&to="+day.Add(11*time.Hour).Format(time.RFC3339), ro, nil)
+	if code != 200 {
+		t.Fatalf("half hours: %d %v", code, p)
+	}
+	expected = nil
+	for _, x := range p["points"].([]any) {
+		expected = append(expected, fmt.Sprint(x.(map[string]any)["expected"]))
+	}
+	if strings.Join(expected, " ") != "0 0 1" { // 09:30, 10:00 before; 10:30 on
+		t.Errorf("half hours 09:30-11:00 expected %v, want 0 0 1", expected)
+	}
+}

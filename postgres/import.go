@@ -21,6 +21,13 @@ type ImportResult struct {
 // registers their layout implies: "twin" → A and B, "solar" → SINGLE
 // reversed, otherwise SINGLE.
 func (s *Store) ImportMeters(ctx context.Context, escoCode string, meters []flows.NewMeter, layouts []string) (ImportResult, error) {
+	return s.ImportMetersWithProgress(ctx, escoCode, meters, layouts, nil)
+}
+
+// ImportMetersWithProgress is ImportMeters calling progress (when not
+// nil) with the entries written so far, inside the transaction: a long
+// import shows it is moving, and still commits all or nothing.
+func (s *Store) ImportMetersWithProgress(ctx context.Context, escoCode string, meters []flows.NewMeter, layouts []string, progress func(written int)) (ImportResult, error) {
 	var res ImportResult
 	seen := map[string]int{}
 	for i := range meters {
@@ -59,17 +66,20 @@ func (s *Store) ImportMeters(ctx context.Context, escoCode string, meters []flow
 			if err != nil {
 				return prefixField(translate(err, "meter "+m.Serial), fmt.Sprintf("meters[%d].", i))
 			}
-			if !inserted {
+			if inserted {
+				res.Created++
+				layout := ""
+				if i < len(layouts) {
+					layout = layouts[i]
+				}
+				if err := InsertRegisters(ctx, tx, id, layout); err != nil {
+					return prefixField(translate(err, "registers of "+m.Serial), fmt.Sprintf("meters[%d].", i))
+				}
+			} else {
 				res.Updated++
-				continue
 			}
-			res.Created++
-			layout := ""
-			if i < len(layouts) {
-				layout = layouts[i]
-			}
-			if err := InsertRegisters(ctx, tx, id, layout); err != nil {
-				return prefixField(translate(err, "registers of "+m.Serial), fmt.Sprintf("meters[%d].", i))
+			if progress != nil {
+				progress(i + 1)
 			}
 		}
 		return nil

@@ -281,7 +281,7 @@ func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Tim
 	b.Queue(`SELECT "timestamp", status, non_monotonic, import_a_wh, export_a_wh, import_b_wh, export_b_wh
 		FROM flows.meter_profile WHERE meter_id = $1 AND "timestamp" >= $2 AND "timestamp" <= $3::timestamptz + interval '30 minutes'
 		ORDER BY "timestamp"`, meterID, from, to)
-	b.Queue(`SELECT EXISTS (SELECT 1 FROM flows.meter_registers WHERE meter_id = $1 AND element = 'B' AND status = 'enabled')`, meterID)
+	b.Queue(`SELECT element::text, start_time FROM flows.meter_registers WHERE meter_id = $1 AND status = 'enabled'`, meterID)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	rows, err := br.Query()
@@ -296,8 +296,37 @@ func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Tim
 	if err != nil {
 		return nil, err
 	}
+	// Each element's half hours are expected from its register's
+	// commissioning on (flows.register_expected_from, the completeness
+	// rule); the zero time: from always (no start time, or no register).
+	var expectedFrom [2]time.Time
 	var registerB bool
-	if err := br.QueryRow().Scan(&registerB); err != nil {
+	regs, err := br.Query()
+	if err != nil {
+		return nil, translate(err, "intervals")
+	}
+	seen := [2]bool{}
+	for regs.Next() {
+		var element string
+		var start *time.Time
+		if err := regs.Scan(&element, &start); err != nil {
+			regs.Close()
+			return nil, translate(err, "intervals")
+		}
+		e := 0
+		if element == string(flows.ElementB) {
+			e, registerB = 1, true
+		}
+		var since time.Time
+		if start != nil {
+			since = expectedFromOf(*start)
+		}
+		if !seen[e] || since.Before(expectedFrom[e]) {
+			expectedFrom[e], seen[e] = since, true
+		}
+	}
+	regs.Close()
+	if err := regs.Err(); err != nil {
 		return nil, translate(err, "intervals")
 	}
 	n := int(to.Sub(from) / step)
@@ -335,11 +364,32 @@ func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Tim
 	out := make([]flows.IntervalPoint, 0, len(elements)*n)
 	for e, el := range elements {
 		for k, v := range sums[e] {
-			out = append(out, flows.IntervalPoint{Start: from.Add(time.Duration(k) * step), Element: el, ImportKWh: kwhOf(v.imp), ExportKWh: kwhOf(v.exp),
-				HalfHours: v.n, Expected: int(step / (30 * time.Minute))})
+			start := from.Add(time.Duration(k) * step)
+			out = append(out, flows.IntervalPoint{Start: start, Element: el, ImportKWh: kwhOf(v.imp), ExportKWh: kwhOf(v.exp),
+				HalfHours: v.n, Expected: expectedIn(start, step, expectedFrom[e])})
 		}
 	}
 	return out, nil
+}
+
+// expectedFromOf is flows.register_expected_from: a register's start time
+// rounded up to a half hour (one on a half hour stays).
+func expectedFromOf(start time.Time) time.Time {
+	return start.UTC().Add(-time.Microsecond).Truncate(30 * time.Minute).Add(30 * time.Minute)
+}
+
+// expectedIn counts the half hours of the bucket [start, start+step) at or
+// after since: all of them for a register commissioned before it, none
+// for one commissioned after it.
+func expectedIn(start time.Time, step time.Duration, since time.Time) int {
+	end := start.Add(step)
+	switch {
+	case !since.After(start):
+		return int(step / (30 * time.Minute))
+	case !since.Before(end):
+		return 0
+	}
+	return int(end.Sub(since) / (30 * time.Minute))
 }
 
 // storedRecord is a meter_profile row as profileDeltas reads it.

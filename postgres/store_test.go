@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -315,5 +316,68 @@ func TestStaleOnlyWhatMissedItsChance(t *testing.T) {
 	}
 	if len(rows) != 2 || fresh.ID == old.ID {
 		t.Fatalf("%d rows", len(rows))
+	}
+}
+
+// The fleet page's offline filter and count read the shadow's copy of
+// each meter's last answer; they must name exactly the meters the spec's
+// meters_offline_all view names: silent for over 3 hours, and never the
+// meter that has not answered yet.
+func TestOfflineFilterAndCountFollowTheView(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	if _, err := s.CreateESCO(ctx, "OFF", "Offline Energy"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	csq := 12
+	// serial → when it last answered (zero: never)
+	answers := map[string]time.Duration{"EML3000000001": 5 * time.Hour, "EML3000000002": time.Hour, "EML3000000003": 0, "EML3000000004": 30 * time.Hour}
+	for serial, ago := range answers {
+		m, err := s.CreateMeter(ctx, flows.NewMeter{Serial: serial, ESCOCode: "OFF", Hardware: "EMA1.w", IPAddress: "127.94.0." + serial[len(serial)-1:]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ago == 0 {
+			continue
+		}
+		if err := s.UpdateShadow(ctx, m.ID, flows.ShadowUpdate{CSQ: &csq, At: now.Add(-ago)}); err != nil {
+			t.Fatal(err)
+		}
+		// a failed sync since: csq NULL, last_online kept
+		if err := s.UpdateShadow(ctx, m.ID, flows.ShadowUpdate{ClearCSQ: true, At: now.Add(-ago / 2)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	view, err := s.OfflineAll(ctx, "OFF")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, o := range view {
+		want = append(want, o.Serial)
+	}
+	slices.Sort(want)
+	if !slices.Equal(want, []string{"EML3000000001", "EML3000000004"}) {
+		t.Fatalf("meters_offline_all = %v, want the two silent for over 3 hours", want)
+	}
+	rows, err := s.MeterRows(ctx, flows.MeterFilter{ESCOCode: "OFF", Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rows {
+		got = append(got, r.Serial)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("fleet page's offline filter = %v, want the view's %v", got, want)
+	}
+	if n, err := s.CountMeters(ctx, flows.MeterFilter{ESCOCode: "OFF", Offline: true}); err != nil || n != len(want) {
+		t.Errorf("offline count = %d, %v; want %d", n, err, len(want))
+	}
+	sums, err := s.FleetSummaries(ctx, "OFF")
+	if err != nil || len(sums) != 1 || sums[0].Offline != len(want) || sums[0].Meters != 4 {
+		t.Errorf("fleet summary = %+v, %v; want 4 meters, %d offline", sums, err, len(want))
 	}
 }

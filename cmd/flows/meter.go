@@ -43,10 +43,13 @@ func newMeterImportCmd() *cobra.Command {
 					Hardware: e.Hardware, Mode: flows.Mode(e.Mode), DaylightSavingsCorrectionEnabled: e.DST}
 				layouts[i] = e.Layout
 			}
-			res, err := store.ImportMeters(cmd.Context(), esco, ms, layouts)
+			bar := cli.NewProgress(cmd.OutOrStdout(), "meters written", len(ms))
+			defer bar.Done()
+			res, err := store.ImportMetersWithProgress(cmd.Context(), esco, ms, layouts, func(n int) { bar.Set(n, 0) })
 			if err != nil {
 				return err
 			}
+			bar.Done() // its line ended before the result's
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %d meters: %d new, %d updated\n", len(ms), res.Created, res.Updated)
 			return nil
 		},

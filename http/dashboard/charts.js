@@ -78,11 +78,13 @@ function fmtValue(v, prefix, unit, dp) {
   return (v < 0 ? "−" : "") + prefix + Math.abs(v).toFixed(dp) + unit;
 }
 // Interval charts, uPlot too: the data is {labels, series: [{name, kind,
-// values, half_hours, expected}], until}. A null value is a bucket with
-// nothing derived: a gap in the day's lines (shaded) and a red tick under
-// the daily bars, never a zero. A day with fewer half hours than expected
-// is drawn paler and says so in the legend. Buckets from until on have not
-// ended yet: not missing, just not yet.
+// values, half_hours, expected}], until}, expected being the half hours
+// each bucket should hold (0 before the register was commissioned). A
+// null value where some were expected is a bucket with nothing derived: a
+// gap in the day's lines (shaded) and a red tick under the daily bars,
+// never a zero. A day with fewer half hours than expected is drawn paler
+// and says so in the legend. Buckets from until on have not ended yet:
+// not missing, just not yet; buckets before commissioning are neither.
 const colours = {import: ["#2e86de", "#85c1e9"], export: ["#e67e22", "#f5cba7"]};
 const utc = ts => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC");
 function intervalChart(div) {
@@ -92,9 +94,11 @@ function intervalChart(div) {
   // Each bucket sits at its middle (the cursor picks the bucket under it);
   // the legend names the bucket by its start.
   const xs = labels.map(l => Date.parse(l) / 1000 + step / 2);
-  // A bucket is missing when it has ended with no import on some element.
+  // A bucket is missing when it has ended with no import on some element
+  // that was commissioned by then.
+  const due = (s, i) => (s.expected || [])[i] > 0;
   const missing = [];
-  for (let i = 0; i < until; i++) if (series.some(s => s.kind === "import" && s.values[i] === null)) missing.push(i);
+  for (let i = 0; i < until; i++) if (series.some(s => s.kind === "import" && s.values[i] === null && due(s, i))) missing.push(i);
   const info = {kind: bars ? "bars" : "lines", series: series.map(s => s.name), missing: missing.length,
     missingAt: missing.map(i => labels[i]), drawn: {}, runs: {}};
   charts[div.id] = info;
@@ -108,7 +112,7 @@ function intervalChart(div) {
     info.runs[s.kind] = (info.runs[s.kind] || 0) + runs;
   }
   const hi = Math.max(0, ...ys.flat().filter(v => v !== null)) * 1.1 || 1;
-  const partial = (j, i) => ys[j][i] !== null && series[j].half_hours[i] < series[j].expected;
+  const partial = (j, i) => ys[j][i] !== null && series[j].half_hours[i] < series[j].expected[i];
   // Bars side by side in the day's slot: series j of k at its own offset.
   const barPaths = (u, sidx) => {
     const j = sidx - 1, k = series.length, p = new Path2D();
@@ -153,8 +157,8 @@ function intervalChart(div) {
         seen[s.kind] = k + 1;
         const value = (u, v, si, i) => {
           if (i == null) return "–";
-          if (v == null) return i < until ? "missing" : "not yet";
-          return `${s.values[i]} kWh` + (partial(j, i) ? ` (${s.half_hours[i]} of ${s.expected} half hours)` : "");
+          if (v == null) return i >= until ? "not yet" : due(s, i) ? "missing" : "before commissioning";
+          return `${s.values[i]} kWh` + (partial(j, i) ? ` (${s.half_hours[i]} of ${s.expected[i]} half hours)` : "");
         };
         return bars ? {label: s.name, stroke: c, fill: c, width: 0, paths: barPaths, points: {show: false}, value}
           : {label: s.name, stroke: c, width: 1.5, points: {show: true, size: 4}, value};
