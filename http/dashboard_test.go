@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/command"
@@ -179,9 +180,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	step("meter page", chromedp.WaitVisible(chromedp.CSS("#balance-chart canvas")))
 	// The chart draws the points the API gives for the range (7 days by
 	// default): one per sync, six.
-	apiPoints := func(since time.Duration) int {
+	apiPointsIn := func(query string) int {
 		t.Helper()
-		req, _ := http.NewRequest("GET", base+"/api/v1/meters/"+serial+"/balance?from="+time.Now().UTC().Add(-since).Format(time.RFC3339), nil)
+		req, _ := http.NewRequest("GET", base+"/api/v1/meters/"+serial+"/balance?"+query, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -195,6 +196,10 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Fatalf("balance history: %d %v", resp.StatusCode, err)
 		}
 		return len(body.Points)
+	}
+	apiPoints := func(since time.Duration) int {
+		t.Helper()
+		return apiPointsIn("from=" + time.Now().UTC().Add(-since).Format(time.RFC3339))
 	}
 	points, err := chromedp.Run(bctx, chromedp.Evaluate[int](`flowsCharts["balance-chart"].points`))
 	if want := apiPoints(7 * 24 * time.Hour); err != nil || points != want || want != 6 {
@@ -241,6 +246,48 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("24 h chart's time axis starts at %v (%v), want within the last 24 h", time.Unix(int64(xmin), 0).UTC(), err)
 	}
 	shot("dashboard-meter.png")
+
+	// Drag across the chart to zoom into the middle of its time axis (real
+	// mouse events); a double click shows the whole range again.
+	span := func() float64 {
+		t.Helper()
+		v, err := chromedp.Run(bctx, chromedp.Evaluate[float64](`(() => { const x = flowsCharts["balance-chart"].plot.scales.x; return x.max - x.min; })()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	whole := span()
+	var box struct{ Left, Top, Width, Height float64 }
+	if err := json.Unmarshal([]byte(evalString(t, bctx, `JSON.stringify((r => ({left: r.left, top: r.top, width: r.width, height: r.height}))(document.querySelector("#balance-chart .u-over").getBoundingClientRect()))`)), &box); err != nil {
+		t.Fatal(err)
+	}
+	y := box.Top + box.Height/2
+	step("drag to zoom", chromedp.MouseEvent(chromedp.MousePressed, box.Left+box.Width*0.2, y, chromedp.ButtonLeft, chromedp.ClickCount(1)),
+		chromedp.MouseEvent(chromedp.MouseMoved, box.Left+box.Width*0.4, y, chromedp.ButtonLeft, func(p *input.DispatchMouseEventParams) { p.Buttons = 1 }),
+		chromedp.MouseEvent(chromedp.MouseMoved, box.Left+box.Width*0.6, y, chromedp.ButtonLeft, func(p *input.DispatchMouseEventParams) { p.Buttons = 1 }),
+		chromedp.MouseEvent(chromedp.MouseReleased, box.Left+box.Width*0.6, y, chromedp.ButtonLeft, chromedp.ClickCount(1)))
+	if zoomed := span(); zoomed > whole*0.45 || zoomed < whole*0.35 {
+		t.Errorf("dragging across 40%% of the chart left %.0f s of its %.0f s time axis, want about 40%%", zoomed, whole)
+	}
+	step("double-click to reset", chromedp.DoubleClick(chromedp.CSS("#balance-chart .u-over")))
+	if reset := span(); reset != whole {
+		t.Errorf("after a double click the time axis spans %.0f s, want the whole %.0f s again", reset, whole)
+	}
+
+	// A custom range of whole days through the form: the day of the sync
+	// three days ago holds that one reading, as the API says.
+	old := start.Add(-72 * time.Hour).Format("2006-01-02")
+	step("custom range", chromedp.SetValue(chromedp.CSS("#range-from"), old), chromedp.SetValue(chromedp.CSS("#range-to"), old))
+	submit("show the range", "#range-form button")
+	poll("custom range chosen", `location.search.includes("from=`+old+`") && !!window.flowsCharts["balance-chart"]`)
+	dayAfter := start.Add(-48 * time.Hour).Format("2006-01-02")
+	if points, want := evalInt(t, bctx, `flowsCharts["balance-chart"].points`), apiPointsIn("from="+old+"T00:00:00Z&to="+dayAfter+"T00:00:00Z"); points != want || want != 1 {
+		t.Errorf("balance chart of %s has %d points; the API gives %d for the day, want 1", old, points, want)
+	}
+	if v := evalString(t, bctx, `document.querySelector("#range-from").value + " " + document.querySelector("#range-to").value + " " + (document.querySelector("#range b") ? "a span chosen" : "no span chosen")`); v != old+" "+old+" no span chosen" {
+		t.Errorf("the range form after choosing %s to %s reads %q", old, old, v)
+	}
 
 	// Schedule a future tariff through the form and watch its request
 	// move on as the pusher works.
@@ -366,4 +413,22 @@ func TestDashboardInBrowser(t *testing.T) {
 	shot("dashboard-404.png")
 	submit("log out", "#logout")
 	step("logged out", chromedp.WaitVisible(chromedp.CSS("#login")))
+}
+
+func evalString(t *testing.T, ctx context.Context, expr string) string {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+func evalInt(t *testing.T, ctx context.Context, expr string) int {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[int](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
 }

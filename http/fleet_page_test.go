@@ -30,10 +30,10 @@ func (a *api) page(path, tok string) (int, string) {
 
 var meterLinkRE = regexp.MustCompile(`class="meter-link" href="/meters/([A-Z0-9]+)"`)
 
-// The fleet page pages, sorts and searches on the server, keeping the
-// filters in its links; an unknown meter is a 404 inside the layout.
-func TestFleetPagePagesAndSorts(t *testing.T) {
-	a := newAPI(t)
+// fleetPageFixture adds 117 AAA meters EML4400000000… named "P 000"…
+// with balances £0 to £116 in serial order.
+func fleetPageFixture(t *testing.T, a *api) {
+	t.Helper()
 	ctx := context.Background()
 	var nm []flows.NewMeter
 	for i := range 117 {
@@ -49,6 +49,13 @@ func TestFleetPagePagesAndSorts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// The fleet page pages, sorts and searches on the server, keeping the
+// filters in its links; an unknown meter is a 404 inside the layout.
+func TestFleetPagePagesAndSorts(t *testing.T) {
+	a := newAPI(t)
+	fleetPageFixture(t, a)
 	tok := token(t, flowshttp.RoleReadonly, "AAA") // the search leaves out newAPI's two AAA meters
 	code, body := a.page("/?q=EML44&sort=-balance", tok)
 	links := meterLinkRE.FindAllStringSubmatch(body, -1)
