@@ -18,7 +18,9 @@ func TestFleetPageInBrowser(t *testing.T) {
 	b.step("fleet page", chromedp.WaitVisible(chromedp.CSS("a.meter-link")))
 	rows := func() int { return b.num(`document.querySelectorAll("#meters tbody tr").length`) }
 	first := func() string { return b.eval(`document.querySelector("#meters a.meter-link").textContent`) }
-	pager := func() string { return b.eval(`document.querySelector("#pager").textContent.replace(/\s+/g, " ").trim()`) }
+	pager := func() string {
+		return b.eval(`document.querySelector("#pager").textContent.replace(/\s+/g, " ").trim()`)
+	}
 	if n, p := rows(), pager(); n != 50 || p != "Meters 1–50 of 119 next →" {
 		t.Errorf("first page: %d rows, pager %q; want 50 of 119 (newAPI's two AAA meters too)", n, p)
 	}
