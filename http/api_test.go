@@ -57,6 +57,7 @@ func newAPI(t testing.TB) *api {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	reportMismatches(t, "http://"+srv.Addr())
 	return &api{t: t, base: "http://" + srv.Addr(), store: store}
 }
 
@@ -66,6 +67,18 @@ func token(t testing.TB, role flowshttp.Role, esco string) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// checked reports at once what the exchange just made did not match in
+// the API document (documentCheck held it), so the failure names the
+// line that made it.
+func (a *api) checked() {
+	a.t.Helper()
+	if apiTraffic != nil {
+		for _, m := range apiTraffic.take(a.base) {
+			a.t.Error(m)
+		}
+	}
 }
 
 // do sends a request and decodes the JSON answer.
@@ -95,7 +108,7 @@ func (a *api) do(method, path, tok string, body any) (int, map[string]any) {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	checkExchange(a.t, a.base, method, path, sent, req.Header, resp, got)
+	a.checked()
 	var out map[string]any
 	_ = json.Unmarshal(got, &out)
 	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {

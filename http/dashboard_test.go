@@ -103,6 +103,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	defer func() { _ = srv.Stop(context.Background()) }()
 	base := "http://" + srv.Addr()
+	reportMismatches(t, base)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-quic", true),

@@ -156,7 +156,7 @@ func TestIntervalsCSV(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		checkExchange(t, a.base, "GET", path, nil, req.Header, resp, b)
+		a.checked()
 		return resp.StatusCode, resp.Header, string(b)
 	}
 	ymd := day.Format("20060102")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -58,14 +59,93 @@ func documentValidator(base string) (validator.Validator, error) {
 	return docCheck.v, docCheck.err
 }
 
-// checkExchange validates one request and its answer against the
+// documentCheck is the http package tests' HTTP transport (TestMain
+// installs it as http.DefaultTransport): every exchange with an API path
+// (/api/…) that any test makes, through a helper or by hand, is held to
+// the document of the server it went to, and each mismatch is kept for
+// that server's test to report (see reportMismatches).
+type documentCheck struct {
+	next http.RoundTripper
+
+	mu    sync.Mutex
+	found map[string][]string // server base URL → mismatches not yet reported
+}
+
+func (d *documentCheck) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.HasPrefix(req.URL.Path, "/api/") {
+		return d.next.RoundTrip(req)
+	}
+	var sent []byte
+	if req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		sent = b
+		req.Body = io.NopCloser(bytes.NewReader(sent))
+	}
+	resp, err := d.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(got))
+	base := req.URL.Scheme + "://" + req.URL.Host
+	path := req.URL.RequestURI()
+	for _, m := range exchangeMismatches(base, req.Method, path, sent, req.Header, resp, got) {
+		d.mu.Lock()
+		if d.found == nil {
+			d.found = map[string][]string{}
+		}
+		d.found[base] = append(d.found[base], m)
+		d.mu.Unlock()
+	}
+	return resp, nil
+}
+
+// take returns and forgets the mismatches found for base ("" for all).
+func (d *documentCheck) take(base string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for b, ms := range d.found {
+		if base == "" || b == base {
+			out = append(out, ms...)
+			delete(d.found, b)
+		}
+	}
+	return out
+}
+
+// apiTraffic is the installed documentCheck (nil while benchmarking: a
+// benchmark measures the API, not the validator).
+var apiTraffic *documentCheck
+
+// reportMismatches fails t, when it ends, with every exchange with the
+// server at base that did not match the API document.
+func reportMismatches(t testing.TB, base string) {
+	t.Cleanup(func() {
+		if apiTraffic == nil {
+			return
+		}
+		for _, m := range apiTraffic.take(base) {
+			t.Error(m)
+		}
+	})
+}
+
+// exchangeMismatches validates one request and its answer against the
 // document. A request the API refused (4xx) was meant to be wrong, so only
 // its answer is checked.
-func checkExchange(t testing.TB, base, method, path string, reqBody []byte, reqHeader http.Header, resp *http.Response, respBody []byte) {
-	t.Helper()
+func exchangeMismatches(base, method, path string, reqBody []byte, reqHeader http.Header, resp *http.Response, respBody []byte) []string {
 	v, err := documentValidator(base)
 	if err != nil {
-		t.Fatal(err)
+		return []string{err.Error()}
 	}
 	req, _ := http.NewRequest(method, base+path, bytes.NewReader(reqBody))
 	req.Header = reqHeader.Clone()
@@ -78,12 +158,14 @@ func checkExchange(t testing.TB, base, method, path string, reqBody []byte, reqH
 		req.Body = io.NopCloser(bytes.NewReader(reqBody))
 	}
 	_, rerrs := v.ValidateHttpResponse(req, r)
+	var out []string
 	for _, e := range append(errs, rerrs...) {
-		if resp.StatusCode == http.StatusNotFound && e.ValidationType == "path" {
-			continue // a path the API has not (a test asking for one on purpose): its 404 is the answer
+		if (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed) && e.ValidationType == "path" {
+			continue // a path or method the API has not (a test asking for one on purpose): its 404 or 405 is the answer
 		}
-		t.Errorf("%s %s → %d does not match the API document: %s", method, path, resp.StatusCode, describe(e))
+		out = append(out, fmt.Sprintf("%s %s → %d does not match the API document: %s", method, path, resp.StatusCode, describe(e)))
 	}
+	return out
 }
 
 func describe(e *verrors.ValidationError) string {
@@ -165,5 +247,33 @@ func TestOpenAPIWriteExamplesAreValid(t *testing.T) {
 	}
 	if writes < 6 {
 		t.Errorf("%d writes in the document, want the API's 6 or more", writes)
+	}
+}
+
+// The check holds exchanges made by hand too: a server answering an API
+// path with a status the document does not give is caught, though the
+// test that asked never looked.
+func TestHandMadeExchangesAreHeldToTheDocument(t *testing.T) {
+	if apiTraffic == nil {
+		t.Fatal("no documentCheck installed")
+	}
+	a := newAPI(t)
+	if _, err := documentValidator(a.base); err != nil {
+		t.Fatal(err)
+	}
+	odd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTeapot)
+		_, _ = w.Write([]byte(`{"meters": "not a list"}`))
+	}))
+	defer odd.Close()
+	resp, err := http.Get(odd.URL + "/api/v1/meters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	found := apiTraffic.take(odd.URL)
+	if len(found) == 0 || !strings.Contains(strings.Join(found, "\n"), "GET /api/v1/meters → 418") {
+		t.Errorf("an undocumented 418 went unnoticed: %q", found)
 	}
 }
