@@ -499,8 +499,9 @@ func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) er
 		Form                              tariffFormValues
 		Range                             chartSpan
 		Ranges                            []rangeLink
+		Forecast                          []forecastRow
 	}{page{Title: m.Serial, Claims: c, Flash: s.flash(r)}, st, stale, evs, lists["requests"], balance, csq, volt, topups, intervals,
-		lists["topups"], lists["commands"], lists["audit"], prefillTariff(st, now), rng, rangeLinks(r.URL, rng)})
+		lists["topups"], lists["commands"], lists["audit"], prefillTariff(st, now), rng, rangeLinks(r.URL, rng), forecastRows(st.CreditForecast, now)})
 	return nil
 }
 

@@ -67,6 +67,9 @@ func startDemoListening(t *testing.T, dataDir string, args ...string) (*demoProc
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), "FLOWS_JWT_SECRET=")
+	// In a process group of its own, as a shell runs a job: Ctrl-C goes
+	// to the whole group (see stopDemo).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -107,14 +110,16 @@ func psql(t *testing.T, url, sql string) (string, error) {
 func stopDemo(t *testing.T, p *demoProc, out *bytes.Buffer) {
 	t.Helper()
 	before := out.Len()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	// Ctrl-C in a terminal: SIGINT to the foreground process group, the
+	// demo and whatever it started there.
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
 	select {
 	case err := <-p.done:
 		if err != nil {
-			t.Fatalf("demo exited with %v after SIGTERM; output:\n%s", err, out.String())
+			t.Fatalf("demo exited with %v after Ctrl-C; output:\n%s", err, out.String())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("demo did not stop within 30 s of SIGTERM")
+		t.Fatalf("demo did not stop within 30 s of Ctrl-C")
 	}
 	for _, l := range strings.Split(out.String()[before:], "\n") {
 		if strings.Contains(l, "level=ERROR") {
