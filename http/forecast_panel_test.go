@@ -49,12 +49,14 @@ func TestMeterPageShowsTheCreditForecast(t *testing.T) {
 	cell := func(id string) string {
 		return strings.TrimSuffix(strings.TrimPrefix(between(body, `id="`+id+`">`, "</td>"), `id="`+id+`">`), "</td>")
 	}
-	day := func(d float64) string { return last.Add(time.Duration(d * 24 * float64(time.Hour))).Format("2006-01-02 15:04Z") }
+	day := func(d float64) string {
+		return last.Add(time.Duration(d * 24 * float64(time.Hour))).Format("2006-01-02 15:04Z")
+	}
 	for id, want := range map[string]string{
 		"forecast-spend":   "£2.40 a day",
 		"forecast-from":    "the falling balance, 5.0 days",
 		"forecast-balance": "£18.10 at " + last.Format("2006-01-02 15:04Z"),
-		"forecast-ecredit": "about " + day(8.1/2.4) + ", in 3 d 8 h",   // 80.5 h from now
+		"forecast-ecredit": "about " + day(8.1/2.4) + ", in 3 d 8 h",    // 80.5 h from now
 		"forecast-cut":     "about " + day(33.1/2.4) + ", in 13 d 18 h", // 330.5 h
 	} {
 		if got := cell(id); got != want {
