@@ -29,7 +29,7 @@ func helpExamples(t *testing.T, path ...string) map[string][]string {
 		case section == "Examples:" && strings.HasPrefix(strings.TrimSpace(line), "emop "):
 			name := strings.Join(path, " ")
 			found[name] = append(found[name], strings.TrimSpace(line))
-		case section == "Available Commands:" && strings.TrimSpace(line) != "":
+		case section == "Available Commands:" && strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "   "): // deeper: a long name's summary, on its own line
 			sub := strings.Fields(line)[0]
 			if sub == "help" || sub == "completion" {
 				continue

@@ -30,7 +30,7 @@ func flowsExamples(t *testing.T, path ...string) []string {
 			section = line
 		case section == "Examples:" && strings.HasPrefix(strings.TrimSpace(line), "flows "):
 			found = append(found, strings.TrimSpace(line))
-		case section == "Available Commands:" && strings.TrimSpace(line) != "":
+		case section == "Available Commands:" && strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "   "): // deeper: a long name's summary, on its own line
 			if sub := strings.Fields(line)[0]; sub != "help" {
 				found = append(found, flowsExamples(t, append(append([]string(nil), path...), sub)...)...)
 			}

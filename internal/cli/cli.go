@@ -61,6 +61,7 @@ func Prepare(root *cobra.Command) {
 	root.SilenceErrors = true
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
+	root.SetUsageTemplate(usageTemplate)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &UsageError{Cmd: c, Message: cobraMessage(err)}
 	})

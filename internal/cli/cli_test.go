@@ -160,3 +160,24 @@ func TestCheckMention(t *testing.T) {
 		t.Errorf("Mentions = %q", got)
 	}
 }
+
+// A usage lists subcommands in a column at most maxNamePadding wide: a
+// longer name has its summary on the next line, in the column, rather
+// than every summary pushed right of the longest name.
+func TestUsageKeepsSummariesInANarrowColumn(t *testing.T) {
+	root := &cobra.Command{Use: "tool"}
+	root.AddCommand(&cobra.Command{Use: "short", Short: "a short one", Run: func(*cobra.Command, []string) {}},
+		&cobra.Command{Use: "a_name_longer_than_the_column_of_names", Short: "a long one", Run: func(*cobra.Command, []string) {}})
+	Prepare(root)
+	var out strings.Builder
+	root.SetOut(&out)
+	if err := root.Usage(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\n  short" + strings.Repeat(" ", 26-5) + " a short one\n",
+		"\n  a_name_longer_than_the_column_of_names\n" + strings.Repeat(" ", 2+26+1) + "a long one\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("usage:\n%s\nwant the lines:\n%s", out.String(), want)
+		}
+	}
+}
