@@ -71,6 +71,8 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"auditOutcome":  auditOutcome,
 	"auditValue":    auditValue,
 	"activation":    activationText,
+	// threePhase: a meter with no prepayment balance to read (emop.IsThreePhase).
+	"threePhase": emop.IsThreePhase,
 	// noflash is a page without its message: the error page shows the
 	// message in its own place, not as a flash above it.
 	"noflash": func(p page) page { p.Flash = ""; return p },

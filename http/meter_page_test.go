@@ -75,3 +75,24 @@ func TestMeterPageMarkersAndTwins(t *testing.T) {
 		t.Errorf("a twin's page: badge or write forms wrong")
 	}
 }
+
+// A three-phase meter has no prepayment balance: the fleet and meter
+// pages say so rather than showing an empty value.
+func TestThreePhaseBalanceIsNotApplicable(t *testing.T) {
+	a := newAPI(t)
+	if _, err := a.store.CreateMeter(context.Background(), flows.NewMeter{Serial: "EML2200001022", IPAddress: "127.110.0.23", ESCOCode: "AAA", Hardware: "P1.cx"}); err != nil {
+		t.Fatal(err)
+	}
+	ro := token(t, flowshttp.RoleReadonly, "")
+	if _, body := a.page("/meters/EML2200001022", ro); !strings.Contains(body, `<td id="balance" class="na">n/a: a three-phase meter has no prepayment balance</td>`) {
+		t.Errorf("three-phase meter page's balance: %s", between(body, "<th>balance</th>", "</tr>"))
+	}
+	_, body := a.page("/?q=EML2200001022", ro)
+	if row := between(body, `href="/meters/EML2200001022"`, "</tr>"); !strings.Contains(row, `title="a three-phase meter: no prepayment balance">n/a</td>`) {
+		t.Errorf("three-phase meter's fleet row: %s", row)
+	}
+	// A single-phase meter's balance is its balance.
+	if _, body := a.page("/meters/EML1100000001", ro); !strings.Contains(body, `<td id="balance">£3.00`) {
+		t.Errorf("single-phase meter page's balance: %s", between(body, "<th>balance</th>", "</tr>"))
+	}
+}
