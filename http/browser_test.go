@@ -102,6 +102,18 @@ func (b *browser) poll(what, expr string) {
 	}
 }
 
+// text is the text of the element sel selects.
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	sctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return v
+}
+
 // shot saves a screenshot of the whole page among the test artefacts.
 func (b *browser) shot(name string) {
 	b.t.Helper()

@@ -48,7 +48,6 @@ func artifacts(t *testing.T) string {
 }
 
 func TestDashboardInBrowser(t *testing.T) {
-	browser := chromium(t)
 	ctx := context.Background()
 	pool := pgtest.NewPool(t)
 	store := postgres.NewStore(pool)
@@ -105,69 +104,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	base := "http://" + srv.Addr()
 	reportMismatches(t, base)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-quic", true),
-		chromedp.WindowSize(1400, 1800))
-	actx, cancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancel()
-	bctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	dir := artifacts(t)
-	// step runs actions with a time limit (the browser itself lives as long
-	// as bctx, which has none: see chromedp.Run).
-	step := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(bctx, 45*time.Second)
-		defer cancel()
-		if err := chromedp.Do(sctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	text := func(sel string) string {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
-		return v
-	}
-	shot := func(name string) {
-		t.Helper()
-		buf, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, buf, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot %s", p)
-	}
-	// submit clicks a form's button and waits for the page it loads.
-	submit := func(what, sel string) {
-		t.Helper()
-		sctx, cancel := context.WithTimeout(bctx, 30*time.Second)
-		defer cancel()
-		if _, err := chromedp.RunResponse(sctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	poll := func(what, expr string) {
-		t.Helper()
-		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(40*time.Second))); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-
-	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/")); err != nil {
-		t.Fatal(err)
-	}
+	b := newBrowser(t, base, 1400, 1800)
+	bctx := b.ctx
+	step, text, shot, submit, poll := b.step, b.text, b.shot, b.click, b.poll
 	tok := token(t, flowshttp.RoleOperator, "")
 	serial := fleet.Meters()[1].Spec.Serial
-	step("login page", chromedp.WaitVisible(chromedp.CSS("#login")), chromedp.SetValue(chromedp.CSS("#token"), tok))
-	submit("log in", "#login-btn")
+	b.login(tok)
 	step("fleet page", chromedp.WaitVisible(chromedp.CSS(`#overview [data-count="meters"]`)), chromedp.WaitVisible(chromedp.CSS("a.meter-link")))
 	if m, h := text(`#overview [data-count="meters"] b`), text(`#overview [data-count="healthy"] b`); m != "3" || h != "3" {
 		t.Errorf("fleet counts: %s meters, %s healthy; want 3 and 3", m, h)
@@ -260,7 +202,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	whole := span()
 	var box struct{ Left, Top, Width, Height float64 }
-	if err := json.Unmarshal([]byte(evalString(t, bctx, `JSON.stringify((r => ({left: r.left, top: r.top, width: r.width, height: r.height}))(document.querySelector("#balance-chart .u-over").getBoundingClientRect()))`)), &box); err != nil {
+	if err := json.Unmarshal([]byte(b.eval(`JSON.stringify((r => ({left: r.left, top: r.top, width: r.width, height: r.height}))(document.querySelector("#balance-chart .u-over").getBoundingClientRect()))`)), &box); err != nil {
 		t.Fatal(err)
 	}
 	y := box.Top + box.Height/2
@@ -283,10 +225,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	submit("show the range", "#range-form button")
 	poll("custom range chosen", `location.search.includes("from=`+old+`") && !!window.flowsCharts["balance-chart"]`)
 	dayAfter := start.Add(-48 * time.Hour).Format("2006-01-02")
-	if points, want := evalInt(t, bctx, `flowsCharts["balance-chart"].points`), apiPointsIn("from="+old+"T00:00:00Z&to="+dayAfter+"T00:00:00Z"); points != want || want != 1 {
+	if points, want := b.num(`flowsCharts["balance-chart"].points`), apiPointsIn("from="+old+"T00:00:00Z&to="+dayAfter+"T00:00:00Z"); points != want || want != 1 {
 		t.Errorf("balance chart of %s has %d points; the API gives %d for the day, want 1", old, points, want)
 	}
-	if v := evalString(t, bctx, `document.querySelector("#range-from").value + " " + document.querySelector("#range-to").value + " " + (document.querySelector("#range b") ? "a span chosen" : "no span chosen")`); v != old+" "+old+" no span chosen" {
+	if v := b.eval(`document.querySelector("#range-from").value + " " + document.querySelector("#range-to").value + " " + (document.querySelector("#range b") ? "a span chosen" : "no span chosen")`); v != old+" "+old+" no span chosen" {
 		t.Errorf("the range form after choosing %s to %s reads %q", old, old, v)
 	}
 
@@ -416,20 +358,3 @@ func TestDashboardInBrowser(t *testing.T) {
 	step("logged out", chromedp.WaitVisible(chromedp.CSS("#login")))
 }
 
-func evalString(t *testing.T, ctx context.Context, expr string) string {
-	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-	if err != nil {
-		t.Fatalf("%s: %v", expr, err)
-	}
-	return v
-}
-
-func evalInt(t *testing.T, ctx context.Context, expr string) int {
-	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[int](expr))
-	if err != nil {
-		t.Fatalf("%s: %v", expr, err)
-	}
-	return v
-}
