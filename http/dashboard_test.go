@@ -357,4 +357,3 @@ func TestDashboardInBrowser(t *testing.T) {
 	submit("log out", "#logout")
 	step("logged out", chromedp.WaitVisible(chromedp.CSS("#login")))
 }
-
