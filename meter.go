@@ -293,6 +293,36 @@ type ShadowUpdate struct {
 	Voltage3P [3]*decimal.Decimal
 }
 
+// DropGroup removes from u the values of value group g (the groups of
+// Syncers: "balance", "tariffs_active", "clock", ...): a group read before
+// a newer observation of it was stored must not overwrite it. It reports
+// whether g names values of the shadow (events and profiles do not).
+func (u *ShadowUpdate) DropGroup(g string) bool {
+	switch g {
+	case "balance":
+		u.Balance, u.EmergencyCredit = nil, nil
+	case "tariffs_active":
+		u.TariffsActive = nil
+	case "tariffs_future":
+		u.TariffsFuture = nil
+	case "clock":
+		u.ClockTimeDiffSeconds = nil
+	case "backlight":
+		u.Backlight = nil
+	case "load_switch":
+		u.LoadSwitch = nil
+	case "voltage":
+		u.Voltage = nil
+	case "reads":
+		u.ImportA, u.ImportB, u.ExportA, u.ExportB = nil, nil, nil, nil
+	case "3p_voltage":
+		u.Voltage3P = [3]*decimal.Decimal{}
+	default:
+		return false
+	}
+	return true
+}
+
 // Validate checks the ranges the database also enforces, naming the first
 // bad field (the same checks as DropInvalid).
 func (u *ShadowUpdate) Validate() error {

@@ -61,6 +61,12 @@ type SyncResult struct {
 	// Groups names the value groups read successfully ("balance", "csq",
 	// "voltage", "clock", "reads", "tariffs_active", ...).
 	Groups []string
+	// ReadAt is when the read of each group began (a group not in it was
+	// read at At): a meter's synced_at says when its values were read, and
+	// a group read before a newer observation of it was stored — a
+	// top-up's confirmed balance, a tariff read back, pushed to the meter
+	// between two requests of the sync — is not written over it.
+	ReadAt map[string]time.Time
 	// Reached says whether the meter answered at all; Failure is the
 	// actionable detail when communication failed (when it never answered
 	// in the sync, csq is written NULL, marking an offline period).

@@ -396,7 +396,7 @@ func (s *Store) UpdateShadow(ctx context.Context, meterID string, u flows.Shadow
 
 // shadowUpdateSQL builds the UPDATE for u (and freshness groups), or "" when
 // there is nothing to write. $1 is the meter id, $2 the observation time.
-func shadowUpdateSQL(meterID string, u flows.ShadowUpdate, groups []string, now time.Time) (string, []any) {
+func shadowUpdateSQL(meterID string, u flows.ShadowUpdate, groups []string, readAt map[string]time.Time, now time.Time) (string, []any) {
 	at := u.At
 	if at.IsZero() {
 		at = now
@@ -419,8 +419,19 @@ func shadowUpdateSQL(meterID string, u flows.ShadowUpdate, groups []string, now 
 		sets = append(sets, "clock_time_diff_synced_at = $2")
 	}
 	if len(groups) > 0 {
-		args = append(args, groups)
-		sets = append(sets, fmt.Sprintf("synced_at = synced_at || (SELECT jsonb_object_agg(g, $2::timestamptz) FROM unnest($%d::text[]) g)", len(args)))
+		// Each group's time is when it was read (readAt), else the
+		// observation's.
+		read := make(map[string]string, len(groups))
+		for _, g := range groups {
+			t, ok := readAt[g]
+			if !ok {
+				t = at
+			}
+			read[g] = t.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano)
+		}
+		js, _ := json.Marshal(read)
+		args = append(args, string(js))
+		sets = append(sets, fmt.Sprintf("synced_at = synced_at || $%d::jsonb", len(args)))
 	}
 	if len(sets) == 0 {
 		return "", nil

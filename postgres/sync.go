@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/flows-energy/flows"
@@ -329,25 +330,76 @@ func (s *Store) ApplySyncs(ctx context.Context, rs []flows.SyncResult, freq, own
 }
 
 func (s *Store) applyBatch(ctx context.Context, rs []flows.SyncResult, freq, owner string) error {
-	b := &pgx.Batch{}
-	// What meters report is not an operator's request (see the
-	// tariffs_future trigger).
-	b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
-	for _, r := range rs {
-		if err := s.queueObservation(b, r); err != nil {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rs, err := dropOverwritten(ctx, tx, rs)
+		if err != nil {
 			return err
 		}
-		// The syncer kept out what it could not store (and named it).
-		queueProfile(b, r.MeterID, r.Profile, r.ProfileHoles, s.now())
-		queueThreePhase(b, r.MeterID, r.ThreePhaseIntervals, r.ProfileHoles, s.now())
-		s.queueSyncState(b, r, freq, owner)
-	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		// What meters report is not an operator's request (see the
+		// tariffs_future trigger).
+		b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
+		for _, r := range rs {
+			if err := s.queueObservation(b, r); err != nil {
+				return err
+			}
+			// The syncer kept out what it could not store (and named it).
+			queueProfile(b, r.MeterID, r.Profile, r.ProfileHoles, s.now())
+			queueThreePhase(b, r.MeterID, r.ThreePhaseIntervals, r.ProfileHoles, s.now())
+			s.queueSyncState(b, r, freq, owner)
+		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return translate(err, "sync results")
 		}
 		return nil
 	})
+}
+
+// dropOverwritten returns rs without the value groups each result read
+// before the meter's stored observation of them (synced_at): a push
+// between two requests of a sync — a top-up's balance read back, a tariff
+// — was recorded after the sync read that group, and the sync must not
+// put the older value back (in the shadow, its history or the replicas'
+// outbox). The meters' shadow rows stay locked to the transaction's end,
+// so no push records in between.
+func dropOverwritten(ctx context.Context, tx pgx.Tx, rs []flows.SyncResult) ([]flows.SyncResult, error) {
+	var ids []string
+	for _, r := range rs {
+		if len(r.ReadAt) > 0 {
+			ids = append(ids, r.MeterID)
+		}
+	}
+	if len(ids) == 0 {
+		return rs, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT id::text, synced_at FROM flows.meter_shadows WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, translate(err, "sync results")
+	}
+	stored := map[string]map[string]time.Time{}
+	for rows.Next() {
+		var id string
+		var at map[string]time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			rows.Close()
+			return nil, translate(err, "sync results")
+		}
+		stored[id] = at
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, translate(err, "sync results")
+	}
+	out := make([]flows.SyncResult, len(rs))
+	for i, r := range rs {
+		out[i] = r
+		for g, read := range r.ReadAt {
+			if t, ok := stored[r.MeterID][g]; ok && t.After(read) && out[i].Shadow.DropGroup(g) {
+				out[i].Groups = slices.DeleteFunc(slices.Clone(out[i].Groups), func(x string) bool { return x == g })
+			}
+		}
+	}
+	return out, nil
 }
 
 // ApplyObservation records what a meter reported outside a scheduled
@@ -403,7 +455,7 @@ func (s *Store) queueObservation(b *pgx.Batch, r flows.SyncResult) error {
 		}
 		u.Health, u.HealthDetails = &h, &details
 	}
-	if sql, args := shadowUpdateSQL(r.MeterID, u, r.Groups, s.now()); sql != "" {
+	if sql, args := shadowUpdateSQL(r.MeterID, u, r.Groups, r.ReadAt, s.now()); sql != "" {
 		b.Queue(sql, args...)
 		if s.replicate {
 			changes := shadowChanges(u)

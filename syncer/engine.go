@@ -844,6 +844,10 @@ func (e *Engine) readMeter(ctx context.Context, m *flows.Meter, freq string, wan
 		if err == nil {
 			if !s.RegistryOnly() {
 				res.Groups = append(res.Groups, s.Group)
+				if res.ReadAt == nil {
+					res.ReadAt = map[string]time.Time{}
+				}
+				res.ReadAt[s.Group] = c.now
 			}
 			continue
 		}
