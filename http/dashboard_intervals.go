@@ -17,10 +17,14 @@ import (
 // ?day=, default yesterday), the day's SMIP files and the completeness.
 type intervalPanel struct {
 	Day, PrevDay, NextDay string // YYYY-MM-DD; NextDay is "" past today
+	PrevHref, NextHref    string // the page with the day before or after, the rest of its query kept
 	Completeness          flows.Completeness
 	Daily, Profile        chartData
 	Missing               int // half hours of the day, so far, without an import
 	CSV                   []csvLink
+	// ThreePhase: the meter's files are the three-phase interval files
+	// (flows export intervals), not SMIP's.
+	ThreePhase bool
 }
 
 // chartData is what charts.js draws bars (daily) or lines (half hours)
@@ -56,6 +60,20 @@ func (s *Server) intervalPanel(ctx context.Context, m *flows.Meter, q url.Values
 	if next := day.AddDate(0, 0, 1); !next.After(today) {
 		p.NextDay = flows.FormatDay(next)
 	}
+	dayHref := func(d string) string {
+		v := url.Values{}
+		for k, vs := range q {
+			if k != "msg" && k != "sig" {
+				v[k] = vs
+			}
+		}
+		v.Set("day", d)
+		return "/meters/" + url.PathEscape(m.Serial) + "?" + v.Encode()
+	}
+	p.PrevHref = dayHref(p.PrevDay)
+	if p.NextDay != "" {
+		p.NextHref = dayHref(p.NextDay)
+	}
 	if p.Completeness, err = s.meterCompleteness(ctx, m.ID); err != nil {
 		return nil, err
 	}
@@ -75,6 +93,9 @@ func (s *Server) intervalPanel(ctx context.Context, m *flows.Meter, q url.Values
 				break
 			}
 		}
+	}
+	if p.ThreePhase = emop.IsThreePhase(m.Hardware); p.ThreePhase {
+		return p, nil // its half hours are in the three-phase files, not SMIP's
 	}
 	twin := emop.IsTwinElement(m.Hardware)
 	for _, e := range smip.Elements(twin) {

@@ -77,15 +77,21 @@ func TestMeterPageMarkersAndTwins(t *testing.T) {
 }
 
 // A three-phase meter has no prepayment balance: the fleet and meter
-// pages say so rather than showing an empty value.
+// pages say so rather than showing an empty value; its interval files are
+// the three-phase export's.
 func TestThreePhaseBalanceIsNotApplicable(t *testing.T) {
 	a := newAPI(t)
 	if _, err := a.store.CreateMeter(context.Background(), flows.NewMeter{Serial: "EML2200001022", IPAddress: "127.110.0.23", ESCOCode: "AAA", Hardware: "P1.cx"}); err != nil {
 		t.Fatal(err)
 	}
 	ro := token(t, flowshttp.RoleReadonly, "")
-	if _, body := a.page("/meters/EML2200001022", ro); !strings.Contains(body, `<td id="balance" class="na">n/a: a three-phase meter has no prepayment balance</td>`) {
-		t.Errorf("three-phase meter page's balance: %s", between(body, "<th>balance</th>", "</tr>"))
+	_, page := a.page("/meters/EML2200001022", ro)
+	if !strings.Contains(page, `<td id="balance" class="na">n/a: a three-phase meter has no prepayment balance</td>`) {
+		t.Errorf("three-phase meter page's balance: %s", between(page, "<th>balance</th>", "</tr>"))
+	}
+	// Its interval files are the three-phase ones, not SMIP files.
+	if !strings.Contains(page, `id="three-phase-files"`) || strings.Contains(page, `class="smip-link"`) {
+		t.Errorf("three-phase meter page's interval files: %s", between(page, `id="profile-missing"`, "</p>"))
 	}
 	_, body := a.page("/?q=EML2200001022", ro)
 	if row := between(body, `href="/meters/EML2200001022"`, "</tr>"); !strings.Contains(row, `title="a three-phase meter: no prepayment balance">n/a</td>`) {
@@ -94,5 +100,20 @@ func TestThreePhaseBalanceIsNotApplicable(t *testing.T) {
 	// A single-phase meter's balance is its balance.
 	if _, body := a.page("/meters/EML1100000001", ro); !strings.Contains(body, `<td id="balance">£3.00`) {
 		t.Errorf("single-phase meter page's balance: %s", between(body, "<th>balance</th>", "</tr>"))
+	}
+}
+
+// The day links of the interval panel keep the page's chart range.
+func TestIntervalDayLinksKeepTheRange(t *testing.T) {
+	a := newAPI(t)
+	day := intervalFixture(t, a)
+	ymd := day.Format("2006-01-02")
+	_, body := a.page("/meters/EML1100000001?range=30d&day="+ymd, token(t, flowshttp.RoleReadonly, ""))
+	prev := day.AddDate(0, 0, -1).Format("2006-01-02")
+	if want := `id="prev-day" href="/meters/EML1100000001?day=` + prev + `&amp;range=30d"`; !strings.Contains(body, want) {
+		t.Errorf("the previous day's link drops the range: %s", between(body, `id="prev-day"`, "</a>"))
+	}
+	if !strings.Contains(body, `<input type="hidden" name="range" value="30d">`) {
+		t.Errorf("the day form drops the range: %s", between(body, `id="day-form"`, "</form>"))
 	}
 }

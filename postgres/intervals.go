@@ -282,6 +282,9 @@ func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Tim
 		FROM flows.meter_profile WHERE meter_id = $1 AND "timestamp" >= $2 AND "timestamp" <= $3::timestamptz + interval '30 minutes'
 		ORDER BY "timestamp"`, meterID, from, to)
 	b.Queue(`SELECT element::text, start_time FROM flows.meter_registers WHERE meter_id = $1 AND status = 'enabled'`, meterID)
+	// A three-phase meter's half hours come from its interval profile
+	// (flows.three_phase_deltas, kWh), a meter having one or the other.
+	b.Queue(`SELECT "timestamp", import_kwh, export_kwh FROM flows.three_phase_deltas($1, $2, $3)`, meterID, from, to)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	rows, err := br.Query()
@@ -331,18 +334,30 @@ func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Tim
 	}
 	n := int(to.Sub(from) / step)
 	type sum struct {
-		imp, exp *int64
+		imp, exp *decimal.Decimal
 		n        int
 	}
 	sums := [2][]sum{make([]sum, n), make([]sum, n)}
-	add := func(to **int64, v *int64) {
+	add := func(to **decimal.Decimal, v *decimal.Decimal) {
 		if v == nil {
 			return
 		}
 		if *to == nil {
-			*to = new(int64)
+			*to = &decimal.Zero
 		}
-		**to += *v
+		t := (*to).Add(*v)
+		*to = &t
+	}
+	count := func(e int, start time.Time, imp, exp *decimal.Decimal) {
+		k := int(start.Sub(from) / step)
+		if k < 0 || k >= n {
+			return
+		}
+		add(&sums[e][k].imp, imp)
+		add(&sums[e][k].exp, exp)
+		if imp != nil {
+			sums[e][k].n++
+		}
 	}
 	hasB := registerB
 	for _, d := range profileDeltas(recs, from, to) {
@@ -350,12 +365,24 @@ func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Tim
 		if d.element == "B" {
 			e, hasB = 1, true
 		}
-		k := int(d.start.Sub(from) / step)
-		add(&sums[e][k].imp, d.importWh)
-		add(&sums[e][k].exp, d.exportWh)
-		if d.importWh != nil {
-			sums[e][k].n++
+		count(e, d.start, kwhOf(d.importWh), kwhOf(d.exportWh))
+	}
+	tp, err := br.Query()
+	if err != nil {
+		return nil, translate(err, "intervals")
+	}
+	for tp.Next() {
+		var at time.Time
+		var imp, exp *decimal.Decimal
+		if err := tp.Scan(&at, &imp, &exp); err != nil {
+			tp.Close()
+			return nil, translate(err, "intervals")
 		}
+		count(0, at, imp, exp)
+	}
+	tp.Close()
+	if err := tp.Err(); err != nil {
+		return nil, translate(err, "intervals")
 	}
 	elements := []string{"A"}
 	if hasB {
@@ -365,7 +392,7 @@ func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Tim
 	for e, el := range elements {
 		for k, v := range sums[e] {
 			start := from.Add(time.Duration(k) * step)
-			out = append(out, flows.IntervalPoint{Start: start, Element: el, ImportKWh: kwhOf(v.imp), ExportKWh: kwhOf(v.exp),
+			out = append(out, flows.IntervalPoint{Start: start, Element: el, ImportKWh: v.imp, ExportKWh: v.exp,
 				HalfHours: v.n, Expected: expectedIn(start, step, expectedFrom[e])})
 		}
 	}

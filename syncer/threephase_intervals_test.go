@@ -104,6 +104,22 @@ func TestThreePhaseIntervalsMatchSimulator(t *testing.T) {
 			WHERE g.meter_id = $1 AND d.day = $2`, id, day).Scan(&halfHours, &total); err != nil || halfHours != 48 || !total.Equal(sum) {
 			t.Errorf("%s register_interval_day: %d half hours, %s kWh, want 48 and %s (%v)", m.Spec.Hardware, halfHours, total, sum, err)
 		}
+		// The intervals API's read of a three-phase meter: its half hours
+		// and its day, as derived (before, it read only single-phase
+		// profiles and showed every half hour missing).
+		pts, err := r.store.Intervals(ctx, id, day, day.Add(24*time.Hour), flows.BucketHalfHour)
+		if err != nil || len(pts) != 48 {
+			t.Fatalf("%s intervals: %d points, %v", m.Spec.Hardware, len(pts), err)
+		}
+		for _, p := range pts {
+			if k := got[p.Start]; p.Element != "A" || p.ImportKWh == nil || !p.ImportKWh.Equal(k) || p.HalfHours != 1 {
+				t.Errorf("%s intervals %s: element %s, %v kWh, %d half hours; derived %s", m.Spec.Hardware, p.Start.Format("15:04"), p.Element, p.ImportKWh, p.HalfHours, k)
+			}
+		}
+		if days, err := r.store.Intervals(ctx, id, day, day.Add(24*time.Hour), flows.BucketDay); err != nil || len(days) != 1 || days[0].ImportKWh == nil ||
+			!days[0].ImportKWh.Equal(sum) || days[0].HalfHours != 48 {
+			t.Errorf("%s intervals of the day: %+v %v, want %s kWh from 48 half hours", m.Spec.Hardware, days, err, sum)
+		}
 		// The stored channels at noon, scaled: the registers at 12:30, the
 		// mean power over the half hour.
 		noon := day.Add(12 * time.Hour)
