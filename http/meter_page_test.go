@@ -3,6 +3,7 @@ package http_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -81,13 +82,35 @@ func TestMeterPageMarkersAndTwins(t *testing.T) {
 // the three-phase export's.
 func TestThreePhaseBalanceIsNotApplicable(t *testing.T) {
 	a := newAPI(t)
-	if _, err := a.store.CreateMeter(context.Background(), flows.NewMeter{Serial: "EML2200001022", IPAddress: "127.110.0.23", ESCOCode: "AAA", Hardware: "P1.cx"}); err != nil {
+	m, err := a.store.CreateMeter(context.Background(), flows.NewMeter{Serial: "EML2200001022", IPAddress: "127.110.0.23", ESCOCode: "AAA", Hardware: "P1.cx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, l2, l3 := decimal.RequireFromString("241.2"), decimal.RequireFromString("243.5"), decimal.RequireFromString("236.7")
+	if err := a.store.UpdateShadow(context.Background(), m.ID, flows.ShadowUpdate{Voltage3P: [3]*decimal.Decimal{&l1, &l2, &l3}}); err != nil {
 		t.Fatal(err)
 	}
 	ro := token(t, flowshttp.RoleReadonly, "")
 	_, page := a.page("/meters/EML2200001022", ro)
 	if !strings.Contains(page, `<td id="balance" class="na">n/a: a three-phase meter has no prepayment balance</td>`) {
 		t.Errorf("three-phase meter page's balance: %s", between(page, "<th>balance</th>", "</tr>"))
+	}
+	// Its three voltages; no tariff or top-up form, and why; no forecast,
+	// and why.
+	if !strings.Contains(page, `<th>voltage L1 · L2 · L3</th><td id="voltage">241.2 · 243.5 · 236.7 V</td>`) {
+		t.Errorf("three-phase voltages: %s", between(page, "<th>voltage", "</tr>"))
+	}
+	if strings.Contains(page, `id="token-form"`) || strings.Contains(page, `id="tariff-form"`) || !strings.Contains(page, `id="credit-meter"`) {
+		t.Errorf("a three-phase meter's page offers a top-up or tariff form, or does not say why not")
+	}
+	if !strings.Contains(page, "None: a three-phase meter is a credit meter") {
+		t.Errorf("three-phase forecast panel: %s", between(page, `id="forecast"`, "</div>"))
+	}
+	// The API refuses a token for it, saying why, before any push.
+	op := token(t, flowshttp.RoleOperator, "")
+	if code, p := a.do("POST", "/api/v1/meters/EML2200001022/tokens", op, map[string]any{"token": "12345678901234567890"}); code != 409 ||
+		!strings.Contains(fmt.Sprint(p["detail"]), "three-phase meter (P1.cx)") {
+		t.Errorf("a token for a three-phase meter: %d %v, want 409 saying it is a credit meter", code, p)
 	}
 	// Its interval files are the three-phase ones, not SMIP files.
 	if !strings.Contains(page, `id="three-phase-files"`) || strings.Contains(page, `class="smip-link"`) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flows-energy/flows"
+	"github.com/flows-energy/flows/emop"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shopspring/decimal"
@@ -167,6 +168,21 @@ func (s *Store) CreateTopup(ctx context.Context, meterID, token string, amount *
 	}
 	if source == "" {
 		source = "payment"
+	}
+	// A token only a meter that keeps a prepayment balance can take: not a
+	// passive twin (its meter is topped up where it is active), nor a
+	// three-phase meter (a credit meter: Flows reads no balance of one).
+	// Refused here, saying why, rather than queued for a push to fail.
+	var serial, mode, hardware string
+	if err := s.pool.QueryRow(ctx, `SELECT serial, mode::text, coalesce(hardware, '') FROM flows.meter_registry WHERE id = $1`, meterID).
+		Scan(&serial, &mode, &hardware); err != nil {
+		return nil, translate(err, "meter")
+	}
+	switch {
+	case mode != string(flows.ModeActive):
+		return nil, flows.Errorf(flows.ECONFLICT, "meter %s is a passive twin: top it up where it is active", serial)
+	case emop.IsThreePhase(hardware):
+		return nil, flows.Errorf(flows.ECONFLICT, "meter %s is a three-phase meter (%s): a credit meter, with no prepayment balance to top up", serial, hardware)
 	}
 	var id string
 	err := s.pool.QueryRow(ctx, `INSERT INTO flows.topups (meter_id, token, amount, source, requested_by)

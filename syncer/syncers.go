@@ -202,6 +202,12 @@ var runs = map[string]func(ctx context.Context, c *call) error{
 			}
 		}
 		c.res.Registry.Hardware = &hw
+		if emop.IsThreePhase(hw) {
+			// A credit meter: its prepay flag is never read (no
+			// SyncerPrepayEnabled for it), so the registry says what it is.
+			credit := false
+			c.res.Registry.PrepayEnabled = &credit
+		}
 		return nil
 	},
 	"SyncerSerial": func(ctx context.Context, c *call) error {

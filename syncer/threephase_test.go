@@ -72,8 +72,10 @@ func TestThreePhaseSyncMatchesSimulator(t *testing.T) {
 				t.Errorf("%s: freshness of %s, which its kind has no syncer for", m.Spec.Hardware, g)
 			}
 		}
-		if st.Meter.Hardware != m.Spec.Hardware || st.Meter.FirmwareVersion != "0107" || sh.Backlight != "always_off_3p" {
-			t.Errorf("%s registry: hardware %s firmware %q backlight %q", m.Spec.Hardware, st.Meter.Hardware, st.Meter.FirmwareVersion, sh.Backlight)
+		if st.Meter.Hardware != m.Spec.Hardware || st.Meter.FirmwareVersion != "0107" || sh.Backlight != "always_off_3p" ||
+			st.Meter.PrepayEnabled == nil || *st.Meter.PrepayEnabled {
+			t.Errorf("%s registry: hardware %s firmware %q backlight %q prepay %v (a three-phase meter is a credit meter)",
+				m.Spec.Hardware, st.Meter.Hardware, st.Meter.FirmwareVersion, sh.Backlight, st.Meter.PrepayEnabled)
 		}
 		id := r.ids[m.Spec.Serial]
 		var hist int
