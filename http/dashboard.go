@@ -390,12 +390,20 @@ func sortColumns(q url.Values, current string) []sortColumn {
 type pager struct {
 	From, To, Of int
 	Prev, Next   string
+	// Past is the page asked for when it lies beyond the last (an old
+	// link, fewer meters now); Prev then goes to the last page.
+	Past int
 }
 
 func newPager(q url.Values, pageNo, size, rows, matching int) pager {
 	p := pager{From: (pageNo-1)*size + 1, To: (pageNo-1)*size + rows, Of: matching}
 	if rows == 0 {
 		p.From = 0
+	}
+	if rows == 0 && matching > 0 && pageNo > 1 {
+		last := (matching + size - 1) / size
+		p.Past, p.Prev = pageNo, withQuery(q, map[string]string{"page": strconv.Itoa(last)})
+		return p
 	}
 	if pageNo > 1 {
 		p.Prev = withQuery(q, map[string]string{"page": strconv.Itoa(pageNo - 1)})

@@ -74,6 +74,12 @@ func TestFleetPagePagesAndSorts(t *testing.T) {
 	if len(links) != 17 || links[16][1] != "EML4400000000" || !strings.Contains(body, "Meters 101–117 of 117") || strings.Contains(body, `id="next"`) {
 		t.Errorf("last page: %d rows, pager %s", len(links), between(body, `id="pager"`, "</p>"))
 	}
+	// A page past the last (an old link): says so, and links to the last.
+	_, body = a.page("/?q=EML44&sort=-balance&page=9", tok)
+	if p := between(body, `id="pager"`, "</p>"); !strings.Contains(p, "Page 9 is past the last: 117 meters match") ||
+		!strings.Contains(p, `href="/?page=3&amp;q=EML44&amp;sort=-balance"`) {
+		t.Errorf("a page past the last: %s", p)
+	}
 	if code, body := a.page("/?sort=colour", tok); code != 400 || !strings.Contains(body, `id="error"`) || !strings.Contains(body, "sort") {
 		t.Errorf("bad sort: %d %s", code, between(body, "<main>", "</main>"))
 	}

@@ -66,9 +66,13 @@ func forecastRows(f *flows.CreditForecast, now time.Time) []forecastRow {
 	return append(rows, forecastRow{"forecast-cut", "supply cut" + at, cut})
 }
 
-// when is an instant to come with how far away it is ("2026-12-05
-// 14:00Z, in 1 d 3 h").
+// when is an instant with how far away it is ("2026-12-05 14:00Z, in 1 d
+// 3 h"), or how long ago for one passed (a forecast from a balance read
+// before it: "…, 20 h 5 min ago").
 func when(t, now time.Time) string {
+	if t.Before(now) {
+		return t.UTC().Format("2006-01-02 15:04Z") + ", " + span(now.Sub(t)) + " ago"
+	}
 	return t.UTC().Format("2006-01-02 15:04Z") + ", in " + span(t.Sub(now))
 }
 
