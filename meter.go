@@ -224,6 +224,12 @@ func (f *MeterFilter) Validate() error {
 	if !slices.Contains(MeterSorts, strings.TrimPrefix(f.Sort, "-")) && f.Sort != "" {
 		return FieldError("sort", "%q is not one of %s (a leading - sorts descending)", f.Sort, strings.Join(MeterSorts, ", "))
 	}
+	if f.Mode != "" && !f.Mode.Valid() {
+		return FieldError("mode", "%q is not active or passive", f.Mode)
+	}
+	if f.Health != "" && !f.Health.Valid() {
+		return FieldError("health", "%q is not healthy or unhealthy", f.Health)
+	}
 	return nil
 }
 

@@ -371,7 +371,7 @@ func TestDemoRejectsBadFlags(t *testing.T) {
 	}{
 		{[]string{"demo", "--meters", "0"}, "--meters"},
 		{[]string{"demo", "--speed", "-1"}, "--speed"},
-		{[]string{"migrate", "sideways", "--database-url", "postgres://x@127.0.0.1:1/x"}, "action"},
+		{[]string{"migrate", "sideways", "--database-url", "postgres://x@127.0.0.1:1/x"}, `"sideways" is not up or status`},
 		{[]string{"migrate", "up"}, "--database-url"},
 		{[]string{"serve"}, "--database-url"},
 		{[]string{"serve", "--database-url", "postgres://x@127.0.0.1:1/x", "--components", "api,toaster"}, "--components"},

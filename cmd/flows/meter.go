@@ -69,12 +69,15 @@ func newMeterListCmd() *cobra.Command {
 		Short:   "List registered meters",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			filter.Mode, filter.Health = flows.Mode(mode), flows.Health(health)
+			if err := filter.Validate(); err != nil {
+				return err // a usage error: it names the flag
+			}
 			store, closeFn, err := openStore(cmd)
 			if err != nil {
 				return err
 			}
 			defer closeFn()
-			filter.Mode, filter.Health = flows.Mode(mode), flows.Health(health)
 			if filter.ESCOCode != "" {
 				// An ESCO misspelt is a mistake to say, not an empty table.
 				if _, err := store.ESCOByCode(cmd.Context(), filter.ESCOCode); err != nil {

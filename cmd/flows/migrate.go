@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 
-	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/internal/cli"
 	"github.com/flows-energy/flows/postgres"
 	"github.com/spf13/cobra"
@@ -21,7 +20,7 @@ func newMigrateCmd() *cobra.Command {
 				action = args[0]
 			}
 			if action != "up" && action != "status" {
-				return flows.FieldError("action", "%q is not up or status", action)
+				return cli.Usagef(cmd, "%q is not up or status", action)
 			}
 			url, err := databaseURL(cmd)
 			if err != nil {

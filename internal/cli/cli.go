@@ -170,8 +170,8 @@ func Run(ctx context.Context, root *cobra.Command, args []string, stderr io.Writ
 			cmd = ue.Cmd
 		}
 	case errors.As(err, &re):
-		if isFlagError(re.err) {
-			ue = &UsageError{Cmd: cmd, Message: flows.ErrorMessage(re.err)}
+		if msg, ok := commandLineError(cmd, re.err); ok {
+			ue = &UsageError{Cmd: cmd, Message: msg}
 			break
 		}
 		msg, code := explain(re.err)
@@ -185,11 +185,36 @@ func Run(ctx context.Context, root *cobra.Command, args []string, stderr io.Writ
 	return ExitUsage
 }
 
-// isFlagError reports whether err is the work refusing a flag's value (a
-// field error naming "--from-ts"): the command line is wrong, so it is a
-// usage error like cobra's own.
-func isFlagError(err error) bool {
-	return flows.ErrorCode(err) == flows.EINVALID && strings.HasPrefix(flows.ErrorField(err), "--")
+// commandLineError reports whether err is the work refusing what the
+// command line gave — a field error naming one of cmd's flags ("--from-ts",
+// or "health" refused by the store for --health) or one of its arguments
+// ("action" for ACTION) — and says it in the command line's words: the
+// command line is wrong, so it is a usage error like cobra's own.
+func commandLineError(cmd *cobra.Command, err error) (string, bool) {
+	var e *flows.Error
+	if !errors.As(err, &e) || e.Code != flows.EINVALID || e.Field == "" {
+		return "", false
+	}
+	if strings.HasPrefix(e.Field, "--") {
+		return e.Error(), true
+	}
+	if cmd != nil {
+		f := cmd.Flags().Lookup(e.Field)
+		if f == nil && len(e.Field) == 1 {
+			f = cmd.Flags().ShorthandLookup(e.Field)
+		}
+		if f != nil {
+			return "--" + f.Name + ": " + e.Message, true
+		}
+	}
+	if cmd != nil {
+		for _, a := range Positional(cmd) {
+			if name := strings.Trim(a, "[]."); strings.EqualFold(name, e.Field) {
+				return name + ": " + e.Message, true
+			}
+		}
+	}
+	return "", false
 }
 
 // cobraMessage rewrites cobra's wording where it reads like a program's

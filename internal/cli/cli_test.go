@@ -29,8 +29,25 @@ func tree() *cobra.Command {
 	show := &cobra.Command{Use: "show SERIAL", Args: cobra.ExactArgs(1), RunE: func(c *cobra.Command, a []string) error {
 		return flows.Errorf(flows.ENOTFOUND, "no meter %s", a[0])
 	}}
-	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(c *cobra.Command, a []string) error { return nil }}
+	var health, query string
+	list := &cobra.Command{Use: "list", Args: cobra.NoArgs, RunE: func(c *cobra.Command, a []string) error {
+		// As a store refuses a filter: by the field's name, not the flag's.
+		if health == "bogus" {
+			return flows.FieldError("health", "%q is not healthy or unhealthy", health)
+		}
+		if query == "%" {
+			return flows.FieldError("q", "not a search")
+		}
+		return nil
+	}}
+	list.Flags().StringVar(&health, "health", "", "health")
+	list.Flags().StringVarP(&query, "query", "q", "", "search")
 	AddOutput(list)
+	// A value refused for an argument, by its name in the usage line.
+	shift := &cobra.Command{Use: "shift [DIRECTION]", Example: Example("flows meter shift up"), Args: cobra.MaximumNArgs(1), RunE: func(c *cobra.Command, a []string) error {
+		return flows.FieldError("direction", "%q is not up or down", a[0])
+	}}
+	meter.AddCommand(shift)
 	meter.AddCommand(topup, show, list)
 	root.AddCommand(meter)
 	return root
@@ -60,6 +77,9 @@ func TestUsageErrorsExit2WithTheUsageLine(t *testing.T) {
 		{[]string{"meter", "topup", "EML1", "--token", "bad"}, "--token: want 20 digits", "Usage: flows meter topup"},
 		{[]string{"meter", "list", "--bogus"}, "unknown flag: --bogus", "Usage: flows meter list"},
 		{[]string{"meter", "list", "--output", "yaml"}, "want table or json", "Usage: flows meter list"},
+		{[]string{"meter", "list", "--health", "bogus"}, `--health: "bogus" is not healthy or unhealthy`, "Usage: flows meter list"},
+		{[]string{"meter", "list", "-q", "%"}, `--query: not a search`, "Usage: flows meter list"},
+		{[]string{"meter", "shift", "sideways"}, `DIRECTION: "sideways" is not up or down`, "Usage: flows meter shift [DIRECTION]"},
 		{[]string{"meter", "lst"}, `unknown command "lst" for "flows meter"; did you mean "list"?`, "Usage: flows meter COMMAND"},
 		{[]string{"metr"}, `unknown command "metr" for "flows"; did you mean "meter"?`, "Usage: flows COMMAND"},
 	} {
