@@ -5,7 +5,9 @@
 // time (River discards it) goes to WARN and a panic to ERROR, where River
 // reports both at INFO; a job error River will retry stays at DEBUG, as
 // the work it belongs to reports its own failures (a sync's, a push's).
-// River's own warnings and errors pass unchanged.
+// A job cut short by a shutdown (its error a cancelled context) is work
+// stopped on purpose: DEBUG. River's own warnings and errors pass
+// unchanged.
 package riverlog
 
 import (
@@ -29,6 +31,10 @@ func level(r slog.Record) slog.Level {
 	switch {
 	case strings.HasSuffix(r.Message, ": Job panicked"):
 		return slog.LevelError
+	case strings.HasSuffix(r.Message, ": Job errored") && cancelled(r):
+		// Cut short by a shutdown (its context cancelled): work stopped
+		// on purpose, resumed by the next start, not a failure.
+		return slog.LevelDebug
 	case strings.HasSuffix(r.Message, ": Job errored"): // attempts exhausted: discarded
 		return slog.LevelWarn
 	}
@@ -52,3 +58,16 @@ func (h handler) Handle(ctx context.Context, r slog.Record) error {
 func (h handler) WithAttrs(as []slog.Attr) slog.Handler { return handler{h.inner.WithAttrs(as)} }
 
 func (h handler) WithGroup(name string) slog.Handler { return handler{h.inner.WithGroup(name)} }
+
+// cancelled reports whether r's error is a context cancelled.
+func cancelled(r slog.Record) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" && strings.Contains(a.Value.String(), context.Canceled.Error()) {
+			found = true
+			return false
+		}
+		return true
+	})
+	return found
+}

@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// River's routine INFO stays out of an INFO log; a job given up after its
-// last attempt and a panic show, and its warnings do; each record names
+// River's routine INFO stays out of an INFO log, as does a job cut short
+// by a shutdown; a job given up after its last attempt and a panic show,
+// and its warnings do; each record names
 // the component once and River as the library.
 func TestRiverRoutineIsDebugItsFailuresAreNot(t *testing.T) {
 	var buf bytes.Buffer
@@ -17,6 +18,7 @@ func TestRiverRoutineIsDebugItsFailuresAreNot(t *testing.T) {
 	log.Info("producer: Producer job counts", "queue", "sync_group")
 	log.Info("jobexecutor.JobExecutor: Job errored; retrying", "job_kind", "alert_delivery")
 	log.Info("jobexecutor.JobExecutor: Job errored", "job_kind", "alert_delivery", "error", "receiver answered 503")
+	log.Info("jobexecutor.JobExecutor: Job errored", "job_kind", "flows_profile_backfill", "error", "profile backfill of EML2200001033: read: context canceled")
 	log.Info("jobexecutor.JobExecutor: Job panicked", "job_kind", "flows_sync_meter")
 	log.Warn("producer: Error fetching jobs")
 	var levels []string
