@@ -113,6 +113,19 @@ func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter
 // endpoint authenticates, checks the role, runs the handler, renders any
 // error once, and records the request.
 func (s *Server) endpoint(rt route) http.Handler {
+	// The query parameters the operation documents (opDocs): any other is
+	// refused, naming it, rather than ignored (?limit=2 on an operation
+	// that takes none would answer everything).
+	known := map[string]bool{}
+	var names []string
+	for _, p := range opDocs[rt.method+" "+rt.path].query {
+		known[p.name] = true
+		names = append(names, p.name)
+	}
+	takes := "none"
+	if len(names) > 0 {
+		takes = strings.Join(names, ", ")
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
@@ -123,6 +136,11 @@ func (s *Server) endpoint(rt route) http.Handler {
 			}
 			if roleRank[c.Role] < roleRank[rt.role] {
 				return flows.Errorf(flows.EFORBIDDEN, "role %s may not %s %s (needs %s)", c.Role, rt.method, rt.path, rt.role)
+			}
+			for k := range r.URL.Query() {
+				if !known[k] {
+					return flows.FieldError(k, "not a query parameter of %s %s (it takes: %s)", rt.method, rt.path, takes)
+				}
 			}
 			return rt.handle(sw, r, c)
 		}()

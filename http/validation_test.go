@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -62,6 +63,15 @@ func TestInputsRefused(t *testing.T) {
 	}
 	if meters != count("meter_registry") || topups != count("topups") || requests != count("tariff_requests") || commands != count("meter_commands") {
 		t.Errorf("a refused request wrote something")
+	}
+	// A query parameter the operation does not take is refused, naming it
+	// and what it takes, not ignored.
+	if code, p := a.do("GET", "/api/v1/meters/EML1100000001/balance?limit=2", admin, nil); code != 400 || p["field"] != "limit" ||
+		!strings.Contains(fmt.Sprint(p["detail"]), "it takes: from, to, bucket") {
+		t.Errorf("an unknown query parameter: %d %v, want 400 naming limit and what the operation takes", code, p)
+	}
+	if code, p := a.do("GET", "/api/v1/fleet?verbose=1", admin, nil); code != 400 || p["field"] != "verbose" {
+		t.Errorf("an unknown query parameter: %d %v, want 400 naming verbose", code, p)
 	}
 	// A wrong method on a resource that exists is 405, naming what is allowed.
 	req, _ := http.NewRequest("DELETE", a.base+"/api/v1/meters", nil)
