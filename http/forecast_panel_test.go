@@ -69,7 +69,12 @@ func TestMeterPageShowsTheCreditForecast(t *testing.T) {
 	if _, err := a.store.CreateMeter(ctx, flows.NewMeter{Serial: "EML1100000077", IPAddress: "127.110.0.77", ESCOCode: "AAA"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, body := a.page("/meters/EML1100000077", ro); !strings.Contains(body, `id="no-forecast"`) {
+	_, body = a.page("/meters/EML1100000077", ro)
+	if !strings.Contains(body, `id="no-forecast"`) {
 		t.Errorf("a meter with no balance history shows a forecast:\n%s", between(body, `id="forecast"`, "</div>"))
+	}
+	// Values never read are a dash, without a unit.
+	if !strings.Contains(body, `<td id="voltage">–</td>`) || !strings.Contains(body, `<th>clock drift</th><td>–</td>`) {
+		t.Errorf("a meter not read yet: %s", between(body, "<th>voltage</th>", "</tr>")+between(body, "<th>clock drift</th>", "</tr>"))
 	}
 }
