@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/flows-energy/flows"
 	"github.com/flows-energy/flows/internal/cli"
@@ -133,10 +136,11 @@ func writeMeterTable(cmd *cobra.Command, ms []flows.MeterRow) error {
 
 func newMeterShowCmd() *cobra.Command {
 	show := &cobra.Command{
-		Use:     "show SERIAL",
-		Example: cli.Example("flows meter show EML2137580826"),
-		Short:   "Show a meter's registry row, shadow and registers as JSON",
-		Args:    cobra.ExactArgs(1),
+		Use:               "show SERIAL",
+		ValidArgsFunction: completeSerials,
+		Example:           cli.Example("flows meter show EML2137580826"),
+		Short:             "Show a meter's registry row, shadow and registers as JSON",
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := flows.ValidateSerial(args[0]); err != nil {
 				return err
@@ -159,10 +163,11 @@ func newMeterShowCmd() *cobra.Command {
 
 func newMeterSyncCmd() *cobra.Command {
 	sync := &cobra.Command{
-		Use:     "sync SERIAL",
-		Example: cli.Example("flows meter sync EML2137580826"),
-		Short:   "Queue an immediate sync of one meter",
-		Args:    cobra.ExactArgs(1),
+		Use:               "sync SERIAL",
+		ValidArgsFunction: completeSerials,
+		Example:           cli.Example("flows meter sync EML2137580826"),
+		Short:             "Queue an immediate sync of one meter",
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			store, m, closeFn, err := meterArg(cmd, args[0])
 			if err != nil {
@@ -254,4 +259,40 @@ func writeJSON(cmd *cobra.Command, v any) error {
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// completeSerials completes a SERIAL argument from the registry (the
+// database of --database-url or $FLOWS_DATABASE_URL), never with file
+// names: nothing when no database is given or it does not answer within
+// 2 s (a completion must not hang the shell).
+func completeSerials(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	url, err := databaseURL(cmd)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	pool, err := postgres.Open(ctx, url)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	defer pool.Close()
+	ms, err := postgres.NewStore(pool).Meters(ctx, flows.MeterFilter{Query: toComplete, Limit: 200})
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []string
+	for _, m := range ms {
+		if strings.HasPrefix(m.Serial, strings.ToUpper(toComplete)) {
+			if m.Name != "" {
+				out = append(out, m.Serial+"\t"+m.Name) // the shell shows the name beside it
+			} else {
+				out = append(out, m.Serial)
+			}
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }

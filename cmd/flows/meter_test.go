@@ -102,6 +102,15 @@ func TestMigrateAndMeterCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "BALANCE") || !strings.Contains(out, "LAST ONLINE") || !strings.Contains(out, "EML2137580002") {
 		t.Fatalf("list table: %v\n%s", err, out)
 	}
+	// Shell completion of a SERIAL: the registry's serials (with the
+	// meter's name when it has one), never file names.
+	out, err = flowsCmd(t, "__complete", "meter", "show", "--database-url", url, "EML213758")
+	if err != nil || !strings.Contains(out, "EML2137580001\n") || !strings.Contains(out, "EML2137580002\n") || !strings.Contains(out, "\n:4\n") {
+		t.Errorf("completing meter show EML213758: %v\n%s\nwant both serials and no file completion (:4)", err, out)
+	}
+	if out, _ := flowsCmd(t, "__complete", "meter", "sync", "--database-url", url, "EML9"); strings.Contains(out, "EML21") || !strings.HasPrefix(out, ":4\n") {
+		t.Errorf("completing meter sync EML9: %s", out)
+	}
 	// Usage errors exit 2 with the usage line; they never reach the database.
 	for _, args := range [][]string{{"meter", "lst"}, {"meter", "show"}, {"meter", "list", "--output", "yaml"}, {"meter", "topup", "EML2137580002"}} {
 		out, err := flowsCmd(t, append(args, "--database-url", url)...)

@@ -23,10 +23,11 @@ func requester() string {
 func newTariffCmd() *cobra.Command {
 	var from, rateA, rateB, sc, ec, eca, drr string
 	cmd := &cobra.Command{
-		Use:     "tariff SERIAL",
-		Example: cli.Example("flows meter tariff EML2137580826 --from-ts 2027-01-01T00:00:00Z --unit-rate 0.2843 --standing-charge 0.5512"),
-		Short:   "Schedule a future tariff: a durable request, pushed and verified by the commands component",
-		Args:    cobra.ExactArgs(1),
+		Use:               "tariff SERIAL",
+		ValidArgsFunction: completeSerials,
+		Example:           cli.Example("flows meter tariff EML2137580826 --from-ts 2027-01-01T00:00:00Z --unit-rate 0.2843 --standing-charge 0.5512"),
+		Short:             "Schedule a future tariff: a durable request, pushed and verified by the commands component",
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if rateB == "" {
 				rateB = rateA
@@ -105,10 +106,11 @@ func newTariffCmd() *cobra.Command {
 func newTopupCmd() *cobra.Command {
 	var token, amount, source string
 	cmd := &cobra.Command{
-		Use:     "topup SERIAL --token DIGITS",
-		Example: cli.Example("flows meter topup EML2137580826 --token 12345678901234567890 --amount 10.00"),
-		Short:   "Add a top-up token to the ledger; the commands component pushes and confirms it",
-		Args:    cobra.ExactArgs(1),
+		Use:               "topup SERIAL --token DIGITS",
+		ValidArgsFunction: completeSerials,
+		Example:           cli.Example("flows meter topup EML2137580826 --token 12345678901234567890 --amount 10.00"),
+		Short:             "Add a top-up token to the ledger; the commands component pushes and confirms it",
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var amt *decimal.Decimal
 			if amount != "" {
