@@ -52,6 +52,10 @@ func (h handler) Handle(ctx context.Context, r slog.Record) error {
 	if !h.inner.Enabled(ctx, r.Level) {
 		return nil
 	}
+	if r.Level == slog.LevelWarn && strings.HasSuffix(r.Message, ": Job errored") {
+		// River's words do not say the job is over: it is, and discarded.
+		r.Message = "job failed on its last attempt and is discarded (" + r.Message + ")"
+	}
 	return h.inner.Handle(ctx, r)
 }
 

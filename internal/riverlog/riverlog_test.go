@@ -32,7 +32,7 @@ func TestRiverRoutineIsDebugItsFailuresAreNot(t *testing.T) {
 		}
 		levels = append(levels, rec["level"].(string)+" "+rec["msg"].(string))
 	}
-	want := []string{"WARN jobexecutor.JobExecutor: Job errored", "ERROR jobexecutor.JobExecutor: Job panicked", "WARN producer: Error fetching jobs"}
+	want := []string{"WARN job failed on its last attempt and is discarded (jobexecutor.JobExecutor: Job errored)", "ERROR jobexecutor.JobExecutor: Job panicked", "WARN producer: Error fetching jobs"}
 	if strings.Join(levels, "\n") != strings.Join(want, "\n") {
 		t.Errorf("INFO log:\n%s\nwant\n%s", strings.Join(levels, "\n"), strings.Join(want, "\n"))
 	}
