@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flows-energy/flows/internal/pgtest"
 	"github.com/jackc/pgx/v5"
@@ -95,6 +96,11 @@ func TestDemoReadonlyLogin(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &extra); err != nil || extra.ReadonlyDatabaseURL == "" {
 		t.Fatalf("ready-file without readonly_database_url (%v):\n%s", err, b)
+	}
+	// Printed before the ready-file is written; the pipe from the demo
+	// may take a moment to deliver it.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !strings.Contains(out.String(), "for Grafana or psql"); {
+		time.Sleep(50 * time.Millisecond)
 	}
 	if !strings.Contains(out.String(), extra.ReadonlyDatabaseURL) || !strings.Contains(out.String(), "for Grafana or psql") {
 		t.Errorf("the demo did not print the read-only URL:\n%s", out)

@@ -161,12 +161,13 @@ func runDemo(ctx context.Context, cmd *cobra.Command, cfg demoConfig) error {
 	defer svc.stop()
 	info := readyInfo{DatabaseURL: db.url, HTTPURL: "http://" + svc.httpAddr, GRPCAddr: svc.grpcAddr, AdminToken: adminToken,
 		ESCO: demo.ESCOCode, ESCOID: escoID, Meters: fleet, TwinDatabaseURL: twinURL, Twins: twins, ReadonlyDatabaseURL: readonlyURL}
+	// The banner first: whoever waits for the ready-file finds it printed.
+	printReady(cmd.OutOrStdout(), cfg, info)
 	if cfg.readyFile != "" {
 		if err := writeFileAtomic(cfg.readyFile, info); err != nil {
 			return flows.FieldError("--ready-file", "%v", err)
 		}
 	}
-	printReady(cmd.OutOrStdout(), cfg, info)
 	<-ctx.Done()
 	fmt.Fprintln(cmd.OutOrStdout(), "stopping")
 	return nil

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -45,27 +44,27 @@ type readyFile struct {
 // startDemo runs `flows demo` and waits for its ready-file.
 type demoProc struct {
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	out  *lockedBuffer
 	done chan error
 }
 
 // readyPath is the last started demo's ready-file.
 var readyPath string
 
-func startDemo(t *testing.T, dataDir string, args ...string) (*demoProc, readyFile, *bytes.Buffer) {
+func startDemo(t *testing.T, dataDir string, args ...string) (*demoProc, readyFile, *lockedBuffer) {
 	t.Helper()
 	return startDemoListening(t, dataDir, append([]string{"--sim-listen", "127.78:0"}, args...)...)
 }
 
 // startDemoListening is startDemo with the simulator where args say (the
 // demo's default addresses when they do not).
-func startDemoListening(t *testing.T, dataDir string, args ...string) (*demoProc, readyFile, *bytes.Buffer) {
+func startDemoListening(t *testing.T, dataDir string, args ...string) (*demoProc, readyFile, *lockedBuffer) {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready.json")
 	readyPath = ready
 	cmd := exec.Command(flowsBin, append([]string{"demo", "--data", dataDir, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--ready-file", ready}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(os.Environ(), "FLOWS_JWT_SECRET=")
 	// In a process group of its own, as a shell runs a job: Ctrl-C goes
 	// to the whole group (see stopDemo).
@@ -73,7 +72,7 @@ func startDemoListening(t *testing.T, dataDir string, args ...string) (*demoProc
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &demoProc{cmd: cmd, out: &out, done: make(chan error, 1)}
+	p := &demoProc{cmd: cmd, out: out, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	deadline := time.Now().Add(90 * time.Second)
@@ -89,7 +88,7 @@ func startDemoListening(t *testing.T, dataDir string, args ...string) (*demoProc
 			if err := json.Unmarshal(b, &rf); err != nil {
 				t.Fatalf("ready-file is not JSON: %v\n%s", err, b)
 			}
-			return p, rf, &out
+			return p, rf, out
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no ready-file after 90 s; output:\n%s", out.String())
@@ -107,7 +106,7 @@ func psql(t *testing.T, url, sql string) (string, error) {
 // stopDemo stops a demo as Ctrl-C would, and holds its shutdown to what
 // an operator expects: a clean exit, and no warning or error logged for
 // the work it cancelled on purpose.
-func stopDemo(t *testing.T, p *demoProc, out *bytes.Buffer) {
+func stopDemo(t *testing.T, p *demoProc, out *lockedBuffer) {
 	t.Helper()
 	before := out.Len()
 	// Ctrl-C in a terminal: SIGINT to the foreground process group, the

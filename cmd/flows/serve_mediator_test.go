@@ -37,6 +37,12 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+func (l *lockedBuffer) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Len()
+}
+
 // flows serve refuses a mediator open to the network without mutual TLS,
 // saying which flags would do; --grpc-insecure serves it, with a warning.
 func TestServeMediatorRefusesOpenAddress(t *testing.T) {
