@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,6 +206,29 @@ func TestFleetForecastPassMatchesTheOneMeterFunction(t *testing.T) {
 	var band bool
 	if err := pool.QueryRow(ctx, `SELECT spend_per_day_low < spend_per_day_high FROM flows.meter_credit_forecast WHERE meter_id = $1`, ids["EML1000000201"]).Scan(&band); err != nil || !band {
 		t.Errorf("the spender whose days differ has no band (%v)", err)
+	}
+
+	// A sync batch's pass (migration 0035): the meters named, as the
+	// one-meter function makes them (the one whose readings are gone has
+	// its stale forecast removed), and no other meter touched.
+	mustExec(t, pool, `INSERT INTO flows.meter_credit_forecast (meter_id, balance_at, balance, days_observed, computed_at) VALUES ($1, now(), 1, 1, now())`, ids["EML1000000206"])
+	mustExec(t, pool, `UPDATE flows.meter_credit_forecast SET spend_per_day = 99, supply_cut_at = NULL, balance = 0`)
+	named := []string{ids["EML1000000201"], ids["EML1000000205"], ids["EML1000000206"]}
+	if _, err := pool.Exec(ctx, `SELECT flows.refresh_credit_forecasts($1::uuid[])`, named); err != nil {
+		t.Fatal(err)
+	}
+	batch := forecasts()
+	for serial, id := range ids {
+		switch serial {
+		case "EML1000000201", "EML1000000205", "EML1000000206":
+			if batch[id] != oneForecasts[id] {
+				t.Errorf("%s: the batch's pass made\n  %q\nthe one-meter function\n  %q", serial, batch[id], oneForecasts[id])
+			}
+		default:
+			if !strings.Contains(batch[id], ",99.00000,") { // spoilt above, and so left
+				t.Errorf("%s, not named: its forecast was refreshed by the batch's pass: %s", serial, batch[id])
+			}
+		}
 	}
 }
 

@@ -71,4 +71,9 @@ func TestSyncDoesNotWriteOverANewerTopupBalance(t *testing.T) {
 	if st, _ := s.MeterStatus(ctx, "EML3100000001"); st.Shadow.Balance == nil || !st.Shadow.Balance.Equal(d("14.65")) {
 		t.Errorf("balance %v after a sync that read after the top-up, want 14.65", st.Shadow.Balance)
 	}
+	// The batch's forecast refresh (migration 0035) ran in the sync's
+	// transaction: the forecast starts from the balance just written.
+	if f, err := s.CreditForecast(ctx, m.ID); err != nil || f == nil || !f.Balance.Equal(d("14.65")) || !f.BalanceAt.Equal(t0.Add(70*time.Second)) {
+		t.Errorf("forecast after the sync: %+v %v, want it from 14.65 at %v", f, err, t0.Add(70*time.Second))
+	}
 }

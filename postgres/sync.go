@@ -337,16 +337,25 @@ func (s *Store) applyBatch(ctx context.Context, rs []flows.SyncResult, freq, own
 		}
 		b := &pgx.Batch{}
 		// What meters report is not an operator's request (see the
-		// tariffs_future trigger).
-		b.Queue(`SELECT set_config('flows.writer', 'sync', true)`)
+		// tariffs_future trigger); the batch's credit forecasts are
+		// refreshed once, at its end (migration 0035), not a balance at a
+		// time.
+		b.Queue(`SELECT set_config('flows.writer', 'sync', true), set_config('flows.defer_forecast', 'on', true)`)
+		var balances []string
 		for _, r := range rs {
 			if err := s.queueObservation(b, r); err != nil {
 				return err
+			}
+			if r.Shadow.Balance != nil || r.Shadow.EmergencyCredit != nil {
+				balances = append(balances, r.MeterID)
 			}
 			// The syncer kept out what it could not store (and named it).
 			queueProfile(b, r.MeterID, r.Profile, r.ProfileHoles, s.now())
 			queueThreePhase(b, r.MeterID, r.ThreePhaseIntervals, r.ProfileHoles, s.now())
 			s.queueSyncState(b, r, freq, owner)
+		}
+		if len(balances) > 0 {
+			b.Queue(`SELECT flows.refresh_credit_forecasts($1::uuid[])`, balances)
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return translate(err, "sync results")
