@@ -361,3 +361,73 @@ func TestCreditForecastFromIntervals(t *testing.T) {
 		t.Errorf("the fleet's pass made\n  %v\nthe one-meter function\n  %v", got, want)
 	}
 }
+
+// The days a forecast reads, kept a step at a time as each balance is
+// written in time order (migration 0035), are the days 0030's rule counts
+// from the history: through a top-up, a seven-hour gap, midnight, a
+// reading written into the past (which recounts its day) and readings at
+// odd microseconds. Seconds are rounded to the millisecond a step, so
+// they may differ from the day's recount by that much a reading.
+func TestSpendDaysKeptStepByStepMatchTheRebuild(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	store := postgres.NewStore(pool)
+	ctx := context.Background()
+	id := mustID(t, pool, `INSERT INTO flows.meter_registry (serial) VALUES ('EML1000000301') RETURNING id`)
+	start := time.Now().UTC().Truncate(24*time.Hour).Add(-60 * time.Hour)
+	bal := decimal.RequireFromString("30")
+	write := func(at time.Time, b decimal.Decimal) {
+		t.Helper()
+		if err := store.UpdateShadow(ctx, id, flows.ShadowUpdate{Balance: &b, At: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for h := 0; h < 58; h++ {
+		if h >= 20 && h < 27 {
+			continue // seven hours unread
+		}
+		at := start.Add(time.Duration(h)*time.Hour + time.Duration(h*7919)*time.Microsecond)
+		bal = bal.Sub(decimal.RequireFromString("0.13"))
+		if h == 40 {
+			bal = bal.Add(decimal.NewFromInt(20)) // a top-up
+		}
+		write(at, bal)
+	}
+	// A reading into the past, between two of the first day's.
+	write(start.Add(5*time.Hour+30*time.Minute), decimal.RequireFromString("29.2"))
+
+	type day struct {
+		spent, secs, last string
+	}
+	read := func() map[string]day {
+		t.Helper()
+		rows, err := pool.Query(ctx, `SELECT day::text, spent::text, secs::text, row(last_at, last_balance)::text FROM flows.meter_spend_days WHERE meter_id = $1`, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]day{}
+		for rows.Next() {
+			var d string
+			var v day
+			if err := rows.Scan(&d, &v.spent, &v.secs, &v.last); err != nil {
+				t.Fatal(err)
+			}
+			out[d] = v
+		}
+		return out
+	}
+	kept := read()
+	mustExec(t, pool, `SELECT flows.rebuild_spend_days($1)`, id)
+	rebuilt := read()
+	if len(kept) != 3 || len(rebuilt) != 3 {
+		t.Fatalf("days kept %v, rebuilt %v; want 3 each", kept, rebuilt)
+	}
+	for d, r := range rebuilt {
+		k := kept[d]
+		ks, rs := decimal.RequireFromString(k.secs), decimal.RequireFromString(r.secs)
+		if k.spent != r.spent || k.last != r.last || ks.Sub(rs).Abs().GreaterThan(decimal.RequireFromString("0.03")) {
+			t.Errorf("%s: kept step by step %+v, rebuilt from the history %+v", d, k, r)
+		}
+	}
+}

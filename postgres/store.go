@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -407,7 +409,14 @@ func shadowUpdateSQL(meterID string, u flows.ShadowUpdate, groups []string, read
 		args = append(args, v)
 		sets = append(sets, fmt.Sprintf("%s = $%d", col, len(args)))
 	}
-	for col, v := range shadowChanges(u) {
+	// Columns in name order, so that the same columns are always the same
+	// statement, parameters numbered alike: pgx caches prepared
+	// statements by their text, and a map's order would make a new one
+	// (parsed and planned again) for most updates.
+	changes := shadowChanges(u)
+	cols := slices.Sorted(maps.Keys(changes))
+	for _, col := range cols {
+		v := changes[col]
 		if col == "tariffs_active" || col == "tariffs_future" {
 			args = append(args, v)
 			sets = append(sets, fmt.Sprintf("%s = $%d::jsonb", col, len(args)))
@@ -436,7 +445,6 @@ func shadowUpdateSQL(meterID string, u flows.ShadowUpdate, groups []string, read
 	if len(sets) == 0 {
 		return "", nil
 	}
-	sort.Strings(sets) // stable statements for the plan cache
 	sets = append(sets, "updated_at = $2")
 	return "UPDATE flows.meter_shadows SET " + strings.Join(sets, ", ") + " WHERE id = $1", args
 }
