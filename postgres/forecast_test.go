@@ -374,7 +374,7 @@ func TestSpendDaysKeptStepByStepMatchTheRebuild(t *testing.T) {
 	store := postgres.NewStore(pool)
 	ctx := context.Background()
 	id := mustID(t, pool, `INSERT INTO flows.meter_registry (serial) VALUES ('EML1000000301') RETURNING id`)
-	start := time.Now().UTC().Truncate(24*time.Hour).Add(-60 * time.Hour)
+	start := time.Now().UTC().Truncate(24 * time.Hour).Add(-60 * time.Hour)
 	bal := decimal.RequireFromString("30")
 	write := func(at time.Time, b decimal.Decimal) {
 		t.Helper()
