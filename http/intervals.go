@@ -116,6 +116,12 @@ func (s *Server) intervalsCSV(w http.ResponseWriter, r *http.Request, c *Claims)
 // the element is required on a twin-element meter (smip.Element).
 // EINVALID naming day or element.
 func (s *Server) writeSMIP(w http.ResponseWriter, r *http.Request, m *flows.Meter) error {
+	if emop.IsThreePhase(m.Hardware) {
+		// Its half hours are in its interval profile, not the profile
+		// logs a SMIP file is made from: 48 rows of NA would say nothing.
+		return flows.Errorf(flows.ECONFLICT, "meter %s is a three-phase meter (%s): it has no SMIP file; its interval files: flows export intervals --serial %s",
+			m.Serial, m.Hardware, m.Serial)
+	}
 	q := r.URL.Query()
 	twin := emop.IsTwinElement(m.Hardware)
 	element, err := smip.Element(q.Get("element"), twin)

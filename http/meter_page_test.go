@@ -112,6 +112,14 @@ func TestThreePhaseBalanceIsNotApplicable(t *testing.T) {
 		!strings.Contains(fmt.Sprint(p["detail"]), "three-phase meter (P1.cx)") {
 		t.Errorf("a token for a three-phase meter: %d %v, want 409 saying it is a credit meter", code, p)
 	}
+	// Its SMIP file is refused, saying where its files are, in the API
+	// and on the dashboard's download link alike.
+	if code, p := a.do("GET", "/api/v1/meters/EML2200001022/intervals.csv", ro, nil); code != 409 || !strings.Contains(fmt.Sprint(p["detail"]), "flows export intervals --serial EML2200001022") {
+		t.Errorf("the SMIP file of a three-phase meter: %d %v, want 409 pointing at flows export intervals", code, p)
+	}
+	if code, _ := a.page("/meters/EML2200001022/intervals.csv", ro); code != 409 {
+		t.Errorf("the dashboard's SMIP download of a three-phase meter: %d, want 409", code)
+	}
 	// Its interval files are the three-phase ones, not SMIP files.
 	if !strings.Contains(page, `id="three-phase-files"`) || strings.Contains(page, `class="smip-link"`) {
 		t.Errorf("three-phase meter page's interval files: %s", between(page, `id="profile-missing"`, "</p>"))
