@@ -414,9 +414,13 @@ func newPager(q url.Values, pageNo, size, rows, matching int) pager {
 	return p
 }
 
-// withQuery is "/?" with q's parameters changed by set ("" removes one),
-// so a link keeps the page's filters in the URL.
-func withQuery(q url.Values, set map[string]string) string {
+// withQuery is the fleet page's link with q's parameters changed by set.
+func withQuery(q url.Values, set map[string]string) string { return pageLink("/", q, set) }
+
+// pageLink is path with q's parameters changed by set ("" removes one;
+// page 1 is no page), so a link keeps the page's filters and range in the
+// URL; the flash message (msg, sig) is not carried on.
+func pageLink(path string, q url.Values, set map[string]string) string {
 	v := url.Values{}
 	for k, vs := range q {
 		if k != "msg" && k != "sig" {
@@ -431,9 +435,9 @@ func withQuery(q url.Values, set map[string]string) string {
 		}
 	}
 	if len(v) == 0 {
-		return "/"
+		return path
 	}
-	return "/?" + v.Encode()
+	return path + "?" + v.Encode()
 }
 
 func (s *Server) meterPage(w http.ResponseWriter, r *http.Request, c *Claims) error {
@@ -890,13 +894,8 @@ type rangeLink struct {
 func rangeLinks(u *url.URL, cur chartSpan) []rangeLink {
 	var out []rangeLink
 	for _, sp := range chartSpans {
-		q := u.Query()
-		q.Del("from")
-		q.Del("to")
-		q.Del("msg")
-		q.Del("sig")
-		q.Set("range", sp.name)
-		out = append(out, rangeLink{Label: sp.label, Href: u.Path + "?" + q.Encode(), Current: cur.Name == sp.name})
+		href := pageLink(u.Path, u.Query(), map[string]string{"from": "", "to": "", "range": sp.name})
+		out = append(out, rangeLink{Label: sp.label, Href: href, Current: cur.Name == sp.name})
 	}
 	return out
 }

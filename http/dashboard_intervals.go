@@ -60,16 +60,7 @@ func (s *Server) intervalPanel(ctx context.Context, m *flows.Meter, q url.Values
 	if next := day.AddDate(0, 0, 1); !next.After(today) {
 		p.NextDay = flows.FormatDay(next)
 	}
-	dayHref := func(d string) string {
-		v := url.Values{}
-		for k, vs := range q {
-			if k != "msg" && k != "sig" {
-				v[k] = vs
-			}
-		}
-		v.Set("day", d)
-		return "/meters/" + url.PathEscape(m.Serial) + "?" + v.Encode()
-	}
+	dayHref := func(d string) string { return pageLink("/meters/"+url.PathEscape(m.Serial), q, map[string]string{"day": d}) }
 	p.PrevHref = dayHref(p.PrevDay)
 	if p.NextDay != "" {
 		p.NextHref = dayHref(p.NextDay)

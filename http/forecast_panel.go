@@ -7,6 +7,9 @@ import (
 	"github.com/flows-energy/flows"
 )
 
+// forecastTime is how the panel writes an instant: to the minute, UTC.
+const forecastTime = "2006-01-02 15:04Z"
+
 // forecastRow is a line of the meter page's credit forecast panel.
 type forecastRow struct {
 	ID, Label, Value string
@@ -35,7 +38,7 @@ func forecastRows(f *flows.CreditForecast, now time.Time) []forecastRow {
 	rows := []forecastRow{
 		{"forecast-spend", "spending", spend},
 		{"forecast-from", "from", fmt.Sprintf("%s, %s days", from, f.DaysObserved.Round(1).StringFixed(1))},
-		{"forecast-balance", "balance", fmt.Sprintf("£%s at %s", f.Balance.StringFixed(2), f.BalanceAt.UTC().Format("2006-01-02 15:04Z"))},
+		{"forecast-balance", "balance", fmt.Sprintf("£%s at %s", f.Balance.StringFixed(2), f.BalanceAt.UTC().Format(forecastTime))},
 	}
 	if f.ECreditThreshold != nil {
 		v := "not at this rate"
@@ -50,11 +53,11 @@ func forecastRows(f *flows.CreditForecast, now time.Time) []forecastRow {
 	cut := "not forecast"
 	switch {
 	case f.SupplyCutAt != nil && !f.SupplyCutAt.After(now):
-		cut = "may be off supply since " + f.SupplyCutAt.UTC().Format("2006-01-02 15:04Z")
+		cut = "may be off supply since " + f.SupplyCutAt.UTC().Format(forecastTime)
 	case f.SupplyCutAt != nil:
 		cut = "about " + when(*f.SupplyCutAt, now)
 		if f.SupplyCutEarliest != nil && f.SupplyCutLatest != nil && !f.SupplyCutEarliest.Equal(*f.SupplyCutLatest) {
-			cut += fmt.Sprintf("; between %s and %s", f.SupplyCutEarliest.UTC().Format("2006-01-02 15:04Z"), f.SupplyCutLatest.UTC().Format("2006-01-02 15:04Z"))
+			cut += fmt.Sprintf("; between %s and %s", f.SupplyCutEarliest.UTC().Format(forecastTime), f.SupplyCutLatest.UTC().Format(forecastTime))
 		}
 	case f.SpendPerDay != nil && f.SpendPerDay.IsPositive():
 		cut = "more than ten years away"
@@ -71,9 +74,9 @@ func forecastRows(f *flows.CreditForecast, now time.Time) []forecastRow {
 // before it: "…, 20 h 5 min ago").
 func when(t, now time.Time) string {
 	if t.Before(now) {
-		return t.UTC().Format("2006-01-02 15:04Z") + ", " + span(now.Sub(t)) + " ago"
+		return t.UTC().Format(forecastTime) + ", " + span(now.Sub(t)) + " ago"
 	}
-	return t.UTC().Format("2006-01-02 15:04Z") + ", in " + span(t.Sub(now))
+	return t.UTC().Format(forecastTime) + ", in " + span(t.Sub(now))
 }
 
 // span is a duration as days and hours, or hours and minutes under a day.

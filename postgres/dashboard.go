@@ -124,8 +124,7 @@ func (s *Store) balanceFrequency(ctx context.Context) (flows.Frequency, bool, er
 // FleetSummaries counts meters by state per ESCO (escoCode "" = every
 // ESCO). A meter is stale by the rule of flows.Stale, applied to its
 // balance: the cut-off is computed here and compared in SQL. Offline is
-// meters_offline_all's rule on the shadow's last_online_at, one scan of
-// the fleet (the view probes each meter's csq history).
+// offlineSQL, so the counts are one scan of the fleet.
 func (s *Store) FleetSummaries(ctx context.Context, escoCode string) ([]flows.FleetSummary, error) {
 	freq, balanceSynced, err := s.balanceFrequency(ctx)
 	if err != nil {
@@ -141,7 +140,7 @@ func (s *Store) FleetSummaries(ctx context.Context, escoCode string) ([]flows.Fl
 		       count(*) FILTER (WHERE r.mode = 'active'), count(*) FILTER (WHERE r.mode = 'passive'),
 		       count(*) FILTER (WHERE r.mode = 'active' AND s.health = 'healthy'),
 		       count(*) FILTER (WHERE r.mode = 'active' AND s.health = 'unhealthy'),
-		       count(*) FILTER (WHERE s.last_online_at < now() - interval '3 hours'),
+		       count(*) FILTER (WHERE `+offlineSQL("s")+`),
 		       count(*) FILTER (WHERE r.mode = 'active' AND r.ip_address IS NOT NULL AND
 		           coalesce((s.synced_at ->> 'balance')::timestamptz, r.created_at) < $2::timestamptz),
 		       count(*) FILTER (WHERE s.balance < 5)

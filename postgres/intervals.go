@@ -339,14 +339,14 @@ func (s *Store) Intervals(ctx context.Context, meterID string, from, to time.Tim
 	}
 	sums := [2][]sum{make([]sum, n), make([]sum, n)}
 	add := func(to **decimal.Decimal, v *decimal.Decimal) {
-		if v == nil {
-			return
+		switch {
+		case v == nil:
+		case *to == nil:
+			*to = v
+		default:
+			t := (*to).Add(*v)
+			*to = &t
 		}
-		if *to == nil {
-			*to = &decimal.Zero
-		}
-		t := (*to).Add(*v)
-		*to = &t
 	}
 	count := func(e int, start time.Time, imp, exp *decimal.Decimal) {
 		k := int(start.Sub(from) / step)

@@ -259,11 +259,7 @@ func meterWhere(f flows.MeterFilter) (string, []any, error) {
 		where = append(where, "ms.balance < "+arg(*f.Below))
 	}
 	if f.Offline {
-		// meters_offline_all's rule (silent for more than 3 hours, ever
-		// heard from) on the shadow's copy of its last_online (migration
-		// 0028): the view probes every meter's csq history, about a second
-		// at 100,000 meters.
-		where = append(where, "ms.last_online_at < now() - interval '3 hours'")
+		where = append(where, offlineSQL("ms"))
 	}
 	if f.Query != "" {
 		p := arg("%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Query) + "%")
@@ -273,6 +269,14 @@ func meterWhere(f flows.MeterFilter) (string, []any, error) {
 		return "", args, nil
 	}
 	return " WHERE " + strings.Join(where, " AND "), args, nil
+}
+
+// offlineSQL is meters_offline_all's rule (silent for more than 3 hours,
+// ever heard from) on the copy of its last_online the shadow (alias)
+// keeps (migration 0028): the view probes every meter's csq history,
+// about a second at 100,000 meters.
+func offlineSQL(shadow string) string {
+	return shadow + ".last_online_at < now() - interval '3 hours'"
 }
 
 // pageClause appends LIMIT/OFFSET parameters for f.

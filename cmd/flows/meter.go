@@ -244,11 +244,16 @@ func meterArg(cmd *cobra.Command, serial string) (*postgres.Store, *flows.Meter,
 }
 
 func openStore(cmd *cobra.Command) (*postgres.Store, func(), error) {
+	return openStoreCtx(cmd.Context(), cmd)
+}
+
+// openStoreCtx is openStore connecting within ctx.
+func openStoreCtx(ctx context.Context, cmd *cobra.Command) (*postgres.Store, func(), error) {
 	url, err := databaseURL(cmd)
 	if err != nil {
 		return nil, nil, err
 	}
-	pool, err := postgres.Open(cmd.Context(), url)
+	pool, err := postgres.Open(ctx, url)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -269,18 +274,14 @@ func completeSerials(cmd *cobra.Command, args []string, toComplete string) ([]st
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	url, err := databaseURL(cmd)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	pool, err := postgres.Open(ctx, url)
+	store, closeFn, err := openStoreCtx(ctx, cmd)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	defer pool.Close()
-	ms, err := postgres.NewStore(pool).Meters(ctx, flows.MeterFilter{Query: toComplete, Limit: 200})
+	defer closeFn()
+	ms, err := store.Meters(ctx, flows.MeterFilter{Query: toComplete, Limit: 200})
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}

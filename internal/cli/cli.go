@@ -198,20 +198,19 @@ func commandLineError(cmd *cobra.Command, err error) (string, bool) {
 	if strings.HasPrefix(e.Field, "--") {
 		return e.Error(), true
 	}
-	if cmd != nil {
-		f := cmd.Flags().Lookup(e.Field)
-		if f == nil && len(e.Field) == 1 {
-			f = cmd.Flags().ShorthandLookup(e.Field)
-		}
-		if f != nil {
-			return "--" + f.Name + ": " + e.Message, true
-		}
+	if cmd == nil {
+		return "", false
 	}
-	if cmd != nil {
-		for _, a := range Positional(cmd) {
-			if name := strings.Trim(a, "[]."); strings.EqualFold(name, e.Field) {
-				return name + ": " + e.Message, true
-			}
+	f := cmd.Flags().Lookup(e.Field)
+	if f == nil && len(e.Field) == 1 {
+		f = cmd.Flags().ShorthandLookup(e.Field)
+	}
+	if f != nil {
+		return "--" + f.Name + ": " + e.Message, true
+	}
+	for _, a := range Positional(cmd) {
+		if name := strings.Trim(a, "[]."); strings.EqualFold(name, e.Field) {
+			return name + ": " + e.Message, true
 		}
 	}
 	return "", false
