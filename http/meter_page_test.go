@@ -75,6 +75,13 @@ func TestMeterPageMarkersAndTwins(t *testing.T) {
 		strings.Contains(twin, `id="sync-btn"`) {
 		t.Errorf("a twin's page: badge or write forms wrong")
 	}
+	// Nor does the API take a token for it: refused, saying why, not
+	// queued for a push to fail.
+	op := token(t, flowshttp.RoleOperator, "")
+	if code, p := a.do("POST", "/api/v1/meters/EML1100000099/tokens", op, map[string]any{"token": "12345678901234567890"}); code != 409 ||
+		!strings.Contains(fmt.Sprint(p["detail"]), "passive twin: top it up where it is active") {
+		t.Errorf("a token for a passive twin: %d %v, want 409 saying to top it up where it is active", code, p)
+	}
 }
 
 // A three-phase meter has no prepayment balance: the fleet and meter

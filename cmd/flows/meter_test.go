@@ -112,8 +112,9 @@ func TestMigrateAndMeterCommands(t *testing.T) {
 		t.Errorf("completing meter sync EML9: %s", out)
 	}
 	// Usage errors exit 2 with the usage line; they never reach the database.
-	for _, args := range [][]string{{"meter", "lst"}, {"meter", "show"}, {"meter", "list", "--output", "yaml"}, {"meter", "topup", "EML2137580002"}} {
-		out, err := flowsCmd(t, append(args, "--database-url", url)...)
+	for _, args := range [][]string{{"meter", "lst"}, {"meter", "show"}, {"meter", "list", "--output", "yaml"}, {"meter", "topup", "EML2137580002"},
+		{"meter", "list", "--health", "bogus"}} {
+		out, err := flowsCmd(t, append(args, "--database-url", "postgres://nobody@127.0.0.1:1/none")...) // a database that is not there
 		if exitCode(err) != 2 || !strings.Contains(out, "Usage: flows meter") {
 			t.Errorf("flows %v: %v\n%s\nwant exit 2 with the usage line", args, err, out)
 		}
