@@ -60,7 +60,9 @@ func (s *Server) intervalPanel(ctx context.Context, m *flows.Meter, q url.Values
 	if next := day.AddDate(0, 0, 1); !next.After(today) {
 		p.NextDay = flows.FormatDay(next)
 	}
-	dayHref := func(d string) string { return pageLink("/meters/"+url.PathEscape(m.Serial), q, map[string]string{"day": d}) }
+	dayHref := func(d string) string {
+		return pageLink("/meters/"+url.PathEscape(m.Serial), q, map[string]string{"day": d})
+	}
 	p.PrevHref = dayHref(p.PrevDay)
 	if p.NextDay != "" {
 		p.NextHref = dayHref(p.NextDay)
